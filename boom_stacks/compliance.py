@@ -1,0 +1,186 @@
+"""The compliance gate: cdk-nag packs on every synth, and every acknowledged finding.
+
+An acknowledgement names one finding (rule id, with its [finding] part where a rule reports
+several) on one construct path, says when it applies, and why a reviewer can accept it.
+`tests/test_compliance.py` fails on any finding not listed here and on any entry here that no
+longer matches a finding.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, NagPack, NIST80053R5Checks, PCIDSS321Checks
+from constructs import IConstruct
+
+from boom_stacks.config import EnvironmentConfig
+
+PACK_NAMES = ("AwsSolutions", "NIST 800-53 R5", "PCI DSS 3.2.1")
+
+
+def packs(scope: IConstruct) -> list[NagPack]:
+    return [AwsSolutionsChecks(scope), NIST80053R5Checks(scope), PCIDSS321Checks(scope)]
+
+
+def register_packs(app: cdk.App) -> None:
+    """Synth fails on any finding that is not acknowledged."""
+    cdk.Validations.of(app).add_plugins(*packs(app))
+
+
+def _always(_: EnvironmentConfig) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    stack: str  # the part of the stack id: "Network", "Data", ...
+    path: str  # construct path below the stack, down to the CloudFormation resource
+    rule: str
+    reason: str
+    applies: Callable[[EnvironmentConfig], bool] = _always
+
+    def construct_path(self, config: EnvironmentConfig) -> str:
+        return f"{config.stack_id(self.stack)}/{self.path}"
+
+    def __post_init__(self) -> None:
+        if len(self.reason) < 40:
+            raise ValueError(f"acknowledgement {self.rule} on {self.path}: give a reason a "
+                             "reviewer can check (40+ characters)")
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    rule: str
+    path: str
+
+
+def _no_multi_az_database(config: EnvironmentConfig) -> bool:
+    return not config.database.multi_az
+
+
+def _no_deletion_protection(config: EnvironmentConfig) -> bool:
+    return not config.database.deletion_protection
+
+
+def _single_az_cache(config: EnvironmentConfig) -> bool:
+    return not config.cache.multi_az
+
+
+_DB = "Database/Instance/Resource"
+# CDK names this ingress after the rotation security group's path plus a hash: match by glob.
+_ROTATION_INGRESS = "Database/SecurityGroup/from *RotationSingleUserSecurityGroup*:{IndirectPort}"
+_AWS_MANAGED = ("AWS-managed service-role policy that the service documents for this role; "
+                "AWS keeps it current as the service adds APIs, and it grants nothing to "
+                "principals other than the service")
+_PUBLIC_ROUTE = ("Public subnets hold only the NAT gateways (and later the ALB): a default "
+                 "route to the internet gateway is what makes them public. Workloads run in "
+                 "private subnets, data in isolated subnets with no route out")
+_REPLICATION = ("Cross-region copies of backups are the DR stack's job (AWS Backup copy to "
+                "us-west-2 and RDS cross-region automated backups, see DESIGN.md); S3 "
+                "replication of this bucket would duplicate them")
+_ROTATION_PORT = ("Ingress from the secret-rotation Lambda's security group to the database "
+                  "port. The port is RDS's endpoint-port attribute (5432), resolved at deploy "
+                  "time, which the rule cannot read; it is not SSH or an open port range")
+
+ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
+    # --- Database -------------------------------------------------------------------------
+    Acknowledgement("Data", _DB, "AwsSolutions-RDS3",
+                    "Multi-AZ is a prod setting (seed: db.t3.micro/small single-AZ for "
+                    "dev/staging at $25/$50 a month); prod runs Multi-AZ",
+                    _no_multi_az_database),
+    Acknowledgement("Data", _DB, "NIST.800.53.R5-RDSMultiAZSupport",
+                    "Multi-AZ is a prod setting (seed cost plan); prod runs Multi-AZ",
+                    _no_multi_az_database),
+    Acknowledgement("Data", _DB, "AwsSolutions-RDS10",
+                    "dev databases are disposable and torn down with the stack; staging and "
+                    "prod have deletion protection", _no_deletion_protection),
+    Acknowledgement("Data", _DB, "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled",
+                    "dev databases are disposable; staging and prod have deletion protection",
+                    _no_deletion_protection),
+    Acknowledgement("Data", _DB, "AwsSolutions-RDS11",
+                    "The seed fixes PostgreSQL on 5432 (PgBouncer config). A non-default port "
+                    "is obscurity, not control: the instance is in isolated subnets, not "
+                    "public, and its security group admits only granted peers"),
+    Acknowledgement(
+        "Data", "Database/Instance/MonitoringRole/Resource",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonRDSEnhancedMonitoringRole]", _AWS_MANAGED + " (RDS enhanced monitoring)"),
+    Acknowledgement(
+        "Data", "DatabaseBackup/Plan/Database/Role/Resource",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWSBackupServiceRolePolicyForBackup]", _AWS_MANAGED + " (AWS Backup)"),
+    *(Acknowledgement("Data", _ROTATION_INGRESS, f"{pack}-{rule}", _ROTATION_PORT)
+      for pack in ("NIST.800.53.R5", "PCI.DSS.321")
+      for rule in ("EC2RestrictedSSH", "EC2RestrictedCommonPorts")),
+    # --- Cache ----------------------------------------------------------------------------
+    Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC4",
+                    "dev runs one cache node (seed: cache.t3.micro, $15 a month); it holds "
+                    "only re-creatable cache and session data. staging/prod are Multi-AZ",
+                    _single_az_cache),
+    Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC5",
+                    "The seed fixes Redis on 6379. A non-default port is obscurity: the group "
+                    "is in isolated subnets, requires TLS and an AUTH token, and its security "
+                    "group admits only granted peers"),
+    Acknowledgement("Data", "Cache/ReplicationGroup",
+                    "NIST.800.53.R5-ElastiCacheRedisClusterAutomaticBackup",
+                    "The rule wants 15 days of snapshots; the seed sets 5. Redis holds cache "
+                    "and sessions that are rebuilt from PostgreSQL (the system of record, "
+                    "backed up for 30 days), so older cache snapshots have no restore use"),
+    Acknowledgement("Data", "Cache/AuthToken/Resource", "AwsSolutions-SMG4",
+                    "Rotating a Redis AUTH token needs ElastiCache's two-step ROTATE/SET "
+                    "flow, which Secrets Manager has no rotation template for. The token is "
+                    "64 random characters, KMS-encrypted, TLS-only, and reachable only from "
+                    "granted security groups"),
+    Acknowledgement("Data", "Cache/AuthToken/Resource",
+                    "NIST.800.53.R5-SecretsManagerRotationEnabled",
+                    "No Secrets Manager rotation template exists for ElastiCache AUTH tokens "
+                    "(ROTATE/SET flow); see AwsSolutions-SMG4 on the same secret"),
+    # --- Backup bucket --------------------------------------------------------------------
+    *(Acknowledgement("Data", f"Backups/{bucket}/Resource", f"{pack}-S3BucketReplicationEnabled",
+                      _REPLICATION)
+      for bucket in ("Bucket", "AccessLogs") for pack in ("NIST.800.53.R5", "PCI.DSS.321")),
+    *(Acknowledgement("Data", "Backups/AccessLogs/Resource", f"{pack}-S3DefaultEncryptionKMS",
+                      "S3 server access logs can only be delivered to a bucket encrypted with "
+                      "SSE-S3 (AES-256); SSE-KMS is not supported for the log destination")
+      for pack in ("NIST.800.53.R5", "PCI.DSS.321")),
+    # --- Network --------------------------------------------------------------------------
+    *(Acknowledgement("Network", f"Network/Vpc/PublicSubnet{n}/DefaultRoute",
+                      f"{pack}-VPCNoUnrestrictedRouteToIGW", _PUBLIC_ROUTE)
+      for n in (1, 2, 3) for pack in ("NIST.800.53.R5", "PCI.DSS.321")),
+)
+
+
+def acknowledgements_for(config: EnvironmentConfig) -> list[Acknowledgement]:
+    return [ack for ack in ACKNOWLEDGEMENTS if ack.applies(config)]
+
+
+def resolve(app: cdk.App, config: EnvironmentConfig, ack: Acknowledgement) -> IConstruct:
+    """The one construct an acknowledgement names; path parts may be globs (`*`)."""
+    target: IConstruct | None = app.node.try_find_child(config.stack_id(ack.stack))
+    for part in ack.path.split("/"):
+        matches = ([c for c in target.node.children if fnmatch.fnmatchcase(c.node.id, part)]
+                   if target is not None else [])
+        target = matches[0] if len(matches) == 1 else None
+    if target is None:
+        raise LookupError(f"compliance acknowledgement {ack.rule} names "
+                          f"{ack.construct_path(config)}, which matches no single construct")
+    return target
+
+
+def acknowledge(app: cdk.App, config: EnvironmentConfig) -> None:
+    for ack in acknowledgements_for(config):
+        cdk.Validations.of(resolve(app, config, ack)).acknowledge(
+            cdk.Acknowledgment(id=ack.rule, reason=ack.reason))
+
+
+def findings(app: cdk.App) -> list[Finding]:
+    """Every finding the packs report on `app` now (acknowledged ones are not reported)."""
+    found = set()
+    for pack in packs(app):
+        for violation in pack.validate_scope(app).violations:
+            for resource in violation.violating_resources:
+                found.add(Finding(rule=violation.rule_name, path=str(resource.construct_path)))
+    return sorted(found)

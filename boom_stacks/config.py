@@ -1,0 +1,328 @@
+"""Typed configuration for each environment: the one place where environments differ.
+
+Values are the seed's (infrastructure-requirements.md). Every value is validated when an
+`EnvironmentConfig` is built, so bad input stops the app before any construct exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+DEFAULT_ENVIRONMENT = "dev"
+# AWS's documentation example account: lets synth run offline; deploy needs a real one.
+PLACEHOLDER_ACCOUNT = "123456789012"
+# The context keys this app reads (`-c key=value`). Anything close to one of them is a typo.
+CONTEXT_KEYS = ("env", "account")
+# Spellings people reach for, mapped to the key this app reads.
+_CONTEXT_KEY_SPELLINGS = {"env": "env", "environment": "env", "stage": "env",
+                          "account": "account", "account_id": "account", "accountid": "account",
+                          "aws_account": "account"}
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_DAILY_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_WEEKLY_WINDOW = re.compile(
+    r"^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)-"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)$"
+)
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(ValueError):
+    """Bad configuration or context; the message names the field, the value and the fix."""
+
+    def __init__(self, field: str, value: object, problem: str, fix: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field} = {value!r}: {problem}. {fix}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    cidr: str
+    nat_gateways: int
+    # Interface endpoints keep ECR/STS/Secrets Manager/Logs traffic off the NAT gateways.
+    interface_endpoints: bool
+    flow_log_retention_days: int = 90
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    instance_class: str
+    multi_az: bool
+    deletion_protection: bool
+    snapshot_on_delete: bool
+    database_name: str = "boom_booking"
+    allocated_storage_gib: int = 100
+    max_allocated_storage_gib: int = 1000
+    backup_retention_days: int = 7
+    backup_window: str = "03:00-04:00"
+    maintenance_window: str = "sun:04:00-sun:05:00"
+    monitoring_interval_seconds: int = 60
+    secret_rotation_days: int = 30
+    slow_statement_ms: int = 500
+    log_retention_days: int = 90
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    node_type: str
+    num_nodes: int
+    multi_az: bool
+    engine_version: str = "7.1"
+    snapshot_retention_days: int = 5
+    snapshot_window: str = "03:00-05:00"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupConfig:
+    retention_days: int = 30
+    noncurrent_retention_days: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentConfig:
+    name: str
+    account: str
+    availability_zones: tuple[str, ...]
+    network: NetworkConfig
+    database: DatabaseConfig
+    cache: CacheConfig
+    backup: BackupConfig
+    primary_region: str = "us-east-1"
+    dr_region: str = "us-west-2"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def title(self) -> str:
+        return self.name.capitalize()
+
+    def stack_id(self, part: str) -> str:
+        return f"Boom-{self.title}-{part}"
+
+    @property
+    def is_production_like(self) -> bool:
+        """Stateful resources are protected from deletion everywhere but dev."""
+        return self.name != "dev"
+
+
+def load_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> EnvironmentConfig:
+    """The environment chosen by `-c env=...`, with the account from context or the CLI."""
+    _reject_typos(context)
+    name = context.get("env", DEFAULT_ENVIRONMENT)
+    if name not in ENVIRONMENT_CONFIGS:
+        raise ConfigError("env", name, "is not an environment",
+                          f"Use -c env= one of: {', '.join(ENVIRONMENTS)}")
+    account = context.get("account") or environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT
+    return replace(ENVIRONMENT_CONFIGS[name], account=str(account))
+
+
+def _reject_typos(context: Mapping[str, Any]) -> None:
+    for key in context:
+        if key in CONTEXT_KEYS or key.startswith(("@", "aws:", "cdk")):
+            continue
+        close = difflib.get_close_matches(key.lower(), _CONTEXT_KEY_SPELLINGS, n=1, cutoff=0.75)
+        if close:
+            known = _CONTEXT_KEY_SPELLINGS[close[0]]
+            raise ConfigError(f"context key {key!r}", context[key], "is not a context key",
+                              f"Did you mean -c {known}=...? Known keys: {', '.join(CONTEXT_KEYS)}")
+
+
+def _validate(cfg: EnvironmentConfig) -> None:
+    env = cfg.name
+    if env not in ENVIRONMENTS:
+        raise ConfigError("name", env, "is not an environment", f"Use one of {ENVIRONMENTS}")
+    if not _ACCOUNT.match(cfg.account):
+        raise ConfigError(f"{env}.account", cfg.account, "is not a 12-digit AWS account id",
+                          "Pass -c account=123456789012 or set CDK_DEFAULT_ACCOUNT")
+    for field in ("primary_region", "dr_region"):
+        if not _REGION.match(getattr(cfg, field)):
+            raise ConfigError(f"{env}.{field}", getattr(cfg, field), "is not an AWS region",
+                              "Use a region name such as us-east-1")
+    if cfg.dr_region == cfg.primary_region:
+        raise ConfigError(f"{env}.dr_region", cfg.dr_region, "equals primary_region",
+                          "Disaster recovery needs a second region, e.g. us-west-2")
+    _validate_azs(env, cfg)
+    _validate_network(env, cfg.network, len(cfg.availability_zones))
+    _validate_database(env, cfg.database)
+    _validate_cache(env, cfg.cache)
+    _in_range(f"{env}.backup.retention_days", cfg.backup.retention_days, 1, 3650)
+    _in_range(f"{env}.backup.noncurrent_retention_days", cfg.backup.noncurrent_retention_days,
+              1, 3650)
+
+
+def _validate_azs(env: str, cfg: EnvironmentConfig) -> None:
+    azs = cfg.availability_zones
+    if len(azs) != 3 or len(set(azs)) != 3:
+        raise ConfigError(f"{env}.availability_zones", azs, "must be 3 distinct zones",
+                          "List three zones of the primary region, e.g. us-east-1a/b/c")
+    for az in azs:
+        if not re.match(rf"^{re.escape(cfg.primary_region)}[a-z]$", az):
+            raise ConfigError(f"{env}.availability_zones", az,
+                              f"is not a zone of primary_region {cfg.primary_region}",
+                              f"Use zones named {cfg.primary_region}a, {cfg.primary_region}b, ...")
+
+
+def _validate_network(env: str, net: NetworkConfig, az_count: int) -> None:
+    try:
+        cidr = ipaddress.IPv4Network(net.cidr, strict=True)
+    except ValueError as err:
+        raise ConfigError(f"{env}.network.cidr", net.cidr, f"is not a valid IPv4 CIDR ({err})",
+                          "Use a network address such as 10.10.0.0/16") from None
+    if not cidr.is_private or not 16 <= cidr.prefixlen <= 20:
+        raise ConfigError(f"{env}.network.cidr", net.cidr,
+                          "must be a private range between /16 and /20",
+                          "Use an RFC 1918 range such as 10.10.0.0/16")
+    _in_range(f"{env}.network.nat_gateways", net.nat_gateways, 1, az_count)
+    _one_of(f"{env}.network.flow_log_retention_days", net.flow_log_retention_days,
+            LOG_RETENTION_DAYS)
+
+
+def _validate_database(env: str, db: DatabaseConfig) -> None:
+    prefix = f"{env}.database"
+    if not re.match(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", db.instance_class):
+        raise ConfigError(f"{prefix}.instance_class", db.instance_class,
+                          "is not an RDS instance class", "Use a class such as db.t3.medium")
+    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", db.database_name):
+        raise ConfigError(f"{prefix}.database_name", db.database_name,
+                          "is not a PostgreSQL identifier", "Use lower case letters, digits, _")
+    _in_range(f"{prefix}.allocated_storage_gib", db.allocated_storage_gib, 20, 65536)
+    _in_range(f"{prefix}.max_allocated_storage_gib", db.max_allocated_storage_gib, 20, 65536)
+    if db.allocated_storage_gib > db.max_allocated_storage_gib:
+        raise ConfigError(f"{prefix}.allocated_storage_gib", db.allocated_storage_gib,
+                          f"is larger than max_allocated_storage_gib "
+                          f"({db.max_allocated_storage_gib})",
+                          "Set allocated_storage_gib <= max_allocated_storage_gib")
+    # RDS allows 0-35; 0 turns automated backups off, which we never want.
+    _in_range(f"{prefix}.backup_retention_days", db.backup_retention_days, 1, 35)
+    _one_of(f"{prefix}.monitoring_interval_seconds", db.monitoring_interval_seconds,
+            (1, 5, 10, 15, 30, 60))
+    _in_range(f"{prefix}.secret_rotation_days", db.secret_rotation_days, 1, 365)
+    _in_range(f"{prefix}.slow_statement_ms", db.slow_statement_ms, 1, 60_000)
+    _one_of(f"{prefix}.log_retention_days", db.log_retention_days, LOG_RETENTION_DAYS)
+    backup = _daily_window(f"{prefix}.backup_window", db.backup_window)
+    maintenance = _weekly_window(f"{prefix}.maintenance_window", db.maintenance_window)
+    if _overlaps(backup, maintenance):
+        raise ConfigError(f"{prefix}.maintenance_window", db.maintenance_window,
+                          f"overlaps backup_window {db.backup_window}",
+                          "RDS requires the two windows not to overlap; move one of them")
+
+
+def _validate_cache(env: str, cache: CacheConfig) -> None:
+    prefix = f"{env}.cache"
+    if not re.match(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", cache.node_type):
+        raise ConfigError(f"{prefix}.node_type", cache.node_type,
+                          "is not an ElastiCache node type", "Use a type such as cache.t3.micro")
+    _in_range(f"{prefix}.num_nodes", cache.num_nodes, 1, 6)
+    if cache.multi_az and cache.num_nodes < 2:
+        raise ConfigError(f"{prefix}.multi_az", cache.multi_az,
+                          "needs at least 2 nodes (num_nodes)",
+                          "Set num_nodes >= 2 or multi_az = False")
+    if not re.match(r"^7\.\d+$", cache.engine_version):
+        raise ConfigError(f"{prefix}.engine_version", cache.engine_version,
+                          "is not a Redis 7 version", "Use e.g. 7.1 (the seed's redis7 family)")
+    _in_range(f"{prefix}.snapshot_retention_days", cache.snapshot_retention_days, 1, 35)
+    _daily_window(f"{prefix}.snapshot_window", cache.snapshot_window)
+
+
+def _in_range(field: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(field, value, f"is outside the allowed range {low}-{high}",
+                          f"Set a whole number from {low} to {high}")
+
+
+def _one_of(field: str, value: int, allowed: tuple[int, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(field, value, "is not an allowed value",
+                          f"Use one of {', '.join(map(str, allowed))}")
+
+
+def _daily_window(field: str, window: str) -> tuple[int, int]:
+    match = _DAILY_WINDOW.match(window)
+    if not match:
+        raise ConfigError(field, window, "is not a daily window", "Use hh:mm-hh:mm in UTC")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if (end - start) % 1440 < 30:
+        raise ConfigError(field, window, "is shorter than 30 minutes",
+                          "AWS requires at least 30 minutes; widen the window")
+    return start, end
+
+
+def _weekly_window(field: str, window: str) -> tuple[int, int]:
+    match = _WEEKLY_WINDOW.match(window)
+    if not match:
+        raise ConfigError(field, window, "is not a weekly window",
+                          "Use ddd:hh:mm-ddd:hh:mm in UTC, e.g. sun:04:00-sun:05:00")
+    d1, h1, m1, d2, h2, m2 = match.groups()
+    start = _DAYS.index(d1) * 1440 + int(h1) * 60 + int(m1)
+    end = _DAYS.index(d2) * 1440 + int(h2) * 60 + int(m2)
+    if (end - start) % (7 * 1440) < 30:
+        raise ConfigError(field, window, "is shorter than 30 minutes",
+                          "AWS requires at least 30 minutes; widen the window")
+    return start, end
+
+
+def _overlaps(daily: tuple[int, int], weekly: tuple[int, int]) -> bool:
+    """Whether a daily window meets a weekly one on any day (minutes since Monday 00:00)."""
+    week = 7 * 1440
+
+    def minutes(start: int, end: int, period: int) -> set[int]:
+        return {(start + i) % week for i in range((end - start) % period)}
+
+    weekly_minutes = minutes(*weekly, week)
+    return any(minutes(daily[0] + day * 1440, daily[1] + day * 1440, 1440) & weekly_minutes
+               for day in range(7))
+
+
+def _primary_azs(region: str = "us-east-1") -> tuple[str, ...]:
+    return tuple(f"{region}{suffix}" for suffix in "abc")
+
+
+ENVIRONMENT_CONFIGS: Mapping[str, EnvironmentConfig] = {
+    "dev": EnvironmentConfig(
+        name="dev",
+        account=PLACEHOLDER_ACCOUNT,
+        availability_zones=_primary_azs(),
+        network=NetworkConfig(cidr="10.10.0.0/16", nat_gateways=1, interface_endpoints=False,
+                              flow_log_retention_days=30),
+        database=DatabaseConfig(instance_class="db.t3.micro", multi_az=False,
+                                deletion_protection=False, snapshot_on_delete=False,
+                                log_retention_days=30),
+        cache=CacheConfig(node_type="cache.t3.micro", num_nodes=1, multi_az=False),
+        backup=BackupConfig(),
+    ),
+    "staging": EnvironmentConfig(
+        name="staging",
+        account=PLACEHOLDER_ACCOUNT,
+        availability_zones=_primary_azs(),
+        network=NetworkConfig(cidr="10.20.0.0/16", nat_gateways=1, interface_endpoints=True),
+        database=DatabaseConfig(instance_class="db.t3.small", multi_az=False,
+                                deletion_protection=True, snapshot_on_delete=True),
+        cache=CacheConfig(node_type="cache.t3.small", num_nodes=2, multi_az=True),
+        backup=BackupConfig(),
+    ),
+    "prod": EnvironmentConfig(
+        name="prod",
+        account=PLACEHOLDER_ACCOUNT,
+        availability_zones=_primary_azs(),
+        network=NetworkConfig(cidr="10.30.0.0/16", nat_gateways=3, interface_endpoints=True,
+                              flow_log_retention_days=365),
+        database=DatabaseConfig(instance_class="db.t3.medium", multi_az=True,
+                                deletion_protection=True, snapshot_on_delete=True,
+                                log_retention_days=365),
+        cache=CacheConfig(node_type="cache.t3.medium", num_nodes=2, multi_az=True),
+        backup=BackupConfig(),
+    ),
+}

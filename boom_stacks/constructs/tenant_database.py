@@ -1,0 +1,101 @@
+"""RDS PostgreSQL for tenant data, configured as the seed asks and locked down by default."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_rds as rds
+from constructs import Construct
+
+from boom_stacks.config import EnvironmentConfig
+from boom_stacks.constructs.grants import allow_from_peer
+from boom_stacks.constructs.log_groups import encrypted_log_group
+
+# Pinned minor; tests run against the same major (PostgreSQL 15) locally.
+ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15_17)
+LOG_EXPORTS = ("postgresql", "upgrade")
+MASTER_USERNAME = "boom_admin"
+
+
+class TenantDatabase(Construct):
+    """The primary database; later stacks call `grant_connect(peer)` to open port 5432."""
+
+    PORT = 5432
+
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, vpc: ec2.IVpc,
+                 key: kms.IKey, log_key: kms.IKey) -> None:
+        super().__init__(scope, id_)
+        db = config.database
+        retain = config.is_production_like
+        self.identifier = f"boom-{config.name}-db"
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
+            description=f"Boom {config.name} PostgreSQL: no ingress unless granted")
+        parameters = rds.ParameterGroup(
+            self, "Parameters", engine=ENGINE,
+            description="Boom PostgreSQL: TLS only, slow statements logged",
+            parameters={
+                "rds.force_ssl": "1",
+                "ssl_min_protocol_version": "TLSv1.2",
+                "log_min_duration_statement": str(db.slow_statement_ms),
+                "log_connections": "1",
+                "log_disconnections": "1",
+            },
+        )
+        # Pre-created so retention and encryption are ours, not RDS's defaults.
+        log_groups = [
+            encrypted_log_group(self, f"{export.capitalize()}Logs", key=log_key,
+                                retention_days=db.log_retention_days, retain=retain,
+                                log_group_name=f"/aws/rds/instance/{self.identifier}/{export}")
+            for export in LOG_EXPORTS
+        ]
+        self.instance = rds.DatabaseInstance(
+            self, "Instance",
+            instance_identifier=self.identifier,
+            engine=ENGINE,
+            instance_type=ec2.InstanceType(db.instance_class.removeprefix("db.")),
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            security_groups=[self.security_group],
+            port=self.PORT,
+            credentials=rds.Credentials.from_generated_secret(
+                MASTER_USERNAME, encryption_key=key,
+                secret_name=f"boom/{config.name}/database/master"),
+            database_name=db.database_name,
+            parameter_group=parameters,
+            allocated_storage=db.allocated_storage_gib,
+            max_allocated_storage=db.max_allocated_storage_gib,
+            storage_type=rds.StorageType.GP3,
+            storage_encrypted=True,
+            storage_encryption_key=key,
+            multi_az=db.multi_az,
+            backup_retention=Duration.days(db.backup_retention_days),
+            preferred_backup_window=db.backup_window,
+            preferred_maintenance_window=db.maintenance_window,
+            copy_tags_to_snapshot=True,
+            delete_automated_backups=False,
+            deletion_protection=db.deletion_protection,
+            removal_policy=(RemovalPolicy.SNAPSHOT if db.snapshot_on_delete
+                            else RemovalPolicy.DESTROY),
+            enable_performance_insights=True,
+            performance_insight_encryption_key=key,
+            monitoring_interval=Duration.seconds(db.monitoring_interval_seconds),
+            iam_authentication=True,
+            publicly_accessible=False,
+            cloudwatch_logs_exports=list(LOG_EXPORTS),
+            ca_certificate=rds.CaCertificate.RDS_CA_RSA2048_G1,
+        )
+        for log_group in log_groups:
+            self.instance.node.add_dependency(log_group)
+        # The rotation Lambda needs Secrets Manager: it runs where there is egress.
+        self.instance.add_rotation_single_user(
+            automatically_after=Duration.days(db.secret_rotation_days),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+        assert self.instance.secret is not None
+        self.master_secret = self.instance.secret
+
+    def grant_connect(self, peer: ec2.ISecurityGroup, description: str) -> None:
+        """Open PostgreSQL to `peer`; the rule lives in the peer's stack."""
+        allow_from_peer(self.security_group, peer, self.PORT, description)

@@ -1,0 +1,42 @@
+"""Boom-<Env>-Data: keys, the tenant database, the session cache and the backup bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from boom_stacks.config import EnvironmentConfig
+from boom_stacks.constructs.backup_bucket import BackupBucket
+from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
+from boom_stacks.constructs.keys import rotating_key
+from boom_stacks.constructs.session_cache import SessionCache
+from boom_stacks.constructs.tenant_database import TenantDatabase
+from boom_stacks.stacks.base import BoomStack
+
+
+class DataStack(BoomStack):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig, vpc: ec2.IVpc,
+                 **kwargs: Any) -> None:
+        super().__init__(scope, id_, config=config, **kwargs)
+        retain = config.is_production_like
+
+        def key(id_: str, purpose: str, description: str) -> Any:
+            return rotating_key(self, id_, alias=f"boom/{config.name}/{purpose}",
+                                description=description, retain=retain)
+
+        database_key = key("DatabaseKey", "database", "RDS storage, snapshots, PI, DB secrets")
+        cache_key = key("CacheKey", "cache", "ElastiCache at rest and the Redis AUTH secret")
+        backup_key = key("BackupKey", "backups", "Objects in the backup bucket")
+        log_key = key("LogKey", "data-logs", "Database log groups")
+        log_key.grant_encrypt_decrypt(
+            iam.ServicePrincipal(f"logs.{config.primary_region}.amazonaws.com"))
+
+        self.database = TenantDatabase(self, "Database", config=config, vpc=vpc,
+                                       key=database_key, log_key=log_key)
+        self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
+        self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
+        self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,
+                                              instance=self.database.instance, key=backup_key)

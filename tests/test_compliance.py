@@ -1,0 +1,48 @@
+"""The gate: no unacknowledged finding, no stale acknowledgement, in every environment."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_s3 as s3
+
+from boom_stacks import compliance
+from boom_stacks.stage import create_app
+from tests.fixture_synth import Synthesized, cdk_json_context
+
+
+def test_no_unacknowledged_findings(synthesized: Synthesized) -> None:
+    assert synthesized.unacknowledged == []
+
+
+def test_every_acknowledgement_matches_a_finding(synthesized: Synthesized) -> None:
+    # Given the findings the packs report before anything is acknowledged
+    raw = set(synthesized.raw_findings)
+    app = synthesized.stacks.network.node.root
+    assert isinstance(app, cdk.App)
+    # Then each acknowledgement for this environment names one of them, on its resource
+    stale = [ack for ack in compliance.acknowledgements_for(synthesized.config)
+             if compliance.Finding(ack.rule, compliance.resolve(app, synthesized.config,
+                                                                ack).node.path) not in raw]
+    assert stale == []
+
+
+def test_acknowledgements_are_each_one_rule_on_one_resource() -> None:
+    keys = [(a.stack, a.path, a.rule, a.applies) for a in compliance.ACKNOWLEDGEMENTS]
+    assert len(keys) == len(set(keys))
+    assert all("*" not in a.rule for a in compliance.ACKNOWLEDGEMENTS)
+
+
+def test_an_acknowledgement_needs_a_real_reason() -> None:
+    with pytest.raises(ValueError, match="give a reason"):
+        compliance.Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC5", "ok")
+
+
+def test_synth_fails_on_an_unacknowledged_finding() -> None:
+    # Given the gated dev app with one new bucket that breaks several rules
+    app, stacks = create_app(environ={}, context={**cdk_json_context(),
+                                                  "aws:cdk:bundling-stacks": []})
+    s3.Bucket(stacks.data, "Careless")
+    # When it is synthesized, Then the gate stops it
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()

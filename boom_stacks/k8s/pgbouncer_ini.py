@@ -1,0 +1,53 @@
+"""pgbouncer.ini rendered from config: the seed's pool settings, TLS to RDS verified.
+
+Plain text, no CDK: the cluster stack puts it in a ConfigMap, tests run real PgBouncer on it.
+Credentials are never in it: `auth_file` points at a file mounted from a Kubernetes Secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from boom_stacks.config import PgBouncerConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstream:
+    host: str
+    port: int = 5432
+    database: str = "boom_booking"
+    # verify-full: TLS, the server certificate chains to ca_file and matches host.
+    tls_mode: str = "verify-full"
+    ca_file: str = "/etc/pgbouncer/tls/rds-ca-bundle.pem"
+
+
+def render_ini(pool: PgBouncerConfig, upstream: Upstream, *, listen_port: int = 6432,
+               listen_addr: str = "0.0.0.0",
+               auth_file: str = "/etc/pgbouncer/auth/userlist.txt",
+               extra_databases: str = "", runtime_dir: str = "/tmp") -> str:
+    return f"""\
+[databases]
+{upstream.database} = host={upstream.host} port={upstream.port} dbname={upstream.database}
+{extra_databases}
+[pgbouncer]
+listen_addr = {listen_addr}
+listen_port = {listen_port}
+unix_socket_dir = {runtime_dir}
+auth_type = scram-sha-256
+auth_file = {auth_file}
+pool_mode = {pool.pool_mode}
+max_client_conn = {pool.max_client_conn}
+default_pool_size = {pool.default_pool_size}
+reserve_pool_size = {pool.reserve_pool_size}
+reserve_pool_timeout = 3
+max_db_connections = {pool.max_db_connections}
+server_tls_sslmode = {upstream.tls_mode}
+server_tls_ca_file = {upstream.ca_file}
+server_tls_protocols = tlsv1.2,tlsv1.3
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+admin_users =
+stats_users =
+log_connections = 0
+log_disconnections = 0
+"""

@@ -1,0 +1,1 @@
+"""Tenant database bootstrap: versioned SQL applied idempotently in one transaction."""

@@ -1,0 +1,75 @@
+"""Operators and local databases: `python -m lambdas.tenant_bootstrap --dsn postgresql://...`.
+
+Role passwords come from the environment (BOOM_APP_USER_PASSWORD, BOOM_OWNER_PASSWORD), never
+from the command line, where `ps` would show them. Without them the roles keep their password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connect
+
+PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
+
+
+def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: expected postgresql://user@host:port/db")
+    database = parts.path.lstrip("/")
+    if not database or not parts.username:
+        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: name the user and the database, "
+                             "e.g. postgresql://postgres@localhost:5432/boom_booking")
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number") from None
+    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    return Connection(
+        host=parts.hostname, port=port, database=database, user=unquote(parts.username),
+        password=unquote(parts.password) if parts.password else environ.get("PGPASSWORD"),
+        sslmode=query.get("sslmode", "verify-full"), ca_file=query.get("sslrootcert"))
+
+
+def _redacted(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn.replace(f":{parts.password}@", ":***@", 1)
+    return dsn
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lambdas.tenant_bootstrap",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dsn", required=True,
+                        help="postgresql://user[:password]@host[:port]/database"
+                             "[?sslmode=verify-full|require|disable&sslrootcert=ca.pem]; "
+                             "the password may come from PGPASSWORD instead")
+    parser.add_argument("--target-version", type=int, default=None,
+                        help=f"apply up to this version (default: latest, {LATEST_VERSION})")
+    args = parser.parse_args(argv)
+    passwords = {role: environ[var] for role, var in PASSWORD_VARIABLES.items() if var in environ}
+    try:
+        target = parse_dsn(args.dsn, environ)
+        conn = connect(target)
+        try:
+            result = apply(conn, target_version=args.target_version, role_passwords=passwords)
+        finally:
+            conn.close()
+    except BootstrapError as err:
+        print(f"tenant bootstrap: {err}", file=sys.stderr)
+        return 1
+    applied = ", ".join(map(str, result.applied)) or "none"
+    print(f"tenant bootstrap: {target.database} at version {result.version} "
+          f"(was {result.previous_version}; applied: {applied}; "
+          f"passwords set: {', '.join(sorted(passwords)) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

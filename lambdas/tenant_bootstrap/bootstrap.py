@@ -1,0 +1,186 @@
+"""Applies the versioned migrations in `migrations/` to one database, all or nothing.
+
+Used by the custom resource (handler.py) and by operators (`python -m lambdas.tenant_bootstrap`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import ssl
+from base64 import b64encode
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pg8000.native
+from scramp import ScramMechanism
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
+ROLES = ("app_user", "boom_owner")
+
+META_DDL = """
+CREATE SCHEMA IF NOT EXISTS boom_meta;
+REVOKE ALL ON SCHEMA boom_meta FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS boom_meta.schema_versions (
+  version integer PRIMARY KEY,
+  name text NOT NULL,
+  checksum text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class BootstrapError(Exception):
+    """A bootstrap that cannot proceed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Connection:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None
+    # verify-full (default: TLS, certificate and host name checked), require or disable.
+    sslmode: str = "verify-full"
+    ca_file: str | None = None
+    timeout_seconds: int = 10
+
+
+@dataclass(frozen=True)
+class Result:
+    previous_version: int
+    version: int
+    applied: tuple[int, ...]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise BootstrapError(f"{path.name}: migration files are named NNNN_name.sql")
+        migrations.append(Migration(int(match[1]), match[2], path.read_text()))
+    if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
+        raise BootstrapError("migrations must be numbered 0001, 0002, ... without gaps")
+    return migrations
+
+
+LATEST_VERSION = len(load_migrations())
+
+
+def connect(target: Connection) -> pg8000.native.Connection:
+    ssl_context: ssl.SSLContext | None = None
+    if target.sslmode == "verify-full":
+        ssl_context = ssl.create_default_context(cafile=target.ca_file)
+    elif target.sslmode == "require":
+        ssl_context = ssl.create_default_context()
+        ssl_context.check_hostname = False
+        ssl_context.verify_mode = ssl.CERT_NONE
+    elif target.sslmode != "disable":
+        raise BootstrapError(f"sslmode {target.sslmode!r}: use verify-full, require or disable")
+    try:
+        return pg8000.native.Connection(
+            target.user, host=target.host, port=target.port, database=target.database,
+            password=target.password, ssl_context=ssl_context, timeout=target.timeout_seconds,
+            application_name="boom-tenant-bootstrap")
+    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+        raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
+                             f"{target.database}: {_reason(err)}") from None
+
+
+def scram_verifier(password: str) -> str:
+    """A SCRAM-SHA-256 verifier: the server stores it; the password itself is never sent."""
+    salt, stored_key, server_key, iterations = ScramMechanism("SCRAM-SHA-256").make_auth_info(
+        password, iteration_count=4096)
+
+    def b64(raw: bytes) -> str:
+        return b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
+          role_passwords: Mapping[str, str] | None = None) -> Result:
+    """Applies migrations newer than the database's version, up to `target_version`."""
+    migrations = load_migrations()
+    target = len(migrations) if target_version is None else target_version
+    if not 1 <= target <= len(migrations):
+        raise BootstrapError(f"unknown version {target}: this bootstrap has versions "
+                             f"1 to {len(migrations)}")
+    unknown_roles = set(role_passwords or {}) - set(ROLES)
+    if unknown_roles:
+        raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
+                             f"roles are {', '.join(ROLES)}")
+    conn.run("BEGIN")
+    try:
+        result = _apply_in_transaction(conn, migrations, target, role_passwords or {})
+        conn.run("COMMIT")
+    except BaseException as err:
+        _rollback(conn)
+        if isinstance(err, pg8000.native.DatabaseError):
+            raise BootstrapError(f"bootstrap failed, nothing was changed: {_reason(err)}") from None
+        raise
+    return result
+
+
+def current_version(conn: pg8000.native.Connection) -> int:
+    rows = conn.run("SELECT to_regclass('boom_meta.schema_versions') IS NOT NULL")
+    if not rows[0][0]:
+        return 0
+    return int(conn.run("SELECT coalesce(max(version), 0) FROM boom_meta.schema_versions")[0][0])
+
+
+def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
+                          target: int, role_passwords: Mapping[str, str]) -> Result:
+    conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
+    conn.execute_simple(META_DDL)
+    applied = {int(v): c for v, c in conn.run(
+        "SELECT version, checksum FROM boom_meta.schema_versions")}
+    for migration in migrations:
+        if migration.version in applied and applied[migration.version] != migration.checksum:
+            raise BootstrapError(f"migration {migration.version:04d}_{migration.name} changed "
+                                 "after it was applied; add a new migration instead")
+    previous = max(applied, default=0)
+    if previous > target:
+        raise BootstrapError(f"database is at version {previous}, newer than the requested "
+                             f"{target}; refusing to downgrade (Delete never drops data either)")
+    done = []
+    for migration in migrations[previous:target]:
+        conn.execute_simple(migration.sql)
+        conn.run("INSERT INTO boom_meta.schema_versions (version, name, checksum) "
+                 "VALUES (:v, :n, :c)", v=migration.version, n=migration.name,
+                 c=migration.checksum)
+        done.append(migration.version)
+    for role, password in sorted(role_passwords.items()):
+        conn.run(f"ALTER ROLE {pg8000.native.identifier(role)} PASSWORD "
+                 f"{pg8000.native.literal(scram_verifier(password))}")
+    return Result(previous_version=previous, version=max(previous, target), applied=tuple(done))
+
+
+def _rollback(conn: pg8000.native.Connection) -> None:
+    try:
+        conn.run("ROLLBACK")
+    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError):
+        pass  # the connection is gone; the server rolls back on its own
+
+
+def _reason(err: Exception) -> str:
+    if err.args and isinstance(err.args[0], dict):
+        fields = err.args[0]
+        return f"{fields.get('M', err)} (SQLSTATE {fields.get('C', '?')})"
+    return str(err) or type(err).__name__

@@ -1,0 +1,157 @@
+"""Real PostgreSQL 15 and PgBouncer on loopback, started once per test session.
+
+Both refuse to run as root, so as root they run as the `postgres` user. PostgreSQL serves TLS
+with a throw-away CA made here, so clients can verify the certificate as they do against RDS.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pg8000.native
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _give_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for item in [path, *path.rglob("*")]:
+            os.chown(item, user.pw_uid, user.pw_gid)
+
+
+def _make_tls(directory: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1/localhost; returns the CA file."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=boom-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", "server.key", "-out", "server.csr")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    (directory / "server.key").chmod(0o600)
+    return directory / "ca.pem"
+
+
+@dataclass
+class PostgresServer:
+    root: Path
+    port: int
+    password: str  # the superuser's, random per session
+    ca_file: Path
+    user: str = "postgres"
+    host: str = "127.0.0.1"
+
+    def connect(self, database: str = "postgres", *, user: str | None = None,
+                password: str | None = None, port: int | None = None,
+                tls: bool = False) -> pg8000.native.Connection:
+        import ssl
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if tls else None
+        return pg8000.native.Connection(
+            user or self.user, host=self.host, port=port or self.port, database=database,
+            password=password if user else self.password, ssl_context=context, timeout=30)
+
+    def create_database(self, prefix: str = "boom") -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        conn = self.connect()
+        try:
+            conn.run(f"CREATE DATABASE {name}")
+        finally:
+            conn.close()
+        return name
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    root = Path(tempfile.mkdtemp(prefix="boom-pg-"))
+    root.chmod(0o755)
+    password = secrets.token_urlsafe(24)
+    (root / "pwfile").write_text(password + "\n")
+    ca_file = _make_tls(root)
+    _give_to_postgres(root)
+    data = root / "data"
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                 "--auth-local=trust", "--auth-host=scram-sha-256",
+                                 f"--pwfile={root / 'pwfile'}"]),
+                   check=True, capture_output=True)
+    port = free_port()
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+               f"-c ssl=on -c ssl_cert_file={root / 'server.crt'} "
+               f"-c ssl_key_file={root / 'server.key'} -c max_connections=300 "
+               "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off")
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
+                                 str(root / "postgres.log"), "-o", options, "-w", "start"]),
+                   check=True, capture_output=True)
+    try:
+        yield PostgresServer(root=root, port=port, password=password, ca_file=ca_file)
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                     "stop"]), check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class PgBouncer:
+    port: int
+    config: Path
+
+
+@contextmanager
+def running_pgbouncer(ini: str, userlist: str) -> Iterator[PgBouncer]:
+    """PgBouncer with the given pgbouncer.ini body; `{port}`/`{dir}` are filled in here."""
+    root = Path(tempfile.mkdtemp(prefix="boom-pgbouncer-"))
+    root.chmod(0o755)
+    port = free_port()
+    config = root / "pgbouncer.ini"
+    config.write_text(ini.format(port=port, dir=root))
+    (root / "userlist.txt").write_text(userlist)
+    (root / "userlist.txt").chmod(0o600)
+    _give_to_postgres(root)
+    # 1000 clients need more than the default 1024 open files.
+    process = subprocess.Popen(
+        _as_postgres(["bash", "-c", f"ulimit -n 4096; exec {PGBOUNCER} {config}"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process)
+        yield PgBouncer(port=port, config=config)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pgbouncer exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"pgbouncer did not listen on {port}")

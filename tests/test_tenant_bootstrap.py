@@ -1,0 +1,137 @@
+"""The bootstrap on real PostgreSQL 15: idempotent, upgradable, all-or-nothing, and its CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.__main__ import main
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_synth import ROOT
+
+
+def schema_dump(postgres: PostgresServer, database: str) -> str:
+    from tests.fixture_postgres import PG_BIN
+    result = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--schema-only", "-h", "127.0.0.1", "-p", str(postgres.port),
+         "-U", "postgres", database], env={"PGPASSWORD": postgres.password},
+        capture_output=True, text=True, check=True)
+    # pg_dump 15.14+ brackets its output with a random \restrict key: not schema.
+    return "\n".join(line for line in result.stdout.splitlines()
+                     if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+def versions(conn: pg8000.native.Connection) -> list[list[object]]:
+    return conn.run("SELECT version, name, checksum FROM boom_meta.schema_versions ORDER BY 1")
+
+
+def test_bootstrap_twice_changes_nothing(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    first = bootstrap.apply(conn)
+    before, recorded = schema_dump(postgres, database), versions(conn)
+    second = bootstrap.apply(conn)
+    assert first.applied == tuple(range(1, bootstrap.LATEST_VERSION + 1))
+    assert second.applied == () and second.version == bootstrap.LATEST_VERSION
+    assert schema_dump(postgres, database) == before and versions(conn) == recorded
+    conn.close()
+
+
+def test_upgrade_from_the_previous_version(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    assert bootstrap.apply(conn, target_version=bootstrap.LATEST_VERSION - 1).version == \
+        bootstrap.LATEST_VERSION - 1
+    assert conn.run("SELECT to_regclass('app.bookings')") == [[None]]
+    result = bootstrap.apply(conn)
+    assert result.applied == (bootstrap.LATEST_VERSION,)
+    assert conn.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
+    conn.close()
+
+
+def test_a_failing_migration_changes_nothing(postgres: PostgresServer,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a migration set whose last step fails half-way
+    database = postgres.create_database()
+    real = bootstrap.load_migrations()
+    broken = [*real[:-1], bootstrap.Migration(real[-1].version, real[-1].name,
+                                              real[-1].sql + "\nSELECT 1/0;")]
+    monkeypatch.setattr(bootstrap, "load_migrations", lambda: broken)
+    conn = postgres.connect(database, tls=True)
+    before = schema_dump(postgres, database)
+    # When it is applied, Then it fails clearly and the database is as it was
+    with pytest.raises(bootstrap.BootstrapError, match="nothing was changed: division by zero"):
+        bootstrap.apply(conn)
+    assert schema_dump(postgres, database) == before
+    conn.close()
+
+
+def test_unknown_version_and_downgrade_are_refused(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    with pytest.raises(bootstrap.BootstrapError, match="unknown version 99"):
+        bootstrap.apply(conn, target_version=99)
+    bootstrap.apply(conn)
+    with pytest.raises(bootstrap.BootstrapError, match="refusing to downgrade"):
+        bootstrap.apply(conn, target_version=1)
+    conn.close()
+
+
+def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn, role_passwords={"app_user": "correct horse battery"})
+    stored = conn.run("SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'")[0][0]
+    assert stored.startswith("SCRAM-SHA-256$4096:") and "correct horse" not in stored
+    app = postgres.connect(database, user="app_user", password="correct horse battery")
+    assert app.run("SELECT current_user") == [["app_user"]]
+    app.close()
+    conn.close()
+
+
+def test_cli_applies_the_bootstrap(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    dsn = (f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}"
+           f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
+    result = subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
+                            cwd=ROOT, env={"PGPASSWORD": postgres.password,
+                                           "BOOM_APP_USER_PASSWORD": "from-env-only"},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"at version {bootstrap.LATEST_VERSION}" in result.stdout
+    assert "passwords set: app_user" in result.stdout and "from-env-only" not in result.stdout
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("mysql://x@h/db", "expected postgresql://"),
+    ("postgresql://127.0.0.1:5432/db", "name the user and the database"),
+    ("postgresql://u@127.0.0.1:notaport/db", "port is not a number"),
+])
+def test_cli_rejects_bad_dsns(dsn: str, message: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dsn", dsn], environ={}) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_fails_clearly_on_unreachable_host_and_bad_password(
+        postgres: PostgresServer, capsys: pytest.CaptureFixture[str]) -> None:
+    closed = "postgresql://postgres@127.0.0.1:1/postgres?sslmode=disable"
+    assert main(["--dsn", closed], environ={}) == 1
+    assert "cannot connect to postgres@127.0.0.1:1/postgres" in capsys.readouterr().err
+    wrong = (f"postgresql://postgres:wrong-secret@127.0.0.1:{postgres.port}/postgres"
+             f"?sslmode=require")
+    assert main(["--dsn", wrong], environ={}) == 1
+    err = capsys.readouterr().err
+    assert "password authentication failed" in err and "wrong-secret" not in err
+
+
+def test_cli_fails_clearly_without_privileges(postgres: PostgresServer,
+                                              role_passwords: dict[str, str], tenant_db: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = (f"postgresql://app_user@127.0.0.1:{postgres.port}/{tenant_db}?sslmode=require")
+    assert main(["--dsn", dsn], environ={"PGPASSWORD": role_passwords["app_user"]}) == 1
+    assert "nothing was changed: permission denied" in capsys.readouterr().err

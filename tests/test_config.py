@@ -137,6 +137,17 @@ def test_zones_must_belong_to_the_primary_region() -> None:
         replace(PROD, availability_zones=("us-east-1a", "us-east-1b", "us-west-2a"))
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("pool_mode", "session", "is not transaction"),
+    ("default_pool_size", 200, "range 1-100"),
+    ("replicas", 1, "range 2-20"),
+    ("image", "bitnami/pgbouncer:latest", "not pinned"),
+])
+def test_pgbouncer_values(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):
+        replace(PROD, pgbouncer=replace(PROD.pgbouncer, **{field: value}))
+
+
 def test_app_exits_non_zero_before_synth_on_bad_context() -> None:
     # Given the context `cdk synth -c env=nope` passes to the app
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"env": "nope"}),

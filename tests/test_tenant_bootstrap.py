@@ -81,29 +81,34 @@ def test_unknown_version_and_downgrade_are_refused(postgres: PostgresServer) -> 
     conn.close()
 
 
-def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer) -> None:
+def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer,
+                                                   role_passwords: dict[str, str]) -> None:
+    # Roles are cluster-wide: set the session's own password, which other tests rely on.
     database = postgres.create_database()
     conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn, role_passwords={"app_user": "correct horse battery"})
+    password = role_passwords["app_user"]
+    bootstrap.apply(conn, role_passwords={"app_user": password})
     stored = conn.run("SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'")[0][0]
-    assert stored.startswith("SCRAM-SHA-256$4096:") and "correct horse" not in stored
-    app = postgres.connect(database, user="app_user", password="correct horse battery")
+    assert stored.startswith("SCRAM-SHA-256$4096:") and password not in stored
+    app = postgres.connect(database, user="app_user", password=password)
     assert app.run("SELECT current_user") == [["app_user"]]
     app.close()
     conn.close()
 
 
-def test_cli_applies_the_bootstrap(postgres: PostgresServer) -> None:
+def test_cli_applies_the_bootstrap(postgres: PostgresServer,
+                                   role_passwords: dict[str, str]) -> None:
     database = postgres.create_database()
     dsn = (f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}"
            f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
     result = subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
                             cwd=ROOT, env={"PGPASSWORD": postgres.password,
-                                           "BOOM_APP_USER_PASSWORD": "from-env-only"},
+                                           "BOOM_APP_USER_PASSWORD": role_passwords["app_user"]},
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert f"at version {bootstrap.LATEST_VERSION}" in result.stdout
-    assert "passwords set: app_user" in result.stdout and "from-env-only" not in result.stdout
+    assert "passwords set: app_user" in result.stdout
+    assert role_passwords["app_user"] not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(("dsn", "message"), [

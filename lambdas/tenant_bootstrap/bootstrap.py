@@ -5,6 +5,7 @@ Used by the custom resource (handler.py) and by operators (`python -m lambdas.te
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import ssl
@@ -173,10 +174,9 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:
-    try:
+    # If the connection is gone, the server rolls back on its own.
+    with contextlib.suppress(OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError):
         conn.run("ROLLBACK")
-    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError):
-        pass  # the connection is gone; the server rolls back on its own
 
 
 def _reason(err: Exception) -> str:

@@ -134,8 +134,8 @@ settings (transaction pooling, default_pool_size 25, reserve 5, max_db_connectio
 Data: {TENANTS} tenants x {ROWS_PER_TENANT} bookings in each table. Workload per transaction:
 read a tenant's 20 latest bookings, insert one booking; (a) sends set_tenant and the read
 in one round trip (`\\;`), so both workloads make 4 round trips and differ only by RLS.
-pgbench, {CLIENTS} clients, 2 threads, {SECONDS} s per run, {ROUNDS} interleaved rounds each; latencies in ms from pgbench's
-per-transaction log (client side, through PgBouncer).
+pgbench, {CLIENTS} clients, 2 threads, {SECONDS} s per run, {ROUNDS} interleaved
+rounds each; latencies in ms from pgbench's per-transaction log (client side, through PgBouncer).
 
 | workload | tps | mean | p50 | p95 | p99 |
 |---|---|---|---|---|---|

@@ -19,9 +19,14 @@ import time
 from pathlib import Path
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
-from boom_stacks.k8s.pgbouncer_ini import Upstream, render_ini
 from lambdas.tenant_bootstrap import bootstrap
-from tests.fixture_postgres import PG_BIN, PostgresServer, running_pgbouncer, running_postgres
+from tests.fixture_postgres import (
+    PG_BIN,
+    PostgresServer,
+    local_pgbouncer_ini,
+    running_pgbouncer,
+    running_postgres,
+)
 
 HERE = Path(__file__).parent
 ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 15, 2
@@ -93,10 +98,7 @@ def main() -> None:
     with running_postgres() as postgres:
         database = postgres.create_database("bench")
         seed(postgres, database, passwords)
-        ini = render_ini(pool, Upstream(host="127.0.0.1", port=postgres.port, database=database,
-                                        ca_file=str(postgres.ca_file)),
-                         listen_port=0, listen_addr="127.0.0.1", auth_file="{dir}/userlist.txt",
-                         runtime_dir="{dir}").replace("listen_port = 0", "listen_port = {port}")
+        ini = local_pgbouncer_ini(postgres, database)
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
             runs: dict[str, list[dict[str, float]]] = {"rls.sql": [], "explicit.sql": []}
             for _ in range(ROUNDS):  # interleaved, so drift hits both alike

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 import pg8000.native
 import pytest
 
-from boom_stacks.config import ENVIRONMENT_CONFIGS
-from boom_stacks.k8s.pgbouncer_ini import Upstream, render_ini
-from tests.fixture_postgres import PgBouncer, PostgresServer, running_pgbouncer
+from tests.fixture_postgres import (
+    PgBouncer,
+    PostgresServer,
+    local_pgbouncer_ini,
+    running_pgbouncer,
+)
 
 CLIENTS, TENANTS, TRANSACTIONS_PER_CLIENT = 50, 10, 60
 
@@ -22,15 +25,10 @@ CLIENTS, TENANTS, TRANSACTIONS_PER_CLIENT = 50, 10, 60
 @pytest.fixture(scope="module")
 def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
               tenant_db: str) -> Iterator[PgBouncer]:
-    upstream = Upstream(host="127.0.0.1", port=postgres.port, database=tenant_db,
-                        ca_file=str(postgres.ca_file))
     # One extra pool of a single server connection, so the control's clients must share it.
     control = (f"control = host=127.0.0.1 port={postgres.port} dbname={tenant_db} "
                "pool_size=1\n")
-    ini = render_ini(ENVIRONMENT_CONFIGS["prod"].pgbouncer, upstream, listen_port=0,
-                     listen_addr="127.0.0.1", auth_file="{dir}/userlist.txt",
-                     extra_databases=control, runtime_dir="{dir}")
-    ini = ini.replace("listen_port = 0", "listen_port = {port}")
+    ini = local_pgbouncer_ini(postgres, tenant_db, extra_databases=control)
     userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
     with running_pgbouncer(ini, userlist) as bouncer:
         yield bouncer

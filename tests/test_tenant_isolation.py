@@ -28,20 +28,23 @@ def seeded(postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: 
     return tenant_db
 
 
+def _login(postgres: PostgresServer, passwords: dict[str, str], database: str,
+           role: str) -> Iterator[Conn]:
+    conn = postgres.connect(database, user=role, password=passwords[role])
+    yield conn
+    conn.close()
+
+
 @pytest.fixture
 def app_user(postgres: PostgresServer, role_passwords: dict[str, str],
              seeded: str) -> Iterator[Conn]:
-    conn = postgres.connect(seeded, user="app_user", password=role_passwords["app_user"])
-    yield conn
-    conn.close()
+    yield from _login(postgres, role_passwords, seeded, "app_user")
 
 
 @pytest.fixture
 def owner(postgres: PostgresServer, role_passwords: dict[str, str],
           seeded: str) -> Iterator[Conn]:
-    conn = postgres.connect(seeded, user="boom_owner", password=role_passwords["boom_owner"])
-    yield conn
-    conn.close()
+    yield from _login(postgres, role_passwords, seeded, "boom_owner")
 
 
 def in_tenant(conn: Conn, tenant: uuid.UUID | None, sql: str, **params: object) -> list[list]:

@@ -1,0 +1,147 @@
+"""The custom resource behind Boom-<Env>-Data's TenantBootstrap (a `custom_resources.Provider`
+`on_event` handler; the framework reports what it returns or raises to CloudFormation).
+
+Properties (CloudFormation passes them as strings):
+  MasterSecretArn  the RDS master secret (JSON: host, port, dbname, username, password)
+  AppUserSecretArn, OwnerSecretArn  generated secrets (JSON with "password") for the roles
+  TargetVersion    the migration version to reach; Update applies only newer ones
+
+Create and Update connect over TLS with certificate and host name verification, then apply the
+migrations in one transaction: any error leaves the database as it was. Retries are safe (an
+advisory lock serialises overlapping runs; applied versions are skipped). Delete never touches
+the database: tenant data outlives the stack resource.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connect
+
+# The RDS CA bundle is copied next to this file when the asset is bundled.
+CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
+BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
+REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
+MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
+    request = event.get("RequestType")
+    # Only names and ARNs are logged: the properties hold no secret values.
+    logger.info("%s %s %s", request, event.get("LogicalResourceId"),
+                json.dumps({k: v for k, v in event.get("ResourceProperties", {}).items()
+                            if k != "ServiceToken"}, sort_keys=True))
+    if request == "Delete":
+        return {"PhysicalResourceId": event.get("PhysicalResourceId", "none")}
+    if request not in ("Create", "Update"):
+        raise BootstrapError(f"RequestType {request!r}: expected Create, Update or Delete")
+    properties = _properties(event.get("ResourceProperties"))
+    target_version = _target_version(properties["TargetVersion"])
+    secrets = boto3.client("secretsmanager")
+    master = _master_connection(_secret_json(secrets, properties["MasterSecretArn"],
+                                             "MasterSecretArn"))
+    passwords = {
+        "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
+        "boom_owner": _password(secrets, properties["OwnerSecretArn"], "OwnerSecretArn"),
+    }
+    conn = connect(master)
+    try:
+        result = apply(conn, target_version=target_version, role_passwords=passwords)
+    finally:
+        conn.close()
+    logger.info("database %s at version %s (was %s; applied %s)", master.database,
+                result.version, result.previous_version, list(result.applied))
+    return {
+        # Stable per database: a retry or an Update never replaces the resource.
+        "PhysicalResourceId": f"tenant-bootstrap:{master.host}:{master.port}/{master.database}",
+        "Data": {"SchemaVersion": str(result.version),
+                 "Applied": ",".join(map(str, result.applied))},
+    }
+
+
+def _properties(properties: object) -> dict[str, str]:
+    if not isinstance(properties, dict):
+        raise BootstrapError("ResourceProperties missing: the resource needs "
+                             f"{', '.join(REQUIRED_PROPERTIES)}")
+    missing = [name for name in REQUIRED_PROPERTIES if not properties.get(name)]
+    if missing:
+        raise BootstrapError(f"ResourceProperties missing {', '.join(missing)}: set them on the "
+                             "TenantBootstrap resource (TenantBootstrap construct does this)")
+    return {name: str(properties[name]) for name in REQUIRED_PROPERTIES}
+
+
+def _target_version(raw: str) -> int:
+    try:
+        version = int(raw)
+    except ValueError:
+        raise BootstrapError(f"TargetVersion {raw!r} is not a whole number; this bootstrap has "
+                             f"versions 1 to {LATEST_VERSION}") from None
+    if not 1 <= version <= LATEST_VERSION:
+        raise BootstrapError(f"TargetVersion {version}: this bootstrap has versions 1 to "
+                             f"{LATEST_VERSION}")
+    return version
+
+
+def _secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:
+    try:
+        raw = client.get_secret_value(SecretId=arn)["SecretString"]
+    except (ClientError, BotoCoreError) as err:
+        raise BootstrapError(f"{field} {arn}: cannot read the secret ({_aws_reason(err)})") \
+            from None
+    except KeyError:
+        raise BootstrapError(f"{field} {arn}: the secret has no SecretString") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        # Never echo the value: it may be a password.
+        raise BootstrapError(f"{field} {arn}: the secret is not a JSON object")
+    return value
+
+
+def _master_connection(secret: dict[str, Any]) -> Connection:
+    missing = [name for name in MASTER_SECRET_FIELDS if not secret.get(name)]
+    if missing:
+        raise BootstrapError(f"MasterSecretArn: the secret lacks {', '.join(missing)}; point it "
+                             "at the RDS instance's attached master secret")
+    try:
+        port = int(secret["port"])
+    except (TypeError, ValueError):
+        raise BootstrapError("MasterSecretArn: the secret's port is not a number") from None
+    return Connection(host=str(secret["host"]), port=port, database=str(secret["dbname"]),
+                      user=str(secret["username"]), password=str(secret["password"]),
+                      sslmode="verify-full", ca_file=_ca_file())
+
+
+def _password(client: Any, arn: str, field: str) -> str:
+    password = _secret_json(client, arn, field).get("password")
+    if not isinstance(password, str) or len(password) < 16:
+        raise BootstrapError(f"{field} {arn}: the secret needs a \"password\" of at least 16 "
+                             "characters")
+    return password
+
+
+def _ca_file() -> str:
+    path = Path(os.environ.get(CA_FILE_VARIABLE) or BUNDLED_CA_FILE)
+    if not path.is_file():
+        raise BootstrapError(f"CA bundle {path} not found: the asset must be built by "
+                             f"TenantBootstrap's bundling, or set {CA_FILE_VARIABLE}")
+    return str(path)
+
+
+def _aws_reason(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
+    return str(err)

@@ -1,0 +1,287 @@
+"""The custom-resource handler against moto's Secrets Manager and the real PostgreSQL 15.
+
+Each failure case checks two things: CloudFormation gets a reason that names the field and the
+fix, and the database is exactly as it was (schema dump and recorded versions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.tenant_bootstrap import bootstrap, handler
+from tests.fixture_postgres import PostgresServer, free_port
+from tests.test_tenant_bootstrap import schema_dump
+
+
+@dataclass
+class Secrets:
+    client: Any
+    app_user: str
+    owner: str
+
+    def master(self, **values: object) -> str:
+        return self.put("master", values)
+
+    def put(self, name: str, value: object) -> str:
+        body = value if isinstance(value, str) else json.dumps(value)
+        return str(self.client.create_secret(Name=f"boom/test/{name}/{_counter()}",
+                                             SecretString=body)["ARN"])
+
+
+_count = iter(range(1_000_000))
+
+
+def _counter() -> int:
+    return next(_count)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer,
+        role_passwords: dict[str, str]) -> Iterator[Secrets]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(postgres.ca_file))
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        secrets = Secrets(client, "", "")
+        # Roles are cluster-wide: the session's passwords, which other tests log in with.
+        secrets.app_user = secrets.put("app_user", {"username": "app_user",
+                                                    "password": role_passwords["app_user"]})
+        secrets.owner = secrets.put("owner", {"username": "boom_owner",
+                                              "password": role_passwords["boom_owner"]})
+        yield secrets
+
+
+def master_values(postgres: PostgresServer, database: str, **overrides: object) -> dict[str, Any]:
+    values: dict[str, Any] = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
+                              "dbname": database, "username": "postgres",
+                              "password": postgres.password}
+    values.update(overrides)
+    return values
+
+
+def event(request: str, secrets: Secrets, master_arn: str, version: object = None,
+          **extra: Any) -> dict[str, Any]:
+    properties = {"ServiceToken": "arn:aws:lambda:eu-west-1:111111111111:function:provider",
+                  "MasterSecretArn": master_arn, "AppUserSecretArn": secrets.app_user,
+                  "OwnerSecretArn": secrets.owner,
+                  "TargetVersion": str(version or bootstrap.LATEST_VERSION)}
+    return {"RequestType": request, "LogicalResourceId": "TenantBootstrap",
+            "ResourceProperties": properties, **extra}
+
+
+def state(postgres: PostgresServer, database: str) -> tuple[str, list[list[object]]]:
+    conn = postgres.connect(database)
+    try:
+        recorded = conn.run("SELECT version, checksum FROM boom_meta.schema_versions "
+                            "ORDER BY 1") if conn.run(
+            "SELECT to_regclass('boom_meta.schema_versions')")[0][0] else []
+    finally:
+        conn.close()
+    return schema_dump(postgres, database), recorded
+
+
+def test_create_applies_the_bootstrap_and_sets_role_passwords(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    response = handler.on_event(event("Create", aws, master))
+    assert response["PhysicalResourceId"] == \
+        f"tenant-bootstrap:127.0.0.1:{postgres.port}/{database}"
+    assert response["Data"] == {
+        "SchemaVersion": str(bootstrap.LATEST_VERSION),
+        "Applied": ",".join(str(v) for v in range(1, bootstrap.LATEST_VERSION + 1))}
+    # The passwords in Secrets Manager are the ones the roles now log in with, over TLS.
+    for role in ("app_user", "boom_owner"):
+        conn = postgres.connect(database, user=role, password=role_passwords[role], tls=True)
+        assert conn.run("SELECT current_user") == [[role]]
+        conn.close()
+
+
+def test_a_retried_create_changes_nothing(postgres: PostgresServer, aws: Secrets) -> None:
+    database = postgres.create_database()
+    create = event("Create", aws, aws.master(**master_values(postgres, database)))
+    first = handler.on_event(create)
+    before = state(postgres, database)
+    again = handler.on_event(create)
+    assert again["PhysicalResourceId"] == first["PhysicalResourceId"]
+    assert again["Data"] == {"SchemaVersion": str(bootstrap.LATEST_VERSION), "Applied": ""}
+    assert state(postgres, database) == before
+
+
+def test_overlapping_invocations_apply_each_migration_once(postgres: PostgresServer,
+                                                           aws: Secrets) -> None:
+    # Lambda may run a timed-out attempt and its retry at the same time.
+    database = postgres.create_database()
+    create = event("Create", aws, aws.master(**master_values(postgres, database)))
+    results: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: results.append(handler.on_event(create)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r["Data"]["Applied"] for r in results) == \
+        ["", ",".join(str(v) for v in range(1, bootstrap.LATEST_VERSION + 1))]
+
+
+def test_update_applies_only_newer_versions(postgres: PostgresServer, aws: Secrets) -> None:
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    older = handler.on_event(event("Create", aws, master, bootstrap.LATEST_VERSION - 1))
+    assert older["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION - 1)
+    update = event("Update", aws, master, PhysicalResourceId=older["PhysicalResourceId"])
+    newer = handler.on_event(update)
+    assert newer["Data"] == {"SchemaVersion": str(bootstrap.LATEST_VERSION),
+                             "Applied": str(bootstrap.LATEST_VERSION)}
+    assert newer["PhysicalResourceId"] == older["PhysicalResourceId"]
+
+
+def test_update_to_an_older_version_is_refused_and_changes_nothing(
+        postgres: PostgresServer, aws: Secrets) -> None:
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    handler.on_event(event("Create", aws, master))
+    before = state(postgres, database)
+    with pytest.raises(bootstrap.BootstrapError, match="refusing to downgrade"):
+        handler.on_event(event("Update", aws, master, 1))
+    assert state(postgres, database) == before
+
+
+def test_delete_keeps_the_data_and_never_needs_the_database(postgres: PostgresServer,
+                                                            aws: Secrets) -> None:
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    created = handler.on_event(event("Create", aws, master))
+    conn = postgres.connect(database)
+    # The superuser bypasses RLS: this is the operator seeding one row.
+    conn.run("INSERT INTO app.bookings (tenant_id, resource, starts_at, ends_at) VALUES "
+             "('00000000-0000-0000-0000-00000000000a', 'room', now(), now() + interval '1h')")
+    conn.close()
+    before = state(postgres, database)
+    # Even with an unreachable database and unreadable secrets, Delete succeeds and does nothing.
+    gone = event("Delete", aws, "arn:aws:secretsmanager:eu-west-1:111111111111:secret:gone",
+                 PhysicalResourceId=created["PhysicalResourceId"])
+    assert handler.on_event(gone) == {"PhysicalResourceId": created["PhysicalResourceId"]}
+    assert state(postgres, database) == before
+    conn = postgres.connect(database)
+    assert conn.run("SELECT count(*) FROM app.bookings") == [[1]]
+    conn.close()
+
+
+@pytest.fixture
+def older_database(postgres: PostgresServer) -> str:
+    """A database one version behind: a failed event must leave it exactly so."""
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn, target_version=bootstrap.LATEST_VERSION - 1)
+    conn.close()
+    return database
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda e: e.pop("ResourceProperties"), "ResourceProperties missing"),
+    (lambda e: e["ResourceProperties"].pop("MasterSecretArn"),
+     "ResourceProperties missing MasterSecretArn"),
+    (lambda e: e["ResourceProperties"].update(AppUserSecretArn="", OwnerSecretArn=""),
+     "missing AppUserSecretArn, OwnerSecretArn"),
+    (lambda e: e["ResourceProperties"].update(TargetVersion="latest"),
+     "TargetVersion 'latest' is not a whole number"),
+    (lambda e: e["ResourceProperties"].update(TargetVersion="99"),
+     f"TargetVersion 99: this bootstrap has versions 1 to {bootstrap.LATEST_VERSION}"),
+    (lambda e: e.update(RequestType="Rollback"), "RequestType 'Rollback'"),
+], ids=["no-properties", "no-master", "no-role-secrets", "version-word", "version-unknown",
+        "request-type"])
+def test_bad_events_fail_clearly_and_change_nothing(
+        postgres: PostgresServer, aws: Secrets, older_database: str,
+        change: Any, message: str) -> None:
+    bad = event("Create", aws, aws.master(**master_values(postgres, older_database)))
+    change(bad)
+    before = state(postgres, older_database)
+    with pytest.raises(bootstrap.BootstrapError, match=message):
+        handler.on_event(bad)
+    assert state(postgres, older_database) == before
+
+
+def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,
+                                        older_database: str) -> None:
+    port = free_port()  # nothing listens there
+    master = aws.master(**master_values(postgres, older_database, port=port))
+    with pytest.raises(bootstrap.BootstrapError,
+                       match=f"cannot connect to postgres@127.0.0.1:{port}/{older_database}"):
+        handler.on_event(event("Create", aws, master))
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    ({"password": "wrong-master-password"}, "password authentication failed"),
+    ({"host": None}, "MasterSecretArn: the secret lacks host"),
+    ({"port": "fivefourthreetwo"}, "the secret's port is not a number"),
+], ids=["wrong-password", "no-host", "bad-port"])
+def test_a_wrong_master_secret_fails_clearly_and_changes_nothing(
+        postgres: PostgresServer, aws: Secrets, older_database: str,
+        secret: dict[str, object], message: str, caplog: pytest.LogCaptureFixture) -> None:
+    master = aws.master(**master_values(postgres, older_database, **secret))
+    before = state(postgres, older_database)
+    with caplog.at_level(logging.INFO), \
+            pytest.raises(bootstrap.BootstrapError, match=message) as failure:
+        handler.on_event(event("Create", aws, master))
+    assert "wrong-master-password" not in str(failure.value) + caplog.text
+    assert state(postgres, older_database) == before
+
+
+def test_unreadable_or_malformed_secrets_fail_without_echoing_them(
+        postgres: PostgresServer, aws: Secrets, older_database: str) -> None:
+    master = aws.master(**master_values(postgres, older_database))
+    missing = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:boom/none-AbCdEf"
+    with pytest.raises(bootstrap.BootstrapError,
+                       match="MasterSecretArn .*cannot read the secret.*ResourceNotFound"):
+        handler.on_event(event("Create", aws, missing))
+    plain = aws.put("plain", "hunter2-plain-text-password")
+    bad = event("Create", aws, master)
+    bad["ResourceProperties"]["AppUserSecretArn"] = plain
+    with pytest.raises(bootstrap.BootstrapError, match="AppUserSecretArn .*not a JSON object") \
+            as failure:
+        handler.on_event(bad)
+    assert "hunter2" not in str(failure.value)
+    bad["ResourceProperties"]["AppUserSecretArn"] = aws.put("short", {"password": "short"})
+    with pytest.raises(bootstrap.BootstrapError, match="needs a \"password\" of at least 16"):
+        handler.on_event(bad)
+    assert state(postgres, older_database)[1] == [
+        [v, m.checksum] for v, m in ((m.version, m) for m in bootstrap.load_migrations())
+        if v < bootstrap.LATEST_VERSION]
+
+
+def test_a_certificate_from_another_ca_is_refused(postgres: PostgresServer, aws: Secrets,
+                                                  older_database: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # verify-full is real: a server whose certificate our CA bundle did not sign is refused.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=other-ca", "-keyout", "other.key", "-out", "other.pem"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(tmp_path / "other.pem"))
+    master = aws.master(**master_values(postgres, older_database))
+    before = state(postgres, older_database)
+    with pytest.raises(bootstrap.BootstrapError, match="certificate verify failed"):
+        handler.on_event(event("Create", aws, master))
+    assert state(postgres, older_database) == before
+
+
+def test_a_missing_ca_bundle_is_named(aws: Secrets, postgres: PostgresServer,
+                                      older_database: str, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(tmp_path / "absent.pem"))
+    master = aws.master(**master_values(postgres, older_database))
+    with pytest.raises(bootstrap.BootstrapError, match="absent.pem not found"):
+        handler.on_event(event("Create", aws, master))

@@ -85,6 +85,31 @@ _ROTATION_PORT = ("Ingress from the secret-rotation Lambda's security group to t
                   "port. The port is RDS's endpoint-port attribute (5432), resolved at deploy "
                   "time, which the rule cannot read; it is not SSH or an open port range")
 
+_BOOTSTRAP = "TenantBootstrap/Function"
+_FRAMEWORK = "TenantBootstrap/Provider/framework-onEvent"
+_LAMBDA_ROLES = (_BOOTSTRAP, _FRAMEWORK)
+_LAMBDA_MANAGED = {
+    "AWSLambdaBasicExecutionRole": "writing its own CloudWatch log streams",
+    "AWSLambdaVPCAccessExecutionRole": "managing the ENIs of a Lambda in a VPC; the EC2 ENI "
+                                       "actions have no resource-level permissions",
+}
+_INLINE_GRANTS = ("CDK grants write this role's statements: read three named secrets, decrypt "
+                  "with the database key, invoke one function. Each statement names its "
+                  "resource ARN and the role serves one function, so the policy is never "
+                  "shared; a managed copy would add nothing but drift from the grants")
+_ROLE_ROTATION = ("Rotating the app_user/boom_owner passwords needs PgBouncer's auth to follow "
+                  "the new password (the cluster issue's External Secrets refresh); until then "
+                  "a rotation would cut the application off. 32 random characters, KMS "
+                  "encrypted, readable only by the bootstrap Lambda; the master secret rotates")
+_CONCURRENCY = ("Invoked only by CloudFormation through the custom-resource provider, once per "
+                "deploy that changes the resource; runs are serialised by an advisory lock in "
+                "the database. Reserved concurrency would fail the deploy on accounts whose "
+                "unreserved concurrency is at AWS's minimum (new accounts)")
+_DLQ = ("Failures go back to CloudFormation, which fails and rolls back the deploy, and to the "
+        "encrypted log group. The bootstrap function is invoked synchronously (a DLQ never "
+        "receives anything); the framework's events carry the pre-signed response URL, which "
+        "must not be parked in a queue")
+
 ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
     # --- Database -------------------------------------------------------------------------
     Acknowledgement("Data", _DB, "AwsSolutions-RDS3",
@@ -115,6 +140,24 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
     *(Acknowledgement("Data", _ROTATION_INGRESS, f"{pack}-{rule}", _ROTATION_PORT)
       for pack in ("NIST.800.53.R5", "PCI.DSS.321")
       for rule in ("EC2RestrictedSSH", "EC2RestrictedCommonPorts")),
+    # --- Tenant bootstrap custom resource ---------------------------------------------------
+    *(Acknowledgement("Data", f"{role}/ServiceRole/Resource",
+                      f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                      f"service-role/{policy}]", f"{_AWS_MANAGED} (Lambda: {purpose})")
+      for role in _LAMBDA_ROLES for policy, purpose in _LAMBDA_MANAGED.items()),
+    *(Acknowledgement("Data", f"{role}/ServiceRole/DefaultPolicy/Resource",
+                      f"{pack}-IAMNoInlinePolicy", _INLINE_GRANTS)
+      for role in _LAMBDA_ROLES for pack in ("NIST.800.53.R5", "PCI.DSS.321")),
+    Acknowledgement("Data", f"{_FRAMEWORK}/ServiceRole/DefaultPolicy/Resource",
+                    "AwsSolutions-IAM5[Resource::<TenantBootstrapFunctionC4F0E7D3.Arn>:*]",
+                    "CDK's provider framework may invoke any version or alias of the one "
+                    "bootstrap function (ARN:*); the wildcard never reaches another function"),
+    *(Acknowledgement("Data", f"TenantBootstrap/{secret}Secret/Resource", rule, _ROLE_ROTATION)
+      for secret in ("AppUser", "Owner")
+      for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled")),
+    *(Acknowledgement("Data", f"{function}/Resource", f"NIST.800.53.R5-{rule}", reason)
+      for function in _LAMBDA_ROLES
+      for rule, reason in (("LambdaConcurrency", _CONCURRENCY), ("LambdaDLQ", _DLQ))),
     # --- Cache ----------------------------------------------------------------------------
     Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC4",
                     "dev runs one cache node (seed: cache.t3.micro, $15 a month); it holds "

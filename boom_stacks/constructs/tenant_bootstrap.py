@@ -1,0 +1,105 @@
+"""Applies `lambdas/tenant_bootstrap` to the tenant database on every deploy that changes it.
+
+A Lambda in the private subnets reads the master secret and two generated role secrets
+(app_user, boom_owner), connects over verified TLS and applies the versioned SQL; the
+`custom_resources.Provider` framework reports the outcome to CloudFormation. Passwords exist
+only in Secrets Manager: the template holds ARNs.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from boom_stacks.config import EnvironmentConfig
+from boom_stacks.constructs.log_groups import encrypted_log_group
+from boom_stacks.constructs.python_bundle import vendored_python_code
+from boom_stacks.constructs.tenant_database import TenantDatabase
+from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+# pg8000 and what it imports, pinned in requirements.txt (tests check this is the closure).
+VENDORED = ("pg8000", "scramp", "asn1crypto", "python-dateutil", "six")
+HANDLER = "tenant_bootstrap.handler.on_event"
+HTTPS = 443
+
+
+class TenantBootstrap(Construct):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
+                 vpc: ec2.IVpc, database: TenantDatabase, key: kms.IKey,
+                 log_key: kms.IKey) -> None:
+        super().__init__(scope, id_)
+        retain = config.is_production_like
+        self.role_secrets = {
+            role: secretsmanager.Secret(
+                self, f"{name}Secret", secret_name=f"boom/{config.name}/database/{role}",
+                description=f"Boom {config.name} PostgreSQL role {role} (set by TenantBootstrap)",
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    secret_string_template=json.dumps({"username": role}),
+                    generate_string_key="password", password_length=32,
+                    exclude_punctuation=True))
+            for role, name in (("app_user", "AppUser"), ("boom_owner", "Owner"))
+        }
+        # AWS APIs (Secrets Manager; Lambda and the CloudFormation response URL for the
+        # provider) are HTTPS, through interface endpoints where configured, else the NAT.
+        self.security_group = self._security_group(
+            "SecurityGroup", vpc, f"Boom {config.name} tenant bootstrap: PostgreSQL and HTTPS")
+        self.security_group.add_egress_rule(
+            ec2.Peer.security_group_id(database.security_group.security_group_id),
+            ec2.Port.tcp(database.PORT), "PostgreSQL")
+        provider_group = self._security_group(
+            "ProviderSecurityGroup", vpc, f"Boom {config.name} tenant bootstrap provider: HTTPS")
+        database.grant_connect(self.security_group, "Tenant bootstrap")
+        private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.function = lambda_.Function(
+            self, "Function",
+            description="Applies Boom's tenant bootstrap SQL (roles, RLS) to the database",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=vendored_python_code("tenant_bootstrap", VENDORED, rds_ca_bundle=True),
+            timeout=Duration.minutes(5),
+            memory_size=256,
+            vpc=vpc, vpc_subnets=private, security_groups=[self.security_group],
+            environment_encryption=key,
+            log_group=encrypted_log_group(self, "FunctionLogs", key=log_key,
+                                          retention_days=config.database.log_retention_days,
+                                          retain=retain),
+        )
+        database.master_secret.grant_read(self.function)
+        for secret in self.role_secrets.values():
+            secret.grant_read(self.function)
+        provider = cr.Provider(
+            self, "Provider", on_event_handler=self.function,
+            vpc=vpc, vpc_subnets=private, security_groups=[provider_group],
+            provider_function_env_encryption=key,
+            log_group=encrypted_log_group(self, "ProviderLogs", key=log_key,
+                                          retention_days=config.database.log_retention_days,
+                                          retain=retain),
+        )
+        self.resource = CustomResource(
+            self, "Resource", service_token=provider.service_token,
+            resource_type="Custom::TenantBootstrap",
+            properties={
+                "MasterSecretArn": database.master_secret.secret_arn,
+                "AppUserSecretArn": self.role_secrets["app_user"].secret_arn,
+                "OwnerSecretArn": self.role_secrets["boom_owner"].secret_arn,
+                # A new migration changes this, and CloudFormation sends an Update.
+                "TargetVersion": str(LATEST_VERSION),
+            })
+        self.resource.node.add_dependency(database.instance)
+
+    def _security_group(self, id_: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(self, id_, vpc=vpc, allow_all_outbound=False,
+                                  description=description)
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS), "AWS APIs over HTTPS")
+        return group

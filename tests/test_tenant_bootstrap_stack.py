@@ -1,0 +1,167 @@
+"""The TenantBootstrap custom resource in the Data stack, and its Docker-free Lambda asset."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import subprocess
+import sys
+from importlib.metadata import distribution
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boom_stacks.constructs import python_bundle
+from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
+from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_synth import Synthesized
+
+
+def resources(synthesized: Synthesized, type_: str, prefix: str) -> dict[str, Any]:
+    """Resources of one type whose logical id starts with `prefix` (the construct path)."""
+    found = synthesized.template("Data").find_resources(type_)
+    return {k: v for k, v in found.items() if k.startswith(prefix)}
+
+
+def one(synthesized: Synthesized, type_: str, prefix: str) -> dict[str, Any]:
+    found = resources(synthesized, type_, prefix)
+    assert len(found) == 1, f"{type_} {prefix}*: {sorted(found)}"
+    return next(iter(found.values()))
+
+
+def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
+        synthesized: Synthesized) -> None:
+    resource = one(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")
+    props = resource["Properties"]
+    assert props["TargetVersion"] == str(LATEST_VERSION)
+    # The master secret is the one attached to the instance (it holds host, port, dbname).
+    assert props["MasterSecretArn"] == {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"}
+    assert props["AppUserSecretArn"]["Ref"].startswith("TenantBootstrapAppUserSecret")
+    assert props["OwnerSecretArn"]["Ref"].startswith("TenantBootstrapOwnerSecret")
+    assert props["ServiceToken"]["Fn::GetAtt"][0].startswith("TenantBootstrapProviderframework")
+    # After the instance is available.
+    assert "DatabaseInstanceAA8A5FDE" in resource["DependsOn"]
+
+
+def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(
+        synthesized: Synthesized) -> None:
+    for role, name in (("app_user", "AppUser"), ("boom_owner", "Owner")):
+        secret = one(synthesized, "AWS::SecretsManager::Secret", f"TenantBootstrap{name}Secret")
+        props = secret["Properties"]
+        assert "SecretString" not in props
+        assert props["GenerateSecretString"]["GenerateStringKey"] == "password"
+        assert props["GenerateSecretString"]["PasswordLength"] >= 32
+        assert json.loads(props["GenerateSecretString"]["SecretStringTemplate"]) == \
+            {"username": role}
+        assert props["KmsKeyId"] == {"Fn::GetAtt": ["DatabaseKey7576F140", "Arn"]}
+        assert props["Name"] == f"boom/{synthesized.config.name}/database/{role}"
+        expected = "Retain" if synthesized.config.is_production_like else "Delete"
+        assert secret["DeletionPolicy"] == expected
+
+
+def test_the_function_runs_in_private_subnets_and_reads_only_its_three_secrets(
+        synthesized: Synthesized) -> None:
+    function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
+    props = function["Properties"]
+    assert props["Handler"] == HANDLER and props["Runtime"].startswith("python3.")
+    subnets = json.dumps(props["VpcConfig"]["SubnetIds"])
+    assert "PrivateSubnet" in subnets and "Isolated" not in subnets and "Public" not in subnets
+    policy = one(synthesized, "AWS::IAM::Policy", "TenantBootstrapFunctionServiceRoleDefault")
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statements] == [
+        ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]]
+    assert sorted(r["Ref"] for r in statements[0]["Resource"]) == sorted([
+        "DatabaseInstanceSecretAttachmentFCA06D38", "TenantBootstrapAppUserSecret9F293F7E",
+        "TenantBootstrapOwnerSecret29F44626"])
+
+
+def test_the_provider_framework_also_runs_in_the_vpc(synthesized: Synthesized) -> None:
+    framework = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapProviderframeworkonEvent")
+    assert "PrivateSubnet" in json.dumps(framework["Properties"]["VpcConfig"]["SubnetIds"])
+    assert "KmsKeyArn" in framework["Properties"]
+
+
+def test_the_function_reaches_only_postgres_and_https(synthesized: Synthesized) -> None:
+    group = one(synthesized, "AWS::EC2::SecurityGroup", "TenantBootstrapSecurityGroup")
+    egress = sorted(group["Properties"]["SecurityGroupEgress"], key=lambda r: r["FromPort"])
+    assert [(r["FromPort"], r["ToPort"], r["IpProtocol"]) for r in egress] == \
+        [(443, 443, "tcp"), (5432, 5432, "tcp")]
+    assert egress[0]["CidrIp"] == "0.0.0.0/0"
+    assert egress[1]["DestinationSecurityGroupId"]["Fn::GetAtt"][0].startswith(
+        "DatabaseSecurityGroup")
+
+
+# --- the asset, bundled without Docker ----------------------------------------------------
+
+def _requirement_names(name: str) -> set[str]:
+    requires = distribution(name).requires or []
+    return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requires
+            if "extra ==" not in r}
+
+
+def test_vendored_distributions_are_exactly_what_pg8000_needs() -> None:
+    closure: set[str] = set()
+    pending = ["pg8000"]
+    while pending:
+        name = pending.pop()
+        if name not in closure:
+            closure.add(name)
+            pending.extend(_requirement_names(name))
+    assert closure == set(VENDORED)
+    pinned = (Path(__file__).parents[1] / "requirements.txt").read_text()
+    for name in VENDORED:
+        assert f"{name}=={distribution(name).version}" in pinned
+
+
+def test_the_rds_ca_bundle_loads_and_holds_the_regional_roots() -> None:
+    pem = python_bundle.rds_ca_bundle()
+    context = ssl.create_default_context(cafile=None, cadata=pem)
+    subjects = [dict(x[0] for x in cert["subject"]).get("commonName", "")
+                for cert in context.get_ca_certs()]
+    for region in ("us-east-1", "us-west-2", "eu-west-1"):
+        assert f"Amazon RDS {region} Root CA RSA2048 G1" in subjects
+
+
+def test_a_missing_ca_source_stops_the_bundle_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(python_bundle.BundlingError, match="run `make setup`"):
+        python_bundle.rds_ca_bundle(tmp_path / "absent.js")
+
+
+@pytest.fixture(scope="module")
+def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("asset")
+    bundler = python_bundle._LocalBundling(python_bundle.LAMBDAS_DIR / "tenant_bootstrap",
+                                           VENDORED, rds_ca=True)
+    assert bundler.try_bundle(str(out)) is True
+    return out
+
+
+def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> None:
+    package = asset / "tenant_bootstrap"
+    assert (package / "handler.py").is_file() and (package / "rds-ca-bundle.pem").is_file()
+    assert sorted(p.name for p in (package / "migrations").iterdir()) == \
+        sorted(p.name for p in (python_bundle.LAMBDAS_DIR / "tenant_bootstrap" /
+                                "migrations").iterdir())
+    assert not list(asset.rglob("*.pyc")) and not list(asset.rglob("__pycache__"))
+
+
+def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_library(
+        asset: Path, postgres: PostgresServer) -> None:
+    # A bare interpreter (-I -S: no venv, no site-packages) sees only the asset, as Lambda does.
+    database = postgres.create_database()
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]);"
+        "from tenant_bootstrap import bootstrap as b;"
+        "c = b.connect(b.Connection(host='127.0.0.1', port=int(sys.argv[2]), database=sys.argv[3],"
+        " user='postgres', password=os.environ['BOOM_TEST_PASSWORD'], ca_file=sys.argv[4]));"
+        "print(b.apply(c).version); import pg8000; print(pg8000.__file__)")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script, str(asset), str(postgres.port), database,
+         str(postgres.ca_file)], env={"BOOM_TEST_PASSWORD": postgres.password},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    version, driver = result.stdout.split()
+    assert int(version) == LATEST_VERSION and driver.startswith(str(asset))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
 from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
@@ -117,7 +118,7 @@ def test_vendored_distributions_are_exactly_what_pg8000_needs() -> None:
 
 
 def test_the_rds_ca_bundle_loads_and_holds_the_regional_roots() -> None:
-    pem = python_bundle.rds_ca_bundle()
+    pem = rds_ca.rds_ca_bundle()
     context = ssl.create_default_context(cafile=None, cadata=pem)
     subjects = [dict(x[0] for x in cert["subject"]).get("commonName", "")
                 for cert in context.get_ca_certs()]
@@ -126,8 +127,8 @@ def test_the_rds_ca_bundle_loads_and_holds_the_regional_roots() -> None:
 
 
 def test_a_missing_ca_source_stops_the_bundle_with_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(python_bundle.BundlingError, match="run `make setup`"):
-        python_bundle.rds_ca_bundle(tmp_path / "absent.js")
+    with pytest.raises(rds_ca.CaBundleError, match="run `make setup`"):
+        rds_ca.rds_ca_bundle(tmp_path / "absent.js")
 
 
 @pytest.fixture(scope="module")

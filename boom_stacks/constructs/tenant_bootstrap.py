@@ -66,7 +66,7 @@ class TenantBootstrap(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
-            code=vendored_python_code("tenant_bootstrap", VENDORED, rds_ca_bundle=True),
+            code=vendored_python_code("tenant_bootstrap", VENDORED, with_rds_ca=True),
             timeout=Duration.minutes(5),
             memory_size=256,
             vpc=vpc, vpc_subnets=private, security_groups=[self.security_group],

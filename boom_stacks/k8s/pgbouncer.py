@@ -1,0 +1,150 @@
+"""PgBouncer for one environment as plain Kubernetes objects (dicts); the cluster stack applies
+them. Validated against the pinned Kubernetes schemas by tests (`kubernetes-validate --strict`).
+
+- ConfigMap `pgbouncer-config`: pgbouncer.ini from config; ConfigMap `rds-ca-bundle`: the RDS CAs
+  PgBouncer verifies the database against (public certificates).
+- ExternalSecret `pgbouncer-userlist`: External Secrets writes the Secret holding userlist.txt
+  from Secrets Manager (`boom/<env>/database/app_user`). No credential is in any object here.
+- Deployment (config's replicas, spread over zones, non-root, read-only root file system),
+  Service on 6432, PodDisruptionBudget that keeps all but one replica up during drains.
+
+Usage: `python -m boom_stacks.k8s.pgbouncer --env dev --database-host HOST` prints YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from boom_stacks.config import EnvironmentConfig
+from boom_stacks.k8s.pgbouncer_ini import Upstream, render_ini
+from boom_stacks.k8s.versions import EXTERNAL_SECRETS_API
+from boom_stacks.rds_ca import rds_ca_bundle
+
+NAMESPACE = "boom-booking"
+NAME = "pgbouncer"
+PORT = 6432
+CONFIG_DIR = "/etc/pgbouncer"
+AUTH_DIR = f"{CONFIG_DIR}/auth"
+TLS_DIR = f"{CONFIG_DIR}/tls"
+RUNTIME_DIR = "/tmp"  # unix socket; an emptyDir, the root file system is read-only
+USER_ID = 1001  # the image's non-root user
+SECRET_STORE = "aws-secrets-manager"  # ClusterSecretStore created by the cluster stack
+APP_ROLE = "app_user"
+
+Manifest = dict[str, Any]
+
+
+def pgbouncer_manifests(config: EnvironmentConfig, *, database_host: str,
+                        namespace: str = NAMESPACE, ca_bundle: str | None = None) -> list[Manifest]:
+    """Every object PgBouncer needs, in apply order."""
+    upstream = Upstream(host=database_host, database=config.database.database_name,
+                        ca_file=f"{TLS_DIR}/rds-ca-bundle.pem")
+    ini = render_ini(config.pgbouncer, upstream, listen_port=PORT,
+                     auth_file=f"{AUTH_DIR}/userlist.txt", runtime_dir=RUNTIME_DIR)
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "boom-booking",
+              "boom.io/environment": config.name}
+    selector = {"app.kubernetes.io/name": NAME}
+    config_map = _object("v1", "ConfigMap", "pgbouncer-config", namespace, labels,
+                         data={"pgbouncer.ini": ini})
+    ca_map = _object("v1", "ConfigMap", "rds-ca-bundle", namespace, labels,
+                     data={"rds-ca-bundle.pem": ca_bundle or rds_ca_bundle()})
+    return [
+        config_map,
+        ca_map,
+        _userlist_external_secret(config, namespace, labels),
+        _deployment(config, namespace, labels, selector,
+                    config_hash=_sha256(config_map, ca_map)),
+        _object("v1", "Service", NAME, namespace, labels, spec={
+            "type": "ClusterIP", "selector": selector,
+            "ports": [{"name": "postgres", "port": PORT, "targetPort": "postgres",
+                       "protocol": "TCP"}]}),
+        _object("policy/v1", "PodDisruptionBudget", NAME, namespace, labels, spec={
+            "maxUnavailable": 1, "selector": {"matchLabels": selector}}),
+    ]
+
+
+def _object(api_version: str, kind: str, name: str, namespace: str, labels: dict[str, str],
+            **body: Any) -> Manifest:
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "labels": labels}, **body}
+
+
+def _userlist_external_secret(config: EnvironmentConfig, namespace: str,
+                              labels: dict[str, str]) -> Manifest:
+    # Passwords are alphanumeric (generated without punctuation), so no quoting is needed.
+    return _object(EXTERNAL_SECRETS_API, "ExternalSecret", "pgbouncer-userlist", namespace,
+                   labels, spec={
+                       "refreshInterval": "1h",
+                       "secretStoreRef": {"kind": "ClusterSecretStore", "name": SECRET_STORE},
+                       "target": {"name": "pgbouncer-userlist", "creationPolicy": "Owner",
+                                  "template": {"data": {
+                                      "userlist.txt": f'"{APP_ROLE}" "{{{{ .password }}}}"\n'}}},
+                       "data": [{"secretKey": "password", "remoteRef": {
+                           "key": f"boom/{config.name}/database/{APP_ROLE}",
+                           "property": "password"}}],
+                   })
+
+
+def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
+                selector: dict[str, str], config_hash: str) -> Manifest:
+    container = {
+        "name": NAME,
+        "image": config.pgbouncer.image,
+        "command": ["pgbouncer", f"{CONFIG_DIR}/pgbouncer.ini"],
+        "ports": [{"name": "postgres", "containerPort": PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
+                      "limits": {"cpu": "1", "memory": "256Mi"}},
+        "readinessProbe": {"tcpSocket": {"port": "postgres"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "postgres"}, "initialDelaySeconds": 10,
+                          "periodSeconds": 10},
+        # Let the Service drop this pod before PgBouncer stops taking connections.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "privileged": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "config", "mountPath": f"{CONFIG_DIR}/pgbouncer.ini",
+             "subPath": "pgbouncer.ini", "readOnly": True},
+            {"name": "userlist", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "rds-ca", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "runtime", "mountPath": RUNTIME_DIR},
+        ],
+    }
+    pod_spec = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 40,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+                            "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100, "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": selector}}}]}},
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "pgbouncer-config", "defaultMode": 0o444}},
+            {"name": "userlist", "secret": {"secretName": "pgbouncer-userlist",
+                                            "defaultMode": 0o440}},
+            {"name": "rds-ca", "configMap": {"name": "rds-ca-bundle", "defaultMode": 0o444}},
+            {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        ],
+    }
+    return _object("apps/v1", "Deployment", NAME, namespace, labels, spec={
+        "replicas": config.pgbouncer.replicas,
+        "selector": {"matchLabels": selector},
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            # A changed pgbouncer.ini or CA bundle rolls the pods.
+            "metadata": {"labels": labels, "annotations": {"boom.io/config-sha256": config_hash}},
+            "spec": pod_spec,
+        },
+    })
+
+
+def _sha256(*objects: Manifest) -> str:
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,9 @@
+"""Pinned versions for the Kubernetes objects built in this package.
+
+The cluster stack (a later issue) must create EKS at KUBERNETES_VERSION; tests validate every
+object against that version's schemas with `kubernetes-validate --strict`.
+"""
+
+KUBERNETES_VERSION = "1.34"
+# External Secrets Operator v0.16+ serves external-secrets.io/v1 (v1beta1 is deprecated).
+EXTERNAL_SECRETS_API = "external-secrets.io/v1"

@@ -1,0 +1,187 @@
+"""PgBouncer's Kubernetes objects: valid for the pinned Kubernetes (kubernetes-validate --strict),
+what the issue asks (2+ replicas, PDB, Service, ConfigMap, no credentials), and the ConfigMap's
+pgbouncer.ini and the ExternalSecret's userlist format actually run on real PgBouncer."""
+
+from __future__ import annotations
+
+import configparser
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+import pytest
+import yaml
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS, EnvironmentConfig
+from boom_stacks.k8s.__main__ import main
+from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests
+from boom_stacks.k8s.versions import KUBERNETES_VERSION
+from tests.fixture_postgres import PostgresServer, running_pgbouncer
+from tests.fixture_synth import Synthesized
+
+HOST = "boom-dev-db.abc123.us-east-1.rds.amazonaws.com"
+VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
+
+
+def manifests(env: str = "dev") -> dict[str, dict[str, Any]]:
+    objects = pgbouncer_manifests(ENVIRONMENT_CONFIGS[env], database_host=HOST)
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
+
+
+def validate(objects: list[dict[str, Any]], directory: Path) -> subprocess.CompletedProcess[str]:
+    files = []
+    for index, obj in enumerate(objects):
+        path = directory / f"{index:02d}-{obj['kind'].lower()}.yaml"
+        path.write_text(yaml.safe_dump(obj))
+        files.append(str(path))
+    return subprocess.run([str(VALIDATE), "--strict", "-k", f"{KUBERNETES_VERSION}.0", *files],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_every_core_object_validates_strictly_against_the_pinned_kubernetes(
+        env: str, tmp_path: Path) -> None:
+    result = validate(list(manifests(env).values()), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The one object without a core schema is the External Secrets CRD, and nothing else.
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
+    assert len(warnings) == 1 and "ExternalSecret" in warnings[0]
+    assert "ERROR" not in result.stdout
+
+
+def test_the_validator_rejects_an_unknown_field(tmp_path: Path) -> None:
+    # Negative control: the same pipeline fails on a misspelt field.
+    deployment = copy.deepcopy(manifests()["Deployment/pgbouncer"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
+    result = validate([deployment], tmp_path)
+    assert result.returncode != 0 and "readOnlyRootFileSystem" in result.stdout
+
+
+def test_the_issue_s_objects_exist_and_agree_with_each_other() -> None:
+    objects = manifests("prod")
+    assert set(objects) == {"ConfigMap/pgbouncer-config", "ConfigMap/rds-ca-bundle",
+                            "ExternalSecret/pgbouncer-userlist", "Deployment/pgbouncer",
+                            "Service/pgbouncer", "PodDisruptionBudget/pgbouncer"}
+    deployment, service, pdb = (objects["Deployment/pgbouncer"], objects["Service/pgbouncer"],
+                                objects["PodDisruptionBudget/pgbouncer"])
+    pool = ENVIRONMENT_CONFIGS["prod"].pgbouncer
+    assert deployment["spec"]["replicas"] == pool.replicas >= 2
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for selector in (service["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"],
+                     deployment["spec"]["selector"]["matchLabels"]):
+        assert selector.items() <= pod_labels.items()
+    # A drain or a node upgrade leaves at least one PgBouncer serving.
+    assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == pool.image and ":" in container["image"]
+    assert container["ports"][0]["containerPort"] == PORT == service["spec"]["ports"][0]["port"]
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+
+
+def test_pods_run_hardened() -> None:
+    pod = manifests()["Deployment/pgbouncer"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
+        "capabilities": {"drop": ["ALL"]}}
+    assert "limits" in container["resources"] and "requests" in container["resources"]
+
+
+def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
+    objects = manifests("prod")
+    ini_text = objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"]
+    ini = configparser.ConfigParser()
+    ini.read_string(ini_text)
+    section = ini["pgbouncer"]
+    assert {k: section[k] for k in ("pool_mode", "max_client_conn", "default_pool_size",
+                                    "reserve_pool_size", "max_db_connections")} == {
+        "pool_mode": "transaction", "max_client_conn": "1000", "default_pool_size": "25",
+        "reserve_pool_size": "5", "max_db_connections": "100"}
+    assert section["server_tls_sslmode"] == "verify-full"
+    assert section["listen_port"] == str(PORT)
+    # The files the ini names are the files the pod mounts.
+    mounts = {m["mountPath"] for m in objects["Deployment/pgbouncer"]["spec"]["template"][
+        "spec"]["containers"][0]["volumeMounts"]}
+    for path in (section["auth_file"], section["server_tls_ca_file"]):
+        assert str(Path(path).parent) in mounts
+    assert f"host={HOST}" in ini["databases"]["boom_booking"]
+    # No object is a Secret and nothing carries a password value.
+    assert not [o for o in objects.values() if o["kind"] == "Secret"]
+    everything = json.dumps(list(objects.values()))
+    assert "password =" not in everything and "PASSWORD" not in everything
+    assert objects["ConfigMap/rds-ca-bundle"]["data"]["rds-ca-bundle.pem"].count(
+        "BEGIN CERTIFICATE") > 50
+
+
+def test_a_config_change_rolls_the_pods() -> None:
+    def annotation(config: EnvironmentConfig) -> str:
+        objects = pgbouncer_manifests(config, database_host=HOST, ca_bundle="x")
+        return str(objects[3]["spec"]["template"]["metadata"]["annotations"][
+            "boom.io/config-sha256"])
+
+    from dataclasses import replace
+    dev = ENVIRONMENT_CONFIGS["dev"]
+    bigger = replace(dev, pgbouncer=replace(dev.pgbouncer, default_pool_size=30))
+    assert annotation(dev) != annotation(bigger)
+
+
+def test_the_userlist_comes_from_the_bootstrap_s_app_user_secret(dev: Synthesized) -> None:
+    external = manifests("dev")["ExternalSecret/pgbouncer-userlist"]
+    remote = external["spec"]["data"][0]["remoteRef"]
+    names = [r["Properties"].get("Name") for r in dev.template("Data").find_resources(
+        "AWS::SecretsManager::Secret").values()]
+    assert remote == {"key": "boom/dev/database/app_user", "property": "password"}
+    assert remote["key"] in names
+    assert external["spec"]["target"]["name"] == "pgbouncer-userlist"
+
+
+def test_the_config_map_and_userlist_run_on_real_pgbouncer(
+        postgres: PostgresServer, tenant_db: str, role_passwords: dict[str, str]) -> None:
+    # Given the ConfigMap's ini with only the cluster-specific paths and addresses swapped
+    objects = manifests("prod")
+    ini = objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"]
+    local = {f"host={HOST} port=5432 dbname=boom_booking":
+             f"host=127.0.0.1 port={postgres.port} dbname={tenant_db}",
+             "boom_booking =": f"{tenant_db} =",
+             "/etc/pgbouncer/tls/rds-ca-bundle.pem": str(postgres.ca_file),
+             "/etc/pgbouncer/auth/userlist.txt": "{dir}/userlist.txt",
+             "unix_socket_dir = /tmp": "unix_socket_dir = {dir}",
+             "listen_addr = 0.0.0.0": "listen_addr = 127.0.0.1",
+             f"listen_port = {PORT}": "listen_port = {port}"}
+    for cluster, here in local.items():
+        assert ini.count(cluster) == 1, cluster
+        ini = ini.replace(cluster, here)
+    # and the userlist that External Secrets renders from the app_user secret
+    template = objects["ExternalSecret/pgbouncer-userlist"]["spec"]["target"]["template"]
+    userlist = template["data"]["userlist.txt"].replace("{{ .password }}",
+                                                        role_passwords["app_user"])
+    # When app_user connects through it, Then the tenant contract holds
+    with running_pgbouncer(ini, userlist) as bouncer:
+        conn = pg8000.native.Connection("app_user", host="127.0.0.1", port=bouncer.port,
+                                        database=tenant_db, password=role_passwords["app_user"],
+                                        timeout=30)
+        try:
+            assert conn.run("SELECT current_user") == [["app_user"]]
+            assert conn.run("SELECT count(*) FROM app.bookings WHERE tenant_id IS NOT NULL "
+                            "AND app.current_tenant_id() IS NULL") == [[0]]
+        finally:
+            conn.close()
+
+
+def test_the_cli_prints_yaml_and_refuses_a_bad_host(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--env", "staging", "--database-host", HOST]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in documents] == ["ConfigMap", "ConfigMap", "ExternalSecret",
+                                              "Deployment", "Service", "PodDisruptionBudget"]
+    assert main(["--env", "staging", "--database-host", "db host; rm -rf /"]) == 2
+    assert "--database-host" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--env", "qa", "--database-host", HOST])
+    assert exit_.value.code == 2 and "invalid choice: 'qa'" in capsys.readouterr().err

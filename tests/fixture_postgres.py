@@ -87,7 +87,8 @@ class PostgresServer:
 
 
 @contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """`settings` are extra server settings (`-c name=value`), e.g. for the benchmark."""
     root = Path(tempfile.mkdtemp(prefix="boom-pg-"))
     root.chmod(0o755)
     password = secrets.token_urlsafe(24)
@@ -103,7 +104,8 @@ def running_postgres() -> Iterator[PostgresServer]:
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
                f"-c ssl=on -c ssl_cert_file={root / 'server.crt'} "
                f"-c ssl_key_file={root / 'server.key'} -c max_connections=300 "
-               "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off")
+               "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" +
+               "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
                                  str(root / "postgres.log"), "-o", options, "-w", "start"]),
                    check=True, capture_output=True)

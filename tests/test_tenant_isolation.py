@@ -98,6 +98,21 @@ def test_session_level_setting_fails_closed(app_user: Conn) -> None:
     assert in_tenant(app_user, None, "SELECT count(*) FROM app.bookings") == [[0]]
 
 
+def test_shadowing_names_in_the_session_cannot_forge_a_tenant(app_user: Conn) -> None:
+    # The tenant functions carry no SET search_path (speed, see 0003); every name in them is
+    # pg_catalog-qualified, so temporary types named like theirs change nothing.
+    app_user.run("SET search_path = pg_temp, app, pg_catalog")
+    app_user.run("CREATE TEMP TABLE text (forged int)")
+    app_user.run("CREATE TEMP TABLE uuid (forged int)")
+    try:
+        assert in_tenant(app_user, TENANT_A, "SELECT app.current_tenant_id()") == [[TENANT_A]]
+        assert in_tenant(app_user, None, "SELECT app.current_tenant_id(), count(*) "
+                         "FROM app.bookings") == [[None, 0]]
+    finally:
+        app_user.run("DROP TABLE pg_temp.text, pg_temp.uuid")
+        app_user.run("RESET search_path")
+
+
 @pytest.mark.parametrize(("sql", "match"), [
     ("ALTER TABLE app.bookings DISABLE ROW LEVEL SECURITY", "must be owner"),
     ("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY", "must be owner"),

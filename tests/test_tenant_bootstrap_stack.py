@@ -43,8 +43,11 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     assert props["AppUserSecretArn"]["Ref"].startswith("TenantBootstrapAppUserSecret")
     assert props["OwnerSecretArn"]["Ref"].startswith("TenantBootstrapOwnerSecret")
     assert props["ServiceToken"]["Fn::GetAtt"][0].startswith("TenantBootstrapProviderframework")
-    # After the instance is available.
+    # After the instance is available and the database admits the Lambda: CloudFormation
+    # would otherwise be free to create the ingress rule after the resource.
     assert "DatabaseInstanceAA8A5FDE" in resource["DependsOn"]
+    ingress = resources(synthesized, "AWS::EC2::SecurityGroupIngress", "TenantBootstrap")
+    assert len(ingress) == 1 and set(ingress) <= set(resource["DependsOn"])
 
 
 def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(

@@ -63,6 +63,7 @@ class SessionCache(Construct):
             auto_minor_version_upgrade=True,
         )
 
-    def grant_connect(self, peer: ec2.ISecurityGroup, description: str) -> None:
+    def grant_connect(self, peer: ec2.ISecurityGroup,
+                      description: str) -> ec2.CfnSecurityGroupIngress:
         """Open Redis to `peer`; the rule lives in the peer's stack."""
-        allow_from_peer(self.security_group, peer, self.PORT, description)
+        return allow_from_peer(self.security_group, peer, self.PORT, description)

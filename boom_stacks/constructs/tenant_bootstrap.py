@@ -58,7 +58,7 @@ class TenantBootstrap(Construct):
             ec2.Port.tcp(database.PORT), "PostgreSQL")
         provider_group = self._security_group(
             "ProviderSecurityGroup", vpc, f"Boom {config.name} tenant bootstrap provider: HTTPS")
-        database.grant_connect(self.security_group, "Tenant bootstrap")
+        ingress = database.grant_connect(self.security_group, "Tenant bootstrap")
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.function = lambda_.Function(
             self, "Function",
@@ -96,7 +96,9 @@ class TenantBootstrap(Construct):
                 # A new migration changes this, and CloudFormation sends an Update.
                 "TargetVersion": str(LATEST_VERSION),
             })
-        self.resource.node.add_dependency(database.instance)
+        # Connect only once the instance is up and the network path is open both ways
+        # (both rules are separate resources, which CloudFormation may otherwise create later).
+        self.resource.node.add_dependency(database.instance, ingress, self.security_group)
 
     def _security_group(self, id_: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(self, id_, vpc=vpc, allow_all_outbound=False,

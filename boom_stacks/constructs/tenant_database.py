@@ -96,6 +96,8 @@ class TenantDatabase(Construct):
         assert self.instance.secret is not None
         self.master_secret = self.instance.secret
 
-    def grant_connect(self, peer: ec2.ISecurityGroup, description: str) -> None:
-        """Open PostgreSQL to `peer`; the rule lives in the peer's stack."""
-        allow_from_peer(self.security_group, peer, self.PORT, description)
+    def grant_connect(self, peer: ec2.ISecurityGroup,
+                      description: str) -> ec2.CfnSecurityGroupIngress:
+        """Open PostgreSQL to `peer`; the rule lives in the peer's stack. Whatever connects at
+        deploy time must depend on the returned rule."""
+        return allow_from_peer(self.security_group, peer, self.PORT, description)

@@ -43,15 +43,27 @@ def _give_to_postgres(path: Path) -> None:
 
 
 def _make_tls(directory: Path) -> Path:
-    """A CA and a server certificate for 127.0.0.1/localhost; returns the CA file."""
+    """A CA and a server certificate for 127.0.0.1/localhost; returns the CA file.
+
+    Both carry the extensions RFC 5280 asks for (as RDS's do), so clients can verify them with
+    VERIFY_X509_STRICT, the default from Python 3.13 and what the Lambda runtime uses.
+    """
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=boom-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+            "/CN=boom-test-ca", "-keyout", "ca.key", "-out", "ca.pem",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
             "-keyout", "server.key", "-out", "server.csr")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (directory / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
     (directory / "server.key").chmod(0o600)

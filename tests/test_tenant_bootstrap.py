@@ -154,3 +154,17 @@ def test_cli_fails_clearly_without_privileges(postgres: PostgresServer,
     dsn = (f"postgresql://app_user@127.0.0.1:{postgres.port}/{tenant_db}?sslmode=require")
     assert main(["--dsn", dsn], environ={"PGPASSWORD": role_passwords["app_user"]}) == 1
     assert "nothing was changed: permission denied" in capsys.readouterr().err
+
+
+def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: PostgresServer) -> None:
+    # Python 3.13+ (the Lambda runtime) verifies strictly by default; 3.11 here must do the same.
+    import ssl
+    context = bootstrap.ssl_context_for(bootstrap.Connection(
+        host="db", port=5432, database="d", user="u", password=None,
+        ca_file=str(postgres.ca_file)))
+    assert context is not None and context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.verify_flags & ssl.VERIFY_X509_STRICT
+    with pytest.raises(bootstrap.BootstrapError, match="sslmode 'prefer'"):
+        bootstrap.ssl_context_for(bootstrap.Connection(
+            host="db", port=5432, database="d", user="u", password=None, sslmode="prefer"))

@@ -152,8 +152,16 @@ def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> Non
     assert not list(asset.rglob("*.pyc")) and not list(asset.rglob("__pycache__"))
 
 
+def _interpreters() -> list[str]:
+    """This venv's Python, plus the newest 3.13+ the machine has (pyenv), nearest to the Lambda
+    runtime (3.14): its stricter TLS defaults and removed modules are what matter."""
+    newer = sorted(Path("/root/.pyenv/versions").glob("3.1[3-9]*/bin/python3"))
+    return [sys.executable, *[str(p) for p in newer[-1:]]]
+
+
+@pytest.mark.parametrize("interpreter", _interpreters())
 def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_library(
-        asset: Path, postgres: PostgresServer) -> None:
+        asset: Path, postgres: PostgresServer, interpreter: str) -> None:
     # A bare interpreter (-I -S: no venv, no site-packages) sees only the asset, as Lambda does.
     database = postgres.create_database()
     script = (
@@ -163,7 +171,7 @@ def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_libr
         " user='postgres', password=os.environ['BOOM_TEST_PASSWORD'], ca_file=sys.argv[4]));"
         "print(b.apply(c).version); import pg8000; print(pg8000.__file__)")
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script, str(asset), str(postgres.port), database,
+        [interpreter, "-I", "-S", "-c", script, str(asset), str(postgres.port), database,
          str(postgres.ca_file)], env={"BOOM_TEST_PASSWORD": postgres.password},
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr

@@ -65,7 +65,8 @@ def test_the_issue_s_objects_exist_and_agree_with_each_other() -> None:
     objects = manifests("prod")
     assert set(objects) == {"ConfigMap/pgbouncer-config", "ConfigMap/rds-ca-bundle",
                             "ExternalSecret/pgbouncer-userlist", "Deployment/pgbouncer",
-                            "Service/pgbouncer", "PodDisruptionBudget/pgbouncer"}
+                            "Service/pgbouncer", "PodDisruptionBudget/pgbouncer",
+                            "NetworkPolicy/pgbouncer"}
     deployment, service, pdb = (objects["Deployment/pgbouncer"], objects["Service/pgbouncer"],
                                 objects["PodDisruptionBudget/pgbouncer"])
     pool = ENVIRONMENT_CONFIGS["prod"].pgbouncer
@@ -118,6 +119,20 @@ def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
     assert "password =" not in everything and "PASSWORD" not in everything
     assert objects["ConfigMap/rds-ca-bundle"]["data"]["rds-ca-bundle.pem"].count(
         "BEGIN CERTIFICATE") > 50
+
+
+def test_the_network_policy_admits_only_the_namespace_and_reaches_only_postgres_and_dns() -> None:
+    objects = manifests("prod")
+    policy = objects["NetworkPolicy/pgbouncer"]["spec"]
+    pod_labels = objects["Deployment/pgbouncer"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"from": [{"podSelector": {}}],
+                                  "ports": [{"protocol": "TCP", "port": PORT}]}]
+    to_postgres, to_dns = policy["egress"]
+    assert to_postgres["to"] == [{"ipBlock": {"cidr": ENVIRONMENT_CONFIGS["prod"].network.cidr}}]
+    assert to_postgres["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert {p["port"] for p in to_dns["ports"]} == {53}
 
 
 def test_a_config_change_rolls_the_pods() -> None:
@@ -179,7 +194,8 @@ def test_the_cli_prints_yaml_and_refuses_a_bad_host(capsys: pytest.CaptureFixtur
     assert main(["--env", "staging", "--database-host", HOST]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["kind"] for d in documents] == ["ConfigMap", "ConfigMap", "ExternalSecret",
-                                              "Deployment", "Service", "PodDisruptionBudget"]
+                                              "Deployment", "Service", "PodDisruptionBudget",
+                                              "NetworkPolicy"]
     assert main(["--env", "staging", "--database-host", "db host; rm -rf /"]) == 2
     assert "--database-host" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:

@@ -7,6 +7,8 @@ them. Validated against the pinned Kubernetes schemas by tests (`kubernetes-vali
   from Secrets Manager (`boom/<env>/database/app_user`). No credential is in any object here.
 - Deployment (config's replicas, spread over zones, non-root, read-only root file system),
   Service on 6432, PodDisruptionBudget that keeps all but one replica up during drains.
+- NetworkPolicy: only pods of the namespace may connect; PgBouncer may reach only PostgreSQL
+  inside the VPC and DNS (enforced where the cluster's CNI enforces policies).
 
 Usage: `python -m boom_stacks.k8s.pgbouncer --env dev --database-host HOST` prints YAML.
 """
@@ -62,6 +64,7 @@ def pgbouncer_manifests(config: EnvironmentConfig, *, database_host: str,
                        "protocol": "TCP"}]}),
         _object("policy/v1", "PodDisruptionBudget", NAME, namespace, labels, spec={
             "maxUnavailable": 1, "selector": {"matchLabels": selector}}),
+        _network_policy(config, namespace, labels, selector),
     ]
 
 
@@ -85,6 +88,24 @@ def _userlist_external_secret(config: EnvironmentConfig, namespace: str,
                            "key": f"boom/{config.name}/database/{APP_ROLE}",
                            "property": "password"}}],
                    })
+
+
+def _network_policy(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
+                    selector: dict[str, str]) -> Manifest:
+    """In: pods of this namespace, on 6432. Out: PostgreSQL inside the VPC, and DNS."""
+    dns = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
+    return _object("networking.k8s.io/v1", "NetworkPolicy", NAME, namespace, labels, spec={
+        "podSelector": {"matchLabels": selector},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [{"podSelector": {}}],
+                     "ports": [{"protocol": "TCP", "port": PORT}]}],
+        "egress": [
+            {"to": [{"ipBlock": {"cidr": config.network.cidr}}],
+             "ports": [{"protocol": "TCP", "port": 5432}]},
+            {"to": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "kube-system"}}}], "ports": dns},
+        ],
+    })
 
 
 def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str],

@@ -96,8 +96,8 @@ class TenantBootstrap(Construct):
                 # A new migration changes this, and CloudFormation sends an Update.
                 "TargetVersion": str(LATEST_VERSION),
             })
-        # Connect only once the instance is up and the network path is open both ways
-        # (both rules are separate resources, which CloudFormation may otherwise create later).
+        # Connect only once the instance is up and the database admits the Lambda: the
+        # ingress rule is a resource of its own, which CloudFormation could create later.
         self.resource.node.add_dependency(database.instance, ingress, self.security_group)
 
     def _security_group(self, id_: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:

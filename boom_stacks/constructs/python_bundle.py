@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = ROOT / "lambdas"
 RDS_CA_FILE_NAME = "rds-ca-bundle.pem"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+# Written by the installer, not the package: they differ between pip versions and machines and
+# would change the asset hash (and make `cdk diff` show a Lambda update) for no reason.
+_INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 
 
 class BundlingError(Exception):
@@ -56,6 +59,8 @@ def distribution_files(name: str) -> list[tuple[Path, Path]]:
         path = Path(str(relative))
         if path.parts[0] == ".." or "__pycache__" in path.parts or path.suffix == ".pyc":
             continue  # console scripts live outside site-packages; bytecode is rebuilt
+        if path.parent.name.endswith(".dist-info") and path.name in _INSTALLER_FILES:
+            continue
         files.append((Path(str(dist.locate_file(relative))), path))
     if not files:
         raise BundlingError(f"{name} {dist.version}: no files recorded to vendor")

@@ -180,3 +180,15 @@ def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_libr
     assert result.returncode == 0, result.stderr
     version, driver = result.stdout.split()
     assert int(version) == LATEST_VERSION and driver.startswith(str(asset))
+
+
+def test_bundling_twice_gives_identical_files(asset: Path, tmp_path: Path) -> None:
+    # The asset hash is the files' hash: a rebuild must not make `cdk diff` show an update.
+    again = python_bundle._LocalBundling(python_bundle.LAMBDAS_DIR / "tenant_bootstrap",
+                                         VENDORED, rds_ca=True)
+    assert again.try_bundle(str(tmp_path)) is True
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert tree(tmp_path) == tree(asset)

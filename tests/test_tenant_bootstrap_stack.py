@@ -165,7 +165,8 @@ def _interpreters() -> list[str]:
 @pytest.mark.parametrize("interpreter", _interpreters())
 def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_library(
         asset: Path, postgres: PostgresServer, interpreter: str) -> None:
-    # A bare interpreter (-I -S: no venv, no site-packages) sees only the asset, as Lambda does.
+    # A bare interpreter (-I -S: no venv, no site-packages) sees only the asset, as Lambda does;
+    # -B: /var/task is read-only there, and nothing may be written into the asset here.
     database = postgres.create_database()
     script = (
         "import os, sys; sys.path.insert(0, sys.argv[1]);"
@@ -174,7 +175,7 @@ def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_libr
         " user='postgres', password=os.environ['BOOM_TEST_PASSWORD'], ca_file=sys.argv[4]));"
         "print(b.apply(c).version); import pg8000; print(pg8000.__file__)")
     result = subprocess.run(
-        [interpreter, "-I", "-S", "-c", script, str(asset), str(postgres.port), database,
+        [interpreter, "-I", "-S", "-B", "-c", script, str(asset), str(postgres.port), database,
          str(postgres.ca_file)], env={"BOOM_TEST_PASSWORD": postgres.password},
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr

@@ -103,7 +103,8 @@ def test_create_applies_the_bootstrap_and_sets_role_passwords(
         f"tenant-bootstrap:127.0.0.1:{postgres.port}/{database}"
     assert response["Data"] == {
         "SchemaVersion": str(bootstrap.LATEST_VERSION),
-        "Applied": ",".join(str(v) for v in range(1, bootstrap.LATEST_VERSION + 1))}
+        "Applied": ",".join(str(v) for v in range(1, bootstrap.LATEST_VERSION + 1)),
+        "Repaired": ""}
     # The passwords in Secrets Manager are the ones the roles now log in with, over TLS.
     for role in ("app_user", "boom_owner"):
         conn = postgres.connect(database, user=role, password=role_passwords[role], tls=True)
@@ -118,7 +119,8 @@ def test_a_retried_create_changes_nothing(postgres: PostgresServer, aws: Secrets
     before = state(postgres, database)
     again = handler.on_event(create)
     assert again["PhysicalResourceId"] == first["PhysicalResourceId"]
-    assert again["Data"] == {"SchemaVersion": str(bootstrap.LATEST_VERSION), "Applied": ""}
+    assert again["Data"] == {"SchemaVersion": str(bootstrap.LATEST_VERSION), "Applied": "",
+                             "Repaired": ""}
     assert state(postgres, database) == before
 
 
@@ -146,7 +148,7 @@ def test_update_applies_only_newer_versions(postgres: PostgresServer, aws: Secre
     update = event("Update", aws, master, PhysicalResourceId=older["PhysicalResourceId"])
     newer = handler.on_event(update)
     assert newer["Data"] == {"SchemaVersion": str(bootstrap.LATEST_VERSION),
-                             "Applied": str(bootstrap.LATEST_VERSION)}
+                             "Applied": str(bootstrap.LATEST_VERSION), "Repaired": ""}
     assert newer["PhysicalResourceId"] == older["PhysicalResourceId"]
 
 

@@ -168,3 +168,60 @@ def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: Postgre
     with pytest.raises(bootstrap.BootstrapError, match="sslmode 'prefer'"):
         bootstrap.ssl_context_for(bootstrap.Connection(
             host="db", port=5432, database="d", user="u", password=None, sslmode="prefer"))
+
+
+def _audit(conn: pg8000.native.Connection) -> list[list[object]]:
+    return conn.run("SELECT * FROM app.audit_tenant_tables()")
+
+
+@pytest.mark.parametrize(("remove", "repair"), [
+    ("DROP EVENT TRIGGER boom_protect_tenant_tables", "re-created"),
+    ("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE", "re-enabled"),
+], ids=["dropped", "disabled"])
+def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
+        postgres: PostgresServer, remove: str, repair: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the trigger removed (RDS wants that before a major upgrade) and a tenant table
+    # created by the owner meanwhile, unprotected
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    conn.run(remove)
+    conn.run("SET ROLE boom_owner")
+    conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
+    conn.run("RESET ROLE")
+    assert ["app.late", "row level security is not forced"] in _audit(conn)
+    conn.close()
+    # When the bootstrap runs again (here through the operators' CLI)
+    dsn = (f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
+           f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
+    assert main(["--dsn", dsn], environ={}) == 0
+    out = capsys.readouterr().out
+    # Then the trigger is back, the table is protected, and it says so
+    assert f"repaired: event trigger boom_protect_tenant_tables {repair}" in out
+    assert "repaired: app.late protected" in out
+    assert postgres.password not in out
+    conn = postgres.connect(database, tls=True)
+    assert conn.run("SELECT evtenabled FROM pg_event_trigger "
+                    "WHERE evtname = 'boom_protect_tenant_tables'") == [["O"]]
+    assert _audit(conn) == []
+    assert bootstrap.apply(conn).repaired == ()
+    conn.close()
+
+
+def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
+        postgres: PostgresServer) -> None:
+    # Given a widening policy someone added by hand, and the trigger dropped
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    conn.run("CREATE POLICY everyone ON app.bookings USING (true)")
+    before = schema_dump(postgres, database)
+    # When the bootstrap runs, Then it names the gap and the fix, and rolls everything back
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            "will not override: app.bookings: a permissive policy other than the tenant "
+            "policy widens access. Fix them in a migration")):
+        bootstrap.apply(conn)
+    assert schema_dump(postgres, database) == before
+    conn.close()

@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     print(f"tenant bootstrap: {target.database} at version {result.version} "
           f"(was {result.previous_version}; applied: {applied}; "
           f"passwords set: {', '.join(sorted(passwords)) or 'none'})")
+    for repair in result.repaired:
+        print(f"tenant bootstrap: repaired: {repair}")
     return 0
 
 

@@ -67,6 +67,8 @@ class Result:
     previous_version: int
     version: int
     applied: tuple[int, ...]
+    # Guarantees the bootstrap had to restore (empty when all was well); see _enforce().
+    repaired: tuple[str, ...] = ()
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -178,7 +180,47 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     for role, password in sorted(role_passwords.items()):
         conn.run(f"ALTER ROLE {pg8000.native.identifier(role)} PASSWORD "
                  f"{pg8000.native.literal(scram_verifier(password))}")
-    return Result(previous_version=previous, version=max(previous, target), applied=tuple(done))
+    repaired = _enforce(conn)
+    return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
+                  repaired=repaired)
+
+
+_EVENT_TRIGGER = "boom_protect_tenant_tables"
+_CREATE_EVENT_TRIGGER = f"""
+CREATE EVENT TRIGGER {_EVENT_TRIGGER} ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+  EXECUTE FUNCTION app.protect_new_tenant_tables()"""
+
+
+def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
+    """Every run ends with the tenant guarantees in place, or fails and changes nothing.
+
+    Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
+    before a major version upgrade) and protects tenant tables created while it was gone; then
+    refuses to finish while the audit still reports a gap no bootstrap should paper over (a
+    widening policy, a table not owned by boom_owner).
+    """
+    repaired = []
+    state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
+                     n=_EVENT_TRIGGER)
+    if not state:
+        conn.run(_CREATE_EVENT_TRIGGER)
+        repaired.append(f"event trigger {_EVENT_TRIGGER} re-created")
+    elif state[0][0] == "D":
+        conn.run(f"ALTER EVENT TRIGGER {_EVENT_TRIGGER} ENABLE")
+        repaired.append(f"event trigger {_EVENT_TRIGGER} re-enabled")
+    for (table,) in conn.run("SELECT DISTINCT table_name FROM app.audit_tenant_tables() "
+                             "WHERE problem LIKE 'row level security%' "
+                             "OR problem LIKE 'no policy%' ORDER BY 1"):
+        conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
+        repaired.append(f"{table} protected")
+    problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
+    if problems:
+        listed = "; ".join(f"{table}: {problem}" for table, problem in problems)
+        raise BootstrapError(f"tenant tables lack guarantees the bootstrap will not override: "
+                             f"{listed}. Fix them in a migration (owner boom_owner, only the "
+                             "tenant policy), then run again; nothing was changed")
+    return tuple(repaired)
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:

@@ -63,13 +63,15 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
         result = apply(conn, target_version=target_version, role_passwords=passwords)
     finally:
         conn.close()
-    logger.info("database %s at version %s (was %s; applied %s)", master.database,
-                result.version, result.previous_version, list(result.applied))
+    logger.info("database %s at version %s (was %s; applied %s; repaired %s)",
+                master.database, result.version, result.previous_version,
+                list(result.applied), list(result.repaired))
     return {
         # Stable per database: a retry or an Update never replaces the resource.
         "PhysicalResourceId": f"tenant-bootstrap:{master.host}:{master.port}/{master.database}",
         "Data": {"SchemaVersion": str(result.version),
-                 "Applied": ",".join(map(str, result.applied))},
+                 "Applied": ",".join(map(str, result.applied)),
+                 "Repaired": "; ".join(result.repaired)},
     }
 
 

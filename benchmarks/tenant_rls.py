@@ -3,7 +3,8 @@
 (a) RLS with the tenant set per transaction vs (b) the same queries with an explicit
 `WHERE tenant_id = ...` on an identical table without RLS, same data, same run, interleaved;
 plus (a0), workload (a) on a database left at schema version 2 (the tenant functions before
-migration 0003), so the gain of 0003 is measured in the same run.
+migration 0003), so the gain of 0003 is measured in the same run, and (c), workload (b) plus
+the `set_tenant` call, which separates the cost of setting the tenant from the cost of RLS.
 Then 1000 clients through PgBouncer (max_db_connections = 100), with server-side statement
 times from pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
 """
@@ -31,7 +32,7 @@ from tests.fixture_postgres import (
 )
 
 HERE = Path(__file__).parent
-ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 15, 2
+ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 15, 3
 
 
 def tenant(n: int) -> str:
@@ -124,6 +125,7 @@ WORKLOADS = {  # name: (script, database key)
     "(a) RLS, tenant set per transaction": ("rls.sql", "latest"),
     "(b) explicit WHERE tenant_id, no RLS": ("explicit.sql", "latest"),
     f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0003": ("rls.sql", "baseline"),
+    "(c) = (b) plus the set_tenant call, no RLS": ("explicit_with_tenant.sql", "latest"),
 }
 
 
@@ -171,15 +173,24 @@ One-off measurements on this machine while tuning, not re-run by `make bench-db`
   `SELECT 1`; with 0003's PL/pgSQL version (compiled once per session, every name
   pg_catalog-qualified instead of the SET clause) it takes 139 us. (a) calls it three times
   per transaction (the read's policy, the insert's WITH CHECK and the tenant_id default).
-- What remains is structural: (a) runs one more statement than (b) (`set_tenant`, about
-  30 us of parsing and planning in a one-statement transaction), and each RLS statement plans
-  an extra initplan subquery for the tenant check. The workload is tiny: (b) costs about
-  480 us of CPU per transaction here (2 cores / 4194 tps, pgbench and PgBouncer included),
-  (a) about 600 us. Heavier transactions (joins, more rows) dilute a fixed per-statement cost.
-- Tried and not kept: inlinable SQL-body functions (no gain: inlining re-reads the body each
-  statement); policies without the `(SELECT ...)` wrapper (about 4%, within noise, and it
-  would evaluate the function per row on sequential scans); `pgbench -M prepared` directly
-  against PostgreSQL (0.71: with prepared statements `set_tenant` needs its own round trip).
+- What remains is setting the tenant plus RLS's own per-statement work; (c)/(b) and (a)/(c)
+  above split the gap between the two. Single client, directly on PostgreSQL, per statement:
+  read 0.149 vs 0.144 ms, insert 0.139 vs 0.129 ms with and without RLS; the `set_tenant`
+  statement costs about 0.045 ms of parsing, planning and execution on top of its round
+  trip. The workload is tiny ((b) costs about 480 us of CPU per transaction here, pgbench and
+  PgBouncer included), so these fixed per-statement costs weigh heavily. With PostgreSQL
+  pinned to one core and pgbench plus PgBouncer to the other, PostgreSQL's core saturated and
+  the ratio was about 0.74: the gap is database CPU, not the load generator.
+- Run to run, the (a)/(b) ratio moved between 0.78 and 0.87 on this machine with the same
+  code; (a)/(c), RLS's own cost, stayed at about 0.93.
+- Tried and not kept: inlinable SQL-body functions (slower: inlining re-reads and re-plans the
+  body in every statement); policies calling `app.current_tenant_id()` directly instead of
+  through `(SELECT ...)`: about 3% more throughput in one interleaved run, but the function
+  would then run once per row wherever the tenant check is a filter rather than an index
+  condition; one setting holding stamp and tenant instead of two: no gain; `CALL` of a
+  procedure instead of `SELECT app.set_tenant()`: no gain in pgbench; `pgbench -M prepared`
+  directly against PostgreSQL: 0.71 (prepared statements cannot share a message, so
+  `set_tenant` needs its own round trip).
 - Next candidates: PgBouncer 1.21+ `max_prepared_statements` with the driver sending
   `set_tenant` and the first query in one pipeline (our pods run 1.24.1; Debian's 1.18 here
   cannot); measuring on separate load-generator and database hosts.
@@ -191,7 +202,7 @@ def write_results(runs: dict[str, list[dict[str, float]]], held: dict[str, float
     def avg(name: str, key: str) -> float:
         return statistics.fmean(r[key] for r in runs[name])
 
-    a, b, a0 = WORKLOADS
+    a, b, a0, c = WORKLOADS
     ratio, before = avg(a, "tps") / avg(b, "tps"), avg(a0, "tps") / avg(b, "tps")
     rows = "\n".join(
         f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(b, 'tps'):.3f} | "
@@ -209,14 +220,17 @@ Data: {TENANTS} tenants x {ROWS_PER_TENANT} bookings in each table. Workload per
 read a tenant's 20 latest bookings, insert one booking; (a) sends set_tenant and the read
 in one round trip (`\\;`), so all workloads make 4 round trips. (a0) is (a) on a second
 database at schema version {BASELINE_VERSION}, same data: the baseline for migration 0003.
-pgbench, {CLIENTS} clients, 2 threads, {SECONDS} s per run, {ROUNDS} interleaved rounds of
-the three; latencies in ms from pgbench's per-transaction log (client side, through PgBouncer).
+(c) is (b) plus (a)'s `set_tenant` call in the same message as the read, on the table
+without RLS. pgbench, {CLIENTS} clients, 2 threads, {SECONDS} s per run, {ROUNDS}
+interleaved rounds of the four; latencies in ms from pgbench's per-transaction log (client
+side, through PgBouncer).
 
 | workload | tps | tps / (b) | mean | p50 | p95 | p99 |
 |---|---|---|---|---|---|---|
 {rows}
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (target >= 0.90: {verdict}; before 0003: {before:.3f}).
+(a)/(c), the cost of RLS itself once the tenant is set: {avg(a, "tps") / avg(c, "tps"):.3f}.
 
 ## 1000 clients through PgBouncer
 

@@ -196,6 +196,7 @@ def older_database(postgres: PostgresServer) -> str:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda e: e.pop("ResourceProperties"), "ResourceProperties missing"),
+    (lambda e: e.update(ResourceProperties=None), "ResourceProperties missing"),
     (lambda e: e["ResourceProperties"].pop("MasterSecretArn"),
      "ResourceProperties missing MasterSecretArn"),
     (lambda e: e["ResourceProperties"].update(AppUserSecretArn="", OwnerSecretArn=""),
@@ -205,8 +206,8 @@ def older_database(postgres: PostgresServer) -> str:
     (lambda e: e["ResourceProperties"].update(TargetVersion="99"),
      f"TargetVersion 99: this bootstrap has versions 1 to {bootstrap.LATEST_VERSION}"),
     (lambda e: e.update(RequestType="Rollback"), "RequestType 'Rollback'"),
-], ids=["no-properties", "no-master", "no-role-secrets", "version-word", "version-unknown",
-        "request-type"])
+], ids=["no-properties", "null-properties", "no-master", "no-role-secrets", "version-word",
+        "version-unknown", "request-type"])
 def test_bad_events_fail_clearly_and_change_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         change: Any, message: str) -> None:

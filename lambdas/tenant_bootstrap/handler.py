@@ -43,15 +43,17 @@ logger.setLevel(logging.INFO)
 
 def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     request = event.get("RequestType")
+    raw_properties = event.get("ResourceProperties")
+    shown = raw_properties if isinstance(raw_properties, dict) else {}
     # Only names and ARNs are logged: the properties hold no secret values.
     logger.info("%s %s %s", request, event.get("LogicalResourceId"),
-                json.dumps({k: v for k, v in event.get("ResourceProperties", {}).items()
-                            if k != "ServiceToken"}, sort_keys=True))
+                json.dumps({k: v for k, v in shown.items() if k != "ServiceToken"},
+                           sort_keys=True, default=str))
     if request == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", "none")}
     if request not in ("Create", "Update"):
         raise BootstrapError(f"RequestType {request!r}: expected Create, Update or Delete")
-    properties = _properties(event.get("ResourceProperties"))
+    properties = _properties(raw_properties)
     target_version = _target_version(properties["TargetVersion"])
     secrets = boto3.client("secretsmanager")
     passwords = {

@@ -93,7 +93,9 @@ def test_the_function_reaches_only_postgres_and_https(synthesized: Synthesized) 
     egress = sorted(group["Properties"]["SecurityGroupEgress"], key=lambda r: r["FromPort"])
     assert [(r["FromPort"], r["ToPort"], r["IpProtocol"]) for r in egress] == \
         [(443, 443, "tcp"), (5432, 5432, "tcp")]
-    assert egress[0]["CidrIp"] == "0.0.0.0/0"
+    # With interface endpoints, Secrets Manager is inside the VPC: HTTPS goes nowhere else.
+    network = synthesized.config.network
+    assert egress[0]["CidrIp"] == (network.cidr if network.interface_endpoints else "0.0.0.0/0")
     assert egress[1]["DestinationSecurityGroupId"]["Fn::GetAtt"][0].startswith(
         "DatabaseSecurityGroup")
 

@@ -49,15 +49,20 @@ class TenantBootstrap(Construct):
                     exclude_punctuation=True))
             for role, name in (("app_user", "AppUser"), ("boom_owner", "Owner"))
         }
-        # AWS APIs (Secrets Manager; Lambda and the CloudFormation response URL for the
-        # provider) are HTTPS, through interface endpoints where configured, else the NAT.
+        # The function calls only Secrets Manager: through its interface endpoint (HTTPS to the
+        # VPC) where configured, else through the NAT. The provider framework calls Lambda and
+        # CloudFormation's S3 response URL, which have no endpoint here: HTTPS out.
+        secrets_manager = (ec2.Peer.ipv4(config.network.cidr)
+                           if config.network.interface_endpoints else ec2.Peer.any_ipv4())
         self.security_group = self._security_group(
-            "SecurityGroup", vpc, f"Boom {config.name} tenant bootstrap: PostgreSQL and HTTPS")
+            "SecurityGroup", vpc, secrets_manager,
+            f"Boom {config.name} tenant bootstrap: PostgreSQL and Secrets Manager")
         self.security_group.add_egress_rule(
             ec2.Peer.security_group_id(database.security_group.security_group_id),
             ec2.Port.tcp(database.PORT), "PostgreSQL")
         provider_group = self._security_group(
-            "ProviderSecurityGroup", vpc, f"Boom {config.name} tenant bootstrap provider: HTTPS")
+            "ProviderSecurityGroup", vpc, ec2.Peer.any_ipv4(),
+            f"Boom {config.name} tenant bootstrap provider: HTTPS")
         ingress = database.grant_connect(self.security_group, "Tenant bootstrap")
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.function = lambda_.Function(
@@ -100,8 +105,9 @@ class TenantBootstrap(Construct):
         # ingress rule is a resource of its own, which CloudFormation could create later.
         self.resource.node.add_dependency(database.instance, ingress, self.security_group)
 
-    def _security_group(self, id_: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
+    def _security_group(self, id_: str, vpc: ec2.IVpc, https_to: ec2.IPeer,
+                        description: str) -> ec2.SecurityGroup:
         group = ec2.SecurityGroup(self, id_, vpc=vpc, allow_all_outbound=False,
                                   description=description)
-        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS), "AWS APIs over HTTPS")
+        group.add_egress_rule(https_to, ec2.Port.tcp(HTTPS), "AWS APIs over HTTPS")
         return group

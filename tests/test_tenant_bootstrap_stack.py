@@ -6,7 +6,6 @@ import json
 import re
 import ssl
 import subprocess
-import sys
 from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
 from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+from tests.fixture_lambda import bundle, interpreters
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized
 
@@ -138,11 +138,7 @@ def test_a_missing_ca_source_stops_the_bundle_with_the_fix(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("asset")
-    bundler = python_bundle._LocalBundling(python_bundle.LAMBDAS_DIR / "tenant_bootstrap",
-                                           VENDORED, rds_ca=True)
-    assert bundler.try_bundle(str(out)) is True
-    return out
+    return bundle(tmp_path_factory.mktemp("asset"))
 
 
 def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> None:
@@ -157,14 +153,7 @@ def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> Non
     assert (asset / "pg8000-1.31.6.dist-info" / "METADATA").is_file()
 
 
-def _interpreters() -> list[str]:
-    """This venv's Python, plus the newest 3.13+ the machine has (pyenv), nearest to the Lambda
-    runtime (3.14): its stricter TLS defaults and removed modules are what matter."""
-    newer = sorted(Path("/root/.pyenv/versions").glob("3.1[3-9]*/bin/python3"))
-    return [sys.executable, *[str(p) for p in newer[-1:]]]
-
-
-@pytest.mark.parametrize("interpreter", _interpreters())
+@pytest.mark.parametrize("interpreter", interpreters())
 def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_library(
         asset: Path, postgres: PostgresServer, interpreter: str) -> None:
     # A bare interpreter (-I -S: no venv, no site-packages) sees only the asset, as Lambda does;
@@ -187,9 +176,7 @@ def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_libr
 
 def test_bundling_twice_gives_identical_files(asset: Path, tmp_path: Path) -> None:
     # The asset hash is the files' hash: a rebuild must not make `cdk diff` show an update.
-    again = python_bundle._LocalBundling(python_bundle.LAMBDAS_DIR / "tenant_bootstrap",
-                                         VENDORED, rds_ca=True)
-    assert again.try_bundle(str(tmp_path)) is True
+    bundle(tmp_path)
 
     def tree(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}

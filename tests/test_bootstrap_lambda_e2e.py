@@ -1,0 +1,99 @@
+"""The packaged Lambda, run as Lambda runs it: the bundled asset on the newest Python here
+(3.13, nearest the 3.14 runtime) with no site-packages, the runtime's boto3 beside it, Secrets
+Manager emulated by moto's server over HTTP, and the real PostgreSQL over verified TLS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from lambdas.tenant_bootstrap import bootstrap, handler
+from tests.fixture_lambda import bundle, newest_interpreter, runtime_packages
+from tests.fixture_postgres import PostgresServer, free_port
+
+INVOKE = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]   # /var/task, then /var/runtime
+from tenant_bootstrap.handler import on_event
+try:
+    print(json.dumps(on_event(json.loads(sys.argv[3]), None)))
+except Exception as err:   # what the Lambda runtime reports as errorMessage
+    print(json.dumps({"errorType": type(err).__name__, "errorMessage": str(err)}))
+    sys.exit(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def lambda_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return (bundle(tmp_path_factory.mktemp("task")),
+            runtime_packages(tmp_path_factory.mktemp("runtime")))
+
+
+@pytest.fixture(scope="module")
+def secrets_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def invoke(lambda_dirs: tuple[Path, Path], endpoint: str, ca_file: Path,
+           event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    task, runtime = lambda_dirs
+    env = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           handler.CA_FILE_VARIABLE: str(ca_file)}
+    result = subprocess.run([newest_interpreter(), "-I", "-S", "-B", "-c", INVOKE, str(task),
+                             str(runtime), json.dumps(event)],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
+        lambda_dirs: tuple[Path, Path], secrets_endpoint: str, postgres: PostgresServer,
+        role_passwords: dict[str, str]) -> None:
+    client = boto3.client("secretsmanager", endpoint_url=secrets_endpoint,
+                          region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    database = postgres.create_database()
+
+    def secret(name: str, value: dict[str, object]) -> str:
+        return str(client.create_secret(Name=f"boom/e2e/{database}/{name}",
+                                        SecretString=json.dumps(value))["ARN"])
+
+    master = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
+              "dbname": database, "username": "postgres", "password": postgres.password}
+    properties = {
+        "MasterSecretArn": secret("master", master),
+        "AppUserSecretArn": secret("app_user", {"password": role_passwords["app_user"]}),
+        "OwnerSecretArn": secret("owner", {"password": role_passwords["boom_owner"]}),
+        "TargetVersion": str(bootstrap.LATEST_VERSION)}
+    create = {"RequestType": "Create", "LogicalResourceId": "TenantBootstrap",
+              "ResourceProperties": properties}
+    # Create applies every version
+    code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, create)
+    assert code == 0, response
+    assert response["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
+    # An Update (retried as CloudFormation may) changes nothing more
+    update = {**create, "RequestType": "Update", "PhysicalResourceId": response[
+        "PhysicalResourceId"]}
+    code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, update)
+    assert code == 0 and response["Data"]["Applied"] == ""
+    # A master secret that does not exist fails with the reason CloudFormation will show
+    gone = {**properties, "MasterSecretArn": properties["MasterSecretArn"] + "-gone"}
+    code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file,
+                            {**create, "ResourceProperties": gone})
+    assert code == 1 and response["errorType"] == "BootstrapError"
+    assert "MasterSecretArn" in response["errorMessage"]
+    assert "cannot read the secret (ResourceNotFoundException" in response["errorMessage"]
+    assert postgres.password not in json.dumps(response)

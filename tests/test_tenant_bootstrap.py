@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import sys
 
@@ -224,4 +226,66 @@ def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
             "policy widens access. Fix them in a migration")):
         bootstrap.apply(conn)
     assert schema_dump(postgres, database) == before
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def rds_like_master(postgres: PostgresServer) -> tuple[str, str]:
+    """A master user shaped like RDS's: LOGIN, CREATEROLE, CREATEDB, not a superuser."""
+    name, password = "rds_like_master", secrets.token_urlsafe(16)
+    conn = postgres.connect()
+    conn.run(f"CREATE ROLE {name} LOGIN CREATEROLE CREATEDB PASSWORD "
+             f"{pg8000.native.literal(password)}")
+    conn.close()
+    return name, password
+
+
+def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
+        postgres: PostgresServer, rds_like_master: tuple[str, str]) -> None:
+    # Given a database owned by an RDS-like master, as RDS creates it
+    user, password = rds_like_master
+    database = f"rds_{secrets.token_hex(4)}"
+    admin = postgres.connect()
+    admin.run(f"CREATE DATABASE {database} OWNER {user}")
+    admin.close()
+    master = postgres.connect(database, user=user, password=password, tls=True)
+    # When it runs the bootstrap, Then the only step plain PostgreSQL refuses it is the event
+    # trigger, which RDS lets its master create: everything before (roles, grants, schema)
+    # is within its rights, and the failed run changed nothing.
+    with pytest.raises(bootstrap.BootstrapError, match="permission denied to create event "
+                                                       "trigger"):
+        bootstrap.apply(master)
+    assert bootstrap.current_version(master) == 0
+    # Given version 1 applied by a superuser (standing in for RDS's allowance), with what the
+    # master would have created itself handed to it
+    admin = postgres.connect(database, tls=True)
+    bootstrap.apply(admin, target_version=1)
+    admin.run(f"ALTER SCHEMA boom_meta OWNER TO {user}")
+    admin.run(f"ALTER TABLE boom_meta.schema_versions OWNER TO {user}")
+    admin.run(f"GRANT boom_owner TO {user}")  # 0001's GRANT ... TO CURRENT_USER, for it
+    admin.close()
+    # Then every later version, the passwords and the guarantee checks run as the master
+    result = bootstrap.apply(master, role_passwords={})
+    assert result.applied == tuple(range(2, bootstrap.LATEST_VERSION + 1))
+    assert master.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
+    master.close()
+
+
+def test_0001_never_changes_superuser_or_bypassrls_which_rds_masters_cannot() -> None:
+    first = bootstrap.load_migrations()[0].sql
+    for statement in first.split(";"):
+        if "ALTER ROLE" in statement.upper():
+            assert not re.search(r"\b(NO)?(SUPERUSER|BYPASSRLS)\b", statement.upper()), statement
+
+
+def test_tables_can_be_created_before_bookings_exists(postgres: PostgresServer) -> None:
+    # The event trigger runs for every new table; at version 1 there is no app.bookings yet,
+    # and naming it must not break everyone else's DDL.
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn, target_version=1)
+    conn.run("CREATE TABLE public.unrelated (id int)")
+    conn.run("ALTER TABLE public.unrelated ADD COLUMN tenant_id uuid")
+    assert conn.run("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'unrelated'") == \
+        [[True]]
     conn.close()

@@ -14,8 +14,20 @@ BEGIN
   END IF;
 END
 $$;
-ALTER ROLE boom_owner NOSUPERUSER NOBYPASSRLS;
-ALTER ROLE app_user NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+-- Roles that already existed must not bypass RLS. Only a superuser may change SUPERUSER or
+-- BYPASSRLS, and the RDS master is not one: check instead, and stop with the fix.
+DO $$
+DECLARE
+  bad text;
+BEGIN
+  SELECT string_agg(rolname, ', ' ORDER BY rolname) INTO bad FROM pg_roles
+    WHERE rolname IN ('boom_owner', 'app_user') AND (rolsuper OR rolbypassrls);
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'roles % are SUPERUSER or BYPASSRLS: a superuser must drop or fix them', bad;
+  END IF;
+END
+$$;
+ALTER ROLE app_user NOCREATEDB NOCREATEROLE;
 -- The master user administers the owner's objects (on RDS it is not a superuser).
 GRANT boom_owner TO CURRENT_USER;
 
@@ -72,7 +84,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  policy_name text := CASE WHEN tbl = 'app.bookings'::regclass THEN
+  -- to_regclass: NULL, not an error, while app.bookings does not exist (before 0002).
+  policy_name text := CASE WHEN tbl = to_regclass('app.bookings') THEN
                         'tenant_bookings_isolation' ELSE 'tenant_isolation' END;
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = tbl AND attname = 'tenant_id'

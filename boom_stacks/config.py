@@ -94,6 +94,7 @@ class CacheConfig:
     engine_version: str = "7.1"
     snapshot_retention_days: int = 5
     snapshot_window: str = "03:00-05:00"
+    maintenance_window: str = "sun:05:00-sun:06:00"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,7 +249,12 @@ def _validate_cache(env: str, cache: CacheConfig) -> None:
         raise ConfigError(f"{prefix}.engine_version", cache.engine_version,
                           "is not a Redis 7 version", "Use e.g. 7.1 (the seed's redis7 family)")
     _in_range(f"{prefix}.snapshot_retention_days", cache.snapshot_retention_days, 1, 35)
-    _daily_window(f"{prefix}.snapshot_window", cache.snapshot_window)
+    snapshot = _daily_window(f"{prefix}.snapshot_window", cache.snapshot_window)
+    maintenance = _weekly_window(f"{prefix}.maintenance_window", cache.maintenance_window)
+    if _overlaps(snapshot, maintenance):
+        raise ConfigError(f"{prefix}.maintenance_window", cache.maintenance_window,
+                          f"overlaps snapshot_window {cache.snapshot_window}",
+                          "ElastiCache requires the two windows not to overlap; move one")
 
 
 def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:

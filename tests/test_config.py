@@ -122,6 +122,15 @@ def test_database_values(field: str, value: object, message: str) -> None:
         with_database(**{field: value})
 
 
+@pytest.mark.parametrize(("window", "message"), [
+    ("sun:04:00-sun:05:00", "overlaps snapshot_window 03:00-05:00"),
+    ("sunday", "not a weekly window"),
+])
+def test_cache_maintenance_window(window: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"prod\.cache\.maintenance_window = .*{message}"):
+        replace(PROD, cache=replace(PROD.cache, maintenance_window=window))
+
+
 def test_cache_multi_az_needs_two_nodes() -> None:
     with pytest.raises(ConfigError, match=r"prod\.cache\.multi_az = True: needs at least 2"):
         replace(PROD, cache=replace(PROD.cache, num_nodes=1))

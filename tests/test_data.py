@@ -144,6 +144,7 @@ def test_cache_matches_the_seed(synthesized: Synthesized) -> None:
     assert props["AtRestEncryptionEnabled"] is True and "KmsKeyId" in props
     assert props["TransitEncryptionEnabled"] is True
     assert (props["SnapshotRetentionLimit"], props["SnapshotWindow"]) == (5, "03:00-05:00")
+    assert props["PreferredMaintenanceWindow"] == cache.maintenance_window == "sun:05:00-sun:06:00"
 
 
 def test_prod_cache_has_two_nodes_with_failover_across_zones(prod: Synthesized) -> None:

@@ -59,7 +59,7 @@ class SessionCache(Construct):
             auth_token=self.auth_secret.secret_value_from_json("token").unsafe_unwrap(),
             snapshot_retention_limit=cache.snapshot_retention_days,
             snapshot_window=cache.snapshot_window,
-            preferred_maintenance_window="sun:05:00-sun:06:00",
+            preferred_maintenance_window=cache.maintenance_window,
             auto_minor_version_upgrade=True,
         )
 

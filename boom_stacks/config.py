@@ -75,7 +75,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PgBouncerConfig:
-    """The seed's pgbouncer.ini. Transaction pooling is safe only with SET LOCAL tenants."""
+    """The seed's pgbouncer.ini. Transaction pooling is safe because the tenant is set per
+    transaction (app.set_tenant) and fails closed outside it."""
 
     pool_mode: str = "transaction"
     max_client_conn: int = 1000
@@ -227,12 +228,7 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
     _in_range(f"{prefix}.secret_rotation_days", db.secret_rotation_days, 1, 365)
     _in_range(f"{prefix}.slow_statement_ms", db.slow_statement_ms, 1, 60_000)
     _one_of(f"{prefix}.log_retention_days", db.log_retention_days, LOG_RETENTION_DAYS)
-    backup = _daily_window(f"{prefix}.backup_window", db.backup_window)
-    maintenance = _weekly_window(f"{prefix}.maintenance_window", db.maintenance_window)
-    if _overlaps(backup, maintenance):
-        raise ConfigError(f"{prefix}.maintenance_window", db.maintenance_window,
-                          f"overlaps backup_window {db.backup_window}",
-                          "RDS requires the two windows not to overlap; move one of them")
+    _windows_apart(prefix, "backup_window", db.backup_window, db.maintenance_window, "RDS")
 
 
 def _validate_cache(env: str, cache: CacheConfig) -> None:
@@ -249,12 +245,8 @@ def _validate_cache(env: str, cache: CacheConfig) -> None:
         raise ConfigError(f"{prefix}.engine_version", cache.engine_version,
                           "is not a Redis 7 version", "Use e.g. 7.1 (the seed's redis7 family)")
     _in_range(f"{prefix}.snapshot_retention_days", cache.snapshot_retention_days, 1, 35)
-    snapshot = _daily_window(f"{prefix}.snapshot_window", cache.snapshot_window)
-    maintenance = _weekly_window(f"{prefix}.maintenance_window", cache.maintenance_window)
-    if _overlaps(snapshot, maintenance):
-        raise ConfigError(f"{prefix}.maintenance_window", cache.maintenance_window,
-                          f"overlaps snapshot_window {cache.snapshot_window}",
-                          "ElastiCache requires the two windows not to overlap; move one")
+    _windows_apart(prefix, "snapshot_window", cache.snapshot_window, cache.maintenance_window,
+                   "ElastiCache")
 
 
 def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
@@ -283,6 +275,18 @@ def _one_of(field: str, value: int, allowed: tuple[int, ...]) -> None:
     if value not in allowed:
         raise ConfigError(field, value, "is not an allowed value",
                           f"Use one of {', '.join(map(str, allowed))}")
+
+
+def _windows_apart(prefix: str, daily_name: str, daily: str, maintenance: str,
+                   service: str) -> None:
+    """A valid daily window (backups, snapshots) and a valid weekly maintenance window that
+    never meet, as AWS requires."""
+    daily_minutes = _daily_window(f"{prefix}.{daily_name}", daily)
+    weekly_minutes = _weekly_window(f"{prefix}.maintenance_window", maintenance)
+    if _overlaps(daily_minutes, weekly_minutes):
+        raise ConfigError(f"{prefix}.maintenance_window", maintenance,
+                          f"overlaps {daily_name} {daily}",
+                          f"{service} requires the two windows not to overlap; move one of them")
 
 
 def _daily_window(field: str, window: str) -> tuple[int, int]:

@@ -23,10 +23,7 @@ def bundle(out: Path) -> Path:
 
 def runtime_packages(out: Path) -> Path:
     """Stand-in for /var/runtime: boto3 and what it imports, from this venv."""
-    for name in RUNTIME_DISTRIBUTIONS:
-        for installed, relative in python_bundle.distribution_files(name):
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            (out / relative).write_bytes(installed.read_bytes())
+    python_bundle.copy_distributions(RUNTIME_DISTRIBUTIONS, out)
     return out
 
 

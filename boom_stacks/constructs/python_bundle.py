@@ -23,7 +23,7 @@ from boom_stacks.rds_ca import rds_ca_bundle
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = ROOT / "lambdas"
 RDS_CA_FILE_NAME = "rds-ca-bundle.pem"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+_BYTECODE = ("__pycache__", "*.pyc")  # rebuilt by Python; never part of an asset
 # Written by the installer, not the package: they differ between pip versions and machines and
 # would change the asset hash (and make `cdk diff` show a Lambda update) for no reason.
 _INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
@@ -40,7 +40,7 @@ def vendored_python_code(package: str, distributions: Sequence[str], *,
     if not (source / "__init__.py").is_file():
         raise BundlingError(f"{source}: not a Python package (no __init__.py)")
     return lambda_.Code.from_asset(
-        str(source), exclude=["__pycache__", "*.pyc"],
+        str(source), exclude=list(_BYTECODE),
         bundling=BundlingOptions(
             # Never used: local bundling always succeeds or stops synth with a reason.
             image=DockerImage.from_registry("unused-local-bundling-only"),
@@ -67,6 +67,14 @@ def distribution_files(name: str) -> list[tuple[Path, Path]]:
     return files
 
 
+def copy_distributions(names: Sequence[str], out: Path) -> None:
+    """The installed files of `names`, laid out as in site-packages under `out`."""
+    for name in names:
+        for installed, relative in distribution_files(name):
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(installed, out / relative)
+
+
 @jsii.implements(ILocalBundling)
 class _LocalBundling:
     def __init__(self, source: Path, distributions: tuple[str, ...], rds_ca: bool) -> None:
@@ -77,11 +85,9 @@ class _LocalBundling:
     def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:
         out = Path(output_dir)
         package_dir = out / self._source.name
-        shutil.copytree(self._source, package_dir, ignore=_IGNORED, dirs_exist_ok=True)
-        for name in self._distributions:
-            for installed, relative in distribution_files(name):
-                (out / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(installed, out / relative)
+        shutil.copytree(self._source, package_dir, ignore=shutil.ignore_patterns(*_BYTECODE),
+                        dirs_exist_ok=True)
+        copy_distributions(self._distributions, out)
         if self._rds_ca:
             (package_dir / RDS_CA_FILE_NAME).write_text(rds_ca_bundle())
         return True

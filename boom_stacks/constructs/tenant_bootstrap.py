@@ -14,6 +14,7 @@ from aws_cdk import CustomResource, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -76,9 +77,7 @@ class TenantBootstrap(Construct):
             memory_size=256,
             vpc=vpc, vpc_subnets=private, security_groups=[self.security_group],
             environment_encryption=key,
-            log_group=encrypted_log_group(self, "FunctionLogs", key=log_key,
-                                          retention_days=config.database.log_retention_days,
-                                          retain=retain),
+            log_group=self._log_group("FunctionLogs", config, log_key),
         )
         database.master_secret.grant_read(self.function)
         for secret in self.role_secrets.values():
@@ -87,9 +86,7 @@ class TenantBootstrap(Construct):
             self, "Provider", on_event_handler=self.function,
             vpc=vpc, vpc_subnets=private, security_groups=[provider_group],
             provider_function_env_encryption=key,
-            log_group=encrypted_log_group(self, "ProviderLogs", key=log_key,
-                                          retention_days=config.database.log_retention_days,
-                                          retain=retain),
+            log_group=self._log_group("ProviderLogs", config, log_key),
         )
         self.resource = CustomResource(
             self, "Resource", service_token=provider.service_token,
@@ -104,6 +101,11 @@ class TenantBootstrap(Construct):
         # Connect only once the instance is up and the database admits the Lambda: the
         # ingress rule is a resource of its own, which CloudFormation could create later.
         self.resource.node.add_dependency(database.instance, ingress, self.security_group)
+
+    def _log_group(self, id_: str, config: EnvironmentConfig, key: kms.IKey) -> logs.LogGroup:
+        return encrypted_log_group(self, id_, key=key,
+                                   retention_days=config.database.log_retention_days,
+                                   retain=config.is_production_like)
 
     def _security_group(self, id_: str, vpc: ec2.IVpc, https_to: ec2.IPeer,
                         description: str) -> ec2.SecurityGroup:

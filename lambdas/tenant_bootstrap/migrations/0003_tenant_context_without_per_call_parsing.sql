@@ -38,9 +38,4 @@ BEGIN
 END
 $$;
 
--- CREATE OR REPLACE keeps the owner (boom_owner) and the grants of 0001; restate them anyway
--- so this file alone shows who may call what.
-ALTER FUNCTION app.set_tenant(uuid) OWNER TO boom_owner;
-ALTER FUNCTION app.current_tenant_id() OWNER TO boom_owner;
-REVOKE ALL ON FUNCTION app.set_tenant(uuid), app.current_tenant_id() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app.set_tenant(uuid), app.current_tenant_id() TO app_user;
+-- CREATE OR REPLACE keeps 0001's owner (boom_owner) and grants (EXECUTE for app_user only).

@@ -1,0 +1,81 @@
+"""benchmarks/RESULTS.md from a `tenant_rls` run: the numbers, then the diagnosis."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+TARGET = 0.90  # issue 3: (a) keeps at least 90% of (b)'s throughput
+COLUMNS = ("workload", "tps", "tps / (b)", "CPU us/tx db+pooler", "CPU us/tx pgbench",
+           "(b)/its CPU", "mean", "p50", "p95", "p99")
+HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
+
+
+def write_results(path: Path, workloads: list[str], runs: dict[str, list[dict[str, float]]],
+                  held: dict[str, float], server: dict[str, float], peak: int, limit: int,
+                  setup: dict[str, int]) -> None:
+    def avg(name: str, key: str) -> float:
+        return statistics.fmean(r[key] for r in runs[name])
+
+    def cpu(name: str) -> float:  # all CPU one transaction costs: database, pooler, pgbench
+        return avg(name, "server_us") + avg(name, "client_us")
+
+    a, b, a0, c, d = workloads
+    ratio, by_cpu = avg(a, "tps") / avg(b, "tps"), cpu(b) / cpu(a)
+    rows = "\n".join(
+        f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(b, 'tps'):.3f} | "
+        f"{avg(name, 'server_us'):.0f} | {avg(name, 'client_us'):.0f} | "
+        f"{cpu(b) / cpu(name):.3f} | {avg(name, 'mean'):.2f} | {avg(name, 'p50'):.2f} | "
+        f"{avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |" for name in workloads)
+    spread = ", ".join(f"{x['tps'] / y['tps']:.3f}" for x, y in zip(runs[a], runs[b], strict=True))
+    verdict = "met" if ratio >= TARGET else "**not met**"
+    path.write_text(f"""# Benchmark results: tenant RLS through PgBouncer
+
+Run: `make bench-db` ({time.strftime('%Y-%m-%d')}), `benchmarks/tenant_rls.py`.
+Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()};
+PostgreSQL 15 (fsync off, loopback; pg_stat_statements records only the 1000-client run) and
+PgBouncer with the seed's settings (transaction pooling, default_pool_size 25, reserve 5,
+max_db_connections 100; TLS from PgBouncer to PostgreSQL, verified). pgbench in
+simple-protocol mode.
+Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workload per
+transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
+literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round
+trip (`\\;`), so all workloads make 4 round trips. (a0) is (a) on a second database at schema
+version {setup['baseline']}, same data: the baseline for migration 0003. (c) is (b) plus (a)'s
+`set_tenant` call in the same message as the read, on the table without RLS. (d) is the
+textbook design: `SET LOCAL boom.tenant_id` and a policy reading the setting directly; it
+leaks through the pooler (a session-level SET survives for the next client), so it is **not**
+a candidate, only the ceiling an RLS design reaches here. pgbench, {setup['clients']} clients,
+2 threads, {setup['seconds']} s per run, {setup['rounds']} interleaved rounds of the five.
+Latencies in ms from pgbench's per-transaction log (client side, through PgBouncer). CPU in
+microseconds per transaction from /proc: PostgreSQL and PgBouncer processes ("db+pooler"), and
+pgbench; "(b)/its CPU" is the throughput ratio the CPU cost predicts when the machine is
+saturated, and it moves much less from run to run than tps does.
+
+{HEADER}
+{rows}
+
+**Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
+{by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
+{avg(a0, "tps") / avg(b, "tps"):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
+{avg(a, "tps") / avg(c, "tps"):.3f}. The textbook design (d): {avg(d, "tps") / avg(b, "tps"):.3f}.
+
+## 1000 clients through PgBouncer
+
+1000 pgbench clients on workload (a) for {setup['seconds']} s: {held['tps']:.0f} tps; per
+transaction (client side, including the wait for a pooled server connection) mean
+{held['mean']:.2f} ms, p50 {held['p50']:.2f} ms, p95 {held['p95']:.2f} ms, p99
+{held['p99']:.2f} ms. Peak server connections for app_user: {peak} (PgBouncer limit {limit}).
+
+**Database query time (server side, pg_stat_statements, plan + execution): mean
+{server['mean']:.3f} ms over {server['calls']:.0f} statements; slowest statement's mean
+{server['worst']:.3f} ms.** Seed target: under 50 ms on average: {
+    "met" if server['mean'] < 50 else "not met"}.
+
+Caveat: load generator, pooler and database share {os.cpu_count()} cores, so absolute numbers
+are this machine's; the ratios are the portable result.
+{(Path(__file__).parent / "ANALYSIS.md").read_text()}""")
+    print(path.read_text())

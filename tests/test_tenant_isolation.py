@@ -98,6 +98,21 @@ def test_session_level_setting_fails_closed(app_user: Conn) -> None:
     assert in_tenant(app_user, None, "SELECT count(*) FROM app.bookings") == [[0]]
 
 
+def test_bare_set_local_selects_nothing(app_user: Conn) -> None:
+    # The README's contract: only app.set_tenant() binds a tenant to the transaction. A bare
+    # SET LOCAL looks the same to the policy as a leaked session SET, so it must not count.
+    app_user.run("BEGIN")
+    try:
+        app_user.run(f"SET LOCAL boom.tenant_id = '{TENANT_A}'")
+        assert app_user.run("SELECT app.current_tenant_id(), count(*) FROM app.bookings") == [
+            [None, 0]]
+        app_user.run("SELECT app.set_tenant(:t)", t=TENANT_A)  # the same tenant, stamped
+        assert app_user.run("SELECT app.current_tenant_id(), count(*) FROM app.bookings") == [
+            [TENANT_A, 3]]
+    finally:
+        app_user.run("ROLLBACK")
+
+
 def test_shadowing_names_in_the_session_cannot_forge_a_tenant(app_user: Conn) -> None:
     # The tenant functions carry no SET search_path (speed, see 0003); every name in them is
     # pg_catalog-qualified, so temporary types named like theirs change nothing.

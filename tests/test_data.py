@@ -23,7 +23,10 @@ def test_database_matches_the_seed(synthesized: Synthesized) -> None:
     db = synthesized.config.database
     instance = only(synthesized.template("Data"), "AWS::RDS::DBInstance")
     props = instance["Properties"]
-    assert props["Engine"] == "postgres" and props["EngineVersion"].startswith("15.")
+    # Major pinned, minor left to RDS's automatic upgrades, so the template never asks for a
+    # downgrade after one
+    assert (props["Engine"], props["EngineVersion"]) == ("postgres", "15")
+    assert props["AutoMinorVersionUpgrade"] is True
     assert props["DBInstanceClass"] == db.instance_class
     assert (props["StorageType"], props["AllocatedStorage"], props["MaxAllocatedStorage"]) == \
         ("gp3", "100", 1000)

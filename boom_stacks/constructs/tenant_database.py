@@ -12,8 +12,11 @@ from boom_stacks.config import EnvironmentConfig
 from boom_stacks.constructs.grants import allow_from_peer
 from boom_stacks.constructs.log_groups import encrypted_log_group
 
-# Pinned minor; tests run against the same major (PostgreSQL 15) locally.
-ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15_17)
+# The major version is pinned (it decides the parameter group family, extensions and the
+# PostgreSQL the tests run locally); minor versions come from RDS's automatic minor upgrades in
+# the maintenance window. A pinned minor would be stale after the first such upgrade, and the
+# next change to it would ask RDS for a downgrade, which fails the deploy (aws-cdk#15475).
+ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15)
 LOG_EXPORTS = ("postgresql", "upgrade")
 MASTER_USERNAME = "boom_admin"
 
@@ -73,6 +76,7 @@ class TenantDatabase(Construct):
             backup_retention=Duration.days(db.backup_retention_days),
             preferred_backup_window=db.backup_window,
             preferred_maintenance_window=db.maintenance_window,
+            auto_minor_version_upgrade=True,  # security patches; see ENGINE
             copy_tags_to_snapshot=True,
             delete_automated_backups=False,
             deletion_protection=db.deletion_protection,

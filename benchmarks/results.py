@@ -14,22 +14,36 @@ COLUMNS = ("workload", "tps", "tps / (b)", "CPU us/tx db+pooler", "CPU us/tx pgb
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
 
-def write_results(path: Path, workloads: list[str], runs: dict[str, list[dict[str, float]]],
-                  held: dict[str, float], server: dict[str, float], peak: int, limit: int,
-                  setup: dict[str, int]) -> None:
+Runs = dict[str, list[dict[str, float]]]
+
+
+def table(runs: Runs, baseline: str) -> str:
+    """One row per workload: means over its rounds, ratios against `baseline`."""
     def avg(name: str, key: str) -> float:
         return statistics.fmean(r[key] for r in runs[name])
 
     def cpu(name: str) -> float:  # all CPU one transaction costs: database, pooler, pgbench
         return avg(name, "server_us") + avg(name, "client_us")
 
-    a, b, a0, c, d = workloads
-    ratio, by_cpu = avg(a, "tps") / avg(b, "tps"), cpu(b) / cpu(a)
-    rows = "\n".join(
-        f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(b, 'tps'):.3f} | "
+    return HEADER + "\n" + "\n".join(
+        f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(baseline, 'tps'):.3f} | "
         f"{avg(name, 'server_us'):.0f} | {avg(name, 'client_us'):.0f} | "
-        f"{cpu(b) / cpu(name):.3f} | {avg(name, 'mean'):.2f} | {avg(name, 'p50'):.2f} | "
-        f"{avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |" for name in workloads)
+        f"{cpu(baseline) / cpu(name):.3f} | {avg(name, 'mean'):.2f} | {avg(name, 'p50'):.2f} | "
+        f"{avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |" for name in runs)
+
+
+def write_results(path: Path, workloads: list[str], runs: Runs, prepared: Runs,
+                  held: dict[str, float], server: dict[str, float], peak: int, limit: int,
+                  setup: dict[str, int]) -> None:
+    def avg(name: str, key: str, source: Runs = runs) -> float:
+        return statistics.fmean(r[key] for r in source[name])
+
+    def cpu(name: str) -> float:
+        return avg(name, "server_us") + avg(name, "client_us")
+
+    a, b, a0, c, d = workloads
+    pa, pb = prepared
+    ratio, by_cpu = avg(a, "tps") / avg(b, "tps"), cpu(b) / cpu(a)
     spread = ", ".join(f"{x['tps'] / y['tps']:.3f}" for x, y in zip(runs[a], runs[b], strict=True))
     verdict = "met" if ratio >= TARGET else "**not met**"
     path.write_text(f"""# Benchmark results: tenant RLS through PgBouncer
@@ -53,15 +67,26 @@ a candidate, only the ceiling an RLS design reaches here. pgbench, {setup['clien
 Latencies in ms from pgbench's per-transaction log (client side, through PgBouncer). CPU in
 microseconds per transaction from /proc: PostgreSQL and PgBouncer processes ("db+pooler"), and
 pgbench; "(b)/its CPU" is the throughput ratio the CPU cost predicts when the machine is
-saturated, and it moves much less from run to run than tps does.
+saturated (it agrees with "tps / (b)" when the run is sound).
 
-{HEADER}
-{rows}
+{table(runs, b)}
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
 {by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
 {avg(a0, "tps") / avg(b, "tps"):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
 {avg(a, "tps") / avg(c, "tps"):.3f}. The textbook design (d): {avg(d, "tps") / avg(b, "tps"):.3f}.
+
+## Prepared statements, straight on PostgreSQL
+
+The path PgBouncer 1.21+ `max_prepared_statements` would open (the pods run 1.24.1; Debian's
+1.18 here cannot pool prepared statements). `pgbench -M prepared` on PostgreSQL's port,
+{setup['clients']} clients, {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved
+rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make
+4 round trips. No PgBouncer and no TLS, so the CPU column is PostgreSQL's alone.
+
+{table(prepared, pb)}
+
+(a)/(b) with prepared statements: {avg(pa, "tps", prepared) / avg(pb, "tps", prepared):.3f}.
 
 ## 1000 clients through PgBouncer
 

@@ -7,8 +7,10 @@ Three more workloads explain the ratio: (a0), workload (a) on a database left at
 which separates the cost of setting the tenant from the cost of RLS; and (d), the textbook
 design (`SET LOCAL` and a policy that reads the setting directly), which leaks through the
 pooler and is measured only as the ceiling an RLS design reaches on this machine.
-Then 1000 clients through PgBouncer (max_db_connections = 100), with server-side statement
-times from pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
+Then (a) and (b) with prepared statements straight on PostgreSQL (the path PgBouncer 1.21+
+`max_prepared_statements` would open; Debian's 1.18 here cannot pool prepared statements), and
+1000 clients through PgBouncer (max_db_connections = 100), with server-side statement times from
+pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ WORKLOADS = {  # name: (script, database key)
     "(c) = (b) plus the set_tenant call, no RLS": ("explicit_with_tenant.sql", "latest"),
     "(d) textbook SET LOCAL policy (leaks; ceiling only)": ("textbook.sql", "latest"),
 }
+# Prepared statements, straight on PostgreSQL; (a) pipelines set_tenant with the read, so both
+# make 4 round trips. pgbench puts parameters for :t, hence the uuid built from a string here.
+PREPARED = {
+    "(a) RLS, prepared, set_tenant pipelined with the read": "rls_prepared.sql",
+    "(b) explicit WHERE tenant_id, prepared": "explicit_prepared.sql",
+}
+PREPARED_SECONDS = 10
 
 
 def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
@@ -100,15 +109,15 @@ def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
 
 
 def pgbench(port: int, database: str, password: str, script: str, clients: int,
-            seconds: int) -> dict[str, float]:
+            seconds: int, mode: str = "simple") -> dict[str, float]:
     logdir = Path(tempfile.mkdtemp(prefix="pgbench-"))
     cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {port} -U app_user "
-           f"-c {clients} -j 2 -T {seconds} -D first={FIRST_TENANT} -D last={LAST_TENANT} "
-           f"-f {HERE / script} -l --log-prefix={logdir}/tx {database}")
-    server, client = process_cpu.server_ticks(), process_cpu.children_seconds()
+           f"-c {clients} -j 2 -T {seconds} -M {mode} -D first={FIRST_TENANT} "
+           f"-D last={LAST_TENANT} -f {HERE / script} -l --log-prefix={logdir}/tx {database}")
+    server, client = process_cpu.server_seconds(), process_cpu.children_seconds()
     result = subprocess.run(["bash", "-c", cmd], env={**os.environ, "PGPASSWORD": password},
                             capture_output=True, text=True, check=False)
-    server_s = process_cpu.server_seconds_between(server, process_cpu.server_ticks())
+    server = process_cpu.server_seconds() - server
     client = process_cpu.children_seconds() - client
     if result.returncode != 0:
         raise RuntimeError(f"pgbench {script} failed: {result.stderr[-2000:]}")
@@ -122,7 +131,7 @@ def pgbench(port: int, database: str, password: str, script: str, clients: int,
 
     return {"tps": tps, "mean": statistics.fmean(latencies), "p50": pct(0.50),
             "p95": pct(0.95), "p99": pct(0.99), "tx": len(latencies),
-            "server_us": server_s / len(latencies) * 1e6,
+            "server_us": server / len(latencies) * 1e6,
             "client_us": client / len(latencies) * 1e6}
 
 
@@ -181,6 +190,12 @@ def main() -> None:
                 for name, (script, database) in WORKLOADS.items():
                     runs[name].append(pgbench(bouncer.port, databases[database],
                                               passwords["app_user"], script, CLIENTS, SECONDS))
+            prepared: dict[str, list[dict[str, float]]] = {name: [] for name in PREPARED}
+            for _ in range(ROUNDS):
+                for name, script in PREPARED.items():
+                    prepared[name].append(pgbench(postgres.port, databases["latest"],
+                                                  passwords["app_user"], script, CLIENTS,
+                                                  PREPARED_SECONDS, mode="prepared"))
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
                                        args=(postgres, databases["latest"], stop, peak))
@@ -191,10 +206,11 @@ def main() -> None:
             stop.set()
             watcher.join()
             server = server_statement_times(postgres, databases["latest"])
-    write_results(HERE / "RESULTS.md", list(WORKLOADS), runs, held, server, max(peak),
+    write_results(HERE / "RESULTS.md", list(WORKLOADS), runs, prepared, held, server, max(peak),
                   pool.max_db_connections,
                   {"tenants": TENANTS, "rows": ROWS_PER_TENANT, "clients": CLIENTS,
-                   "seconds": SECONDS, "rounds": ROUNDS, "baseline": BASELINE_VERSION})
+                   "seconds": SECONDS, "rounds": ROUNDS, "baseline": BASELINE_VERSION,
+                   "prepared_seconds": PREPARED_SECONDS})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,8 @@
+\set t random(:first, :last)
+BEGIN;
+\startpipeline
+SELECT app.set_tenant(('00000000-0000-0000-0000-0000000000' || :t)::uuid);
+SELECT id, resource, starts_at FROM app.bookings ORDER BY starts_at DESC LIMIT 20;
+\endpipeline
+INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES ('bench', now(), now() + interval '1 hour');
+COMMIT;

@@ -17,33 +17,38 @@ HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 Runs = dict[str, list[dict[str, float]]]
 
 
+def mean(runs: Runs, name: str, key: str) -> float:
+    """`key` averaged over the rounds of workload `name`."""
+    return statistics.fmean(r[key] for r in runs[name])
+
+
+def cpu_us(runs: Runs, name: str) -> float:
+    """All the CPU one transaction costs: database, pooler and pgbench."""
+    return mean(runs, name, "server_us") + mean(runs, name, "client_us")
+
+
 def table(runs: Runs, baseline: str) -> str:
     """One row per workload: means over its rounds, ratios against `baseline`."""
     def avg(name: str, key: str) -> float:
-        return statistics.fmean(r[key] for r in runs[name])
-
-    def cpu(name: str) -> float:  # all CPU one transaction costs: database, pooler, pgbench
-        return avg(name, "server_us") + avg(name, "client_us")
+        return mean(runs, name, key)
 
     return HEADER + "\n" + "\n".join(
         f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(baseline, 'tps'):.3f} | "
         f"{avg(name, 'server_us'):.0f} | {avg(name, 'client_us'):.0f} | "
-        f"{cpu(baseline) / cpu(name):.3f} | {avg(name, 'mean'):.2f} | {avg(name, 'p50'):.2f} | "
-        f"{avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |" for name in runs)
+        f"{cpu_us(runs, baseline) / cpu_us(runs, name):.3f} | {avg(name, 'mean'):.2f} | "
+        f"{avg(name, 'p50'):.2f} | {avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |"
+        for name in runs)
 
 
 def write_results(path: Path, workloads: list[str], runs: Runs, prepared: Runs,
                   held: dict[str, float], server: dict[str, float], peak: int, limit: int,
                   setup: dict[str, int]) -> None:
-    def avg(name: str, key: str, source: Runs = runs) -> float:
-        return statistics.fmean(r[key] for r in source[name])
-
-    def cpu(name: str) -> float:
-        return avg(name, "server_us") + avg(name, "client_us")
+    def tps(name: str, source: Runs = runs) -> float:
+        return mean(source, name, "tps")
 
     a, b, a0, c, d = workloads
     pa, pb = prepared
-    ratio, by_cpu = avg(a, "tps") / avg(b, "tps"), cpu(b) / cpu(a)
+    ratio, by_cpu = tps(a) / tps(b), cpu_us(runs, b) / cpu_us(runs, a)
     spread = ", ".join(f"{x['tps'] / y['tps']:.3f}" for x, y in zip(runs[a], runs[b], strict=True))
     verdict = "met" if ratio >= TARGET else "**not met**"
     path.write_text(f"""# Benchmark results: tenant RLS through PgBouncer
@@ -73,8 +78,8 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
 {by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
-{avg(a0, "tps") / avg(b, "tps"):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
-{avg(a, "tps") / avg(c, "tps"):.3f}. The textbook design (d): {avg(d, "tps") / avg(b, "tps"):.3f}.
+{tps(a0) / tps(b):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
+{tps(a) / tps(c):.3f}. The textbook design (d): {tps(d) / tps(b):.3f}.
 
 ## Prepared statements, straight on PostgreSQL
 
@@ -86,7 +91,7 @@ rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`),
 
 {table(prepared, pb)}
 
-(a)/(b) with prepared statements: {avg(pa, "tps", prepared) / avg(pb, "tps", prepared):.3f}.
+(a)/(b) with prepared statements: {tps(pa, prepared) / tps(pb, prepared):.3f}.
 
 ## 1000 clients through PgBouncer
 
@@ -102,5 +107,6 @@ transaction (client side, including the wait for a pooled server connection) mea
 
 Caveat: load generator, pooler and database share {os.cpu_count()} cores, so absolute numbers
 are this machine's; the ratios are the portable result.
+
 {(Path(__file__).parent / "ANALYSIS.md").read_text()}""")
     print(path.read_text())

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks import process_cpu
-from benchmarks.results import write_results
+from benchmarks.results import Runs, write_results
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
@@ -185,12 +185,12 @@ def main() -> None:
                     f"dbname={databases['baseline']}\n")
         ini = local_pgbouncer_ini(postgres, databases["latest"], extra_databases=baseline)
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in WORKLOADS}
+            runs: Runs = {name: [] for name in WORKLOADS}
             for _ in range(ROUNDS):  # interleaved, so drift hits all alike
                 for name, (script, database) in WORKLOADS.items():
                     runs[name].append(pgbench(bouncer.port, databases[database],
                                               passwords["app_user"], script, CLIENTS, SECONDS))
-            prepared: dict[str, list[dict[str, float]]] = {name: [] for name in PREPARED}
+            prepared: Runs = {name: [] for name in PREPARED}
             for _ in range(ROUNDS):
                 for name, script in PREPARED.items():
                     prepared[name].append(pgbench(postgres.port, databases["latest"],

@@ -18,18 +18,24 @@ SERVER_PROCESSES = ("postgres", "pgbouncer")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def read_stat(stat: Path) -> tuple[str, list[str]]:
+    """A /proc/<pid>/stat file as (process name, the fields after it). The name is in
+    parentheses and may hold spaces; field n of proc(5) is at index n - 3 of the list."""
+    text = stat.read_text()
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+
+
 def server_seconds() -> float:
     """CPU seconds of every PostgreSQL and PgBouncer process and its reaped children."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            name, fields = read_stat(stat)
         except OSError:  # the process ended while we looked
             continue
-        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:]
         if name in SERVER_PROCESSES:
             # stat fields 14-17: utime, stime, cutime, cstime
-            total += sum(int(value) for value in fields.split()[11:15])
+            total += sum(int(value) for value in fields[11:15])
     return total / TICKS
 
 

@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from benchmarks import process_cpu
@@ -169,6 +171,15 @@ def record_statement_times(postgres: PostgresServer, database: str, on: bool) ->
     conn.close()
 
 
+def interleaved(workloads: dict[str, Callable[[], dict[str, float]]]) -> Runs:
+    """ROUNDS rounds of every workload in turn, so drift on the machine hits all alike."""
+    runs: Runs = {name: [] for name in workloads}
+    for _ in range(ROUNDS):
+        for name, run in workloads.items():
+            runs[name].append(run())
+    return runs
+
+
 def main() -> None:
     pool = ENVIRONMENT_CONFIGS["prod"].pgbouncer
     passwords = {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}
@@ -185,17 +196,14 @@ def main() -> None:
                     f"dbname={databases['baseline']}\n")
         ini = local_pgbouncer_ini(postgres, databases["latest"], extra_databases=baseline)
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
-            runs: Runs = {name: [] for name in WORKLOADS}
-            for _ in range(ROUNDS):  # interleaved, so drift hits all alike
-                for name, (script, database) in WORKLOADS.items():
-                    runs[name].append(pgbench(bouncer.port, databases[database],
-                                              passwords["app_user"], script, CLIENTS, SECONDS))
-            prepared: Runs = {name: [] for name in PREPARED}
-            for _ in range(ROUNDS):
-                for name, script in PREPARED.items():
-                    prepared[name].append(pgbench(postgres.port, databases["latest"],
-                                                  passwords["app_user"], script, CLIENTS,
-                                                  PREPARED_SECONDS, mode="prepared"))
+            runs = interleaved({
+                name: partial(pgbench, bouncer.port, databases[database], passwords["app_user"],
+                              script, CLIENTS, SECONDS)
+                for name, (script, database) in WORKLOADS.items()})
+            prepared = interleaved({
+                name: partial(pgbench, postgres.port, databases["latest"], passwords["app_user"],
+                              script, CLIENTS, PREPARED_SECONDS, mode="prepared")
+                for name, script in PREPARED.items()})
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
                                        args=(postgres, databases["latest"], stop, peak))

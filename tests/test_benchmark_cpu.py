@@ -6,7 +6,6 @@ exited, which a first version lost (its figure went negative when a backend ende
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,8 +18,8 @@ BURN = "SELECT count(*) FROM generate_series(1, 5000000)"  # about half a second
 
 
 def cpu_seconds_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    _, fields = process_cpu.read_stat(Path(f"/proc/{pid}/stat"))
+    return (int(fields[11]) + int(fields[12])) / process_cpu.TICKS  # utime + stime
 
 
 def test_an_ended_backend_still_counts(postgres: PostgresServer) -> None:

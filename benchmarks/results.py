@@ -8,6 +8,9 @@ import statistics
 import time
 from pathlib import Path
 
+from boom_stacks.config import PgBouncerConfig
+
+POD_IMAGE = PgBouncerConfig().image  # what the Kubernetes Deployment runs
 TARGET = 0.90  # issue 3: (a) keeps at least 90% of (b)'s throughput
 COLUMNS = ("workload", "tps", "tps / (b)", "CPU us/tx db+pooler", "CPU us/tx pgbench",
            "(b)/its CPU", "mean", "p50", "p95", "p99")
@@ -83,8 +86,9 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 
 ## Prepared statements, straight on PostgreSQL
 
-The path PgBouncer 1.21+ `max_prepared_statements` would open (the pods run 1.24.1; Debian's
-1.18 here cannot pool prepared statements). `pgbench -M prepared` on PostgreSQL's port,
+The path PgBouncer 1.21+ `max_prepared_statements` would open (the pods run
+`{POD_IMAGE}`; Debian's 1.18 here cannot pool prepared statements).
+`pgbench -M prepared` on PostgreSQL's port,
 {setup['clients']} clients, {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved
 rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make
 4 round trips. No PgBouncer and no TLS, so the CPU column is PostgreSQL's alone.

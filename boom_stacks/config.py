@@ -34,6 +34,9 @@ _WEEKLY_WINDOW = re.compile(
     r"^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)-"
     r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)$"
 )
+# repository:tag[@sha256:digest]; the tag starts with a version number (v optional).
+_IMAGE = re.compile(
+    r"^(?P<repository>[a-z0-9][a-z0-9./_-]*):v?[0-9][A-Za-z0-9._-]*(@sha256:[0-9a-f]{64})?$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -84,7 +87,11 @@ class PgBouncerConfig:
     reserve_pool_size: int = 5
     max_db_connections: int = 100
     replicas: int = 2
-    image: str = "bitnami/pgbouncer:1.24.1"
+    # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
+    # binary on PATH, runs as uid 70. 1.25.1 fixes CVE-2025-12819. Mirror it into ECR (same
+    # reference plus @sha256 digest) before production relies on Docker Hub.
+    image: str = "edoburu/pgbouncer:v1.25.1-p0"
+    run_as_user: int = 70  # the image's non-root user; the pod runs as it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,9 +267,16 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     _in_range(f"{prefix}.default_pool_size", pool.default_pool_size, 1, pool.max_db_connections)
     _in_range(f"{prefix}.reserve_pool_size", pool.reserve_pool_size, 0, 1000)
     _in_range(f"{prefix}.replicas", pool.replicas, 2, 20)
-    if not re.match(r"^[a-z0-9./_-]+:[0-9][A-Za-z0-9._-]*$", pool.image):
+    _in_range(f"{prefix}.run_as_user", pool.run_as_user, 1, 2**31 - 1)
+    image = _IMAGE.match(pool.image)
+    if not image:
         raise ConfigError(f"{prefix}.image", pool.image, "is not pinned to a version tag",
-                          "Use repository:version, never latest")
+                          "Use repository:version (optionally @sha256:digest), never latest")
+    if re.match(r"^(docker\.io/)?bitnami/", image["repository"]):
+        raise ConfigError(f"{prefix}.image", pool.image,
+                          "is a Bitnami image, which no longer pulls: Bitnami removed its free "
+                          "images from Docker Hub in 2025 (bitnami/containers#83267)",
+                          "Use the default edoburu/pgbouncer image or your ECR mirror of it")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:

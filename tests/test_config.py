@@ -150,11 +150,26 @@ def test_zones_must_belong_to_the_primary_region() -> None:
     ("pool_mode", "session", "is not transaction"),
     ("default_pool_size", 200, "range 1-100"),
     ("replicas", 1, "range 2-20"),
-    ("image", "bitnami/pgbouncer:latest", "not pinned"),
+    ("image", "edoburu/pgbouncer:latest", "not pinned"),
+    ("image", "edoburu/pgbouncer", "not pinned"),
+    ("image", "edoburu/pgbouncer:v1.25.1-p0@sha256:abc", "not pinned"),
+    # Bitnami's free images no longer pull: a deploy with one would never start a pod.
+    ("image", "bitnami/pgbouncer:1.24.1", "no longer pulls"),
+    ("image", "docker.io/bitnami/pgbouncer:1.24.1", "no longer pulls"),
+    ("run_as_user", 0, "range 1-"),
 ])
 def test_pgbouncer_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):
         replace(PROD, pgbouncer=replace(PROD.pgbouncer, **{field: value}))
+
+
+@pytest.mark.parametrize("image", [
+    "edoburu/pgbouncer:v1.25.1-p0",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com/pgbouncer:1.25.1",
+    "edoburu/pgbouncer:v1.25.1-p0@sha256:" + "0" * 64,
+])
+def test_pgbouncer_image_references_that_pin_a_version(image: str) -> None:
+    assert replace(PROD, pgbouncer=replace(PROD.pgbouncer, image=image)).pgbouncer.image == image
 
 
 def test_app_exits_non_zero_before_synth_on_bad_context() -> None:

@@ -87,6 +87,11 @@ def test_pods_run_hardened() -> None:
     pod = manifests()["Deployment/pgbouncer"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
+    # The image's own non-root user, so its files and the mounted volumes (fsGroup) are readable.
+    assert pod["securityContext"]["runAsUser"] == ENVIRONMENT_CONFIGS["dev"].pgbouncer.run_as_user
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] > 0
+    # The image's entrypoint writes config files; the command replaces it (read-only root).
+    assert container["command"][0] == "pgbouncer"
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"] == {

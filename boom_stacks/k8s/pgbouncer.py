@@ -10,7 +10,7 @@ them. Validated against the pinned Kubernetes schemas by tests (`kubernetes-vali
 - NetworkPolicy: only pods of the namespace may connect; PgBouncer may reach only PostgreSQL
   inside the VPC and DNS (enforced where the cluster's CNI enforces policies).
 
-Usage: `python -m boom_stacks.k8s.pgbouncer --env dev --database-host HOST` prints YAML.
+Usage: `python -m boom_stacks.k8s --env dev --database-host HOST` prints YAML.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ CONFIG_DIR = "/etc/pgbouncer"
 AUTH_DIR = f"{CONFIG_DIR}/auth"
 TLS_DIR = f"{CONFIG_DIR}/tls"
 RUNTIME_DIR = "/tmp"  # unix socket; an emptyDir, the root file system is read-only
-USER_ID = 1001  # the image's non-root user
 SECRET_STORE = "aws-secrets-manager"  # ClusterSecretStore created by the cluster stack
 APP_ROLE = "app_user"
 
@@ -110,9 +109,11 @@ def _network_policy(config: EnvironmentConfig, namespace: str, labels: dict[str,
 
 def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
                 selector: dict[str, str], config_hash: str) -> Manifest:
+    user = config.pgbouncer.run_as_user
     container = {
         "name": NAME,
         "image": config.pgbouncer.image,
+        # Replaces the image's entrypoint, which would write config into the read-only root.
         "command": ["pgbouncer", f"{CONFIG_DIR}/pgbouncer.ini"],
         "ports": [{"name": "postgres", "containerPort": PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
@@ -136,8 +137,8 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 40,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
-                            "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user,
+                            "fsGroup": user, "seccompProfile": {"type": "RuntimeDefault"}},
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
             "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}],

@@ -1,5 +1,5 @@
-"""The tenant bootstrap Lambda as Lambda runs it: the bundled asset, a bare interpreter close to
-the runtime's Python, and the runtime's own boto3 beside it."""
+"""The tenant bootstrap Lambda as Lambda runs it: the bundled asset, a bare interpreter of the
+runtime's Python version, and the runtime's own boto3 beside it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from boom_stacks.constructs import python_bundle
-from boom_stacks.constructs.tenant_bootstrap import VENDORED
+from boom_stacks.constructs.tenant_bootstrap import RUNTIME, VENDORED
+
+RUNTIME_VERSION = RUNTIME.name.removeprefix("python")  # "3.13"
 
 # What the Lambda runtime provides itself (in /var/runtime); the asset does not ship them.
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3")
@@ -28,11 +30,12 @@ def runtime_packages(out: Path) -> Path:
 
 
 def interpreters() -> list[str]:
-    """This venv's Python, plus the newest 3.13+ the machine has (pyenv), nearest to the Lambda
-    runtime (3.14): its stricter TLS defaults and removed modules are what matter."""
-    newer = sorted(Path("/root/.pyenv/versions").glob("3.1[3-9]*/bin/python3"))
-    return [sys.executable, *[str(p) for p in newer[-1:]]]
+    """This venv's Python, plus the Lambda runtime's version (pyenv) when the machine has it:
+    its stricter TLS defaults and removed modules are what matter."""
+    runtime = sorted(Path("/root/.pyenv/versions").glob(f"{RUNTIME_VERSION}.*/bin/python3"))
+    return [sys.executable, *[str(p) for p in runtime[-1:]]]
 
 
-def newest_interpreter() -> str:
+def runtime_interpreter() -> str:
+    """The runtime's Python version if the machine has it, else this venv's."""
     return interpreters()[-1]

@@ -1,5 +1,5 @@
-"""The packaged Lambda, run as Lambda runs it: the bundled asset on the newest Python here
-(3.13, nearest the 3.14 runtime) with no site-packages, the runtime's boto3 beside it, Secrets
+"""The packaged Lambda, run as Lambda runs it: the bundled asset on the runtime's Python version
+(3.13, from pyenv) with no site-packages, the runtime's boto3 beside it, Secrets
 Manager emulated by moto's server over HTTP, and the real PostgreSQL over verified TLS."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from lambdas.tenant_bootstrap import bootstrap, handler
-from tests.fixture_lambda import bundle, newest_interpreter, runtime_packages
+from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
 from tests.fixture_postgres import PostgresServer, free_port
 
 INVOKE = """
@@ -53,7 +53,7 @@ def invoke(lambda_dirs: tuple[Path, Path], endpoint: str, ca_file: Path,
     env = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            handler.CA_FILE_VARIABLE: str(ca_file)}
-    result = subprocess.run([newest_interpreter(), "-I", "-S", "-B", "-c", INVOKE, str(task),
+    result = subprocess.run([runtime_interpreter(), "-I", "-S", "-B", "-c", INVOKE, str(task),
                              str(runtime), json.dumps(event)],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])

@@ -16,7 +16,7 @@ from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
 from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
-from tests.fixture_lambda import bundle, interpreters
+from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized
 
@@ -70,7 +70,7 @@ def test_the_function_runs_in_private_subnets_and_reads_only_its_three_secrets(
         synthesized: Synthesized) -> None:
     function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
     props = function["Properties"]
-    assert props["Handler"] == HANDLER and props["Runtime"].startswith("python3.")
+    assert props["Handler"] == HANDLER and props["Runtime"] == f"python{RUNTIME_VERSION}"
     subnets = json.dumps(props["VpcConfig"]["SubnetIds"])
     assert "PrivateSubnet" in subnets and "Isolated" not in subnets and "Public" not in subnets
     policy = one(synthesized, "AWS::IAM::Policy", "TenantBootstrapFunctionServiceRoleDefault")
@@ -151,6 +151,13 @@ def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> Non
     # Installer bookkeeping differs between machines; licences and metadata stay.
     assert not list(asset.glob("*.dist-info/RECORD"))
     assert (asset / "pg8000-1.31.6.dist-info" / "METADATA").is_file()
+
+
+def test_the_asset_is_tested_on_the_python_version_lambda_runs() -> None:
+    # The deployed runtime is the one the asset tests below run on (pyenv here), not a neighbour.
+    result = subprocess.run([runtime_interpreter(), "-c", "import sys; print(*sys.version_info[:2],"
+                             " sep='.')"], capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout.strip() == RUNTIME_VERSION
 
 
 @pytest.mark.parametrize("interpreter", interpreters())

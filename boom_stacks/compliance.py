@@ -148,6 +148,11 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
     *(Acknowledgement("Data", f"{role}/ServiceRole/DefaultPolicy/Resource",
                       f"{pack}-IAMNoInlinePolicy", _INLINE_GRANTS)
       for role in _LAMBDA_ROLES for pack in ("NIST.800.53.R5", "PCI.DSS.321")),
+    Acknowledgement("Data", f"{_BOOTSTRAP}/Resource", "AwsSolutions-L1",
+                    "python3.13 is a supported runtime that AWS keeps patched (deprecation "
+                    "2029-06-30). It is the newest Python the test machines have, so the "
+                    "shipped asset runs in CI on exactly the interpreter version Lambda runs "
+                    "(a test checks the two agree); move to 3.14 when CI can run it"),
     Acknowledgement("Data", f"{_FRAMEWORK}/ServiceRole/DefaultPolicy/Resource",
                     "AwsSolutions-IAM5[Resource::<TenantBootstrapFunctionC4F0E7D3.Arn>:*]",
                     "CDK's provider framework may invoke any version or alias of the one "

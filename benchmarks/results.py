@@ -50,6 +50,10 @@ def write_results(path: Path, workloads: list[str], runs: Runs, prepared: Runs,
         return mean(source, name, "tps")
 
     a, b, a0, c, d = workloads
+
+    def added(name: str) -> str:
+        return f"{cpu_us(runs, name) - cpu_us(runs, b):+.0f}"
+
     pa, pb = prepared
     ratio, by_cpu = tps(a) / tps(b), cpu_us(runs, b) / cpu_us(runs, a)
     spread = ", ".join(f"{x['tps'] / y['tps']:.3f}" for x, y in zip(runs[a], runs[b], strict=True))
@@ -83,6 +87,11 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 {by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
 {tps(a0) / tps(b):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
 {tps(a) / tps(c):.3f}. The textbook design (d): {tps(d) / tps(b):.3f}.
+
+**Absolute cost per transaction** (CPU, all processes): (a) adds {added(a)} us to (b)'s
+{cpu_us(runs, b):.0f} us, of which {added(c)} us is binding the tenant alone, (c); the textbook
+(d) adds {added(d)} us. The cost is fixed per transaction, so the ratio depends on how much work
+a transaction does besides (see the analysis below).
 
 ## Prepared statements, straight on PostgreSQL
 

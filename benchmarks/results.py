@@ -95,8 +95,8 @@ a transaction does besides (see the analysis below).
 
 ## Prepared statements, straight on PostgreSQL
 
-The path PgBouncer 1.21+ `max_prepared_statements` would open (the pods run
-`{POD_IMAGE}`; Debian's 1.18 here cannot pool prepared statements).
+The path the pods' PgBouncer opens: 1.24+ pools protocol-level prepared statements by default
+(the pods run `{POD_IMAGE}`; Debian's 1.18 here cannot pool them).
 `pgbench -M prepared` on PostgreSQL's port,
 {setup['clients']} clients, {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved
 rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make

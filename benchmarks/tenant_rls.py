@@ -7,8 +7,8 @@ Three more workloads explain the ratio: (a0), workload (a) on a database left at
 which separates the cost of setting the tenant from the cost of RLS; and (d), the textbook
 design (`SET LOCAL` and a policy that reads the setting directly), which leaks through the
 pooler and is measured only as the ceiling an RLS design reaches on this machine.
-Then (a) and (b) with prepared statements straight on PostgreSQL (the path PgBouncer 1.21+
-`max_prepared_statements` would open; Debian's 1.18 here cannot pool prepared statements), and
+Then (a) and (b) with prepared statements straight on PostgreSQL (the path the pods' PgBouncer
+1.26 pools by default; Debian's 1.18 here cannot pool prepared statements), and
 1000 clients through PgBouncer (max_db_connections = 100), with server-side statement times from
 pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
 """

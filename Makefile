@@ -15,6 +15,11 @@ PIP_FILTER := grep -v -e 'is ignored: it is neither a file nor a directory' || t
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := node_modules/.lock.stamp
 PG_BIN := /usr/lib/postgresql/15/bin
+# PgBouncer for tests and benchmarks: built from Debian trixie's source (scripts/build_pgbouncer.sh),
+# the nearest to the pods' 1.26 that Debian's registry serves (bookworm has 1.18).
+PGBOUNCER_VERSION := 1.24.1
+PGBOUNCER_PREFIX := $(CURDIR)/.tools/pgbouncer-$(PGBOUNCER_VERSION)
+export BOOM_PGBOUNCER := $(PGBOUNCER_PREFIX)/bin/pgbouncer
 
 .PHONY: setup system-packages synth test lint typecheck unit bench-db snapshot-update clean
 
@@ -29,12 +34,19 @@ $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# PostgreSQL 15 and PgBouncer for the integration tests (we run as root; apt only if missing).
-system-packages:
-	@if [ ! -x $(PG_BIN)/postgres ] || ! command -v pgbouncer >/dev/null; then \
+# PostgreSQL 15, and PgBouncer's build dependency, for the integration tests (we run as root;
+# apt only if missing).
+system-packages: $(BOOM_PGBOUNCER)
+
+.make/apt.stamp:
+	@if [ ! -x $(PG_BIN)/postgres ] || ! dpkg -s libevent-dev >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends postgresql-15 postgresql-client-15 pgbouncer >/dev/null; \
+	    --no-install-recommends postgresql-15 postgresql-client-15 libevent-dev >/dev/null; \
 	fi
+	@mkdir -p .make && touch $@
+
+$(BOOM_PGBOUNCER): scripts/build_pgbouncer.sh | .make/apt.stamp
+	scripts/build_pgbouncer.sh $(PGBOUNCER_VERSION) $(PGBOUNCER_PREFIX)
 
 synth: setup
 	rm -rf cdk.out
@@ -57,4 +69,4 @@ bench-db: setup system-packages
 	python -m benchmarks.tenant_rls
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .tools .make

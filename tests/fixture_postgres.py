@@ -22,7 +22,11 @@ from pathlib import Path
 import pg8000.native
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+# The PgBouncer `make` builds (Makefile: PGBOUNCER_VERSION, from Debian trixie's source), which
+# pools prepared statements as the pods' 1.26 does; a system one only outside make.
+_BUILT = sorted(Path(__file__).parent.parent.glob(".tools/pgbouncer-*/bin/pgbouncer"))
+PGBOUNCER = (os.environ.get("BOOM_PGBOUNCER") or (str(_BUILT[-1]) if _BUILT else None)
+             or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
 
 
 def free_port() -> int:

@@ -102,3 +102,50 @@ def test_negative_control_session_set_leaks_but_reads_fail_closed(
     assert guarded == [[None, 0]]
     leaker.close()
     victim.close()
+
+
+def test_prepared_statements_through_the_pooler_keep_tenants_apart(
+        pgbouncer: PgBouncer, tenant_db: str, role_passwords: dict[str, str]) -> None:
+    # Given clients that prepare their statements once (protocol-level, named, as drivers with a
+    # statement cache do) and switch tenants per transaction: more clients than server
+    # connections, so PgBouncer (1.24+) re-prepares them on whichever connection a client gets,
+    # and more runs than PostgreSQL's 5 custom plans, so cached generic plans are reused.
+    clients, transactions = 32, 12
+    tenants = [uuid.uuid4() for _ in range(4)]
+    foreign_rows: list[tuple[uuid.UUID, object]] = []
+    own_rows: list[int] = []
+    backends: dict[int, set[int]] = {}
+    errors: list[BaseException] = []
+
+    def client(index: int) -> None:
+        try:
+            conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
+            bind = conn.prepare("SELECT app.set_tenant(CAST(:t AS uuid)), pg_backend_pid()")
+            insert = conn.prepare("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+                                  "VALUES ('prepared', now(), now() + interval '5 minutes')")
+            read = conn.prepare("SELECT tenant_id FROM app.bookings WHERE resource = 'prepared'")
+            for n in range(transactions):
+                tenant = tenants[(index + n) % len(tenants)]
+                conn.run("BEGIN")
+                [[_, pid]] = bind.run(t=str(tenant))
+                backends.setdefault(index, set()).add(pid)
+                insert.run()
+                seen = [row[0] for row in read.run()]
+                foreign_rows.extend((tenant, other) for other in seen if other != tenant)
+                own_rows.append(len(seen))
+                conn.run("COMMIT")
+            conn.close()
+        except BaseException as err:  # surfaced below, with the thread's own error
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    # Then every transaction ran, read its own tenant's rows and never another's ...
+    assert errors == []
+    assert len(own_rows) == clients * transactions and min(own_rows) >= 1
+    assert foreign_rows == []
+    # ... while the prepared statements really moved between server connections
+    assert any(len(pids) > 1 for pids in backends.values())

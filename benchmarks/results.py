@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
 from boom_stacks.config import PgBouncerConfig
+from tests.fixture_postgres import PGBOUNCER
 
 POD_IMAGE = PgBouncerConfig().image  # what the Kubernetes Deployment runs
 TARGET = 0.90  # issue 3: (a) keeps at least 90% of (b)'s throughput
@@ -18,6 +20,12 @@ HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
 
 Runs = dict[str, list[dict[str, float]]]
+
+
+def _pgbouncer_version() -> str:
+    """"PgBouncer 1.24.1": the binary the benchmark ran (Makefile: PGBOUNCER_VERSION)."""
+    return subprocess.run([PGBOUNCER, "--version"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[0]
 
 
 def mean(runs: Runs, name: str, key: str) -> float:
@@ -63,9 +71,9 @@ def write_results(path: Path, workloads: list[str], runs: Runs, prepared: Runs,
 Run: `make bench-db` ({time.strftime('%Y-%m-%d')}), `benchmarks/tenant_rls.py`.
 Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()};
 PostgreSQL 15 (fsync off, loopback; pg_stat_statements records only the 1000-client run) and
-PgBouncer with the seed's settings (transaction pooling, default_pool_size 25, reserve 5,
-max_db_connections 100; TLS from PgBouncer to PostgreSQL, verified). pgbench in
-simple-protocol mode.
+{_pgbouncer_version()} (built from Debian trixie's source) with the seed's settings
+(transaction pooling, default_pool_size 25, reserve 5, max_db_connections 100; TLS from
+PgBouncer to PostgreSQL, verified). pgbench in simple-protocol mode.
 Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workload per
 transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
 literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round
@@ -93,14 +101,13 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 (d) adds {added(d)} us. The cost is fixed per transaction, so the ratio depends on how much work
 a transaction does besides (see the analysis below).
 
-## Prepared statements, straight on PostgreSQL
+## Prepared statements, through PgBouncer
 
-The path the pods' PgBouncer opens: 1.24+ pools protocol-level prepared statements by default
-(the pods run `{POD_IMAGE}`; Debian's 1.18 here cannot pool them).
-`pgbench -M prepared` on PostgreSQL's port,
-{setup['clients']} clients, {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved
-rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make
-4 round trips. No PgBouncer and no TLS, so the CPU column is PostgreSQL's alone.
+PgBouncer 1.24+ pools protocol-level prepared statements by default
+(`max_prepared_statements = 200`), as the pods (`{POD_IMAGE}`) do. `pgbench -M prepared`
+through the same PgBouncer, {setup['clients']} clients, {setup['prepared_seconds']} s per run,
+{setup['rounds']} interleaved rounds; (a) sends `set_tenant` and the read in one pipeline
+(`\\startpipeline`), so both make 4 round trips.
 
 {table(prepared, pb)}
 

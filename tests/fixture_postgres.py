@@ -164,10 +164,14 @@ def running_pgbouncer(ini: str, userlist: str) -> Iterator[PgBouncer]:
     config.write_text(ini.format(port=port, dir=root))
     (root / "userlist.txt").write_text(userlist)
     (root / "userlist.txt").chmod(0o600)
+    # A copy the postgres user can run: the built binary may sit in a checkout it cannot enter.
+    binary = root / "pgbouncer"
+    shutil.copy2(PGBOUNCER, binary)
+    binary.chmod(0o755)
     _give_to_postgres(root)
     # 1000 clients need more than the default 1024 open files.
     process = subprocess.Popen(
-        _as_postgres(["bash", "-c", f"ulimit -n 4096; exec {PGBOUNCER} {config}"]),
+        _as_postgres(["bash", "-c", f"ulimit -n 4096; exec {binary} {config}"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)

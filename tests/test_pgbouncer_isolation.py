@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pg8000.native
 import pytest
@@ -39,6 +39,24 @@ def connect(pgbouncer: PgBouncer, password: str, database: str) -> pg8000.native
                                     database=database, password=password, timeout=60)
 
 
+def run_clients(count: int, client: Callable[[int], None]) -> list[BaseException]:
+    """`client(index)` for each index, all at once in threads; what any of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            client(index)
+        except BaseException as err:  # returned to the test, with the thread's own error
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return errors
+
+
 def test_rendered_config_carries_the_seed_values(pgbouncer: PgBouncer) -> None:
     ini = pgbouncer.config.read_text()
     for line in ("pool_mode = transaction", "max_client_conn = 1000", "default_pool_size = 25",
@@ -53,31 +71,23 @@ def test_concurrent_tenants_never_see_each_other(pgbouncer: PgBouncer, tenant_db
     tenants = [uuid.uuid4() for _ in range(TENANTS)]
     foreign_rows: list[tuple[uuid.UUID, object]] = []
     done: list[int] = []
-    errors: list[BaseException] = []
 
     def client(index: int) -> None:
         rng = random.Random(index)
-        try:
-            conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
-            for _ in range(TRANSACTIONS_PER_CLIENT):
-                tenant = rng.choice(tenants)
-                conn.run("BEGIN")
-                conn.run("SELECT app.set_tenant(:t)", t=tenant)
-                conn.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
-                         "('load', now(), now() + interval '30 minutes')")
-                seen = conn.run("SELECT DISTINCT tenant_id FROM app.bookings")
-                foreign_rows.extend((tenant, row[0]) for row in seen if row[0] != tenant)
-                conn.run("COMMIT")
-                done.append(1)
-            conn.close()
-        except BaseException as err:  # surfaced below, with the thread's own error
-            errors.append(err)
+        conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
+        for _ in range(TRANSACTIONS_PER_CLIENT):
+            tenant = rng.choice(tenants)
+            conn.run("BEGIN")
+            conn.run("SELECT app.set_tenant(:t)", t=tenant)
+            conn.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
+                     "('load', now(), now() + interval '30 minutes')")
+            seen = conn.run("SELECT DISTINCT tenant_id FROM app.bookings")
+            foreign_rows.extend((tenant, row[0]) for row in seen if row[0] != tenant)
+            conn.run("COMMIT")
+            done.append(1)
+        conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    errors = run_clients(CLIENTS, client)
     # Then every transaction ran and none saw a row of another tenant
     assert errors == []
     assert len(done) == CLIENTS * TRANSACTIONS_PER_CLIENT
@@ -115,34 +125,26 @@ def test_prepared_statements_through_the_pooler_keep_tenants_apart(
     foreign_rows: list[tuple[uuid.UUID, object]] = []
     own_rows: list[int] = []
     backends: dict[int, set[int]] = {}
-    errors: list[BaseException] = []
 
     def client(index: int) -> None:
-        try:
-            conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
-            bind = conn.prepare("SELECT app.set_tenant(CAST(:t AS uuid)), pg_backend_pid()")
-            insert = conn.prepare("INSERT INTO app.bookings (resource, starts_at, ends_at) "
-                                  "VALUES ('prepared', now(), now() + interval '5 minutes')")
-            read = conn.prepare("SELECT tenant_id FROM app.bookings WHERE resource = 'prepared'")
-            for n in range(transactions):
-                tenant = tenants[(index + n) % len(tenants)]
-                conn.run("BEGIN")
-                [[_, pid]] = bind.run(t=str(tenant))
-                backends.setdefault(index, set()).add(pid)
-                insert.run()
-                seen = [row[0] for row in read.run()]
-                foreign_rows.extend((tenant, other) for other in seen if other != tenant)
-                own_rows.append(len(seen))
-                conn.run("COMMIT")
-            conn.close()
-        except BaseException as err:  # surfaced below, with the thread's own error
-            errors.append(err)
+        conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
+        bind = conn.prepare("SELECT app.set_tenant(CAST(:t AS uuid)), pg_backend_pid()")
+        insert = conn.prepare("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+                              "VALUES ('prepared', now(), now() + interval '5 minutes')")
+        read = conn.prepare("SELECT tenant_id FROM app.bookings WHERE resource = 'prepared'")
+        for n in range(transactions):
+            tenant = tenants[(index + n) % len(tenants)]
+            conn.run("BEGIN")
+            [[_, pid]] = bind.run(t=str(tenant))
+            backends.setdefault(index, set()).add(pid)
+            insert.run()
+            seen = [row[0] for row in read.run()]
+            foreign_rows.extend((tenant, other) for other in seen if other != tenant)
+            own_rows.append(len(seen))
+            conn.run("COMMIT")
+        conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    errors = run_clients(clients, client)
     # Then every transaction ran, read its own tenant's rows and never another's ...
     assert errors == []
     assert len(own_rows) == clients * transactions and min(own_rows) >= 1

@@ -78,7 +78,7 @@ Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workl
 transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
 literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round
 trip (`\\;`), so all workloads make 4 round trips. (a0) is (a) on a second database at schema
-version {setup['baseline']}, same data: the baseline for migration 0003. (c) is (b) plus (a)'s
+version {setup['baseline']}, same data: the baseline for migration 0004. (c) is (b) plus (a)'s
 `set_tenant` call in the same message as the read, on the table without RLS. (d) is the
 textbook design: `SET LOCAL boom.tenant_id` and a policy reading the setting directly; it
 leaks through the pooler (a session-level SET survives for the next client), so it is **not**
@@ -92,7 +92,7 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 {table(runs, b)}
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
-{by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
+{by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0004:
 {tps(a0) / tps(b):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
 {tps(a) / tps(c):.3f}. The textbook design (d): {tps(d) / tps(b):.3f}.
 
@@ -101,15 +101,15 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 (d) adds {added(d)} us. The cost is fixed per transaction, so the ratio depends on how much work
 a transaction does besides (see the analysis below).
 
-## Prepared statements, straight on PostgreSQL
+## Prepared statements through PgBouncer
 
 PgBouncer 1.24+ pools protocol-level prepared statements by default
-(`max_prepared_statements = 200`), as the pods (`{POD_IMAGE}`) do. Through the PgBouncer
-here, pgbench's pipelined prepared statements stalled until `query_wait_timeout` (not yet
-understood), so this runs `pgbench -M prepared` on PostgreSQL's port:
-{setup['clients']} clients, {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved
-rounds; (a) sends `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make
-4 round trips. No PgBouncer and no TLS, so the CPU column is PostgreSQL's alone.
+(`max_prepared_statements = 200`), as the pods (`{POD_IMAGE}`) do, so clients that prepare
+(most drivers do, after a few executions) take this path in production. `pgbench -M prepared`
+through the same PgBouncer: {setup['clients']} clients, one pgbench thread per client (see
+`pgbench()` in `tenant_rls.py`: with shared threads pgbench stalls itself),
+{setup['prepared_seconds']} s per run, {setup['rounds']} interleaved rounds; (a) sends
+`set_tenant` and the read in one pipeline (`\\startpipeline`), so both make 4 round trips.
 
 {table(prepared, pb)}
 

@@ -3,12 +3,12 @@
 (a) RLS with the tenant set per transaction vs (b) the same queries with an explicit
 `WHERE tenant_id = ...` on an identical table without RLS, same data, same run, interleaved.
 Three more workloads explain the ratio: (a0), workload (a) on a database left at schema version
-2 (the tenant functions before migration 0003); (c), workload (b) plus the `set_tenant` call,
+3 (the tenant functions before migration 0004); (c), workload (b) plus the `set_tenant` call,
 which separates the cost of setting the tenant from the cost of RLS; and (d), the textbook
 design (`SET LOCAL` and a policy that reads the setting directly), which leaks through the
 pooler and is measured only as the ceiling an RLS design reaches on this machine.
-Then (a) and (b) with prepared statements straight on PostgreSQL (PgBouncer 1.24+ pools them by
-default, as the pods' 1.26 does; pipelined through it here, pgbench stalled), and
+Then (a) and (b) with prepared statements through PgBouncer (1.24+ pools them by default, as the
+pods' 1.26 does), and
 1000 clients through PgBouncer (max_db_connections = 100), with server-side statement times from
 pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
 """
@@ -46,7 +46,7 @@ FIRST_TENANT = 10
 LAST_TENANT = FIRST_TENANT + TENANTS - 1
 assert FIRST_TENANT >= 10 and LAST_TENANT <= 99, "tenant numbers must have two digits"
 
-BASELINE_VERSION = 2  # (a0): the tenant functions of 0001, before 0003
+BASELINE_VERSION = 3  # (a0): the tenant functions of 0003, before 0004
 # pg_stat_statements is loaded but records nothing during the (a)/(b) runs: its per-statement
 # cost would fall more on (a), which runs one statement more. It records the 1000-client run
 # only. (Set with ALTER SYSTEM: a -c option would override any later change.)
@@ -59,14 +59,12 @@ TEXTBOOK_TENANT = "nullif(current_setting('boom.tenant_id', true), '')::uuid"
 WORKLOADS = {  # name: (script, database key)
     "(a) RLS, tenant set per transaction": ("rls.sql", "latest"),
     "(b) explicit WHERE tenant_id, no RLS": ("explicit.sql", "latest"),
-    f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0003": ("rls.sql", "baseline"),
+    f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0004": ("rls.sql", "baseline"),
     "(c) = (b) plus the set_tenant call, no RLS": ("explicit_with_tenant.sql", "latest"),
     "(d) textbook SET LOCAL policy (leaks; ceiling only)": ("textbook.sql", "latest"),
 }
-# Prepared statements, straight on PostgreSQL (pgbench's pipelined prepared statements through
-# PgBouncer 1.24.1 stalled into query_wait_timeout, 2026-11-26, not yet understood); (a)
-# pipelines set_tenant with the read, so both make 4 round trips. pgbench puts parameters for
-# :t, hence the uuid built from a string here.
+# Prepared statements through PgBouncer; (a) pipelines set_tenant with the read, so both make 4
+# round trips. pgbench puts parameters for :t, hence the uuid built from a string here.
 PREPARED = {
     "(a) RLS, prepared, set_tenant pipelined with the read": "rls_prepared.sql",
     "(b) explicit WHERE tenant_id, prepared": "explicit_prepared.sql",
@@ -115,8 +113,14 @@ def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
 def pgbench(port: int, database: str, password: str, script: str, clients: int,
             seconds: int, mode: str = "simple") -> dict[str, float]:
     logdir = Path(tempfile.mkdtemp(prefix="pgbench-"))
+    # -M prepared: pgbench prepares each statement with a blocking PQprepare() on a client's
+    # first use, which stops every other client of that pgbench thread. Through a pool smaller
+    # than the clients, those others hold server connections inside open transactions, and the
+    # prepare waits for one of them: the run stalls until query_wait_timeout. One thread per
+    # client removes that (pgbench's own artifact, not PgBouncer's).
+    threads = clients if mode == "prepared" else 2
     cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {port} -U app_user "
-           f"-c {clients} -j 2 -T {seconds} -M {mode} -D first={FIRST_TENANT} "
+           f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
            f"-D last={LAST_TENANT} -f {HERE / script} -l --log-prefix={logdir}/tx {database}")
     server, client = process_cpu.server_seconds(), process_cpu.children_seconds()
     result = subprocess.run(["bash", "-c", cmd], env={**os.environ, "PGPASSWORD": password},
@@ -203,7 +207,7 @@ def main() -> None:
                               script, CLIENTS, SECONDS)
                 for name, (script, database) in WORKLOADS.items()})
             prepared = interleaved({
-                name: partial(pgbench, postgres.port, databases["latest"], passwords["app_user"],
+                name: partial(pgbench, bouncer.port, databases["latest"], passwords["app_user"],
                               script, CLIENTS, PREPARED_SECONDS, mode="prepared")
                 for name, script in PREPARED.items()})
             stop, peak = threading.Event(), [0]

@@ -113,6 +113,18 @@ def test_bare_set_local_selects_nothing(app_user: Conn) -> None:
         app_user.run("ROLLBACK")
 
 
+def test_set_tenant_binds_only_its_own_transaction(app_user: Conn) -> None:
+    # A NULL tenant is a bug in the caller: refused, and nothing stays set.
+    with pytest.raises(pg8000.native.DatabaseError, match="tenant must not be NULL"):
+        in_tenant(app_user, None, "SELECT app.set_tenant(NULL)")
+    # set_tenant() outside a transaction block binds its own one-statement transaction only.
+    app_user.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    assert in_tenant(app_user, None, "SELECT app.current_tenant_id(), count(*) "
+                     "FROM app.bookings") == [[None, 0]]
+    assert in_tenant(app_user, TENANT_B, "SELECT app.current_tenant_id(), count(*) "
+                     "FROM app.bookings") == [[TENANT_B, 3]]
+
+
 def test_shadowing_names_in_the_session_cannot_forge_a_tenant(app_user: Conn) -> None:
     # The tenant functions carry no SET search_path (speed, see 0003); every name in them is
     # pg_catalog-qualified, so temporary types named like theirs change nothing.

@@ -78,7 +78,7 @@ Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workl
 transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
 literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round
 trip (`\\;`), so all workloads make 4 round trips. (a0) is (a) on a second database at schema
-version {setup['baseline']}, same data: the baseline for migration 0004. (c) is (b) plus (a)'s
+version {setup['baseline']}, same data: the baseline for migration 0003. (c) is (b) plus (a)'s
 `set_tenant` call in the same message as the read, on the table without RLS. (d) is the
 textbook design: `SET LOCAL boom.tenant_id` and a policy reading the setting directly; it
 leaks through the pooler (a session-level SET survives for the next client), so it is **not**
@@ -92,7 +92,7 @@ saturated (it agrees with "tps / (b)" when the run is sound).
 {table(runs, b)}
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
-{by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0004:
+{by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
 {tps(a0) / tps(b):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
 {tps(a) / tps(c):.3f}. The textbook design (d): {tps(d) / tps(b):.3f}.
 

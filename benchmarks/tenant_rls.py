@@ -3,7 +3,7 @@
 (a) RLS with the tenant set per transaction vs (b) the same queries with an explicit
 `WHERE tenant_id = ...` on an identical table without RLS, same data, same run, interleaved.
 Three more workloads explain the ratio: (a0), workload (a) on a database left at schema version
-3 (the tenant functions before migration 0004); (c), workload (b) plus the `set_tenant` call,
+2 (the tenant functions before migration 0003); (c), workload (b) plus the `set_tenant` call,
 which separates the cost of setting the tenant from the cost of RLS; and (d), the textbook
 design (`SET LOCAL` and a policy that reads the setting directly), which leaks through the
 pooler and is measured only as the ceiling an RLS design reaches on this machine.
@@ -49,7 +49,7 @@ FIRST_TENANT = 10
 LAST_TENANT = FIRST_TENANT + TENANTS - 1
 assert FIRST_TENANT >= 10 and LAST_TENANT <= 99, "tenant numbers must have two digits"
 
-BASELINE_VERSION = 3  # (a0): the tenant functions of 0003, before 0004
+BASELINE_VERSION = 2  # (a0): the tenant functions of 0001, before 0003
 # pg_stat_statements is loaded but records nothing during the (a)/(b) runs: its per-statement
 # cost would fall more on (a), which runs one statement more. It records the 1000-client run
 # only. (Set with ALTER SYSTEM: a -c option would override any later change.)
@@ -62,7 +62,7 @@ TEXTBOOK_TENANT = "nullif(current_setting('boom.tenant_id', true), '')::uuid"
 WORKLOADS = {  # name: (script, database key)
     "(a) RLS, tenant set per transaction": ("rls.sql", "latest"),
     "(b) explicit WHERE tenant_id, no RLS": ("explicit.sql", "latest"),
-    f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0004": ("rls.sql", "baseline"),
+    f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0003": ("rls.sql", "baseline"),
     "(c) = (b) plus the set_tenant call, no RLS": ("explicit_with_tenant.sql", "latest"),
     "(d) textbook SET LOCAL policy (leaks; ceiling only)": ("textbook.sql", "latest"),
 }

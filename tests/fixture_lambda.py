@@ -3,6 +3,7 @@ runtime's Python version, and the runtime's own boto3 beside it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def runtime_packages(out: Path) -> Path:
 def interpreters() -> list[str]:
     """This venv's Python, plus the Lambda runtime's version (pyenv) when the machine has it:
     its stricter TLS defaults and removed modules are what matter."""
-    runtime = sorted(Path("/root/.pyenv/versions").glob(f"{RUNTIME_VERSION}.*/bin/python3"))
+    pyenv = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv"))
+    runtime = sorted((pyenv / "versions").glob(f"{RUNTIME_VERSION}.*/bin/python3"))
     return [sys.executable, *[str(p) for p in runtime[-1:]]]
 
 

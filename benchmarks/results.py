@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from boom_stacks.config import PgBouncerConfig
@@ -19,7 +20,39 @@ COLUMNS = ("workload", "tps", "tps / (b)", "CPU us/tx db+pooler", "CPU us/tx pgb
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}"
 
 
-Runs = dict[str, list[dict[str, float]]]
+Runs = dict[str, list[dict[str, float]]]  # workload key ("a", "b", ...): its rounds
+
+
+@dataclass(frozen=True)
+class Results:
+    """One set of interleaved runs, keyed as in tenant_rls.WORKLOADS, and each key's row label."""
+
+    runs: Runs
+    labels: dict[str, str]
+
+    def mean(self, key: str, metric: str) -> float:
+        """`metric` averaged over the rounds of workload `key`."""
+        return statistics.fmean(r[metric] for r in self.runs[key])
+
+    def cpu_us(self, key: str) -> float:
+        """All the CPU one transaction costs: database, pooler and pgbench."""
+        return self.mean(key, "server_us") + self.mean(key, "client_us")
+
+    def ratio(self, key: str, baseline: str = "b") -> float:
+        """Mean throughput of `key` over that of `baseline`."""
+        return self.mean(key, "tps") / self.mean(baseline, "tps")
+
+    def table(self, baseline: str = "b") -> str:
+        """One row per workload: means over its rounds, ratios against `baseline`."""
+        def avg(key: str, metric: str) -> float:
+            return self.mean(key, metric)
+
+        return HEADER + "\n" + "\n".join(
+            f"| {self.labels[key]} | {avg(key, 'tps'):.0f} | {self.ratio(key, baseline):.3f} | "
+            f"{avg(key, 'server_us'):.0f} | {avg(key, 'client_us'):.0f} | "
+            f"{self.cpu_us(baseline) / self.cpu_us(key):.3f} | {avg(key, 'mean'):.2f} | "
+            f"{avg(key, 'p50'):.2f} | {avg(key, 'p95'):.2f} | {avg(key, 'p99'):.2f} |"
+            for key in self.runs)
 
 
 def _pgbouncer_version() -> str:
@@ -28,43 +61,16 @@ def _pgbouncer_version() -> str:
                           check=True).stdout.splitlines()[0]
 
 
-def mean(runs: Runs, name: str, key: str) -> float:
-    """`key` averaged over the rounds of workload `name`."""
-    return statistics.fmean(r[key] for r in runs[name])
-
-
-def cpu_us(runs: Runs, name: str) -> float:
-    """All the CPU one transaction costs: database, pooler and pgbench."""
-    return mean(runs, name, "server_us") + mean(runs, name, "client_us")
-
-
-def table(runs: Runs, baseline: str) -> str:
-    """One row per workload: means over its rounds, ratios against `baseline`."""
-    def avg(name: str, key: str) -> float:
-        return mean(runs, name, key)
-
-    return HEADER + "\n" + "\n".join(
-        f"| {name} | {avg(name, 'tps'):.0f} | {avg(name, 'tps') / avg(baseline, 'tps'):.3f} | "
-        f"{avg(name, 'server_us'):.0f} | {avg(name, 'client_us'):.0f} | "
-        f"{cpu_us(runs, baseline) / cpu_us(runs, name):.3f} | {avg(name, 'mean'):.2f} | "
-        f"{avg(name, 'p50'):.2f} | {avg(name, 'p95'):.2f} | {avg(name, 'p99'):.2f} |"
-        for name in runs)
-
-
-def write_results(path: Path, workloads: list[str], runs: Runs, prepared: Runs,
-                  held: dict[str, float], server: dict[str, float], peak: int, limit: int,
+def write_results(path: Path, runs: Results, prepared: Results, held: dict[str, float],
+                  server: dict[str, float], peak: int, limit: int,
                   setup: dict[str, int]) -> None:
-    def tps(name: str, source: Runs = runs) -> float:
-        return mean(source, name, "tps")
+    """Workloads by key: a, b, a0, c, d in `runs`; a, b in `prepared` (tenant_rls.py)."""
+    def added(key: str) -> str:
+        return f"{runs.cpu_us(key) - runs.cpu_us('b'):+.0f}"
 
-    a, b, a0, c, d = workloads
-
-    def added(name: str) -> str:
-        return f"{cpu_us(runs, name) - cpu_us(runs, b):+.0f}"
-
-    pa, pb = prepared
-    ratio, by_cpu = tps(a) / tps(b), cpu_us(runs, b) / cpu_us(runs, a)
-    spread = ", ".join(f"{x['tps'] / y['tps']:.3f}" for x, y in zip(runs[a], runs[b], strict=True))
+    ratio, by_cpu = runs.ratio("a"), runs.cpu_us("b") / runs.cpu_us("a")
+    spread = ", ".join(f"{x['tps'] / y['tps']:.3f}"
+                       for x, y in zip(runs.runs["a"], runs.runs["b"], strict=True))
     verdict = "met" if ratio >= TARGET else "**not met**"
     path.write_text(f"""# Benchmark results: tenant RLS through PgBouncer
 
@@ -89,16 +95,16 @@ microseconds per transaction from /proc: PostgreSQL and PgBouncer processes ("db
 pgbench; "(b)/its CPU" is the throughput ratio the CPU cost predicts when the machine is
 saturated (it agrees with "tps / (b)" when the run is sound).
 
-{table(runs, b)}
+{runs.table()}
 
 **Ratio (a)/(b) throughput: {ratio:.3f}** (per round: {spread}; by CPU per transaction:
 {by_cpu:.3f}). Target >= {TARGET:.2f}: {verdict}. Before 0003:
-{tps(a0) / tps(b):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
-{tps(a) / tps(c):.3f}. The textbook design (d): {tps(d) / tps(b):.3f}.
+{runs.ratio('a0'):.3f}. (a)/(c), the cost of RLS itself once the tenant is set:
+{runs.ratio('a', 'c'):.3f}. The textbook design (d): {runs.ratio('d'):.3f}.
 
-**Absolute cost per transaction** (CPU, all processes): (a) adds {added(a)} us to (b)'s
-{cpu_us(runs, b):.0f} us, of which {added(c)} us is binding the tenant alone, (c); the textbook
-(d) adds {added(d)} us. The cost is fixed per transaction, so the ratio depends on how much work
+**Absolute cost per transaction** (CPU, all processes): (a) adds {added('a')} us to (b)'s
+{runs.cpu_us('b'):.0f} us, of which {added('c')} us is binding the tenant alone, (c); the textbook
+(d) adds {added('d')} us. The cost is fixed per transaction, so the ratio depends on how much work
 a transaction does besides (see the analysis below).
 
 ## Prepared statements through PgBouncer
@@ -111,9 +117,9 @@ through the same PgBouncer: {setup['clients']} clients, one pgbench thread per c
 {setup['prepared_seconds']} s per run, {setup['rounds']} interleaved rounds; (a) sends
 `set_tenant` and the read in one pipeline (`\\startpipeline`), so both make 4 round trips.
 
-{table(prepared, pb)}
+{prepared.table()}
 
-(a)/(b) with prepared statements: {tps(pa, prepared) / tps(pb, prepared):.3f}.
+(a)/(b) with prepared statements: {prepared.ratio('a'):.3f}.
 
 ## 1000 clients through PgBouncer
 

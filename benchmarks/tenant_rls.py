@@ -30,7 +30,7 @@ from pathlib import Path
 import pg8000.native
 
 from benchmarks import process_cpu
-from benchmarks.results import Runs, write_results
+from benchmarks.results import Results, Runs, write_results
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
@@ -59,18 +59,19 @@ SERVER_SETTINGS = {"shared_preload_libraries": "pg_stat_statements"}
 # app.current_tenant_id() refuses such a value (its stamp is from another transaction).
 TEXTBOOK_TENANT = "nullif(current_setting('boom.tenant_id', true), '')::uuid"
 
-WORKLOADS = {  # name: (script, database key)
-    "(a) RLS, tenant set per transaction": ("rls.sql", "latest"),
-    "(b) explicit WHERE tenant_id, no RLS": ("explicit.sql", "latest"),
-    f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0003": ("rls.sql", "baseline"),
-    "(c) = (b) plus the set_tenant call, no RLS": ("explicit_with_tenant.sql", "latest"),
-    "(d) textbook SET LOCAL policy (leaks; ceiling only)": ("textbook.sql", "latest"),
+WORKLOADS = {  # key in results.py: (row label in RESULTS.md, script, database key)
+    "a": ("(a) RLS, tenant set per transaction", "rls.sql", "latest"),
+    "b": ("(b) explicit WHERE tenant_id, no RLS", "explicit.sql", "latest"),
+    "a0": (f"(a0) = (a) at schema version {BASELINE_VERSION}, before 0003", "rls.sql",
+           "baseline"),
+    "c": ("(c) = (b) plus the set_tenant call, no RLS", "explicit_with_tenant.sql", "latest"),
+    "d": ("(d) textbook SET LOCAL policy (leaks; ceiling only)", "textbook.sql", "latest"),
 }
 # Prepared statements through PgBouncer; (a) pipelines set_tenant with the read, so both make 4
 # round trips. pgbench puts parameters for :t, hence the uuid built from a string here.
 PREPARED = {
-    "(a) RLS, prepared, set_tenant pipelined with the read": "rls_prepared.sql",
-    "(b) explicit WHERE tenant_id, prepared": "explicit_prepared.sql",
+    "a": ("(a) RLS, prepared, set_tenant pipelined with the read", "rls_prepared.sql"),
+    "b": ("(b) explicit WHERE tenant_id, prepared", "explicit_prepared.sql"),
 }
 PREPARED_SECONDS = 10
 
@@ -149,6 +150,9 @@ def pgbench(port: int, database: str, password: str, script: str, clients: int,
         raise RuntimeError(f"pgbench {script} failed: {result.stderr[-2000:]}")
     latencies = sorted(int(line.split()[2]) / 1000 for log in logdir.glob("tx*")
                        for line in log.read_text().splitlines())
+    if not latencies:  # e.g. 1000 clients still connecting when a too-short run ended
+        raise RuntimeError(f"pgbench {script}: no transaction completed in {seconds} s with "
+                           f"{clients} clients; run longer. {result.stdout[-500:]}")
     tps = next(float(line.split()[2]) for line in result.stdout.splitlines()
                if line.startswith("tps = "))
 
@@ -221,24 +225,29 @@ def main() -> None:
         ini = local_pgbouncer_ini(postgres, databases["latest"], extra_databases=baseline)
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
             runs = interleaved({
-                name: partial(pgbench, bouncer.port, databases[database], passwords["app_user"],
-                              script, CLIENTS, SECONDS)
-                for name, (script, database) in WORKLOADS.items()})
+                key: partial(pgbench, bouncer.port, databases[database], passwords["app_user"],
+                             script, CLIENTS, SECONDS)
+                for key, (_, script, database) in WORKLOADS.items()})
             prepared = interleaved({
-                name: partial(pgbench, bouncer.port, databases["latest"], passwords["app_user"],
-                              script, CLIENTS, PREPARED_SECONDS, mode="prepared")
-                for name, script in PREPARED.items()})
+                key: partial(pgbench, bouncer.port, databases["latest"], passwords["app_user"],
+                             script, CLIENTS, PREPARED_SECONDS, mode="prepared")
+                for key, (_, script) in PREPARED.items()})
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
                                        args=(postgres, databases["latest"], stop, peak))
             record_statement_times(postgres, databases["latest"], on=True)
             watcher.start()
-            held = pgbench(bouncer.port, databases["latest"], passwords["app_user"], "rls.sql",
-                           1000, SECONDS)
-            stop.set()
-            watcher.join()
+            try:
+                held = pgbench(bouncer.port, databases["latest"], passwords["app_user"],
+                               "rls.sql", 1000, SECONDS)
+            finally:  # stop polling before the server goes away, also when pgbench failed
+                stop.set()
+                watcher.join()
             server = server_statement_times(postgres, databases["latest"])
-    write_results(HERE / "RESULTS.md", list(WORKLOADS), runs, prepared, held, server, max(peak),
+    labels = {key: label for key, (label, *_) in WORKLOADS.items()}
+    prepared_labels = {key: label for key, (label, _) in PREPARED.items()}
+    write_results(HERE / "RESULTS.md", Results(runs, labels), Results(prepared, prepared_labels),
+                  held, server, max(peak),
                   pool.max_db_connections,
                   {"tenants": TENANTS, "rows": ROWS_PER_TENANT, "clients": CLIENTS,
                    "seconds": SECONDS, "rounds": ROUNDS, "baseline": BASELINE_VERSION,

@@ -1,0 +1,47 @@
+"""benchmarks/results.py: RESULTS.md says the ratios its runs give, read by workload key.
+
+Synthetic rounds with known ratios, so a mix-up of workloads (the renderer once unpacked them
+by position) shows as a wrong number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.results import Results, write_results
+
+KEYS = ("a", "b", "a0", "c", "d")
+
+
+def rounds(tps: float, server_us: float) -> list[dict[str, float]]:
+    one = {"tps": tps, "server_us": server_us, "client_us": 100.0, "mean": 1.0, "p50": 1.0,
+           "p95": 2.0, "p99": 3.0}
+    return [one, {**one, "tps": tps * 1.1}]
+
+
+def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
+    # (b) 1000 tps; (a) 800, (a0) 700, (c) 900, (d) 950; listed in an order unlike WORKLOADS'.
+    tps = {"d": 950.0, "a0": 700.0, "b": 1000.0, "c": 900.0, "a": 800.0}
+    runs = Results({k: rounds(v, 300.0 if k == "b" else 400.0) for k, v in tps.items()},
+                   {k: f"label {k}" for k in tps})
+    prepared = Results({"b": rounds(2000.0, 200.0), "a": rounds(1500.0, 250.0)},
+                       {"a": "prepared a", "b": "prepared b"})
+    path = tmp_path / "RESULTS.md"
+    write_results(path, runs, prepared, {"tps": 1.0, "mean": 1.0, "p50": 1.0, "p95": 1.0,
+                                         "p99": 1.0},
+                  {"calls": 10.0, "mean": 0.05, "worst": 0.2}, 25, 100,
+                  {"tenants": 10, "rows": 2000, "clients": 50, "seconds": 15, "rounds": 2,
+                   "baseline": 2, "prepared_seconds": 10})
+    text = path.read_text()
+    assert "**Ratio (a)/(b) throughput: 0.800**" in text
+    assert "per round: 0.800, 0.800" in text
+    assert "by CPU per transaction:\n0.800)" in text  # (b) 400 us, (a) 500 us
+    assert "Target >= 0.90: **not met**" in text
+    assert "Before 0003:\n0.700." in text
+    assert "once the tenant is set:\n0.889." in text  # (a)/(c) = 800/900
+    assert "The textbook design (d): 0.950." in text
+    assert "(a) adds +100 us to (b)'s\n400 us, of which +100 us is binding" in text
+    assert "(a)/(b) with prepared statements: 0.750." in text
+    for key in KEYS:
+        assert f"| label {key} | " in text
+    assert "| prepared a | 1575 | 0.750 |" in text

@@ -211,21 +211,52 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     conn.close()
 
 
+WIDENS = ("widens access: its USING and WITH CHECK must be exactly "
+          "tenant_id = (SELECT app.current_tenant_id())")
+
+
+@pytest.mark.parametrize(("widen", "policy"), [
+    ("CREATE POLICY everyone ON app.bookings USING (true)", "everyone"),
+    # The two below contain the tenant check, which a substring audit (0001-0003) accepted.
+    ("ALTER POLICY tenant_bookings_isolation ON app.bookings "
+     "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)", "tenant_bookings_isolation"),
+    ("CREATE POLICY writes_anywhere ON app.bookings "
+     "USING (tenant_id = (SELECT app.current_tenant_id())) WITH CHECK (true)", "writes_anywhere"),
+], ids=["extra-policy", "tenant-policy-or-true", "tenant-using-any-check"])
 def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
-        postgres: PostgresServer) -> None:
-    # Given a widening policy someone added by hand, and the trigger dropped
+        postgres: PostgresServer, widen: str, policy: str) -> None:
+    # Given a widening policy someone added or altered by hand, and the trigger dropped
     database = postgres.create_database()
     conn = postgres.connect(database, tls=True)
     bootstrap.apply(conn)
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
-    conn.run("CREATE POLICY everyone ON app.bookings USING (true)")
+    conn.run(widen)
+    assert ["app.bookings", f"policy {policy} {WIDENS}"] in _audit(conn)
     before = schema_dump(postgres, database)
     # When the bootstrap runs, Then it names the gap and the fix, and rolls everything back
-    with pytest.raises(bootstrap.BootstrapError, match=(
-            "will not override: app.bookings: a permissive policy other than the tenant "
-            "policy widens access. Fix them in a migration")):
+    with pytest.raises(bootstrap.BootstrapError, match=r"will not override: .*" + re.escape(
+            f"app.bookings: policy {policy} {WIDENS}") + r".*Fix them in a migration"):
         bootstrap.apply(conn)
     assert schema_dump(postgres, database) == before
+    conn.close()
+
+
+def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> None:
+    # Per-command policies with exactly the tenant check, and any restrictive policy, add
+    # no access: the audit stays clean and the bootstrap completes.
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    conn.run("SET ROLE boom_owner")
+    conn.run("CREATE POLICY reads ON app.bookings FOR SELECT "
+             "USING (tenant_id = (SELECT app.current_tenant_id()))")
+    conn.run("CREATE POLICY inserts ON app.bookings FOR INSERT "
+             "WITH CHECK (tenant_id = (SELECT app.current_tenant_id()))")
+    conn.run("CREATE POLICY future_only ON app.bookings AS RESTRICTIVE FOR INSERT "
+             "WITH CHECK (starts_at > now() - interval '1 day')")
+    conn.run("RESET ROLE")
+    assert _audit(conn) == []
+    assert bootstrap.apply(conn).repaired == ()
     conn.close()
 
 

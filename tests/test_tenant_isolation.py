@@ -212,7 +212,8 @@ def test_audit_reports_tables_without_the_guarantees(postgres: PostgresServer,
         admin.close()
     assert forced == [[True]]
     assert problems == [
-        ["app.bookings", "a permissive policy other than the tenant policy widens access"],
+        ["app.bookings", "policy everyone widens access: its USING and WITH CHECK must be "
+                         "exactly tenant_id = (SELECT app.current_tenant_id())"],
         ["app.unguarded", "no policy checks tenant_id = current_tenant_id() in USING and WITH "
                           "CHECK"],
         ["app.unguarded", "owned by postgres, not boom_owner"],

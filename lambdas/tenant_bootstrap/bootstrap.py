@@ -188,8 +188,9 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
 _EVENT_TRIGGER = "boom_protect_tenant_tables"
 _CREATE_EVENT_TRIGGER = f"""
 CREATE EVENT TRIGGER {_EVENT_TRIGGER} ON ddl_command_end
-  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
-  EXECUTE FUNCTION app.protect_new_tenant_tables()"""
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+               'CREATE MATERIALIZED VIEW')
+  EXECUTE FUNCTION app.protect_new_tenant_tables()"""  # as the latest migration creates it
 
 
 def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:

@@ -152,14 +152,34 @@ def test_update_applies_only_newer_versions(postgres: PostgresServer, aws: Secre
     assert newer["PhysicalResourceId"] == older["PhysicalResourceId"]
 
 
-def test_update_to_an_older_version_is_refused_and_changes_nothing(
+def test_an_update_to_an_older_version_keeps_the_newer_schema(
+        postgres: PostgresServer, aws: Secrets, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a database the latest version reached
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    created = handler.on_event(event("Create", aws, master))
+    before = state(postgres, database)
+    # When CloudFormation rolls an update back: an Update with the older TargetVersion
+    rollback = event("Update", aws, master, 1, PhysicalResourceId=created["PhysicalResourceId"],
+                     OldResourceProperties=event("Update", aws, master)["ResourceProperties"])
+    result = handler.on_event(rollback)
+    # Then it succeeds (no UPDATE_ROLLBACK_FAILED), says where the database is, changes nothing
+    assert result == {"PhysicalResourceId": created["PhysicalResourceId"],
+                      "Data": {"SchemaVersion": str(bootstrap.LATEST_VERSION), "Applied": "",
+                               "Repaired": ""}}
+    assert state(postgres, database) == before
+    assert "newer than TargetVersion 1: left as it is" in caplog.text
+
+
+def test_a_create_for_an_older_version_than_the_database_is_refused(
         postgres: PostgresServer, aws: Secrets) -> None:
+    # A Create is never a rollback: an older template pointed at a newer database is a mistake.
     database = postgres.create_database()
     master = aws.master(**master_values(postgres, database))
     handler.on_event(event("Create", aws, master))
     before = state(postgres, database)
     with pytest.raises(bootstrap.BootstrapError, match="refusing to downgrade"):
-        handler.on_event(event("Update", aws, master, 1))
+        handler.on_event(event("Create", aws, master, 1))
     assert state(postgres, database) == before
 
 

@@ -126,8 +126,13 @@ def scram_verifier(password: str) -> str:
 
 
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
-          role_passwords: Mapping[str, str] | None = None) -> Result:
-    """Applies migrations newer than the database's version, up to `target_version`."""
+          role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False) -> Result:
+    """Applies migrations newer than the database's version, up to `target_version`.
+
+    A database already newer than `target_version` is refused, unless `keep_newer`: then it is
+    left at its version (migrations only go forward) and the run only sets the passwords and
+    checks the guarantees. CloudFormation asks exactly that when it rolls back an update.
+    """
     migrations = load_migrations()
     target = len(migrations) if target_version is None else target_version
     if not 1 <= target <= len(migrations):
@@ -139,7 +144,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
                              f"roles are {', '.join(ROLES)}")
     conn.run("BEGIN")
     try:
-        result = _apply_in_transaction(conn, migrations, target, role_passwords or {})
+        result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
+                                       keep_newer)
         conn.run("COMMIT")
     except BaseException as err:
         _rollback(conn)
@@ -157,7 +163,8 @@ def current_version(conn: pg8000.native.Connection) -> int:
 
 
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
-                          target: int, role_passwords: Mapping[str, str]) -> Result:
+                          target: int, role_passwords: Mapping[str, str],
+                          keep_newer: bool) -> Result:
     conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
@@ -167,7 +174,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
             raise BootstrapError(f"migration {migration.version:04d}_{migration.name} changed "
                                  "after it was applied; add a new migration instead")
     previous = max(applied, default=0)
-    if previous > target:
+    if previous > target and not keep_newer:
         raise BootstrapError(f"database is at version {previous}, newer than the requested "
                              f"{target}; refusing to downgrade (Delete never drops data either)")
     done = []

@@ -4,7 +4,8 @@
 Properties (CloudFormation passes them as strings):
   MasterSecretArn  the RDS master secret (JSON: host, port, dbname, username, password)
   AppUserSecretArn, OwnerSecretArn  generated secrets (JSON with "password") for the roles
-  TargetVersion    the migration version to reach; Update applies only newer ones
+  TargetVersion    the migration version to reach; Update applies only newer ones, and leaves
+                 a database that is already newer as it is (see on_event)
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an
@@ -62,9 +63,18 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     }
     master, conn = _connect_as_master(secrets, properties["MasterSecretArn"])
     try:
-        result = apply(conn, target_version=target_version, role_passwords=passwords)
+        # When a stack update fails after this resource was updated, CloudFormation rolls back
+        # by sending an Update with the previous, lower TargetVersion. Refusing it would leave
+        # the stack in UPDATE_ROLLBACK_FAILED; the newer schema stays (migrations only go
+        # forward and never drop data, so the older application runs on it).
+        result = apply(conn, target_version=target_version, role_passwords=passwords,
+                       keep_newer=request == "Update")
     finally:
         conn.close()
+    if result.version > target_version:
+        logger.warning("database %s is at version %s, newer than TargetVersion %s: left as "
+                       "it is (an update rollback, or an older template)", master.database,
+                       result.version, target_version)
     logger.info("database %s at version %s (was %s; applied %s; repaired %s)",
                 master.database, result.version, result.previous_version,
                 list(result.applied), list(result.repaired))

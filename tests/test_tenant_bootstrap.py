@@ -255,6 +255,24 @@ def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
     conn.close()
 
 
+def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
+        postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    before = schema_dump(postgres, database)
+    conn.run("GRANT boom_owner TO app_user")  # cluster-wide: revoked below whatever happens
+    try:
+        with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+                "app.bookings: app_user can act as its owner boom_owner (role membership)")):
+            bootstrap.apply(conn)
+    finally:
+        conn.run("REVOKE boom_owner FROM app_user")
+    assert schema_dump(postgres, database) == before
+    assert bootstrap.apply(conn).applied == ()  # and once revoked, the run completes
+    conn.close()
+
+
 def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> None:
     # Per-command policies with exactly the tenant check, and any restrictive policy, add
     # no access: the audit stays clean and the bootstrap completes.

@@ -291,3 +291,48 @@ def test_a_materialized_view_out_of_app_users_reach_is_allowed(
         admin.close()
     assert allowed == [[3]] and clean == []
     assert granted == [["reports.booked"]]
+
+
+@pytest.mark.parametrize("widen", [
+    "CREATE POLICY everyone ON app.bookings USING (true)",
+    "ALTER POLICY tenant_bookings_isolation ON app.bookings "
+    "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)",
+    "CREATE POLICY writes_anywhere ON app.bookings FOR INSERT WITH CHECK (true)",
+], ids=["using-true", "tenant-policy-or-true", "insert-anywhere"])
+def test_a_widening_policy_is_refused_when_it_is_made(owner: Conn, widen: str) -> None:
+    # A migration (run as the owner) that widens a tenant table's access fails at once.
+    owner.run("BEGIN")
+    try:
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match="on tenant table app.bookings widens access"):
+            owner.run(widen)
+    finally:
+        owner.run("ROLLBACK")
+
+
+@pytest.mark.parametrize(("grant", "problem"), [
+    ("GRANT boom_owner TO app_user",
+     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
+     "empty it or change its policies"),
+    # Indirect: through a role that is itself a member of the owner.
+    ("CREATE ROLE go_between; GRANT boom_owner TO go_between; GRANT go_between TO app_user",
+     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
+     "empty it or change its policies"),
+    ("ALTER ROLE app_user BYPASSRLS",
+     "app_user bypasses row level security (SUPERUSER or BYPASSRLS)"),
+], ids=["member-of-owner", "indirect-member", "bypassrls"])
+def test_the_audit_reports_an_app_user_that_can_get_around_rls(
+        postgres: PostgresServer, seeded: str, grant: str, problem: str) -> None:
+    admin = postgres.connect(seeded)
+    admin.run("BEGIN")  # roles are cluster-wide: the rollback keeps other tests' roles intact
+    try:
+        clean = admin.run("SELECT * FROM app.audit_tenant_tables() "
+                          "WHERE table_name = 'app.bookings'")
+        admin.run(grant)
+        problems = admin.run("SELECT * FROM app.audit_tenant_tables() "
+                             "WHERE table_name = 'app.bookings'")
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+    assert clean == []
+    assert problems == [["app.bookings", problem]]

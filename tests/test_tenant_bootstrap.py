@@ -14,6 +14,7 @@ from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import ROOT
+from tests.fixture_tenants import ACTS_AS_OWNER, MATVIEW_OF_BOOKINGS, widening
 
 
 def schema_dump(postgres: PostgresServer, database: str) -> str:
@@ -217,25 +218,20 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     conn.close()
 
 
-WIDENS = ("widens access: its USING and WITH CHECK must be exactly "
-          "tenant_id = (SELECT app.current_tenant_id())")
-
-
 @pytest.mark.parametrize(("widen", "problem"), [
     ("CREATE POLICY everyone ON app.bookings USING (true)",
-     ["app.bookings", f"policy everyone {WIDENS}"]),
+     ["app.bookings", widening("everyone")]),
     # The two below contain the tenant check, which a substring audit (0001-0003) accepted.
     ("ALTER POLICY tenant_bookings_isolation ON app.bookings "
      "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)",
-     ["app.bookings", f"policy tenant_bookings_isolation {WIDENS}"]),
+     ["app.bookings", widening("tenant_bookings_isolation")]),
     ("CREATE POLICY writes_anywhere ON app.bookings "
      "USING (tenant_id = (SELECT app.current_tenant_id())) WITH CHECK (true)",
-     ["app.bookings", f"policy writes_anywhere {WIDENS}"]),
-    # Made by the master, which bypasses RLS here: it holds every tenant's rows (0005).
+     ["app.bookings", widening("writes_anywhere")]),
+    # Made by the master, which bypasses RLS here: it holds every tenant's rows (0004).
     ("CREATE MATERIALIZED VIEW app.booked AS SELECT resource FROM app.bookings; "
      "GRANT SELECT ON app.booked TO app_user",
-     ["app.booked", "materialized view of app.bookings readable by app_user: it has no row "
-                    "level security, so every tenant sees the rows it holds"]),
+     ["app.booked", MATVIEW_OF_BOOKINGS]),
 ], ids=["extra-policy", "tenant-policy-or-true", "tenant-using-any-check", "materialized-view"])
 def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
         postgres: PostgresServer, widen: str, problem: list[str]) -> None:
@@ -264,7 +260,7 @@ def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
     conn.run("GRANT boom_owner TO app_user")  # cluster-wide: revoked below whatever happens
     try:
         with pytest.raises(bootstrap.BootstrapError, match=re.escape(
-                "app.bookings: app_user can act as its owner boom_owner (role membership)")):
+                f"app.bookings: {ACTS_AS_OWNER}")):
             bootstrap.apply(conn)
     finally:
         conn.run("REVOKE boom_owner FROM app_user")

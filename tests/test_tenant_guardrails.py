@@ -4,11 +4,22 @@ rows, an app_user that can act as the owner) is refused when made or named by th
 
 from __future__ import annotations
 
+import re
+
 import pg8000.native
 import pytest
 
-from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, in_tenant
+from tests.fixture_tenants import (
+    ACTS_AS_OWNER,
+    MATVIEW_OF_BOOKINGS,
+    ROWS_PER_TENANT,
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    in_tenant,
+    rolled_back,
+    widening,
+)
 
 
 def test_tables_created_later_are_protected_automatically(owner: Conn, app_user: Conn) -> None:
@@ -31,11 +42,8 @@ def test_tables_created_later_are_protected_automatically(owner: Conn, app_user:
     assert owner.run("SELECT * FROM app.audit_tenant_tables()") == []
 
 
-def test_audit_reports_tables_without_the_guarantees(postgres: PostgresServer,
-                                                     seeded: str) -> None:
-    admin = postgres.connect(seeded)
-    admin.run("BEGIN")
-    try:
+def test_audit_reports_tables_without_the_guarantees(admin: Conn) -> None:
+    with rolled_back(admin):
         # Un-forcing is undone at once by the event trigger ...
         admin.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
         forced = admin.run("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'bookings'")
@@ -44,22 +52,15 @@ def test_audit_reports_tables_without_the_guarantees(postgres: PostgresServer,
         admin.run("CREATE TABLE app.unguarded (tenant_id uuid)")
         admin.run("CREATE POLICY everyone ON app.bookings USING (true)")
         problems = admin.run("SELECT * FROM app.audit_tenant_tables()")
-    finally:
-        admin.run("ROLLBACK")
-        admin.close()
     assert forced == [[True]]
     assert problems == [
-        ["app.bookings", "policy everyone widens access: its USING and WITH CHECK must be "
-                         "exactly tenant_id = (SELECT app.current_tenant_id())"],
+        ["app.bookings", widening("everyone")],
         ["app.unguarded", "no policy checks tenant_id = current_tenant_id() in USING and WITH "
                           "CHECK"],
         ["app.unguarded", "owned by postgres, not boom_owner"],
         ["app.unguarded", "row level security is not enabled"],
         ["app.unguarded", "row level security is not forced"],
     ]
-
-
-MATVIEW_REFUSED = "materialized view app.booked reads tenant table\\(s\\) app.bookings"
 
 
 @pytest.mark.parametrize("source", [
@@ -70,21 +71,16 @@ MATVIEW_REFUSED = "materialized view app.booked reads tenant table\\(s\\) app.bo
 def test_materialized_views_of_tenant_rows_are_refused(owner: Conn, source: str) -> None:
     # A materialized view has no RLS: made inside A's transaction it would hold A's rows for
     # every tenant (the control test below shows that leak). The event trigger refuses it.
-    owner.run("BEGIN")
-    try:
+    with rolled_back(owner):
         owner.run("SELECT app.set_tenant(:t)", t=TENANT_A)
         owner.run("CREATE VIEW app.bookings_view AS SELECT * FROM app.bookings")
-        with pytest.raises(pg8000.native.DatabaseError, match=MATVIEW_REFUSED):
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match=re.escape(f"app.booked: {MATVIEW_OF_BOOKINGS}")):
             owner.run(f"CREATE MATERIALIZED VIEW app.booked AS {source}")
-    finally:
-        owner.run("ROLLBACK")
 
 
-def test_a_materialized_view_app_user_can_read_leaks_and_the_audit_names_it(
-        postgres: PostgresServer, seeded: str, owner: Conn, app_user: Conn) -> None:
-    admin = postgres.connect(seeded)
-    admin.run("BEGIN")
-    try:
+def test_a_materialized_view_app_user_can_read_leaks_and_the_audit_names_it(admin: Conn) -> None:
+    with rolled_back(admin):
         # Given a materialized view of A's rows made while the trigger was off (the control:
         # B reads A's rows through it, so the tests can see this leak) ...
         admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
@@ -98,20 +94,12 @@ def test_a_materialized_view_app_user_can_read_leaks_and_the_audit_names_it(
         admin.run("RESET ROLE")
         # ... then the audit names it
         problems = admin.run("SELECT * FROM app.audit_tenant_tables()")
-    finally:
-        admin.run("ROLLBACK")
-        admin.close()
     assert seen_by_b == [[TENANT_A]]
-    assert problems == [["app.booked", "materialized view of app.bookings readable by app_user: "
-                         "it has no row level security, so every tenant sees the rows it "
-                         "holds"]]
+    assert problems == [["app.booked", MATVIEW_OF_BOOKINGS]]
 
 
-def test_a_materialized_view_out_of_app_users_reach_is_allowed(
-        postgres: PostgresServer, seeded: str) -> None:
-    admin = postgres.connect(seeded)
-    admin.run("BEGIN")
-    try:
+def test_a_materialized_view_out_of_app_users_reach_is_allowed(admin: Conn) -> None:
+    with rolled_back(admin):
         admin.run("CREATE SCHEMA reports AUTHORIZATION boom_owner")
         admin.run("SET ROLE boom_owner")
         admin.run("SELECT app.set_tenant(:t)", t=TENANT_A)
@@ -123,53 +111,39 @@ def test_a_materialized_view_out_of_app_users_reach_is_allowed(
         admin.run("GRANT USAGE ON SCHEMA reports TO app_user")
         admin.run("GRANT SELECT ON reports.booked TO app_user")
         granted = admin.run("SELECT table_name FROM app.audit_tenant_tables()")
-    finally:
-        admin.run("ROLLBACK")
-        admin.close()
     assert allowed == [[ROWS_PER_TENANT]] and clean == []
     assert granted == [["reports.booked"]]
 
 
-@pytest.mark.parametrize("widen", [
-    "CREATE POLICY everyone ON app.bookings USING (true)",
-    "ALTER POLICY tenant_bookings_isolation ON app.bookings "
-    "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)",
-    "CREATE POLICY writes_anywhere ON app.bookings FOR INSERT WITH CHECK (true)",
+@pytest.mark.parametrize(("widen", "policy"), [
+    ("CREATE POLICY everyone ON app.bookings USING (true)", "everyone"),
+    ("ALTER POLICY tenant_bookings_isolation ON app.bookings "
+     "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)", "tenant_bookings_isolation"),
+    ("CREATE POLICY writes_anywhere ON app.bookings FOR INSERT WITH CHECK (true)",
+     "writes_anywhere"),
 ], ids=["using-true", "tenant-policy-or-true", "insert-anywhere"])
-def test_a_widening_policy_is_refused_when_it_is_made(owner: Conn, widen: str) -> None:
+def test_a_widening_policy_is_refused_when_it_is_made(owner: Conn, widen: str,
+                                                      policy: str) -> None:
     # A migration (run as the owner) that widens a tenant table's access fails at once.
-    owner.run("BEGIN")
-    try:
-        with pytest.raises(pg8000.native.DatabaseError,
-                           match="on tenant table app.bookings widens access"):
-            owner.run(widen)
-    finally:
-        owner.run("ROLLBACK")
+    with rolled_back(owner), pytest.raises(
+            pg8000.native.DatabaseError, match=re.escape(f"app.bookings: {widening(policy)}")):
+        owner.run(widen)
 
 
 @pytest.mark.parametrize(("grant", "problem"), [
-    ("GRANT boom_owner TO app_user",
-     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
-     "empty it or change its policies"),
+    ("GRANT boom_owner TO app_user", ACTS_AS_OWNER),
     # Indirect: through a role that is itself a member of the owner.
     ("CREATE ROLE go_between; GRANT boom_owner TO go_between; GRANT go_between TO app_user",
-     "app_user can act as its owner boom_owner (role membership), who may drop the table, "
-     "empty it or change its policies"),
+     ACTS_AS_OWNER),
     ("ALTER ROLE app_user BYPASSRLS",
      "app_user bypasses row level security (SUPERUSER or BYPASSRLS)"),
 ], ids=["member-of-owner", "indirect-member", "bypassrls"])
-def test_the_audit_reports_an_app_user_that_can_get_around_rls(
-        postgres: PostgresServer, seeded: str, grant: str, problem: str) -> None:
-    admin = postgres.connect(seeded)
-    admin.run("BEGIN")  # roles are cluster-wide: the rollback keeps other tests' roles intact
-    try:
-        clean = admin.run("SELECT * FROM app.audit_tenant_tables() "
-                          "WHERE table_name = 'app.bookings'")
+def test_the_audit_reports_an_app_user_that_can_get_around_rls(admin: Conn, grant: str,
+                                                               problem: str) -> None:
+    audit = "SELECT * FROM app.audit_tenant_tables() WHERE table_name = 'app.bookings'"
+    with rolled_back(admin):  # roles are cluster-wide: the rollback keeps them for other tests
+        clean = admin.run(audit)
         admin.run(grant)
-        problems = admin.run("SELECT * FROM app.audit_tenant_tables() "
-                             "WHERE table_name = 'app.bookings'")
-    finally:
-        admin.run("ROLLBACK")
-        admin.close()
+        problems = admin.run(audit)
     assert clean == []
     assert problems == [["app.bookings", problem]]

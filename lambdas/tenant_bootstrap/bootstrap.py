@@ -193,11 +193,17 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
 
 
 _EVENT_TRIGGER = "boom_protect_tenant_tables"
-_CREATE_EVENT_TRIGGER = f"""
-CREATE EVENT TRIGGER {_EVENT_TRIGGER} ON ddl_command_end
-  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
-               'CREATE MATERIALIZED VIEW', 'CREATE POLICY', 'ALTER POLICY')
-  EXECUTE FUNCTION app.protect_new_tenant_tables()"""  # as the latest migration creates it
+
+
+def _create_event_trigger_sql(migrations: list[Migration]) -> str:
+    """The CREATE EVENT TRIGGER of the newest migration that has one: a repair re-creates the
+    trigger exactly as the migrations made it (its function ignores tags it predates)."""
+    for migration in reversed(migrations):
+        statement = re.search(rf"^CREATE EVENT TRIGGER {_EVENT_TRIGGER} .*?;", migration.sql,
+                              re.MULTILINE | re.DOTALL)
+        if statement:
+            return statement[0]
+    raise BootstrapError(f"no migration creates the event trigger {_EVENT_TRIGGER}")
 
 
 def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
@@ -206,13 +212,14 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
     Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
     before a major version upgrade) and protects tenant tables created while it was gone; then
     refuses to finish while the audit still reports a gap no bootstrap should paper over (a
-    widening policy, a table not owned by boom_owner).
+    widening policy, a table not owned by boom_owner, an app_user that can act as the owner,
+    a materialized view of tenant rows app_user can read).
     """
     repaired = []
     state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
                      n=_EVENT_TRIGGER)
     if not state:
-        conn.run(_CREATE_EVENT_TRIGGER)
+        conn.run(_create_event_trigger_sql(load_migrations()))
         repaired.append(f"event trigger {_EVENT_TRIGGER} re-created")
     elif state[0][0] == "D":
         conn.run(f"ALTER EVENT TRIGGER {_EVENT_TRIGGER} ENABLE")

@@ -44,9 +44,7 @@ class Results:
 
     def table(self, baseline: str = "b") -> str:
         """One row per workload: means over its rounds, ratios against `baseline`."""
-        def avg(key: str, metric: str) -> float:
-            return self.mean(key, metric)
-
+        avg = self.mean
         return HEADER + "\n" + "\n".join(
             f"| {self.labels[key]} | {avg(key, 'tps'):.0f} | {self.ratio(key, baseline):.3f} | "
             f"{avg(key, 'server_us'):.0f} | {avg(key, 'client_us'):.0f} | "

@@ -88,10 +88,11 @@ class PgBouncerConfig:
     max_db_connections: int = 100
     replicas: int = 2
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
-    # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) is the first release with the fixes
-    # for CVE-2026-19888 (unauthenticated crash through SCRAM, which auth_type uses),
-    # CVE-2026-6668 and CVE-2026-6669. Mirror it into ECR (same reference plus @sha256 digest)
-    # before production relies on Docker Hub.
+    # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated
+    # infinite loop) and CVE-2026-6669, which 1.25.2 still had. 1.26.1's three advisories are
+    # unreachable with the rendered config (tests/test_pgbouncer_hardening.py); move to a
+    # 1.26.1 image once its tag is published. Mirror it into ECR (same reference plus
+    # @sha256 digest) before production relies on Docker Hub.
     image: str = "edoburu/pgbouncer:v1.26.0-p0"
     run_as_user: int = 70  # the image's non-root user; the pod runs as it
 

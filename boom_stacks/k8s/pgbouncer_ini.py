@@ -21,6 +21,14 @@ class Upstream:
     ca_file: str = "/etc/pgbouncer/tls/rds-ca-bundle.pem"
 
 
+# PgBouncer up to 1.26.0 loops forever on a startup `options` value with an empty name (`-c=`),
+# sent before authentication (CVE-2026-107349): it looks the empty name up in this list, and
+# the lookup only ends when the list ends in a separator. The trailing comma ends it; without
+# it, one unauthenticated packet stops the pooler (tests/test_pgbouncer_hardening.py shows
+# both on real PgBouncer). Harmless once fixed (1.26.1): an empty entry names no parameter.
+IGNORE_STARTUP_PARAMETERS = "extra_float_digits,options,"
+
+
 def render_ini(pool: PgBouncerConfig, upstream: Upstream, *, listen_port: int = 6432,
                listen_addr: str = "0.0.0.0",
                auth_file: str = "/etc/pgbouncer/auth/userlist.txt",
@@ -44,7 +52,7 @@ max_db_connections = {pool.max_db_connections}
 server_tls_sslmode = {upstream.tls_mode}
 server_tls_ca_file = {upstream.ca_file}
 server_tls_protocols = tlsv1.2,tlsv1.3
-ignore_startup_parameters = extra_float_digits,options
+ignore_startup_parameters = {IGNORE_STARTUP_PARAMETERS}
 server_reset_query =
 admin_users =
 stats_users =

@@ -1,0 +1,87 @@
+"""PgBouncer's published advisories against the rendered config, on real PgBouncer.
+
+The pods run PgBouncer 1.26.0; 1.26.1 (2026-10-14) fixed three advisories in it. The config
+keeps each one unreachable, and these tests say how:
+- CVE-2026-107349 (an unauthenticated `options` value `-c=` spins PgBouncer forever): shown on
+  the real process, with a negative control that stalls it;
+- CVE-2026-107350 (SCRAM impersonation of another user in auth_file or auth_query): the
+  userlist holds app_user alone and no auth_query is set;
+- CVE-2026-107348 (infinite loop when max_packet_size is above 2^31): left at its default.
+"""
+
+from __future__ import annotations
+
+import configparser
+import socket
+import struct
+
+import pytest
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS
+from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
+from boom_stacks.k8s.pgbouncer_ini import IGNORE_STARTUP_PARAMETERS
+from tests.fixture_postgres import PostgresServer, local_pgbouncer_ini, running_pgbouncer
+
+PROTOCOL_3 = 196608
+AUTHENTICATION_REQUEST = b"R"
+
+
+def startup_reply(port: int, parameters: dict[str, str], timeout: float = 3.0) -> bytes:
+    """Send a StartupMessage (no password yet) and return the first byte PgBouncer answers
+    with, or b"" if it does not answer within `timeout` seconds."""
+    body = struct.pack("!I", PROTOCOL_3) + b"".join(
+        key.encode() + b"\0" + value.encode() + b"\0" for key, value in parameters.items()
+    ) + b"\0"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        try:
+            return sock.recv(1)
+        except TimeoutError:
+            return b""
+
+
+def attack_then_connect(ini: str, database: str) -> tuple[bytes, bytes]:
+    """What the attacker's and then a regular client's StartupMessage get back."""
+    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+        attacker = startup_reply(bouncer.port, {"user": "app_user", "database": database,
+                                                "options": "-c="})
+        regular = startup_reply(bouncer.port, {"user": "app_user", "database": database})
+    return attacker, regular
+
+
+def test_an_unauthenticated_empty_option_name_does_not_stall_the_pooler(
+        postgres: PostgresServer, tenant_db: str) -> None:
+    ini = local_pgbouncer_ini(postgres, tenant_db)
+    assert f"ignore_startup_parameters = {IGNORE_STARTUP_PARAMETERS}\n" in ini
+    attacker, regular = attack_then_connect(ini, tenant_db)
+    # PgBouncer ignores the empty name and asks both clients for their SCRAM password.
+    assert attacker == AUTHENTICATION_REQUEST
+    assert regular == AUTHENTICATION_REQUEST
+
+
+def test_negative_control_without_the_trailing_comma_one_packet_stalls_the_pooler(
+        postgres: PostgresServer, tenant_db: str) -> None:
+    ini = local_pgbouncer_ini(postgres, tenant_db).replace(
+        f"= {IGNORE_STARTUP_PARAMETERS}\n", f"= {IGNORE_STARTUP_PARAMETERS.rstrip(',')}\n")
+    assert "ignore_startup_parameters = extra_float_digits,options\n" in ini
+    attacker, regular = attack_then_connect(ini, tenant_db)
+    # The process spins on the attacker's packet and answers no one, not even a regular client.
+    assert (attacker, regular) == (b"", b"")
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_no_second_user_to_impersonate_and_no_oversized_packets(env: str) -> None:
+    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in pgbouncer_manifests(
+        ENVIRONMENT_CONFIGS[env], database_host="db.example.internal")}
+    ini = configparser.ConfigParser()
+    ini.read_string(objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"])
+    section = ini["pgbouncer"]
+    # CVE-2026-107350: the only SCRAM user PgBouncer knows is app_user itself.
+    assert section["auth_type"] == "scram-sha-256"
+    assert "auth_query" not in section and "auth_user" not in section
+    assert not [name for name in ini["databases"] if "auth_user" in ini["databases"][name]]
+    userlist = objects["ExternalSecret/pgbouncer-userlist"]["spec"]["target"]["template"][
+        "data"]["userlist.txt"]
+    assert [line.split()[0] for line in userlist.splitlines() if line.strip()] == ['"app_user"']
+    # CVE-2026-107348: reachable only with max_packet_size above its default of 2^31 - 1.
+    assert "max_packet_size" not in section

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from boom_stacks.instance_memory import max_connections_ceiling
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_ENVIRONMENT = "dev"
 # AWS's documentation example account: lets synth run offline; deploy needs a real one.
@@ -38,6 +40,9 @@ _WEEKLY_WINDOW = re.compile(
 _IMAGE = re.compile(
     r"^(?P<repository>[a-z0-9][a-z0-9./_-]*):v?[0-9][A-Za-z0-9._-]*(@sha256:[0-9a-f]{64})?$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# The seed's alarm: "Database Connections > 80% of max connections". The poolers at full use
+# must stay under it, leaving the rest for migrations, secret rotation and operators.
+CONNECTION_ALARM_RATIO = 0.8
 
 
 class ConfigError(ValueError):
@@ -61,6 +66,9 @@ class NetworkConfig:
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
     instance_class: str
+    # Set in the parameter group rather than left to RDS's memory formula, so the connection
+    # budget (PgBouncer replicas x pool) is checked against the exact number.
+    max_connections: int
     multi_az: bool
     deletion_protection: bool
     snapshot_on_delete: bool
@@ -95,6 +103,16 @@ class PgBouncerConfig:
     # @sha256 digest) before production relies on Docker Hub.
     image: str = "edoburu/pgbouncer:v1.26.0-p0"
     run_as_user: int = 70  # the image's non-root user; the pod runs as it
+
+    @property
+    def server_connections_per_replica(self) -> int:
+        """The most server connections one PgBouncer opens: one pool (app_user on the one
+        database) of default_pool_size plus reserve_pool_size, capped by max_db_connections."""
+        return min(self.default_pool_size + self.reserve_pool_size, self.max_db_connections)
+
+    @property
+    def server_connections(self) -> int:
+        return self.replicas * self.server_connections_per_replica
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +202,7 @@ def _validate(cfg: EnvironmentConfig) -> None:
     _validate_database(env, cfg.database)
     _validate_cache(env, cfg.cache)
     _validate_pgbouncer(env, cfg.pgbouncer)
+    _validate_connection_budget(env, cfg.database, cfg.pgbouncer)
     _in_range(f"{env}.backup.retention_days", cfg.backup.retention_days, 1, 3650)
     _in_range(f"{env}.backup.noncurrent_retention_days", cfg.backup.noncurrent_retention_days,
               1, 3650)
@@ -224,6 +243,7 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
     if not re.match(r"^[a-z][a-z0-9_]{0,62}$", db.database_name):
         raise ConfigError(f"{prefix}.database_name", db.database_name,
                           "is not a PostgreSQL identifier", "Use lower case letters, digits, _")
+    _validate_max_connections(prefix, db)
     _in_range(f"{prefix}.allocated_storage_gib", db.allocated_storage_gib, 20, 65536)
     _in_range(f"{prefix}.max_allocated_storage_gib", db.max_allocated_storage_gib, 20, 65536)
     if db.allocated_storage_gib > db.max_allocated_storage_gib:
@@ -280,6 +300,30 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
                           "is a Bitnami image, which no longer pulls: Bitnami removed its free "
                           "images from Docker Hub in 2025 (bitnami/containers#83267)",
                           "Use the default edoburu/pgbouncer image or your ECR mirror of it")
+
+
+def _validate_max_connections(prefix: str, db: DatabaseConfig) -> None:
+    ceiling = max_connections_ceiling(db.instance_class)
+    if ceiling is None:
+        raise ConfigError(f"{prefix}.instance_class", db.instance_class,
+                          "has no known memory, so max_connections cannot be checked",
+                          "Use a t3, t4g, m or r class, or add its family to "
+                          "boom_stacks/instance_memory.py")
+    _in_range(f"{prefix}.max_connections", db.max_connections, 25, ceiling)
+
+
+def _validate_connection_budget(env: str, db: DatabaseConfig, pool: PgBouncerConfig) -> None:
+    budget = int(db.max_connections * CONNECTION_ALARM_RATIO)
+    if pool.server_connections > budget:
+        raise ConfigError(
+            f"{env}.pgbouncer.replicas", pool.replicas,
+            f"x {pool.server_connections_per_replica} server connections each "
+            f"(default_pool_size + reserve_pool_size) = {pool.server_connections}, more than "
+            f"80% of database.max_connections {db.max_connections} ({budget}): the seed's "
+            "connection alarm would fire at normal peak load, and migrations, secret rotation "
+            "and operators could find no free connection",
+            "Lower replicas or the pool sizes, or raise database.max_connections (and the "
+            "instance class if its memory does not allow it)")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:
@@ -355,7 +399,8 @@ ENVIRONMENT_CONFIGS: Mapping[str, EnvironmentConfig] = {
         availability_zones=_primary_azs(),
         network=NetworkConfig(cidr="10.10.0.0/16", nat_gateways=1, interface_endpoints=False,
                               flow_log_retention_days=30),
-        database=DatabaseConfig(instance_class="db.t3.micro", multi_az=False,
+        database=DatabaseConfig(instance_class="db.t3.micro", max_connections=80,
+                                multi_az=False,
                                 deletion_protection=False, snapshot_on_delete=False,
                                 log_retention_days=30),
         cache=CacheConfig(node_type="cache.t3.micro", num_nodes=1, multi_az=False),
@@ -366,7 +411,8 @@ ENVIRONMENT_CONFIGS: Mapping[str, EnvironmentConfig] = {
         account=PLACEHOLDER_ACCOUNT,
         availability_zones=_primary_azs(),
         network=NetworkConfig(cidr="10.20.0.0/16", nat_gateways=1, interface_endpoints=True),
-        database=DatabaseConfig(instance_class="db.t3.small", multi_az=False,
+        database=DatabaseConfig(instance_class="db.t3.small", max_connections=160,
+                                multi_az=False,
                                 deletion_protection=True, snapshot_on_delete=True),
         cache=CacheConfig(node_type="cache.t3.small", num_nodes=2, multi_az=True),
         backup=BackupConfig(),
@@ -377,7 +423,8 @@ ENVIRONMENT_CONFIGS: Mapping[str, EnvironmentConfig] = {
         availability_zones=_primary_azs(),
         network=NetworkConfig(cidr="10.30.0.0/16", nat_gateways=3, interface_endpoints=True,
                               flow_log_retention_days=365),
-        database=DatabaseConfig(instance_class="db.t3.medium", multi_az=True,
+        database=DatabaseConfig(instance_class="db.t3.medium", max_connections=360,
+                                multi_az=True,
                                 deletion_protection=True, snapshot_on_delete=True,
                                 log_retention_days=365),
         cache=CacheConfig(node_type="cache.t3.medium", num_nodes=2, multi_az=True),

@@ -116,6 +116,10 @@ def test_overlapping_backup_and_maintenance_windows() -> None:
     ("instance_class", "t3.medium", "not an RDS instance class"),
     ("monitoring_interval_seconds", 45, "not an allowed value"),
     ("log_retention_days", 42, "not an allowed value"),
+    ("max_connections", 10, "range 25-450"),
+    # db.t3.medium has 4 GiB: RDS budgets 9531392 bytes per connection, so at most 450.
+    ("max_connections", 451, "range 25-450"),
+    ("instance_class", "db.x2g.large", "no known memory"),
 ])
 def test_database_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.database\.{field} = .*{message}"):
@@ -170,6 +174,32 @@ def test_pgbouncer_values(field: str, value: object, message: str) -> None:
 ])
 def test_pgbouncer_image_references_that_pin_a_version(image: str) -> None:
     assert replace(PROD, pgbouncer=replace(PROD.pgbouncer, image=image)).pgbouncer.image == image
+
+
+def test_pgbouncer_replicas_must_fit_the_database_connection_budget() -> None:
+    # Given dev: max_connections 80, so the poolers may hold 64 (the seed's 80% alarm)
+    dev = ENVIRONMENT_CONFIGS["dev"]
+    assert dev.pgbouncer.server_connections_per_replica == 25 + 5
+    assert dev.pgbouncer.server_connections == 60 <= 0.8 * dev.database.max_connections
+    # When a third replica would make it 90, Then config refuses it, naming field and fix
+    with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3: x 30 server "
+                       r"connections each .* = 90, more than 80% of database\.max_connections "
+                       r"80 \(64\).*Lower replicas or the pool sizes, or raise "
+                       r"database\.max_connections"):
+        replace(dev, pgbouncer=replace(dev.pgbouncer, replicas=3))
+    # and so do bigger pools, while a raised max_connections makes room again
+    with pytest.raises(ConfigError, match=r"= 66, more than 80%"):
+        replace(dev, pgbouncer=replace(dev.pgbouncer, default_pool_size=28))
+    bigger = replace(dev, database=replace(dev.database, instance_class="db.t3.small",
+                                           max_connections=113),
+                     pgbouncer=replace(dev.pgbouncer, replicas=3))
+    assert bigger.pgbouncer.server_connections == 90
+
+
+def test_max_db_connections_caps_what_one_replica_opens() -> None:
+    pool = replace(PROD.pgbouncer, default_pool_size=15, reserve_pool_size=10,
+                   max_db_connections=20)
+    assert replace(PROD, pgbouncer=pool).pgbouncer.server_connections_per_replica == 20
 
 
 def test_app_exits_non_zero_before_synth_on_bad_context() -> None:

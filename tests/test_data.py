@@ -63,11 +63,13 @@ def test_database_lives_in_isolated_subnets(synthesized: Synthesized) -> None:
     assert imports.count("IsolatedSubnet") == 3 and "PrivateSubnet" not in imports
 
 
-def test_parameter_group_forces_tls_and_logs_slow_statements(synthesized: Synthesized) -> None:
+def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statements(
+        synthesized: Synthesized) -> None:
     synthesized.template("Data").has_resource_properties("AWS::RDS::DBParameterGroup", {
         "Family": "postgres15",
         "Parameters": Match.object_like({
             "rds.force_ssl": "1",
+            "max_connections": str(synthesized.config.database.max_connections),
             "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms)}),
     })
 

@@ -39,6 +39,8 @@ class TenantDatabase(Construct):
             self, "Parameters", engine=ENGINE,
             description="Boom PostgreSQL: TLS only, slow statements logged",
             parameters={
+                # Static: a change waits for the next reboot. The budget is in config.py.
+                "max_connections": str(db.max_connections),
                 "rds.force_ssl": "1",
                 "ssl_min_protocol_version": "TLSv1.2",
                 "log_min_duration_statement": str(db.slow_statement_ms),

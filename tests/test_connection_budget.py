@@ -1,0 +1,165 @@
+"""The connection budget config enforces, on real processes: PostgreSQL with dev's
+max_connections, one real PgBouncer per replica with dev's rendered ini, every pool full.
+
+Config refuses PgBouncer replicas whose pools could take more than 80% of max_connections
+(config._validate_connection_budget). Here the numbers it reasons with meet the processes: at
+dev's 2 replicas the poolers hold exactly replicas x (default_pool_size + reserve_pool_size)
+connections and a migration can still log in; at the 3 replicas config refuses, the poolers
+take every slot a non-superuser can have and the migration is locked out.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+
+import pg8000.native
+import pytest
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS, ConfigError
+from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_postgres import (
+    PostgresServer,
+    local_pgbouncer_ini,
+    running_pgbouncer,
+    running_postgres,
+)
+
+DEV = ENVIRONMENT_CONFIGS["dev"]
+HOLD_SECONDS = 8  # each client's statement; longer than PgBouncer's reserve_pool_timeout (3 s)
+# Clients per PgBouncer: more than its pool and reserve, so both fill and some clients wait.
+CLIENTS_PER_REPLICA = DEV.pgbouncer.server_connections_per_replica + 2
+SUPERUSER_RESERVED = 3  # PostgreSQL's default superuser_reserved_connections, as on RDS
+
+
+@dataclass
+class Database:
+    server: PostgresServer
+    name: str
+    passwords: dict[str, str]
+
+
+@dataclass
+class Peak:
+    app_user_connections: int
+    migration_login: str  # "ok" or the server's refusal
+
+
+@pytest.fixture(scope="module")
+def dev_sized() -> Iterator[Database]:
+    settings = {"max_connections": str(DEV.database.max_connections),
+                "superuser_reserved_connections": str(SUPERUSER_RESERVED)}
+    with running_postgres(settings) as server:
+        passwords = {"app_user": secrets.token_urlsafe(24),
+                     "boom_owner": secrets.token_urlsafe(24)}
+        name = server.create_database("budget")
+        conn = server.connect(name, tls=True)
+        try:
+            assert conn.run("SHOW max_connections") == [[str(DEV.database.max_connections)]]
+            bootstrap.apply(conn, role_passwords=passwords)
+        finally:
+            conn.close()
+        yield Database(server, name, passwords)
+
+
+def app_user_connections(db: Database) -> int:
+    conn = db.server.connect(db.name)  # the superuser, on a reserved slot if need be
+    try:
+        rows = conn.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user'")
+        return int(rows[0][0])
+    finally:
+        conn.close()
+
+
+def migration_login(db: Database) -> str:
+    """boom_owner, who runs the application's migrations, logging in directly."""
+    try:
+        conn = pg8000.native.Connection("boom_owner", host="127.0.0.1", port=db.server.port,
+                                        database=db.name, password=db.passwords["boom_owner"],
+                                        timeout=10)
+    except pg8000.native.DatabaseError as err:
+        return str(err)
+    try:
+        conn.run("SELECT 1")
+        return "ok"
+    finally:
+        conn.close()
+
+
+def fill_pools(db: Database, replicas: int, expected: int) -> Peak:
+    """Run `replicas` PgBouncers, send each more long statements than its pools hold, and
+    look at the database when the poolers hold `expected` connections (or stop growing)."""
+    ini = local_pgbouncer_ini(db.server, db.name, env="dev")
+    userlist = f'"app_user" "{db.passwords["app_user"]}"\n'
+
+    def client(port: int) -> None:
+        try:
+            conn = pg8000.native.Connection("app_user", host="127.0.0.1", port=port,
+                                            database=db.name, password=db.passwords["app_user"],
+                                            timeout=120)
+            conn.run(f"SELECT pg_sleep({HOLD_SECONDS})")
+            conn.close()
+        except pg8000.native.Error:
+            pass  # its pooler was stopped, or (over budget) no slot was left: the count says
+
+    with ExitStack() as stack:
+        ports = [stack.enter_context(running_pgbouncer(ini, userlist)).port
+                 for _ in range(replicas)]
+        threads = [threading.Thread(target=client, args=(port,))
+                   for port in ports for _ in range(CLIENTS_PER_REPLICA)]
+        for thread in threads:
+            thread.start()
+        seen, deadline = 0, time.monotonic() + HOLD_SECONDS - 1
+        while seen < expected and time.monotonic() < deadline:
+            time.sleep(0.25)
+            seen = max(seen, app_user_connections(db))
+        peak = Peak(app_user_connections=app_user_connections(db),
+                    migration_login=migration_login(db))
+    # The poolers are gone, so their clients fail fast instead of queueing for another round;
+    # their statements would sleep on, so end them before the next test counts.
+    for thread in threads:
+        thread.join(timeout=120)
+    end_app_user_backends(db)
+    return peak
+
+
+def end_app_user_backends(db: Database) -> None:
+    conn = db.server.connect(db.name)
+    try:
+        conn.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE usename = 'app_user'")
+        deadline = time.monotonic() + 10
+        while app_user_connections(db) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        conn.close()
+    assert app_user_connections(db) == 0
+
+
+def test_at_the_configured_replicas_the_pools_fit_and_migrations_still_log_in(
+        dev_sized: Database) -> None:
+    budget = DEV.pgbouncer.server_connections
+    assert budget == DEV.pgbouncer.replicas * 30 <= 0.8 * DEV.database.max_connections
+    peak = fill_pools(dev_sized, DEV.pgbouncer.replicas, expected=budget)
+    # Every pool and reserve is full, and not one connection more than config counted
+    assert peak.app_user_connections == budget
+    # while the migrator (no superuser, no reserved slot) still gets in.
+    assert peak.migration_login == "ok"
+
+
+def test_negative_control_the_replicas_config_refuses_lock_migrations_out(
+        dev_sized: Database) -> None:
+    # Given the replica count config refuses for dev
+    with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3"):
+        replace(DEV, pgbouncer=replace(DEV.pgbouncer, replicas=3))
+    # When that many poolers fill their pools anyway
+    open_slots = DEV.database.max_connections - SUPERUSER_RESERVED
+    assert 3 * DEV.pgbouncer.server_connections_per_replica > open_slots
+    peak = fill_pools(dev_sized, 3, expected=open_slots)
+    # Then they take every slot a non-superuser may have, and the migration cannot log in.
+    assert peak.app_user_connections == open_slots
+    assert "remaining connection slots are reserved" in peak.migration_login

@@ -147,9 +147,9 @@ def test_a_config_change_rolls_the_pods() -> None:
             "boom.io/config-sha256"])
 
     from dataclasses import replace
-    dev = ENVIRONMENT_CONFIGS["dev"]
-    bigger = replace(dev, pgbouncer=replace(dev.pgbouncer, default_pool_size=30))
-    assert annotation(dev) != annotation(bigger)
+    staging = ENVIRONMENT_CONFIGS["staging"]
+    bigger = replace(staging, pgbouncer=replace(staging.pgbouncer, default_pool_size=30))
+    assert annotation(staging) != annotation(bigger)
 
 
 def test_the_userlist_comes_from_the_bootstrap_s_app_user_secret(dev: Synthesized) -> None:

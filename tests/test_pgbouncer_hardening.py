@@ -3,7 +3,8 @@
 The pods run PgBouncer 1.26.0; 1.26.1 (2026-10-14) fixed three advisories in it. The config
 keeps each one unreachable, and these tests say how:
 - CVE-2026-107349 (an unauthenticated `options` value `-c=` spins PgBouncer forever): shown on
-  the real process, with a negative control that stalls it;
+  the real process, with a negative control that stalls it, which the pods' probe detects and
+  a TCP probe would not;
 - CVE-2026-107350 (SCRAM impersonation of another user in auth_file or auth_query): the
   userlist holds app_user alone and no auth_query is set;
 - CVE-2026-107348 (infinite loop when max_packet_size is above 2^31): left at its default.
@@ -14,13 +15,20 @@ from __future__ import annotations
 import configparser
 import socket
 import struct
+import subprocess
+from dataclasses import dataclass
 
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
-from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
+from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests, probe_command
 from boom_stacks.k8s.pgbouncer_ini import IGNORE_STARTUP_PARAMETERS
-from tests.fixture_postgres import PostgresServer, local_pgbouncer_ini, running_pgbouncer
+from tests.fixture_postgres import (
+    PG_BIN,
+    PostgresServer,
+    local_pgbouncer_ini,
+    running_pgbouncer,
+)
 
 PROTOCOL_3 = 196608
 AUTHENTICATION_REQUEST = b"R"
@@ -40,23 +48,46 @@ def startup_reply(port: int, parameters: dict[str, str], timeout: float = 3.0) -
             return b""
 
 
-def attack_then_connect(ini: str, database: str) -> tuple[bytes, bytes]:
-    """What the attacker's and then a regular client's StartupMessage get back."""
+@dataclass
+class AfterAttack:
+    attacker: bytes  # first byte of PgBouncer's answer to the attacker's StartupMessage
+    regular: bytes  # and to a regular client's, sent after it
+    tcp_connects: bool  # what a tcpSocket probe checks
+    probe_exit_code: int  # the pods' liveness/readiness probe command
+
+
+def attack(ini: str, database: str) -> AfterAttack:
     with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
         attacker = startup_reply(bouncer.port, {"user": "app_user", "database": database,
                                                 "options": "-c="})
         regular = startup_reply(bouncer.port, {"user": "app_user", "database": database})
-    return attacker, regular
+        with socket.socket() as sock:
+            tcp_connects = sock.connect_ex(("127.0.0.1", bouncer.port)) == 0
+        probe = subprocess.run(local_probe(bouncer.port, database), capture_output=True,
+                               timeout=30, check=False)
+    return AfterAttack(attacker, regular, tcp_connects, probe.returncode)
+
+
+def local_probe(port: int, database: str) -> list[str]:
+    """The Deployment's probe command, aimed at a local PgBouncer and database."""
+    command = probe_command(ENVIRONMENT_CONFIGS["dev"])
+    assert command[0] == "pg_isready" and f"--port={PORT}" in command
+    local = {f"--port={PORT}": f"--port={port}",
+             f"--dbname={ENVIRONMENT_CONFIGS['dev'].database.database_name}":
+             f"--dbname={database}"}
+    return [str(PG_BIN / "pg_isready"), *(local.get(arg, arg) for arg in command[1:])]
 
 
 def test_an_unauthenticated_empty_option_name_does_not_stall_the_pooler(
         postgres: PostgresServer, tenant_db: str) -> None:
     ini = local_pgbouncer_ini(postgres, tenant_db)
     assert f"ignore_startup_parameters = {IGNORE_STARTUP_PARAMETERS}\n" in ini
-    attacker, regular = attack_then_connect(ini, tenant_db)
-    # PgBouncer ignores the empty name and asks both clients for their SCRAM password.
-    assert attacker == AUTHENTICATION_REQUEST
-    assert regular == AUTHENTICATION_REQUEST
+    after = attack(ini, tenant_db)
+    # PgBouncer ignores the empty name and asks both clients for their SCRAM password,
+    assert after.attacker == AUTHENTICATION_REQUEST
+    assert after.regular == AUTHENTICATION_REQUEST
+    # and the pods' probe passes.
+    assert after.probe_exit_code == 0
 
 
 def test_negative_control_without_the_trailing_comma_one_packet_stalls_the_pooler(
@@ -64,9 +95,13 @@ def test_negative_control_without_the_trailing_comma_one_packet_stalls_the_poole
     ini = local_pgbouncer_ini(postgres, tenant_db).replace(
         f"= {IGNORE_STARTUP_PARAMETERS}\n", f"= {IGNORE_STARTUP_PARAMETERS.rstrip(',')}\n")
     assert "ignore_startup_parameters = extra_float_digits,options\n" in ini
-    attacker, regular = attack_then_connect(ini, tenant_db)
+    after = attack(ini, tenant_db)
     # The process spins on the attacker's packet and answers no one, not even a regular client.
-    assert (attacker, regular) == (b"", b"")
+    assert (after.attacker, after.regular) == (b"", b"")
+    # A TCP probe would still pass (the kernel completes the handshake); the pods' probe fails
+    # (pg_isready: 2 = no response), so Kubernetes takes the pod out of service and restarts it.
+    assert after.tcp_connects
+    assert after.probe_exit_code == 2
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
@@ -85,3 +120,15 @@ def test_no_second_user_to_impersonate_and_no_oversized_packets(env: str) -> Non
     assert [line.split()[0] for line in userlist.splitlines() if line.strip()] == ['"app_user"']
     # CVE-2026-107348: reachable only with max_packet_size above its default of 2^31 - 1.
     assert "max_packet_size" not in section
+
+
+def test_readiness_and_liveness_both_speak_the_protocol() -> None:
+    deployment = next(o for o in pgbouncer_manifests(
+        ENVIRONMENT_CONFIGS["prod"], database_host="db.example.internal")
+        if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == probe_command(ENVIRONMENT_CONFIGS["prod"])
+        # pg_isready gives up after 3 s; the kubelet waits longer, so the exit code decides.
+        assert container[probe]["timeoutSeconds"] > 3
+        assert "tcpSocket" not in container[probe]

@@ -107,6 +107,15 @@ def _network_policy(config: EnvironmentConfig, namespace: str, labels: dict[str,
     })
 
 
+def probe_command(config: EnvironmentConfig) -> list[str]:
+    """Passes only when PgBouncer answers a StartupMessage (with its SCRAM request: no password
+    is sent and no server connection opened). A TCP probe is not enough: a stalled PgBouncer
+    (one process spinning, as CVE-2026-107349 can make it) still completes TCP handshakes from
+    the kernel's backlog. The image ships PostgreSQL's client tools, pg_isready among them."""
+    return ["pg_isready", "--host=127.0.0.1", f"--port={PORT}", f"--username={APP_ROLE}",
+            f"--dbname={config.database.database_name}", "--timeout=3"]
+
+
 def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
                 selector: dict[str, str], config_hash: str) -> Manifest:
     user = config.pgbouncer.run_as_user
@@ -118,9 +127,11 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
         "ports": [{"name": "postgres", "containerPort": PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
                       "limits": {"cpu": "1", "memory": "256Mi"}},
-        "readinessProbe": {"tcpSocket": {"port": "postgres"}, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "postgres"}, "initialDelaySeconds": 10,
-                          "periodSeconds": 10},
+        "readinessProbe": {"exec": {"command": probe_command(config)}, "periodSeconds": 5,
+                           "timeoutSeconds": 5},
+        "livenessProbe": {"exec": {"command": probe_command(config)},
+                          "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5,
+                          "failureThreshold": 3},
         # Let the Service drop this pod before PgBouncer stops taking connections.
         "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

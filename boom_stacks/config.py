@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from boom_stacks.instance_memory import max_connections_ceiling
+from boom_stacks.instance_memory import BYTES_PER_CONNECTION, max_connections_ceiling
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_ENVIRONMENT = "dev"
@@ -309,7 +309,12 @@ def _validate_max_connections(prefix: str, db: DatabaseConfig) -> None:
                           "has no known memory, so max_connections cannot be checked",
                           "Use a t3, t4g, m or r class, or add its family to "
                           "boom_stacks/instance_memory.py")
-    _in_range(f"{prefix}.max_connections", db.max_connections, 25, ceiling)
+    _in_range(f"{prefix}.max_connections", db.max_connections, 25, 5000)
+    if db.max_connections > ceiling:
+        raise ConfigError(f"{prefix}.max_connections", db.max_connections,
+                          f"is more than {db.instance_class}'s memory allows: at most {ceiling} "
+                          f"by RDS's rule (memory / {BYTES_PER_CONNECTION} bytes per connection)",
+                          f"Set at most {ceiling}, or choose a larger instance_class")
 
 
 def _validate_connection_budget(env: str, db: DatabaseConfig, pool: PgBouncerConfig) -> None:
@@ -319,7 +324,8 @@ def _validate_connection_budget(env: str, db: DatabaseConfig, pool: PgBouncerCon
             f"{env}.pgbouncer.replicas", pool.replicas,
             f"x {pool.server_connections_per_replica} server connections each "
             f"(default_pool_size + reserve_pool_size) = {pool.server_connections}, more than "
-            f"80% of database.max_connections {db.max_connections} ({budget}): the seed's "
+            f"{CONNECTION_ALARM_RATIO:.0%} of database.max_connections {db.max_connections} "
+            f"({budget}): the seed's "
             "connection alarm would fire at normal peak load, and migrations, secret rotation "
             "and operators could find no free connection",
             "Lower replicas or the pool sizes, or raise database.max_connections (and the "

@@ -2,7 +2,7 @@
 max_connections, one real PgBouncer per replica with dev's rendered ini, every pool full.
 
 Config refuses PgBouncer replicas whose pools could take more than 80% of max_connections
-(config._validate_connection_budget). Here the numbers it reasons with meet the processes: at
+(config_rules._validate_connection_budget). Here the numbers it reasons with meet the processes: at
 dev's 2 replicas the poolers hold exactly replicas x (default_pool_size + reserve_pool_size)
 connections and a migration can still log in; at the 3 replicas config refuses, the poolers
 take every slot a non-superuser can have and the migration is locked out.

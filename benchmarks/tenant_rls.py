@@ -35,6 +35,7 @@ from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PG_BIN,
+    PgBouncer,
     PostgresServer,
     local_pgbouncer_ini,
     running_pgbouncer,
@@ -133,8 +134,10 @@ def table_shape(conn: pg8000.native.Connection, table: str) -> str:
     return re.sub(r"INDEX \S+ ", "INDEX ", str(rows[0][0]))
 
 
-def pgbench(port: int, database: str, password: str, script: str, clients: int,
+def pgbench(bouncer: PgBouncer, database: str, password: str, script: str, clients: int,
             seconds: int, mode: str = "simple") -> dict[str, float]:
+    """pgbench through PgBouncer as the pods require clients to connect: TLS, certificate
+    verified (libpq negotiates TLS 1.3, the only version PgBouncer accepts)."""
     logdir = Path(tempfile.mkdtemp(prefix="pgbench-"))
     # -M prepared: pgbench prepares each statement with a blocking PQprepare() on a client's
     # first use, which stops every other client of that pgbench thread. Through a pool smaller
@@ -142,11 +145,14 @@ def pgbench(port: int, database: str, password: str, script: str, clients: int,
     # prepare waits for one of them: the run stalls until query_wait_timeout. One thread per
     # client removes that (pgbench's own artifact, not PgBouncer's).
     threads = clients if mode == "prepared" else 2
-    cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {port} -U app_user "
+    cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {bouncer.port} "
+           "-U app_user "
            f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
            f"-D last={LAST_TENANT} -f {HERE / script} -l --log-prefix={logdir}/tx {database}")
     server, client = process_cpu.server_seconds(), process_cpu.children_seconds()
-    result = subprocess.run(["bash", "-c", cmd], env={**os.environ, "PGPASSWORD": password},
+    tls = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bouncer.client_ca)}
+    result = subprocess.run(["bash", "-c", cmd],
+                            env={**os.environ, "PGPASSWORD": password, **tls},
                             capture_output=True, text=True, check=False)
     server = process_cpu.server_seconds() - server
     client = process_cpu.children_seconds() - client
@@ -242,13 +248,14 @@ def main() -> None:
                     f"dbname={databases['baseline']}\n")
         ini = local_pgbouncer_ini(postgres, databases["latest"], extra_databases=baseline)
         between = partial(settle, postgres, list(databases.values()))
-        with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n') as bouncer:
+        with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n',
+                               client_ca=postgres.ca_file) as bouncer:
             runs = interleaved({
-                key: partial(pgbench, bouncer.port, databases[database], passwords["app_user"],
+                key: partial(pgbench, bouncer, databases[database], passwords["app_user"],
                              script, CLIENTS, SECONDS)
                 for key, (_, script, database) in WORKLOADS.items()}, between)
             prepared = interleaved({
-                key: partial(pgbench, bouncer.port, databases["latest"], passwords["app_user"],
+                key: partial(pgbench, bouncer, databases["latest"], passwords["app_user"],
                              script, CLIENTS, PREPARED_SECONDS, mode="prepared")
                 for key, (_, script) in PREPARED.items()}, between)
             stop, peak = threading.Event(), [0]
@@ -258,7 +265,7 @@ def main() -> None:
             record_statement_times(postgres, databases["latest"], on=True)
             watcher.start()
             try:
-                held = pgbench(bouncer.port, databases["latest"], passwords["app_user"],
+                held = pgbench(bouncer, databases["latest"], passwords["app_user"],
                                "rls.sql", 1000, SECONDS)
             finally:  # stop polling before the server goes away, also when pgbench failed
                 stop.set()

@@ -77,6 +77,9 @@ class PgBouncerConfig:
     # @sha256 digest) before production relies on Docker Hub.
     image: str = "edoburu/pgbouncer:v1.26.0-p0"
     run_as_user: int = 70  # the image's non-root user; the pod runs as it
+    # cert-manager ClusterIssuer (created by the cluster stack) that signs the certificate
+    # PgBouncer serves its clients: TLS 1.3 is required between the application and PgBouncer.
+    client_tls_issuer: str = "boom-internal-ca"
 
     @property
     def server_connections_per_replica(self) -> int:

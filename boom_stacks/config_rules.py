@@ -35,6 +35,9 @@ _WEEKLY_WINDOW = re.compile(
 # repository:tag[@sha256:digest]; the tag starts with a version number (v optional).
 _IMAGE = re.compile(
     r"^(?P<repository>[a-z0-9][a-z0-9./_-]*):v?[0-9][A-Za-z0-9._-]*(@sha256:[0-9a-f]{64})?$")
+# A Kubernetes object name (DNS-1123 subdomain).
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The seed's alarm: "Database Connections > 80% of max connections". The poolers at full use
 # must stay under it, leaving the rest for migrations, secret rotation and operators.
@@ -163,6 +166,10 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     if not image:
         raise ConfigError(f"{prefix}.image", pool.image, "is not pinned to a version tag",
                           "Use repository:version (optionally @sha256:digest), never latest")
+    if not _DNS_SUBDOMAIN.match(pool.client_tls_issuer):
+        raise ConfigError(f"{prefix}.client_tls_issuer", pool.client_tls_issuer,
+                          "is not a Kubernetes object name",
+                          "Use the ClusterIssuer's name: lower case letters, digits, - and .")
     if re.match(r"^(docker\.io/)?bitnami/", image["repository"]):
         raise ConfigError(f"{prefix}.image", pool.image,
                           "is a Bitnami image, which no longer pulls: Bitnami removed its free "

@@ -18,8 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pg8000.native
+
+if TYPE_CHECKING:
+    from boom_stacks.k8s.pgbouncer_ini import ClientTls
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # The PgBouncer `make` builds (Makefile: PGBOUNCER_VERSION, from Debian trixie's source), which
@@ -137,6 +141,7 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
 class PgBouncer:
     port: int
     config: Path
+    client_ca: Path | None = None  # the CA that signed the certificate it serves clients
 
 
 def local_pgbouncer_ini(postgres: PostgresServer, database: str,
@@ -150,13 +155,36 @@ def local_pgbouncer_ini(postgres: PostgresServer, database: str,
                         ca_file=str(postgres.ca_file))
     ini = render_ini(ENVIRONMENT_CONFIGS[env].pgbouncer, upstream, listen_port=0,
                      listen_addr="127.0.0.1", auth_file="{dir}/userlist.txt",
+                     client_tls=local_client_tls(postgres),
                      extra_databases=extra_databases, runtime_dir="{dir}")
     return ini.replace("listen_port = 0", "listen_port = {port}")
 
 
+def local_client_tls(postgres: PostgresServer) -> ClientTls:
+    """PgBouncer serves clients the certificate PostgreSQL serves (127.0.0.1, the test CA)."""
+    from boom_stacks.k8s.pgbouncer_ini import ClientTls
+
+    return ClientTls(cert_file=str(postgres.root / "server.crt"),
+                     key_file=str(postgres.root / "server.key"))
+
+
+def pooler_connection(bouncer: PgBouncer, database: str, password: str, *,
+                      user: str = "app_user", timeout: int = 60) -> pg8000.native.Connection:
+    """A client of PgBouncer as the pods require: TLS 1.3, certificate verified."""
+    import ssl
+    assert bouncer.client_ca is not None, "running_pgbouncer(..., client_ca=) was not given"
+    context = ssl.create_default_context(cafile=str(bouncer.client_ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return pg8000.native.Connection(user, host="127.0.0.1", port=bouncer.port,
+                                    database=database, password=password, ssl_context=context,
+                                    timeout=timeout)
+
+
 @contextmanager
-def running_pgbouncer(ini: str, userlist: str) -> Iterator[PgBouncer]:
-    """PgBouncer with the given pgbouncer.ini body; `{port}`/`{dir}` are filled in here."""
+def running_pgbouncer(ini: str, userlist: str,
+                      client_ca: Path | None = None) -> Iterator[PgBouncer]:
+    """PgBouncer with the given pgbouncer.ini body; `{port}`/`{dir}` are filled in here.
+    `client_ca` verifies the certificate the ini serves clients (local_client_tls)."""
     root = Path(tempfile.mkdtemp(prefix="boom-pgbouncer-"))
     root.chmod(0o755)
     port = free_port()
@@ -175,7 +203,7 @@ def running_pgbouncer(ini: str, userlist: str) -> Iterator[PgBouncer]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
-        yield PgBouncer(port=port, config=config)
+        yield PgBouncer(port=port, config=config, client_ca=client_ca)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -161,6 +161,7 @@ def test_zones_must_belong_to_the_primary_region() -> None:
     ("image", "bitnami/pgbouncer:1.24.1", "no longer pulls"),
     ("image", "docker.io/bitnami/pgbouncer:1.24.1", "no longer pulls"),
     ("run_as_user", 0, "range 1-"),
+    ("client_tls_issuer", "Boom CA", "not a Kubernetes object name"),
 ])
 def test_pgbouncer_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):

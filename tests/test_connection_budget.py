@@ -23,8 +23,10 @@ import pytest
 from boom_stacks.config import ENVIRONMENT_CONFIGS, ConfigError
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
+    PgBouncer,
     PostgresServer,
     local_pgbouncer_ini,
+    pooler_connection,
     running_pgbouncer,
     running_postgres,
 )
@@ -96,21 +98,19 @@ def fill_pools(db: Database, replicas: int, expected: int) -> Peak:
     ini = local_pgbouncer_ini(db.server, db.name, env="dev")
     userlist = f'"app_user" "{db.passwords["app_user"]}"\n'
 
-    def client(port: int) -> None:
+    def client(bouncer: PgBouncer) -> None:
         try:
-            conn = pg8000.native.Connection("app_user", host="127.0.0.1", port=port,
-                                            database=db.name, password=db.passwords["app_user"],
-                                            timeout=120)
+            conn = pooler_connection(bouncer, db.name, db.passwords["app_user"], timeout=120)
             conn.run(f"SELECT pg_sleep({HOLD_SECONDS})")
             conn.close()
         except pg8000.native.Error:
             pass  # its pooler was stopped, or (over budget) no slot was left: the count says
 
     with ExitStack() as stack:
-        ports = [stack.enter_context(running_pgbouncer(ini, userlist)).port
-                 for _ in range(replicas)]
-        threads = [threading.Thread(target=client, args=(port,))
-                   for port in ports for _ in range(CLIENTS_PER_REPLICA)]
+        bouncers = [stack.enter_context(running_pgbouncer(ini, userlist, db.server.ca_file))
+                    for _ in range(replicas)]
+        threads = [threading.Thread(target=client, args=(bouncer,))
+                   for bouncer in bouncers for _ in range(CLIENTS_PER_REPLICA)]
         for thread in threads:
             thread.start()
         seen, deadline = 0, time.monotonic() + HOLD_SECONDS - 1

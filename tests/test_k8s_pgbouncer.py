@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pg8000.native
 import pytest
 import yaml
 
@@ -20,7 +19,12 @@ from boom_stacks.config import ENVIRONMENT_CONFIGS, EnvironmentConfig
 from boom_stacks.k8s.__main__ import main
 from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests
 from boom_stacks.k8s.versions import KUBERNETES_VERSION
-from tests.fixture_postgres import PostgresServer, running_pgbouncer
+from tests.fixture_postgres import (
+    PostgresServer,
+    local_client_tls,
+    pooler_connection,
+    running_pgbouncer,
+)
 from tests.fixture_synth import Synthesized
 
 HOST = "boom-dev-db.abc123.us-east-1.rds.amazonaws.com"
@@ -47,9 +51,11 @@ def test_every_core_object_validates_strictly_against_the_pinned_kubernetes(
         env: str, tmp_path: Path) -> None:
     result = validate(list(manifests(env).values()), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    # The one object without a core schema is the External Secrets CRD, and nothing else.
+    # The objects without a core schema are the two CRDs (External Secrets, cert-manager),
+    # and nothing else; their fields are asserted below.
     warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
-    assert len(warnings) == 1 and "ExternalSecret" in warnings[0]
+    assert len(warnings) == 2
+    assert "kind ExternalSecret" in warnings[0] and "kind Certificate" in warnings[1]
     assert "ERROR" not in result.stdout
 
 
@@ -64,7 +70,8 @@ def test_the_validator_rejects_an_unknown_field(tmp_path: Path) -> None:
 def test_the_issue_s_objects_exist_and_agree_with_each_other() -> None:
     objects = manifests("prod")
     assert set(objects) == {"ConfigMap/pgbouncer-config", "ConfigMap/rds-ca-bundle",
-                            "ExternalSecret/pgbouncer-userlist", "Deployment/pgbouncer",
+                            "ExternalSecret/pgbouncer-userlist", "Certificate/pgbouncer-tls",
+                            "Deployment/pgbouncer",
                             "Service/pgbouncer", "PodDisruptionBudget/pgbouncer",
                             "NetworkPolicy/pgbouncer"}
     deployment, service, pdb = (objects["Deployment/pgbouncer"], objects["Service/pgbouncer"],
@@ -143,7 +150,8 @@ def test_the_network_policy_admits_only_the_namespace_and_reaches_only_postgres_
 def test_a_config_change_rolls_the_pods() -> None:
     def annotation(config: EnvironmentConfig) -> str:
         objects = pgbouncer_manifests(config, database_host=HOST, ca_bundle="x")
-        return str(objects[3]["spec"]["template"]["metadata"]["annotations"][
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"][
             "boom.io/config-sha256"])
 
     from dataclasses import replace
@@ -162,6 +170,40 @@ def test_the_userlist_comes_from_the_bootstrap_s_app_user_secret(dev: Synthesize
     assert external["spec"]["target"]["name"] == "pgbouncer-userlist"
 
 
+def test_the_client_certificate_covers_the_service_and_is_what_pgbouncer_serves() -> None:
+    objects = manifests("prod")
+    certificate = objects["Certificate/pgbouncer-tls"]
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    spec = certificate["spec"]
+    assert spec["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer",
+                                 "name": ENVIRONMENT_CONFIGS["prod"].pgbouncer.client_tls_issuer}
+    # Every name a client in the cluster can reach the Service by
+    service = objects["Service/pgbouncer"]["metadata"]
+    assert spec["dnsNames"] == [
+        service["name"], f"{service['name']}.{service['namespace']}",
+        f"{service['name']}.{service['namespace']}.svc",
+        f"{service['name']}.{service['namespace']}.svc.cluster.local"]
+    assert "server auth" in spec["usages"] and spec["privateKey"]["rotationPolicy"] == "Always"
+    # The Secret cert-manager writes is mounted where the ini points PgBouncer
+    deployment = objects["Deployment/pgbouncer"]
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "client-tls")
+    assert volume["secret"]["secretName"] == spec["secretName"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "client-tls")
+    ini = configparser.ConfigParser()
+    ini.read_string(objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"])
+    section = ini["pgbouncer"]
+    assert (section["client_tls_sslmode"], section["client_tls_protocols"]) == (
+        "require", "tlsv1.3")
+    for key in ("client_tls_cert_file", "client_tls_key_file"):
+        path = Path(section[key])
+        assert str(path.parent) == mount["mountPath"]
+        assert path.name in {item["path"] for item in volume["secret"]["items"]}
+    # and a renewal rolls the pods (PgBouncer reads the files when it starts).
+    assert deployment["metadata"]["annotations"] == {
+        "secret.reloader.stakater.com/reload": spec["secretName"]}
+
+
 def test_the_config_map_and_userlist_run_on_real_pgbouncer(
         postgres: PostgresServer, tenant_db: str, role_passwords: dict[str, str]) -> None:
     # Given the ConfigMap's ini with only the cluster-specific paths and addresses swapped
@@ -172,6 +214,8 @@ def test_the_config_map_and_userlist_run_on_real_pgbouncer(
              "boom_booking =": f"{tenant_db} =",
              "/etc/pgbouncer/tls/rds-ca-bundle.pem": str(postgres.ca_file),
              "/etc/pgbouncer/auth/userlist.txt": "{dir}/userlist.txt",
+             "/etc/pgbouncer/client-tls/tls.crt": local_client_tls(postgres).cert_file,
+             "/etc/pgbouncer/client-tls/tls.key": local_client_tls(postgres).key_file,
              "unix_socket_dir = /tmp": "unix_socket_dir = {dir}",
              "listen_addr = 0.0.0.0": "listen_addr = 127.0.0.1",
              f"listen_port = {PORT}": "listen_port = {port}"}
@@ -183,10 +227,8 @@ def test_the_config_map_and_userlist_run_on_real_pgbouncer(
     userlist = template["data"]["userlist.txt"].replace("{{ .password }}",
                                                         role_passwords["app_user"])
     # When app_user connects through it, Then the tenant contract holds
-    with running_pgbouncer(ini, userlist) as bouncer:
-        conn = pg8000.native.Connection("app_user", host="127.0.0.1", port=bouncer.port,
-                                        database=tenant_db, password=role_passwords["app_user"],
-                                        timeout=30)
+    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
+        conn = pooler_connection(bouncer, tenant_db, role_passwords["app_user"])
         try:
             assert conn.run("SELECT current_user") == [["app_user"]]
             assert conn.run("SELECT count(*) FROM app.bookings WHERE tenant_id IS NOT NULL "
@@ -199,8 +241,8 @@ def test_the_cli_prints_yaml_and_refuses_a_bad_host(capsys: pytest.CaptureFixtur
     assert main(["--env", "staging", "--database-host", HOST]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["kind"] for d in documents] == ["ConfigMap", "ConfigMap", "ExternalSecret",
-                                              "Deployment", "Service", "PodDisruptionBudget",
-                                              "NetworkPolicy"]
+                                              "Certificate", "Deployment", "Service",
+                                              "PodDisruptionBudget", "NetworkPolicy"]
     assert main(["--env", "staging", "--database-host", "db host; rm -rf /"]) == 2
     assert "--database-host" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:

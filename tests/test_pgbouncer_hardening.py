@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import configparser
 import socket
+import ssl
 import struct
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,21 +33,38 @@ from tests.fixture_postgres import (
 )
 
 PROTOCOL_3 = 196608
+SSL_REQUEST = 80877103
 AUTHENTICATION_REQUEST = b"R"
+ERROR_RESPONSE = b"E"
 
 
-def startup_reply(port: int, parameters: dict[str, str], timeout: float = 3.0) -> bytes:
-    """Send a StartupMessage (no password yet) and return the first byte PgBouncer answers
-    with, or b"" if it does not answer within `timeout` seconds."""
+def startup_reply(port: int, parameters: dict[str, str], *, timeout: float = 3.0,
+                  tls: ssl.SSLContext | None = None) -> bytes:
+    """Send a StartupMessage (no password yet), over TLS if `tls` is given (as PgBouncer
+    requires), and return the first byte PgBouncer answers with, or b"" if it does not answer
+    within `timeout` seconds."""
     body = struct.pack("!I", PROTOCOL_3) + b"".join(
         key.encode() + b"\0" + value.encode() + b"\0" for key, value in parameters.items()
     ) + b"\0"
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        sock: socket.socket = raw
         try:
+            if tls is not None:
+                raw.sendall(struct.pack("!II", 8, SSL_REQUEST))
+                if raw.recv(1) != b"S":
+                    return b""
+                sock = tls.wrap_socket(raw, server_hostname="127.0.0.1")
+            sock.sendall(struct.pack("!I", len(body) + 4) + body)
             return sock.recv(1)
         except TimeoutError:
             return b""
+
+
+def client_tls(ca_file: Path, *, maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
+               ) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.maximum_version = maximum
+    return context
 
 
 @dataclass
@@ -56,11 +75,13 @@ class AfterAttack:
     probe_exit_code: int  # the pods' liveness/readiness probe command
 
 
-def attack(ini: str, database: str) -> AfterAttack:
+def attack(postgres: PostgresServer, ini: str, database: str) -> AfterAttack:
+    tls = client_tls(postgres.ca_file)
     with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
         attacker = startup_reply(bouncer.port, {"user": "app_user", "database": database,
-                                                "options": "-c="})
-        regular = startup_reply(bouncer.port, {"user": "app_user", "database": database})
+                                                "options": "-c="}, tls=tls)
+        regular = startup_reply(bouncer.port, {"user": "app_user", "database": database},
+                                tls=tls)
         with socket.socket() as sock:
             tcp_connects = sock.connect_ex(("127.0.0.1", bouncer.port)) == 0
         probe = subprocess.run(local_probe(bouncer.port, database), capture_output=True,
@@ -82,7 +103,7 @@ def test_an_unauthenticated_empty_option_name_does_not_stall_the_pooler(
         postgres: PostgresServer, tenant_db: str) -> None:
     ini = local_pgbouncer_ini(postgres, tenant_db)
     assert f"ignore_startup_parameters = {IGNORE_STARTUP_PARAMETERS}\n" in ini
-    after = attack(ini, tenant_db)
+    after = attack(postgres, ini, tenant_db)
     # PgBouncer ignores the empty name and asks both clients for their SCRAM password,
     assert after.attacker == AUTHENTICATION_REQUEST
     assert after.regular == AUTHENTICATION_REQUEST
@@ -95,7 +116,7 @@ def test_negative_control_without_the_trailing_comma_one_packet_stalls_the_poole
     ini = local_pgbouncer_ini(postgres, tenant_db).replace(
         f"= {IGNORE_STARTUP_PARAMETERS}\n", f"= {IGNORE_STARTUP_PARAMETERS.rstrip(',')}\n")
     assert "ignore_startup_parameters = extra_float_digits,options\n" in ini
-    after = attack(ini, tenant_db)
+    after = attack(postgres, ini, tenant_db)
     # The process spins on the attacker's packet and answers no one, not even a regular client.
     assert (after.attacker, after.regular) == (b"", b"")
     # A TCP probe would still pass (the kernel completes the handshake); the pods' probe fails
@@ -132,3 +153,19 @@ def test_readiness_and_liveness_both_speak_the_protocol() -> None:
         # pg_isready gives up after 3 s; the kubelet waits longer, so the exit code decides.
         assert container[probe]["timeoutSeconds"] > 3
         assert "tcpSocket" not in container[probe]
+
+
+def test_clients_must_speak_tls_1_3_to_the_pooler(postgres: PostgresServer, tenant_db: str) -> None:
+    ini = local_pgbouncer_ini(postgres, tenant_db)
+    assert "client_tls_sslmode = require\n" in ini and "client_tls_protocols = tlsv1.3\n" in ini
+    hello = {"user": "app_user", "database": tenant_db}
+    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+        # TLS 1.3, PgBouncer's certificate verified against the CA: asked for the password
+        assert startup_reply(bouncer.port, hello, tls=client_tls(postgres.ca_file)) == \
+            AUTHENTICATION_REQUEST
+        # In the clear: refused with an error before authentication
+        assert startup_reply(bouncer.port, hello) == ERROR_RESPONSE
+        # TLS 1.2 at most: the handshake fails
+        with pytest.raises(ssl.SSLError):
+            startup_reply(bouncer.port, hello,
+                          tls=client_tls(postgres.ca_file, maximum=ssl.TLSVersion.TLSv1_2))

@@ -16,6 +16,7 @@ from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
     local_pgbouncer_ini,
+    pooler_connection,
     running_pgbouncer,
 )
 
@@ -30,13 +31,12 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
                "pool_size=1\n")
     ini = local_pgbouncer_ini(postgres, tenant_db, extra_databases=control)
     userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
-    with running_pgbouncer(ini, userlist) as bouncer:
+    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
         yield bouncer
 
 
 def connect(pgbouncer: PgBouncer, password: str, database: str) -> pg8000.native.Connection:
-    return pg8000.native.Connection("app_user", host="127.0.0.1", port=pgbouncer.port,
-                                    database=database, password=password, timeout=60)
+    return pooler_connection(pgbouncer, database, password)
 
 
 def run_clients(count: int, client: Callable[[int], None]) -> list[BaseException]:

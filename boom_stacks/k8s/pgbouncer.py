@@ -5,6 +5,8 @@ them. Validated against the pinned Kubernetes schemas by tests (`kubernetes-vali
   PgBouncer verifies the database against (public certificates).
 - ExternalSecret `pgbouncer-userlist`: External Secrets writes the Secret holding userlist.txt
   from Secrets Manager (`boom/<env>/database/app_user`). No credential is in any object here.
+- Certificate `pgbouncer-tls`: cert-manager issues the certificate PgBouncer serves clients
+  (TLS 1.3 required) from the ClusterIssuer config names.
 - Deployment (config's replicas, spread over zones, non-root, read-only root file system),
   Service on 6432, PodDisruptionBudget that keeps all but one replica up during drains.
 - NetworkPolicy: only pods of the namespace may connect; PgBouncer may reach only PostgreSQL
@@ -20,8 +22,8 @@ import json
 from typing import Any
 
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.k8s.pgbouncer_ini import Upstream, render_ini
-from boom_stacks.k8s.versions import EXTERNAL_SECRETS_API
+from boom_stacks.k8s.pgbouncer_ini import ClientTls, Upstream, render_ini
+from boom_stacks.k8s.versions import CERT_MANAGER_API, EXTERNAL_SECRETS_API
 from boom_stacks.rds_ca import rds_ca_bundle
 
 NAMESPACE = "boom-booking"
@@ -30,6 +32,8 @@ PORT = 6432
 CONFIG_DIR = "/etc/pgbouncer"
 AUTH_DIR = f"{CONFIG_DIR}/auth"
 TLS_DIR = f"{CONFIG_DIR}/tls"
+CLIENT_TLS_DIR = f"{CONFIG_DIR}/client-tls"
+CLIENT_TLS_SECRET = "pgbouncer-tls"  # written by cert-manager from the Certificate below
 RUNTIME_DIR = "/tmp"  # unix socket; an emptyDir, the root file system is read-only
 SECRET_STORE = "aws-secrets-manager"  # ClusterSecretStore created by the cluster stack
 APP_ROLE = "app_user"
@@ -43,7 +47,9 @@ def pgbouncer_manifests(config: EnvironmentConfig, *, database_host: str,
     upstream = Upstream(host=database_host, database=config.database.database_name,
                         ca_file=f"{TLS_DIR}/rds-ca-bundle.pem")
     ini = render_ini(config.pgbouncer, upstream, listen_port=PORT,
-                     auth_file=f"{AUTH_DIR}/userlist.txt", runtime_dir=RUNTIME_DIR)
+                     auth_file=f"{AUTH_DIR}/userlist.txt", runtime_dir=RUNTIME_DIR,
+                     client_tls=ClientTls(cert_file=f"{CLIENT_TLS_DIR}/tls.crt",
+                                          key_file=f"{CLIENT_TLS_DIR}/tls.key"))
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "boom-booking",
               "boom.io/environment": config.name}
     selector = {"app.kubernetes.io/name": NAME}
@@ -55,6 +61,7 @@ def pgbouncer_manifests(config: EnvironmentConfig, *, database_host: str,
         config_map,
         ca_map,
         _userlist_external_secret(config, namespace, labels),
+        _client_certificate(config, namespace, labels),
         _deployment(config, namespace, labels, selector,
                     config_hash=_sha256(config_map, ca_map)),
         _object("v1", "Service", NAME, namespace, labels, spec={
@@ -87,6 +94,24 @@ def _userlist_external_secret(config: EnvironmentConfig, namespace: str,
                            "key": f"boom/{config.name}/database/{APP_ROLE}",
                            "property": "password"}}],
                    })
+
+
+def _client_certificate(config: EnvironmentConfig, namespace: str,
+                        labels: dict[str, str]) -> Manifest:
+    """The certificate PgBouncer serves its clients, for every name the Service answers to.
+    cert-manager renews it 30 days before it expires and rewrites the Secret; PgBouncer reads
+    the files when it starts, so the Deployment asks Reloader to roll the pods then."""
+    service = f"{NAME}.{namespace}.svc"
+    return _object(CERT_MANAGER_API, "Certificate", CLIENT_TLS_SECRET, namespace, labels, spec={
+        "secretName": CLIENT_TLS_SECRET,
+        "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
+                      "name": config.pgbouncer.client_tls_issuer},
+        "dnsNames": [NAME, f"{NAME}.{namespace}", service, f"{service}.cluster.local"],
+        "duration": "2160h",
+        "renewBefore": "720h",
+        "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+        "usages": ["server auth", "digital signature"],
+    })
 
 
 def _network_policy(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
@@ -141,6 +166,7 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
              "subPath": "pgbouncer.ini", "readOnly": True},
             {"name": "userlist", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "rds-ca", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "client-tls", "mountPath": CLIENT_TLS_DIR, "readOnly": True},
             {"name": "runtime", "mountPath": RUNTIME_DIR},
         ],
     }
@@ -163,10 +189,14 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
             {"name": "userlist", "secret": {"secretName": "pgbouncer-userlist",
                                             "defaultMode": 0o440}},
             {"name": "rds-ca", "configMap": {"name": "rds-ca-bundle", "defaultMode": 0o444}},
+            {"name": "client-tls", "secret": {
+                "secretName": CLIENT_TLS_SECRET, "defaultMode": 0o440,
+                "items": [{"key": "tls.crt", "path": "tls.crt"},
+                          {"key": "tls.key", "path": "tls.key"}]}},
             {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     }
-    return _object("apps/v1", "Deployment", NAME, namespace, labels, spec={
+    deployment = _object("apps/v1", "Deployment", NAME, namespace, labels, spec={
         "replicas": config.pgbouncer.replicas,
         "selector": {"matchLabels": selector},
         "strategy": {"type": "RollingUpdate",
@@ -177,6 +207,11 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
             "spec": pod_spec,
         },
     })
+    # Stakater Reloader (installed by the cluster stack) rolls the pods when cert-manager
+    # renews the client certificate: PgBouncer reads it only when it starts.
+    deployment["metadata"]["annotations"] = {
+        "secret.reloader.stakater.com/reload": CLIENT_TLS_SECRET}
+    return deployment
 
 
 def _sha256(*objects: Manifest) -> str:

@@ -1,4 +1,5 @@
-"""pgbouncer.ini rendered from config: the seed's pool settings, TLS to RDS verified.
+"""pgbouncer.ini rendered from config: the seed's pool settings, TLS 1.3 required from
+clients (the seed: TLS 1.3 in transit), TLS to RDS verified.
 
 Plain text, no CDK: the cluster stack puts it in a ConfigMap, tests run real PgBouncer on it.
 Credentials are never in it: `auth_file` points at a file mounted from a Kubernetes Secret.
@@ -29,9 +30,18 @@ class Upstream:
 IGNORE_STARTUP_PARAMETERS = "extra_float_digits,options,"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClientTls:
+    """PgBouncer's own certificate, which clients connect to over TLS 1.3 only."""
+
+    cert_file: str = "/etc/pgbouncer/client-tls/tls.crt"
+    key_file: str = "/etc/pgbouncer/client-tls/tls.key"
+
+
 def render_ini(pool: PgBouncerConfig, upstream: Upstream, *, listen_port: int = 6432,
                listen_addr: str = "0.0.0.0",
                auth_file: str = "/etc/pgbouncer/auth/userlist.txt",
+               client_tls: ClientTls = ClientTls(),
                extra_databases: str = "", runtime_dir: str = "/tmp") -> str:
     return f"""\
 [databases]
@@ -49,6 +59,10 @@ default_pool_size = {pool.default_pool_size}
 reserve_pool_size = {pool.reserve_pool_size}
 reserve_pool_timeout = 3
 max_db_connections = {pool.max_db_connections}
+client_tls_sslmode = require
+client_tls_cert_file = {client_tls.cert_file}
+client_tls_key_file = {client_tls.key_file}
+client_tls_protocols = tlsv1.3
 server_tls_sslmode = {upstream.tls_mode}
 server_tls_ca_file = {upstream.ca_file}
 server_tls_protocols = tlsv1.2,tlsv1.3

@@ -7,3 +7,5 @@ object against that version's schemas with `kubernetes-validate --strict`.
 KUBERNETES_VERSION = "1.34"
 # External Secrets Operator v0.16+ serves external-secrets.io/v1 (v1beta1 is deprecated).
 EXTERNAL_SECRETS_API = "external-secrets.io/v1"
+# cert-manager serves cert-manager.io/v1 (Certificate) since v1.0.
+CERT_MANAGER_API = "cert-manager.io/v1"

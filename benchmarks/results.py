@@ -77,8 +77,9 @@ Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_v
 PostgreSQL 15 (fsync off, loopback; pg_stat_statements records only the 1000-client run;
 autovacuum off, and every run starts after VACUUM ANALYZE of the tables and a CHECKPOINT) and
 {_pgbouncer_version()} (built from Debian trixie's source) with the seed's settings
-(transaction pooling, default_pool_size 25, reserve 5, max_db_connections 100; TLS from
-PgBouncer to PostgreSQL, verified). pgbench in simple-protocol mode.
+(transaction pooling, default_pool_size 25, reserve 5, max_db_connections 100; TLS 1.3 from
+pgbench to PgBouncer and TLS from PgBouncer to PostgreSQL, both verified, as in the pods).
+pgbench in simple-protocol mode.
 Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workload per
 transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
 literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round

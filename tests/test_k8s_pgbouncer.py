@@ -25,7 +25,7 @@ from tests.fixture_postgres import (
     pooler_connection,
     running_pgbouncer,
 )
-from tests.fixture_synth import Synthesized
+from tests.fixture_synth import ROOT, Synthesized
 
 HOST = "boom-dev-db.abc123.us-east-1.rds.amazonaws.com"
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
@@ -57,6 +57,44 @@ def test_every_core_object_validates_strictly_against_the_pinned_kubernetes(
     assert len(warnings) == 2
     assert "kind ExternalSecret" in warnings[0] and "kind Certificate" in warnings[1]
     assert "ERROR" not in result.stdout
+
+
+def custom_resources(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Objects of API groups that are not Kubernetes' own (CRDs)."""
+    def group(obj: dict[str, Any]) -> str:
+        return str(obj["apiVersion"]).rpartition("/")[0]
+    return [o for o in objects if "." in group(o) and not group(o).endswith(".k8s.io")]
+
+
+def validate_crds(objects: list[dict[str, Any]],
+                  directory: Path) -> subprocess.CompletedProcess[str]:
+    path = directory / "custom-resources.json"
+    path.write_text(json.dumps(objects))
+    return subprocess.run(["node", str(ROOT / "scripts" / "validate_crds.mjs"), str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_custom_resources_validate_against_their_published_crd_schemas(
+        env: str, tmp_path: Path) -> None:
+    crds = custom_resources(list(manifests(env).values()))
+    assert sorted(o["kind"] for o in crds) == ["Certificate", "ExternalSecret"]
+    result = validate_crds(crds, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_crd_validator_rejects_a_wrong_type_and_an_unknown_value(tmp_path: Path) -> None:
+    # Negative control: the same pipeline fails on what the CRDs' schemas forbid.
+    objects = manifests()
+    certificate = copy.deepcopy(objects["Certificate/pgbouncer-tls"])
+    certificate["spec"]["privateKey"]["algorithm"] = "ecdsa"  # the enum is RSA, ECDSA, Ed25519
+    external = copy.deepcopy(objects["ExternalSecret/pgbouncer-userlist"])
+    external["spec"]["refreshInterval"] = 3600  # a duration string such as "1h"
+    result = validate_crds([certificate, external], tmp_path)
+    assert result.returncode == 1
+    assert "Certificate/pgbouncer-tls: data/spec/privateKey/algorithm" in result.stdout
+    assert "ExternalSecret/pgbouncer-userlist: data/spec/refreshInterval must be string" in \
+        result.stdout
 
 
 def test_the_validator_rejects_an_unknown_field(tmp_path: Path) -> None:

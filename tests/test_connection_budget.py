@@ -10,6 +10,7 @@ take every slot a non-superuser can have and the migration is locked out.
 
 from __future__ import annotations
 
+import configparser
 import secrets
 import threading
 import time
@@ -21,6 +22,7 @@ import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS, ConfigError
+from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PgBouncer,
@@ -163,3 +165,18 @@ def test_negative_control_the_replicas_config_refuses_lock_migrations_out(
     # Then they take every slot a non-superuser may have, and the migration cannot log in.
     assert peak.app_user_connections == open_slots
     assert "remaining connection slots are reserved" in peak.migration_login
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_each_replica_has_exactly_one_pool_as_the_budget_assumes(env: str) -> None:
+    # The budget counts default_pool_size + reserve_pool_size once per replica: one pool, for
+    # the one database and the one user. A second database or user would add a pool per pod;
+    # then server_connections_per_replica must count it.
+    objects = {o["metadata"]["name"]: o for o in pgbouncer_manifests(
+        ENVIRONMENT_CONFIGS[env], database_host="db.example.internal", ca_bundle="x")}
+    ini = configparser.ConfigParser()
+    ini.read_string(objects["pgbouncer-config"]["data"]["pgbouncer.ini"])
+    assert list(ini["databases"]) == [ENVIRONMENT_CONFIGS[env].database.database_name]
+    userlist = objects["pgbouncer-userlist"]["spec"]["target"]["template"]["data"][
+        "userlist.txt"]
+    assert len(userlist.splitlines()) == 1

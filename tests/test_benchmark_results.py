@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.results import Results, write_results
+from benchmarks.results import Results, interval95, write_results
 
 KEYS = ("a", "b", "a0", "c", "d")
 
@@ -19,24 +19,30 @@ def rounds(tps: float, server_us: float) -> list[dict[str, float]]:
     return [one, {**one, "tps": tps * 1.1}]
 
 
-def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
-    # (b) 1000 tps; (a) 800, (a0) 700, (c) 900, (d) 950; listed in an order unlike WORKLOADS'.
-    tps = {"d": 950.0, "a0": 700.0, "b": 1000.0, "c": 900.0, "a": 800.0}
-    runs = Results({k: rounds(v, 300.0 if k == "b" else 400.0) for k, v in tps.items()},
-                   {k: f"label {k}" for k in tps})
+def render(runs: Results, directory: Path) -> str:
+    """RESULTS.md for `runs`, with fixed prepared-statement and 1000-client numbers."""
     prepared = Results({"b": rounds(2000.0, 200.0), "a": rounds(1500.0, 250.0)},
                        {"a": "prepared a", "b": "prepared b"})
-    path = tmp_path / "RESULTS.md"
+    path = directory / "RESULTS.md"
     write_results(path, runs, prepared, {"tps": 1.0, "mean": 1.0, "p50": 1.0, "p95": 1.0,
                                          "p99": 1.0},
                   {"calls": 10.0, "mean": 0.05, "worst": 0.2}, 25, 100,
                   {"tenants": 10, "rows": 2000, "clients": 50, "seconds": 15, "rounds": 2,
                    "baseline": 2, "prepared_seconds": 10})
-    text = path.read_text()
+    return path.read_text()
+
+
+def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
+    # (b) 1000 tps; (a) 800, (a0) 700, (c) 900, (d) 950; listed in an order unlike WORKLOADS'.
+    tps = {"d": 950.0, "a0": 700.0, "b": 1000.0, "c": 900.0, "a": 800.0}
+    runs = Results({k: rounds(v, 300.0 if k == "b" else 400.0) for k, v in tps.items()},
+                   {k: f"label {k}" for k in tps})
+    text = render(runs, tmp_path)
     assert "**Ratio (a)/(b) throughput: 0.800**" in text
-    assert "per round: 0.800, 0.800" in text
+    assert "per round: 0.800, 0.800; mean of the rounds\n0.800, 95% interval 0.800 to 0.800" \
+        in text
     assert "by CPU per transaction:\n0.800)" in text  # (b) 400 us, (a) 500 us
-    assert "Target >= 0.90: **not met**" in text
+    assert "Target >= 0.90: **not met**. Before" in text
     assert "Before 0003:\n0.700." in text
     assert "once the tenant is set:\n0.889." in text  # (a)/(c) = 800/900
     assert "The textbook design (d): 0.950." in text
@@ -45,3 +51,23 @@ def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
     for key in KEYS:
         assert f"| label {key} | " in text
     assert "| prepared a | 1575 | 0.750 |" in text
+
+
+def test_the_interval_is_students_t_over_the_rounds() -> None:
+    # Two rounds, 0.7 and 0.9: mean 0.8, standard deviation 0.1414, t(1 df) 12.706.
+    low, high = interval95([0.7, 0.9])
+    assert round(low, 3) == round(0.8 - 12.706 * 0.141421 / 2 ** 0.5, 3)
+    assert round(high, 3) == round(0.8 + 12.706 * 0.141421 / 2 ** 0.5, 3)
+    # Five rounds as in the latest run: the interval is what the README quotes.
+    low, high = interval95([0.700, 0.901, 0.853, 0.885, 0.857])
+    assert (round(low, 2), round(high, 2)) == (0.74, 0.94)
+
+
+def test_a_run_whose_interval_holds_the_target_says_so(tmp_path: Path) -> None:
+    # (a) keeps 0.80 and then 0.98 of (b): mean 0.89, below the target, but a 95% interval
+    # over two rounds that holds 0.90; the verdict must not read as settled by this run.
+    tps = {"b": 1000.0, "a0": 700.0, "c": 900.0, "d": 950.0}
+    runs = {k: rounds(v, 300.0) for k, v in tps.items()}
+    runs["a"] = [{**runs["b"][0], "tps": 800.0}, {**runs["b"][1], "tps": 1078.0}]
+    text = render(Results(runs, {k: k for k in runs}), tmp_path)
+    assert "**not met** by this run's mean, though its 95% interval also holds 0.90" in text

@@ -34,7 +34,9 @@ from tests.fixture_postgres import (
 )
 
 DEV = ENVIRONMENT_CONFIGS["dev"]
-HOLD_SECONDS = 8  # each client's statement; longer than PgBouncer's reserve_pool_timeout (3 s)
+# Each client's statement: well past reserve_pool_timeout (3 s), even on a busy CI host. The
+# test ends the statements once it has looked, so this costs time only when pools fill slowly.
+HOLD_SECONDS = 15
 # Clients per PgBouncer: more than its pool and reserve, so both fill and some clients wait.
 CLIENTS_PER_REPLICA = DEV.pgbouncer.server_connections_per_replica + 2
 SUPERUSER_RESERVED = 3  # PostgreSQL's default superuser_reserved_connections, as on RDS

@@ -8,6 +8,7 @@ keeps each one unreachable, and these tests say how:
 - CVE-2026-107350 (SCRAM impersonation of another user in auth_file or auth_query): the
   userlist holds app_user alone and no auth_query is set;
 - CVE-2026-107348 (infinite loop when max_packet_size is above 2^31): left at its default.
+Also: PgBouncer takes clients only over TLS 1.3 (the seed's "TLS 1.3 in transit").
 """
 
 from __future__ import annotations

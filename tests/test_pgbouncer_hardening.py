@@ -29,6 +29,7 @@ from boom_stacks.k8s.pgbouncer_ini import IGNORE_STARTUP_PARAMETERS
 from tests.fixture_postgres import (
     PG_BIN,
     PostgresServer,
+    free_port,
     local_pgbouncer_ini,
     running_pgbouncer,
 )
@@ -170,3 +171,18 @@ def test_clients_must_speak_tls_1_3_to_the_pooler(postgres: PostgresServer, tena
         with pytest.raises(ssl.SSLError):
             startup_reply(bouncer.port, hello,
                           tls=client_tls(postgres.ca_file, maximum=ssl.TLSVersion.TLSv1_2))
+
+
+def test_the_probe_does_not_depend_on_the_database(postgres: PostgresServer,
+                                                   tenant_db: str) -> None:
+    # Given PgBouncer whose database is unreachable (as during an RDS failover)
+    dead_port = free_port()
+    ini = local_pgbouncer_ini(postgres, tenant_db).replace(
+        f"port={postgres.port} dbname={tenant_db}", f"port={dead_port} dbname={tenant_db}")
+    assert f"port={dead_port}" in ini
+    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+        probe = subprocess.run(local_probe(bouncer.port, tenant_db), capture_output=True,
+                               timeout=30, check=False)
+    # Then the probe still passes: PgBouncer answers from its own userlist, so a database
+    # outage does not restart every PgBouncer pod (or take it out of the Service) on top.
+    assert probe.returncode == 0, probe.stdout

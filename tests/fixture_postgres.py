@@ -141,6 +141,7 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
 class PgBouncer:
     port: int
     config: Path
+    pid: int  # the pgbouncer process itself (as root, a child of runuser)
     client_ca: Path | None = None  # the CA that signed the certificate it serves clients
 
 
@@ -203,11 +204,21 @@ def running_pgbouncer(ini: str, userlist: str,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
-        yield PgBouncer(port=port, config=config, client_ca=client_ca)
+        yield PgBouncer(port=port, config=config, pid=_pgbouncer_pid(process.pid),
+                        client_ca=client_ca)
     finally:
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pgbouncer_pid(started: int) -> int:
+    """`started` itself once bash has exec'd PgBouncer, or its child under runuser."""
+    for pid in [started, *(int(p) for p in Path(f"/proc/{started}/task/{started}/children")
+                           .read_text().split())]:
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "pgbouncer":
+            return pid
+    raise RuntimeError(f"no pgbouncer process under {started}")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -37,6 +37,7 @@ CLIENT_TLS_SECRET = "pgbouncer-tls"  # written by cert-manager from the Certific
 RUNTIME_DIR = "/tmp"  # unix socket; an emptyDir, the root file system is read-only
 SECRET_STORE = "aws-secrets-manager"  # ClusterSecretStore created by the cluster stack
 APP_ROLE = "app_user"
+DRAIN_SECONDS = 10  # a terminating pod leaves the Service's endpoints within this
 
 Manifest = dict[str, Any]
 
@@ -141,6 +142,20 @@ def probe_command(config: EnvironmentConfig) -> list[str]:
             f"--dbname={config.database.database_name}", "--timeout=3"]
 
 
+def pre_stop_command(pid: str = "1", drain_seconds: int = DRAIN_SECONDS) -> list[str]:
+    """Stop PgBouncer between transactions, not in the middle of one.
+
+    First let the Service drop the pod (`drain_seconds`), then send SIGINT, PgBouncer's safe
+    shutdown: it lets the transactions in flight finish, then closes every client, which
+    reconnect to the other replicas. The hook waits for PgBouncer (the container's PID 1) to
+    exit. Without it the kubelet sends SIGTERM, PgBouncer's "super safe" shutdown (1.23+),
+    which keeps serving connected clients until they leave; pooled application connections
+    never leave, so the kubelet kills PgBouncer at the end of the grace period, mid-transaction.
+    """
+    return ["/bin/sh", "-c", f"sleep {drain_seconds}; kill -INT {pid}; "
+            f"while kill -0 {pid} 2>/dev/null; do sleep 1; done"]
+
+
 def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str],
                 selector: dict[str, str], config_hash: str) -> Manifest:
     user = config.pgbouncer.run_as_user
@@ -157,8 +172,7 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
         "livenessProbe": {"exec": {"command": probe_command(config)},
                           "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5,
                           "failureThreshold": 3},
-        # Let the Service drop this pod before PgBouncer stops taking connections.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+        "lifecycle": {"preStop": {"exec": {"command": pre_stop_command()}}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "privileged": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [
@@ -173,7 +187,8 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
     pod_spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 40,
+        # The drain plus up to 30 s for the transactions in flight to finish.
+        "terminationGracePeriodSeconds": DRAIN_SECONDS + 30,
         "securityContext": {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user,
                             "fsGroup": user, "seccompProfile": {"type": "RuntimeDefault"}},
         "topologySpreadConstraints": [{

@@ -88,8 +88,17 @@ class PgBouncerConfig:
         return min(self.default_pool_size + self.reserve_pool_size, self.max_db_connections)
 
     @property
-    def server_connections(self) -> int:
+    def steady_server_connections(self) -> int:
+        """Every replica's pool full."""
         return self.replicas * self.server_connections_per_replica
+
+    @property
+    def rollout_server_connections(self) -> int:
+        """The worst case during a rollout or a node drain: each replica's replacement starts
+        while it is still terminating (up to 40 s, serving its clients until its transactions
+        finish), and Deployments do not count terminating pods against maxSurge (KEP-5882).
+        So up to twice the replicas can hold full pools at once."""
+        return 2 * self.steady_server_connections
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +186,9 @@ ENVIRONMENT_CONFIGS: Mapping[str, EnvironmentConfig] = {
                                 log_retention_days=30),
         cache=CacheConfig(node_type="cache.t3.micro", num_nodes=1, multi_az=False),
         backup=BackupConfig(),
+        # db.t3.micro allows 112 connections at most; the seed's pools (25 + 5 per replica)
+        # would need 120 during a rollout. Dev's pools are smaller: 2 x 2 x 18 = 72.
+        pgbouncer=PgBouncerConfig(default_pool_size=15, reserve_pool_size=3),
     ),
     "staging": EnvironmentConfig(
         name="staging",

@@ -39,9 +39,12 @@ _IMAGE = re.compile(
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# The seed's alarm: "Database Connections > 80% of max connections". The poolers at full use
-# must stay under it, leaving the rest for migrations, secret rotation and operators.
-CONNECTION_ALARM_RATIO = 0.8
+# Connections that must stay free even during a rollout: PostgreSQL's (and RDS's default)
+# superuser_reserved_connections, plus room for a migration, secret rotation, the bootstrap,
+# monitoring and an operator. With that, the pools at full use outside rollouts stay under
+# half of max_connections, well below the seed's alarm at 80%.
+SUPERUSER_RESERVED_CONNECTIONS = 3
+OPERATIONS_CONNECTIONS = 5
 
 
 class ConfigError(ValueError):
@@ -193,18 +196,20 @@ def _validate_max_connections(prefix: str, db: DatabaseConfig) -> None:
 
 
 def _validate_connection_budget(env: str, db: DatabaseConfig, pool: PgBouncerConfig) -> None:
-    budget = int(db.max_connections * CONNECTION_ALARM_RATIO)
-    if pool.server_connections > budget:
+    """Even a rollout (twice the pods, see PgBouncerConfig.rollout_server_connections) with
+    every pool full leaves the reserved connections and room for operations."""
+    room = db.max_connections - SUPERUSER_RESERVED_CONNECTIONS - OPERATIONS_CONNECTIONS
+    if pool.rollout_server_connections > room:
         raise ConfigError(
             f"{env}.pgbouncer.replicas", pool.replicas,
-            f"x {pool.server_connections_per_replica} server connections each "
-            f"(default_pool_size + reserve_pool_size) = {pool.server_connections}, more than "
-            f"{CONNECTION_ALARM_RATIO:.0%} of database.max_connections {db.max_connections} "
-            f"({budget}): the seed's "
-            "connection alarm would fire at normal peak load, and migrations, secret rotation "
-            "and operators could find no free connection",
-            "Lower replicas or the pool sizes, or raise database.max_connections (and the "
-            "instance class if its memory does not allow it)")
+            f"x 2 (a rollout or drain: each pod's replacement starts while it terminates) x "
+            f"{pool.server_connections_per_replica} server connections each = "
+            f"{pool.rollout_server_connections}, more than database.max_connections "
+            f"{db.max_connections} minus {SUPERUSER_RESERVED_CONNECTIONS} superuser-reserved "
+            f"and {OPERATIONS_CONNECTIONS} for operations ({room}): during a deploy under load, "
+            "migrations, secret rotation and operators could find no free connection",
+            "Lower replicas or the pool sizes (default_pool_size + reserve_pool_size), or raise "
+            "database.max_connections (and the instance class if its memory does not allow it)")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:

@@ -178,23 +178,34 @@ def test_pgbouncer_image_references_that_pin_a_version(image: str) -> None:
 
 
 def test_pgbouncer_replicas_must_fit_the_database_connection_budget() -> None:
-    # Given dev: max_connections 80, so the poolers may hold 64 (the seed's 80% alarm)
+    # Given dev: max_connections 80, of which 3 are superuser-reserved and 5 kept for
+    # operations, so a rollout's pools (twice the replicas) may hold 72
     dev = ENVIRONMENT_CONFIGS["dev"]
-    assert dev.pgbouncer.server_connections_per_replica == 25 + 5
-    assert dev.pgbouncer.server_connections == 60 <= 0.8 * dev.database.max_connections
-    # When a third replica would make it 90, Then config refuses it, naming field and fix
-    with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3: x 30 server "
-                       r"connections each .* = 90, more than 80% of database\.max_connections "
-                       r"80 \(64\).*Lower replicas or the pool sizes, or raise "
-                       r"database\.max_connections"):
+    assert dev.pgbouncer.server_connections_per_replica == 15 + 3
+    assert dev.pgbouncer.steady_server_connections == 36
+    assert dev.pgbouncer.rollout_server_connections == 72 == 80 - 3 - 5
+    # When a third replica would make a rollout's 108, Then config refuses it, naming the field,
+    # the arithmetic and the fix
+    with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3: x 2 \(a rollout or "
+                       r"drain: .*\) x 18 server connections each = 108, more than "
+                       r"database\.max_connections 80 minus 3 superuser-reserved and 5 for "
+                       r"operations \(72\).*Lower replicas or the pool sizes"):
         replace(dev, pgbouncer=replace(dev.pgbouncer, replicas=3))
-    # and so do bigger pools, while a raised max_connections makes room again
-    with pytest.raises(ConfigError, match=r"= 66, more than 80%"):
-        replace(dev, pgbouncer=replace(dev.pgbouncer, default_pool_size=28))
+    # and so do the seed's prod-sized pools on dev's db.t3.micro (2 x 2 x 30 = 120),
+    with pytest.raises(ConfigError, match=r"each = 120, more than"):
+        replace(dev, pgbouncer=ENVIRONMENT_CONFIGS["prod"].pgbouncer)
+    # while a larger max_connections (and class) makes room again.
     bigger = replace(dev, database=replace(dev.database, instance_class="db.t3.small",
-                                           max_connections=113),
+                                           max_connections=116),
                      pgbouncer=replace(dev.pgbouncer, replicas=3))
-    assert bigger.pgbouncer.server_connections == 90
+    assert bigger.pgbouncer.rollout_server_connections == 108 == 116 - 8
+
+
+def test_staging_and_prod_keep_the_seed_pools() -> None:
+    for name in ("staging", "prod"):
+        pool = ENVIRONMENT_CONFIGS[name].pgbouncer
+        assert (pool.default_pool_size, pool.reserve_pool_size, pool.max_db_connections,
+                pool.max_client_conn) == (25, 5, 100, 1000)
 
 
 def test_max_db_connections_caps_what_one_replica_opens() -> None:

@@ -1,11 +1,13 @@
 """The connection budget config enforces, on real processes: PostgreSQL with dev's
-max_connections, one real PgBouncer per replica with dev's rendered ini, every pool full.
+max_connections, one real PgBouncer per pod with dev's rendered ini, every pool full.
 
-Config refuses PgBouncer replicas whose pools could take more than 80% of max_connections
-(config_rules._validate_connection_budget). Here the numbers it reasons with meet the processes: at
-dev's 2 replicas the poolers hold exactly replicas x (default_pool_size + reserve_pool_size)
-connections and a migration can still log in; at the 3 replicas config refuses, the poolers
-take every slot a non-superuser can have and the migration is locked out.
+Config refuses PgBouncer replicas whose pools could, during a rollout (twice the pods: each
+replacement starts while its predecessor terminates), leave no connection for operations
+(config_rules._validate_connection_budget). Here the numbers it reasons with meet the
+processes: at dev's rollout peak the poolers hold exactly 2 x replicas x (default_pool_size +
+reserve_pool_size) connections and a migration can still log in; at the rollout peak of the 3
+replicas config refuses, the poolers take every slot a non-superuser can have and the migration
+is locked out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS, ConfigError
+from boom_stacks.config_rules import SUPERUSER_RESERVED_CONNECTIONS
 from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
@@ -39,7 +42,8 @@ DEV = ENVIRONMENT_CONFIGS["dev"]
 HOLD_SECONDS = 15
 # Clients per PgBouncer: more than its pool and reserve, so both fill and some clients wait.
 CLIENTS_PER_REPLICA = DEV.pgbouncer.server_connections_per_replica + 2
-SUPERUSER_RESERVED = 3  # PostgreSQL's default superuser_reserved_connections, as on RDS
+# PostgreSQL's default superuser_reserved_connections, as on RDS; the server here is set so.
+SUPERUSER_RESERVED = SUPERUSER_RESERVED_CONNECTIONS
 
 
 @dataclass
@@ -144,14 +148,16 @@ def end_app_user_backends(db: Database) -> None:
     assert app_user_connections(db) == 0
 
 
-def test_at_the_configured_replicas_the_pools_fit_and_migrations_still_log_in(
+def test_at_a_rollout_s_peak_the_pools_fit_and_migrations_still_log_in(
         dev_sized: Database) -> None:
-    budget = DEV.pgbouncer.server_connections
-    assert budget == DEV.pgbouncer.replicas * 30 <= 0.8 * DEV.database.max_connections
-    peak = fill_pools(dev_sized, DEV.pgbouncer.replicas, expected=budget)
-    # Every pool and reserve is full, and not one connection more than config counted
+    # Given dev's rollout peak: twice its replicas, every pool and reserve full
+    pods = 2 * DEV.pgbouncer.replicas
+    budget = DEV.pgbouncer.rollout_server_connections
+    assert budget == pods * DEV.pgbouncer.server_connections_per_replica
+    peak = fill_pools(dev_sized, pods, expected=budget)
+    # Then the poolers hold exactly what config counted, not one connection more,
     assert peak.app_user_connections == budget
-    # while the migrator (no superuser, no reserved slot) still gets in.
+    # and the migrator (no superuser, no reserved slot) still gets in.
     assert peak.migration_login == "ok"
 
 
@@ -160,10 +166,10 @@ def test_negative_control_the_replicas_config_refuses_lock_migrations_out(
     # Given the replica count config refuses for dev
     with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3"):
         replace(DEV, pgbouncer=replace(DEV.pgbouncer, replicas=3))
-    # When that many poolers fill their pools anyway
+    # When its rollout's poolers fill their pools anyway
     open_slots = DEV.database.max_connections - SUPERUSER_RESERVED
-    assert 3 * DEV.pgbouncer.server_connections_per_replica > open_slots
-    peak = fill_pools(dev_sized, 3, expected=open_slots)
+    assert 2 * 3 * DEV.pgbouncer.server_connections_per_replica > open_slots
+    peak = fill_pools(dev_sized, 2 * 3, expected=open_slots)
     # Then they take every slot a non-superuser may have, and the migration cannot log in.
     assert peak.app_user_connections == open_slots
     assert "remaining connection slots are reserved" in peak.migration_login

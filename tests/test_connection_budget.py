@@ -41,7 +41,7 @@ DEV = ENVIRONMENT_CONFIGS["dev"]
 # test ends the statements once it has looked, so this costs time only when pools fill slowly.
 HOLD_SECONDS = 15
 # Clients per PgBouncer: more than its pool and reserve, so both fill and some clients wait.
-CLIENTS_PER_REPLICA = DEV.pgbouncer.server_connections_per_replica + 2
+CLIENTS_PER_POD = DEV.pgbouncer.server_connections_per_replica + 2
 # PostgreSQL's default superuser_reserved_connections, as on RDS; the server here is set so.
 SUPERUSER_RESERVED = SUPERUSER_RESERVED_CONNECTIONS
 
@@ -100,8 +100,8 @@ def migration_login(db: Database) -> str:
         conn.close()
 
 
-def fill_pools(db: Database, replicas: int, expected: int) -> Peak:
-    """Run `replicas` PgBouncers, send each more long statements than its pools hold, and
+def fill_pools(db: Database, pods: int, expected: int) -> Peak:
+    """Run `pods` PgBouncers, send each more long statements than its pools hold, and
     look at the database when the poolers hold `expected` connections (or stop growing)."""
     ini = local_pgbouncer_ini(db.server, db.name, env="dev")
     userlist = f'"app_user" "{db.passwords["app_user"]}"\n'
@@ -116,9 +116,9 @@ def fill_pools(db: Database, replicas: int, expected: int) -> Peak:
 
     with ExitStack() as stack:
         bouncers = [stack.enter_context(running_pgbouncer(ini, userlist, db.server.ca_file))
-                    for _ in range(replicas)]
+                    for _ in range(pods)]
         threads = [threading.Thread(target=client, args=(bouncer,))
-                   for bouncer in bouncers for _ in range(CLIENTS_PER_REPLICA)]
+                   for bouncer in bouncers for _ in range(CLIENTS_PER_POD)]
         for thread in threads:
             thread.start()
         seen, deadline = 0, time.monotonic() + HOLD_SECONDS - 1

@@ -43,7 +43,8 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def _give_to_postgres(path: Path) -> None:
+def give_to_postgres(path: Path) -> None:
+    """Hand `path` (and what it holds) to the postgres user, who runs the servers as root."""
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         for item in [path, *path.rglob("*")]:
@@ -114,7 +115,7 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
     password = secrets.token_urlsafe(24)
     (root / "pwfile").write_text(password + "\n")
     ca_file = _make_tls(root)
-    _give_to_postgres(root)
+    give_to_postgres(root)
     data = root / "data"
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                  "--auth-local=trust", "--auth-host=scram-sha-256",
@@ -206,7 +207,7 @@ def running_pgbouncer(ini: str, userlist: str,
     binary = root / "pgbouncer"
     shutil.copy2(PGBOUNCER, binary)
     binary.chmod(0o755)
-    _give_to_postgres(root)
+    give_to_postgres(root)
     # 1000 clients need more than the default 1024 open files.
     process = subprocess.Popen(
         _as_postgres(["bash", "-c", f"ulimit -n 4096; exec {binary} {config}"]),

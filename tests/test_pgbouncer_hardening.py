@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from tests.fixture_postgres import (
     PG_BIN,
     PostgresServer,
     free_port,
+    give_to_postgres,
+    local_client_tls,
     local_pgbouncer_ini,
     running_pgbouncer,
 )
@@ -186,3 +189,41 @@ def test_the_probe_does_not_depend_on_the_database(postgres: PostgresServer,
     # Then the probe still passes: PgBouncer answers from its own userlist, so a database
     # outage does not restart every PgBouncer pod (or take it out of the Service) on top.
     assert probe.returncode == 0, probe.stdout
+
+
+def test_pgbouncer_serves_a_certificate_shaped_like_cert_managers(
+        postgres: PostgresServer, tenant_db: str) -> None:
+    # Given what the Certificate asks cert-manager for: an ECDSA P-256 key (written, as
+    # cert-manager does by default, as a SEC1 "EC PRIVATE KEY"), the Service's names, usages
+    # server auth and digital signature; signed here by the tests' CA
+    with tempfile.TemporaryDirectory(prefix="boom-client-tls-") as directory:
+        tls_dir = Path(directory)
+        tls_dir.chmod(0o755)  # PgBouncer runs as postgres
+        reply = _serve_ecdsa_certificate(postgres, tenant_db, tls_dir)
+    # When a client connects over TLS 1.3 and verifies it, Then PgBouncer asks for the password
+    assert reply == AUTHENTICATION_REQUEST
+
+
+def _serve_ecdsa_certificate(postgres: PostgresServer, tenant_db: str, tls_dir: Path) -> bytes:
+    names = "DNS:pgbouncer.boom-booking.svc,DNS:pgbouncer,IP:127.0.0.1"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tls_dir, check=True, capture_output=True)
+
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "tls.key")
+    assert (tls_dir / "tls.key").read_text().startswith("-----BEGIN EC PRIVATE KEY-----")
+    openssl("req", "-new", "-key", "tls.key", "-subj", "/CN=pgbouncer", "-out", "tls.csr")
+    (tls_dir / "ext").write_text(f"subjectAltName={names}\nkeyUsage=critical,digitalSignature\n"
+                                 "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", str(postgres.root / "ca.pem"),
+            "-CAkey", str(postgres.root / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", "ext", "-out", "tls.crt")
+    (tls_dir / "tls.key").chmod(0o440)  # the Secret volume's defaultMode
+    give_to_postgres(tls_dir)
+    ini = local_pgbouncer_ini(postgres, tenant_db).replace(
+        local_client_tls(postgres).cert_file, str(tls_dir / "tls.crt")).replace(
+        local_client_tls(postgres).key_file, str(tls_dir / "tls.key"))
+    assert str(tls_dir / "tls.key") in ini
+    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+        return startup_reply(bouncer.port, {"user": "app_user", "database": tenant_db},
+                             tls=client_tls(postgres.ca_file))

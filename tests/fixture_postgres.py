@@ -125,6 +125,9 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
                f"-c ssl=on -c ssl_cert_file={root / 'server.crt'} "
                f"-c ssl_key_file={root / 'server.key'} -c max_connections=300 "
+               # TLS 1.2 at most, as RDS for PostgreSQL 15 (1.3 only from 16), and at least
+               # 1.2, as the parameter group sets: clients must work with what RDS offers.
+               "-c ssl_min_protocol_version=TLSv1.2 -c ssl_max_protocol_version=TLSv1.2 "
                "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" +
                "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",

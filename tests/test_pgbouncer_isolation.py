@@ -65,6 +65,18 @@ def test_rendered_config_carries_the_seed_values(pgbouncer: PgBouncer) -> None:
         assert line in ini.splitlines()
 
 
+def test_pgbouncer_reaches_the_database_over_tls_as_rds_15_offers_it(
+        pgbouncer: PgBouncer, tenant_db: str, role_passwords: dict[str, str]) -> None:
+    # The server here offers TLS 1.2 only, as RDS for PostgreSQL 15 does; PgBouncer's server
+    # connection negotiates it (certificate verified, verify-full), its client hop TLS 1.3.
+    conn = connect(pgbouncer, role_passwords["app_user"], tenant_db)
+    try:
+        rows = conn.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    finally:
+        conn.close()
+    assert rows == [[True, "TLSv1.2"]]
+
+
 def test_concurrent_tenants_never_see_each_other(pgbouncer: PgBouncer, tenant_db: str,
                                                  role_passwords: dict[str, str]) -> None:
     # Given 50 clients over 10 tenants, each running transactions that set the tenant locally

@@ -237,9 +237,14 @@ def test_the_client_certificate_covers_the_service_and_is_what_pgbouncer_serves(
         path = Path(section[key])
         assert str(path.parent) == mount["mountPath"]
         assert path.name in {item["path"] for item in volume["secret"]["items"]}
-    # and a renewal rolls the pods (PgBouncer reads the files when it starts).
+    # and a renewal, like a new app_user password, rolls the pods (PgBouncer reads both files
+    # when it starts).
+    userlist = next(v for v in pod["volumes"] if v["name"] == "userlist")
     assert deployment["metadata"]["annotations"] == {
-        "secret.reloader.stakater.com/reload": spec["secretName"]}
+        "secret.reloader.stakater.com/reload":
+            f"{spec['secretName']},{userlist['secret']['secretName']}"}
+    assert userlist["secret"]["secretName"] == objects[
+        "ExternalSecret/pgbouncer-userlist"]["spec"]["target"]["name"]
 
 
 def test_the_config_map_and_userlist_run_on_real_pgbouncer(

@@ -34,6 +34,7 @@ AUTH_DIR = f"{CONFIG_DIR}/auth"
 TLS_DIR = f"{CONFIG_DIR}/tls"
 CLIENT_TLS_DIR = f"{CONFIG_DIR}/client-tls"
 CLIENT_TLS_SECRET = "pgbouncer-tls"  # written by cert-manager from the Certificate below
+USERLIST_SECRET = "pgbouncer-userlist"  # written by External Secrets (app_user's password)
 RUNTIME_DIR = "/tmp"  # unix socket; an emptyDir, the root file system is read-only
 SECRET_STORE = "aws-secrets-manager"  # ClusterSecretStore created by the cluster stack
 APP_ROLE = "app_user"
@@ -84,11 +85,11 @@ def _object(api_version: str, kind: str, name: str, namespace: str, labels: dict
 def _userlist_external_secret(config: EnvironmentConfig, namespace: str,
                               labels: dict[str, str]) -> Manifest:
     # Passwords are alphanumeric (generated without punctuation), so no quoting is needed.
-    return _object(EXTERNAL_SECRETS_API, "ExternalSecret", "pgbouncer-userlist", namespace,
+    return _object(EXTERNAL_SECRETS_API, "ExternalSecret", USERLIST_SECRET, namespace,
                    labels, spec={
                        "refreshInterval": "1h",
                        "secretStoreRef": {"kind": "ClusterSecretStore", "name": SECRET_STORE},
-                       "target": {"name": "pgbouncer-userlist", "creationPolicy": "Owner",
+                       "target": {"name": USERLIST_SECRET, "creationPolicy": "Owner",
                                   "template": {"data": {
                                       "userlist.txt": f'"{APP_ROLE}" "{{{{ .password }}}}"\n'}}},
                        "data": [{"secretKey": "password", "remoteRef": {
@@ -201,7 +202,7 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": "pgbouncer-config", "defaultMode": 0o444}},
-            {"name": "userlist", "secret": {"secretName": "pgbouncer-userlist",
+            {"name": "userlist", "secret": {"secretName": USERLIST_SECRET,
                                             "defaultMode": 0o440}},
             {"name": "rds-ca", "configMap": {"name": "rds-ca-bundle", "defaultMode": 0o444}},
             {"name": "client-tls", "secret": {
@@ -223,9 +224,11 @@ def _deployment(config: EnvironmentConfig, namespace: str, labels: dict[str, str
         },
     })
     # Stakater Reloader (installed by the cluster stack) rolls the pods when cert-manager
-    # renews the client certificate: PgBouncer reads it only when it starts.
+    # renews the client certificate or External Secrets writes a new app_user password:
+    # PgBouncer reads both files only when it starts, and logs in to the database with the
+    # password from the userlist.
     deployment["metadata"]["annotations"] = {
-        "secret.reloader.stakater.com/reload": CLIENT_TLS_SECRET}
+        "secret.reloader.stakater.com/reload": f"{CLIENT_TLS_SECRET},{USERLIST_SECRET}"}
     return deployment
 
 

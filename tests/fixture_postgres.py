@@ -6,10 +6,12 @@ with a throw-away CA made here, so clients can verify the certificate as they do
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -215,14 +217,35 @@ def running_pgbouncer(ini: str, userlist: str,
     process = subprocess.Popen(
         _as_postgres(["bash", "-c", f"ulimit -n 4096; exec {binary} {config}"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = None
     try:
         _wait_for_port(port, process)
-        yield PgBouncer(port=port, config=config, pid=_pgbouncer_pid(process.pid),
-                        client_ca=client_ca)
+        pid = _pgbouncer_pid(process.pid)
+        yield PgBouncer(port=port, config=config, pid=pid, client_ca=client_ca)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        _stop(process, pid)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes], pid: int | None) -> None:
+    """SIGQUIT, PgBouncer's immediate shutdown: the tests do not wait for its clients (SIGTERM
+    would, since 1.23). A PgBouncer that cannot handle signals (the stalled one in
+    test_pgbouncer_hardening) is stopped the hard way."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _pgbouncer_pid(started: int) -> int:

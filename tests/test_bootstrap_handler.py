@@ -226,17 +226,43 @@ def older_database(postgres: PostgresServer) -> str:
     (lambda e: e["ResourceProperties"].update(TargetVersion="99"),
      f"TargetVersion 99: this bootstrap has versions 1 to {bootstrap.LATEST_VERSION}"),
     (lambda e: e.update(RequestType="Rollback"), "RequestType 'Rollback'"),
+    (lambda e: e["ResourceProperties"].update(AppUserConnectionLimit="0"),
+     "AppUserConnectionLimit '0' is not a whole number of at least 1"),
+    (lambda e: e["ResourceProperties"].update(AppUserConnectionLimit="lots"),
+     "AppUserConnectionLimit 'lots' is not a whole number"),
 ], ids=["no-properties", "null-properties", "no-master", "no-role-secrets", "version-word",
-        "version-unknown", "request-type"])
+        "version-unknown", "request-type", "limit-zero", "limit-word"])
 def test_bad_events_fail_clearly_and_change_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         change: Any, message: str) -> None:
     bad = event("Create", aws, aws.master(**master_values(postgres, older_database)))
     change(bad)
-    before = state(postgres, older_database)
+    before = state(postgres, older_database), connection_limit(postgres)
     with pytest.raises(bootstrap.BootstrapError, match=message):
         handler.on_event(bad)
-    assert state(postgres, older_database) == before
+    assert (state(postgres, older_database), connection_limit(postgres)) == before
+
+
+def connection_limit(postgres: PostgresServer) -> int:
+    conn = postgres.connect()
+    try:
+        return int(conn.run("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_user'")[0][0])
+    finally:
+        conn.close()
+
+
+def test_the_connection_limit_property_caps_app_user(postgres: PostgresServer,
+                                                     aws: Secrets) -> None:
+    database = postgres.create_database()
+    create = event("Create", aws, aws.master(**master_values(postgres, database)))
+    create["ResourceProperties"]["AppUserConnectionLimit"] = "120"
+    try:
+        handler.on_event(create)
+        assert connection_limit(postgres) == 120
+    finally:  # roles are cluster-wide: other tests expect app_user unlimited
+        conn = postgres.connect()
+        conn.run("ALTER ROLE app_user CONNECTION LIMIT -1")
+        conn.close()
 
 
 def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,

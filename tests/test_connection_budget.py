@@ -3,11 +3,13 @@ max_connections, one real PgBouncer per pod with dev's rendered ini, every pool 
 
 Config refuses PgBouncer replicas whose pools could, during a rollout (twice the pods: each
 replacement starts while its predecessor terminates), leave no connection for operations
-(config_rules._validate_connection_budget). Here the numbers it reasons with meet the
-processes: at dev's rollout peak the poolers hold exactly 2 x replicas x (default_pool_size +
-reserve_pool_size) connections and a migration can still log in; at the rollout peak of the 3
-replicas config refuses, the poolers take every slot a non-superuser can have and the migration
-is locked out.
+(config_rules._validate_connection_budget), and the bootstrap sets that worst case as
+app_user's CONNECTION LIMIT. Here the numbers meet the processes: at dev's rollout peak the
+poolers hold exactly 2 x replicas x (default_pool_size + reserve_pool_size) connections and a
+migration can still log in; at the rollout peak of the 3 replicas config refuses, PostgreSQL
+holds app_user to the same number and the migration still gets in, and without the role's
+limit (the negative control) the poolers take every slot a non-superuser can have and the
+migration is locked out.
 """
 
 from __future__ import annotations
@@ -70,10 +72,20 @@ def dev_sized() -> Iterator[Database]:
         conn = server.connect(name, tls=True)
         try:
             assert conn.run("SHOW max_connections") == [[str(DEV.database.max_connections)]]
-            bootstrap.apply(conn, role_passwords=passwords)
+            # as the deploy runs it: app_user capped at the pools' worst case
+            bootstrap.apply(conn, role_passwords=passwords,
+                            app_user_connection_limit=DEV.pgbouncer.rollout_server_connections)
         finally:
             conn.close()
         yield Database(server, name, passwords)
+
+
+def set_app_user_limit(db: Database, limit: int) -> None:
+    conn = db.server.connect(db.name)
+    try:
+        conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(limit)}")
+    finally:
+        conn.close()
 
 
 def app_user_connections(db: Database) -> int:
@@ -161,15 +173,30 @@ def test_at_a_rollout_s_peak_the_pools_fit_and_migrations_still_log_in(
     assert peak.migration_login == "ok"
 
 
-def test_negative_control_the_replicas_config_refuses_lock_migrations_out(
+def test_beyond_config_postgres_itself_keeps_the_room_for_migrations(
         dev_sized: Database) -> None:
     # Given the replica count config refuses for dev
     with pytest.raises(ConfigError, match=r"dev\.pgbouncer\.replicas = 3"):
         replace(DEV, pgbouncer=replace(DEV.pgbouncer, replicas=3))
-    # When its rollout's poolers fill their pools anyway
-    open_slots = DEV.database.max_connections - SUPERUSER_RESERVED
-    assert 2 * 3 * DEV.pgbouncer.server_connections_per_replica > open_slots
-    peak = fill_pools(dev_sized, 2 * 3, expected=open_slots)
+    # When its rollout's poolers (6) fill their pools anyway (config bypassed, say by hand)
+    peak = fill_pools(dev_sized, 2 * 3, expected=DEV.pgbouncer.rollout_server_connections)
+    # Then app_user's CONNECTION LIMIT from the bootstrap holds them to the budget,
+    assert peak.app_user_connections == DEV.pgbouncer.rollout_server_connections
+    # and the migrator still gets in.
+    assert peak.migration_login == "ok"
+
+
+def test_negative_control_without_the_role_limit_they_lock_migrations_out(
+        dev_sized: Database) -> None:
+    # Given app_user without its limit (as before the bootstrap set one)
+    set_app_user_limit(dev_sized, -1)
+    try:
+        # When the refused configuration's rollout (6 poolers) fills its pools
+        open_slots = DEV.database.max_connections - SUPERUSER_RESERVED
+        assert 2 * 3 * DEV.pgbouncer.server_connections_per_replica > open_slots
+        peak = fill_pools(dev_sized, 2 * 3, expected=open_slots)
+    finally:
+        set_app_user_limit(dev_sized, DEV.pgbouncer.rollout_server_connections)
     # Then they take every slot a non-superuser may have, and the migration cannot log in.
     assert peak.app_user_connections == open_slots
     assert "remaining connection slots are reserved" in peak.migration_login

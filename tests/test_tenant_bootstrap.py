@@ -6,6 +6,7 @@ import re
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pg8000.native
 import pytest
@@ -356,3 +357,69 @@ def test_tables_can_be_created_before_bookings_exists(postgres: PostgresServer) 
     assert conn.run("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'unrelated'") == \
         [[True]]
     conn.close()
+
+
+def app_user_connection_limit(postgres: PostgresServer) -> int:
+    conn = postgres.connect()
+    try:
+        return int(conn.run("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_user'")[0][0])
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def unlimited_app_user_afterwards(postgres: PostgresServer) -> Iterator[None]:
+    """Roles are cluster-wide: give app_user back its unlimited connections for other tests."""
+    yield
+    conn = postgres.connect()
+    try:
+        conn.run("ALTER ROLE app_user CONNECTION LIMIT -1")
+    finally:
+        conn.close()
+
+
+@pytest.mark.usefixtures("unlimited_app_user_afterwards")
+def test_postgres_caps_app_user_at_the_connection_limit(postgres: PostgresServer,
+                                                       role_passwords: dict[str, str]) -> None:
+    # Given the bootstrap run with a limit of 2 for app_user
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn, role_passwords=role_passwords, app_user_connection_limit=2)
+    conn.close()
+    assert app_user_connection_limit(postgres) == 2
+    # When app_user opens a third connection, Then PostgreSQL refuses it
+    held = [postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+            for _ in range(2)]
+    try:
+        with pytest.raises(pg8000.native.DatabaseError, match="too many connections for role"):
+            postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+        # while the owner (migrations) still gets in.
+        owner = postgres.connect(database, user="boom_owner",
+                                 password=role_passwords["boom_owner"])
+        owner.close()
+    finally:
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, "72"])
+def test_a_bad_connection_limit_is_refused_before_anything_changes(
+        postgres: PostgresServer, limit: object) -> None:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    try:
+        with pytest.raises(bootstrap.BootstrapError, match="connection limit .*at least 1"):
+            bootstrap.apply(conn, app_user_connection_limit=limit)  # type: ignore[arg-type]
+        assert bootstrap.current_version(conn) == 0
+    finally:
+        conn.close()
+    assert app_user_connection_limit(postgres) == -1
+
+
+@pytest.mark.usefixtures("unlimited_app_user_afterwards")
+def test_cli_sets_the_connection_limit(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
+    assert main(["--dsn", dsn, "--app-user-connection-limit", "72"],
+                environ={"PGPASSWORD": postgres.password}) == 0
+    assert app_user_connection_limit(postgres) == 72

@@ -38,6 +38,9 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     resource = one(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")
     props = resource["Properties"]
     assert props["TargetVersion"] == str(LATEST_VERSION)
+    # PostgreSQL caps app_user at the PgBouncer pools' worst case (config_rules' budget).
+    assert props["AppUserConnectionLimit"] == str(
+        synthesized.config.pgbouncer.rollout_server_connections)
     # The master secret is the one attached to the instance (it holds host, port, dbname).
     assert props["MasterSecretArn"] == {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"}
     assert props["AppUserSecretArn"]["Ref"].startswith("TenantBootstrapAppUserSecret")

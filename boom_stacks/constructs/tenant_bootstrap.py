@@ -99,6 +99,9 @@ class TenantBootstrap(Construct):
                 "OwnerSecretArn": self.role_secrets["boom_owner"].secret_arn,
                 # A new migration changes this, and CloudFormation sends an Update.
                 "TargetVersion": str(LATEST_VERSION),
+                # PostgreSQL itself caps app_user at the PgBouncer pools' worst case, so the
+                # rest stays free for migrations and operators whatever runs in the cluster.
+                "AppUserConnectionLimit": str(config.pgbouncer.rollout_server_connections),
             })
         # Connect only once the instance is up and the database admits the Lambda: the
         # ingress rule is a resource of its own, which CloudFormation could create later.

@@ -52,13 +52,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
                              "the password may come from PGPASSWORD instead")
     parser.add_argument("--target-version", type=int, default=None,
                         help=f"apply up to this version (default: latest, {LATEST_VERSION})")
+    parser.add_argument("--app-user-connection-limit", type=int, default=None, metavar="N",
+                        help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
+                             "pools' worst case; default: leave it as it is)")
     args = parser.parse_args(argv)
     passwords = {role: environ[var] for role, var in PASSWORD_VARIABLES.items() if var in environ}
     try:
         target = parse_dsn(args.dsn, environ)
         conn = connect(target)
         try:
-            result = apply(conn, target_version=args.target_version, role_passwords=passwords)
+            result = apply(conn, target_version=args.target_version, role_passwords=passwords,
+                           app_user_connection_limit=args.app_user_connection_limit)
         finally:
             conn.close()
     except BootstrapError as err:

@@ -126,18 +126,28 @@ def scram_verifier(password: str) -> str:
 
 
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
-          role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False) -> Result:
+          role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
+          app_user_connection_limit: int | None = None) -> Result:
     """Applies migrations newer than the database's version, up to `target_version`.
 
     A database already newer than `target_version` is refused, unless `keep_newer`: then it is
     left at its version (migrations only go forward) and the run only sets the passwords and
     checks the guarantees. CloudFormation asks exactly that when it rolls back an update.
+    `app_user_connection_limit` caps app_user's connections in PostgreSQL itself (the
+    PgBouncer budget, config_rules), so the rest stays free for migrations and operators even
+    if more PgBouncers run than config allows; None leaves the role's limit as it is.
     """
     migrations = load_migrations()
     target = len(migrations) if target_version is None else target_version
     if not 1 <= target <= len(migrations):
         raise BootstrapError(f"unknown version {target}: this bootstrap has versions "
                              f"1 to {len(migrations)}")
+    if app_user_connection_limit is not None and (
+            isinstance(app_user_connection_limit, bool)
+            or not isinstance(app_user_connection_limit, int)
+            or app_user_connection_limit < 1):
+        raise BootstrapError(f"app_user connection limit {app_user_connection_limit!r}: use a "
+                             "whole number of at least 1 (the PgBouncer pools' worst case)")
     unknown_roles = set(role_passwords or {}) - set(ROLES)
     if unknown_roles:
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
@@ -145,7 +155,7 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     conn.run("BEGIN")
     try:
         result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
-                                       keep_newer)
+                                       keep_newer, app_user_connection_limit)
         conn.run("COMMIT")
     except BaseException as err:
         _rollback(conn)
@@ -164,7 +174,7 @@ def current_version(conn: pg8000.native.Connection) -> int:
 
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
-                          keep_newer: bool) -> Result:
+                          keep_newer: bool, app_user_connection_limit: int | None) -> Result:
     conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
@@ -187,6 +197,8 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     for role, password in sorted(role_passwords.items()):
         conn.run(f"ALTER ROLE {pg8000.native.identifier(role)} PASSWORD "
                  f"{pg8000.native.literal(scram_verifier(password))}")
+    if app_user_connection_limit is not None:
+        conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
     repaired = _enforce(conn)
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)

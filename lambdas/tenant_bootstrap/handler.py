@@ -6,6 +6,8 @@ Properties (CloudFormation passes them as strings):
   AppUserSecretArn, OwnerSecretArn  generated secrets (JSON with "password") for the roles
   TargetVersion    the migration version to reach; Update applies only newer ones, and leaves
                  a database that is already newer as it is (see on_event)
+  AppUserConnectionLimit  optional: app_user's CONNECTION LIMIT, the PgBouncer pools' worst
+                 case from config (config.pgbouncer.rollout_server_connections)
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an
@@ -31,6 +33,7 @@ from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connec
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
 BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
+OPTIONAL_PROPERTIES = ("AppUserConnectionLimit",)
 MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
 # The master secret rotates on a schedule (and right after creation); a password refused in
 # that window is read again rather than failing the deploy.
@@ -56,6 +59,7 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
         raise BootstrapError(f"RequestType {request!r}: expected Create, Update or Delete")
     properties = _properties(raw_properties)
     target_version = _target_version(properties["TargetVersion"])
+    connection_limit = _connection_limit(properties.get("AppUserConnectionLimit"))
     secrets = boto3.client("secretsmanager")
     passwords = {
         "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
@@ -68,7 +72,8 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
         # the stack in UPDATE_ROLLBACK_FAILED; the newer schema stays (migrations only go
         # forward and never drop data, so the older application runs on it).
         result = apply(conn, target_version=target_version, role_passwords=passwords,
-                       keep_newer=request == "Update")
+                       keep_newer=request == "Update",
+                       app_user_connection_limit=connection_limit)
     finally:
         conn.close()
     if result.version > target_version:
@@ -95,7 +100,22 @@ def _properties(properties: object) -> dict[str, str]:
     if missing:
         raise BootstrapError(f"ResourceProperties missing {', '.join(missing)}: set them on the "
                              "TenantBootstrap resource (TenantBootstrap construct does this)")
-    return {name: str(properties[name]) for name in REQUIRED_PROPERTIES}
+    return {name: str(properties[name]) for name in (*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)
+            if properties.get(name) is not None}
+
+
+def _connection_limit(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise BootstrapError(f"AppUserConnectionLimit {raw!r} is not a whole number of at least "
+                             "1; the TenantBootstrap construct sets it from config "
+                             "(config.pgbouncer.rollout_server_connections)")
+    return limit
 
 
 def _target_version(raw: str) -> int:

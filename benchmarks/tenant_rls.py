@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
     local_pgbouncer_ini,
+    new_role_passwords,
     running_pgbouncer,
     running_postgres,
 )
@@ -234,7 +234,7 @@ def interleaved(workloads: dict[str, Callable[[], dict[str, float]]],
 
 def main() -> None:
     pool = ENVIRONMENT_CONFIGS["prod"].pgbouncer
-    passwords = {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}
+    passwords = new_role_passwords()
     with running_postgres(SERVER_SETTINGS) as postgres:
         databases = {"latest": postgres.create_database("bench"),
                      "baseline": postgres.create_database("bench_v2")}

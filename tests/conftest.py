@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from boom_stacks.config import ENVIRONMENTS
-from lambdas.tenant_bootstrap import bootstrap
-from tests.fixture_postgres import PostgresServer, running_postgres
+from tests.fixture_postgres import (
+    PostgresServer,
+    bootstrapped_database,
+    new_role_passwords,
+    running_postgres,
+)
 from tests.fixture_synth import Synthesized, synthesize
 from tests.fixture_tenants import Conn, login, seed_two_tenants
 
@@ -46,19 +49,25 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def role_passwords() -> dict[str, str]:
-    return {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}
+    return new_role_passwords()
 
 
 @pytest.fixture(scope="session")
 def tenant_db(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
     """A database bootstrapped to the latest version, shared by the isolation tests."""
-    name = postgres.create_database("tenants")
-    conn = postgres.connect(name, tls=True)
+    return bootstrapped_database(postgres, role_passwords)
+
+
+@pytest.fixture
+def unlimited_app_user_afterwards(postgres: PostgresServer) -> Iterator[None]:
+    """For tests that set app_user's CONNECTION LIMIT: roles are cluster-wide, so give it back
+    its unlimited connections for the tests after."""
+    yield
+    conn = postgres.connect()
     try:
-        bootstrap.apply(conn, role_passwords=role_passwords)
+        conn.run("ALTER ROLE app_user CONNECTION LIMIT -1")
     finally:
         conn.close()
-    return name
 
 
 @pytest.fixture(scope="session")

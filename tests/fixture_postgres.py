@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
@@ -107,6 +107,26 @@ class PostgresServer:
         finally:
             conn.close()
         return name
+
+
+def new_role_passwords() -> dict[str, str]:
+    """Random passwords for the bootstrap's two roles, app_user and boom_owner."""
+    return {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}
+
+
+def bootstrapped_database(server: PostgresServer, passwords: dict[str, str],
+                          prefix: str = "tenants", **options: Any) -> str:
+    """A new database on `server`, bootstrapped over TLS to the latest version with the
+    roles' `passwords`; `options` go to bootstrap.apply (e.g. app_user_connection_limit)."""
+    from lambdas.tenant_bootstrap import bootstrap
+
+    name = server.create_database(prefix)
+    conn = server.connect(name, tls=True)
+    try:
+        bootstrap.apply(conn, role_passwords=passwords, **options)
+    finally:
+        conn.close()
+    return name
 
 
 @contextmanager

@@ -27,6 +27,15 @@ ACTS_AS_OWNER = ("app_user can act as its owner boom_owner (role membership), wh
                  "table, empty it or change its policies")
 
 
+def app_user_connection_limit(postgres: PostgresServer) -> int:
+    """app_user's CONNECTION LIMIT (-1: none), which the bootstrap may set."""
+    conn = postgres.connect()
+    try:
+        return int(conn.run("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_user'")[0][0])
+    finally:
+        conn.close()
+
+
 def widening(policy: str) -> str:
     return f"policy {policy} {WIDENS}"
 

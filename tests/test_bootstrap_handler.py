@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from lambdas.tenant_bootstrap import bootstrap, handler
 from tests.fixture_postgres import PostgresServer, free_port
+from tests.fixture_tenants import app_user_connection_limit
 from tests.test_tenant_bootstrap import schema_dump
 
 
@@ -237,32 +238,20 @@ def test_bad_events_fail_clearly_and_change_nothing(
         change: Any, message: str) -> None:
     bad = event("Create", aws, aws.master(**master_values(postgres, older_database)))
     change(bad)
-    before = state(postgres, older_database), connection_limit(postgres)
+    before = state(postgres, older_database), app_user_connection_limit(postgres)
     with pytest.raises(bootstrap.BootstrapError, match=message):
         handler.on_event(bad)
-    assert (state(postgres, older_database), connection_limit(postgres)) == before
+    assert (state(postgres, older_database), app_user_connection_limit(postgres)) == before
 
 
-def connection_limit(postgres: PostgresServer) -> int:
-    conn = postgres.connect()
-    try:
-        return int(conn.run("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_user'")[0][0])
-    finally:
-        conn.close()
-
-
+@pytest.mark.usefixtures("unlimited_app_user_afterwards")
 def test_the_connection_limit_property_caps_app_user(postgres: PostgresServer,
                                                      aws: Secrets) -> None:
     database = postgres.create_database()
     create = event("Create", aws, aws.master(**master_values(postgres, database)))
     create["ResourceProperties"]["AppUserConnectionLimit"] = "120"
-    try:
-        handler.on_event(create)
-        assert connection_limit(postgres) == 120
-    finally:  # roles are cluster-wide: other tests expect app_user unlimited
-        conn = postgres.connect()
-        conn.run("ALTER ROLE app_user CONNECTION LIMIT -1")
-        conn.close()
+    handler.on_event(create)
+    assert app_user_connection_limit(postgres) == 120
 
 
 def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,

@@ -14,8 +14,6 @@ migration is locked out.
 
 from __future__ import annotations
 
-import configparser
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -27,12 +25,13 @@ import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS, ConfigError
 from boom_stacks.config_rules import SUPERUSER_RESERVED_CONNECTIONS
-from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
-from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_k8s import manifests, rendered_ini
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    bootstrapped_database,
     local_pgbouncer_ini,
+    new_role_passwords,
     pooler_connection,
     running_pgbouncer,
     running_postgres,
@@ -66,15 +65,14 @@ def dev_sized() -> Iterator[Database]:
     settings = {"max_connections": str(DEV.database.max_connections),
                 "superuser_reserved_connections": str(SUPERUSER_RESERVED)}
     with running_postgres(settings) as server:
-        passwords = {"app_user": secrets.token_urlsafe(24),
-                     "boom_owner": secrets.token_urlsafe(24)}
-        name = server.create_database("budget")
-        conn = server.connect(name, tls=True)
+        passwords = new_role_passwords()
+        # as the deploy runs it: app_user capped at the pools' worst case
+        name = bootstrapped_database(
+            server, passwords, "budget",
+            app_user_connection_limit=DEV.pgbouncer.rollout_server_connections)
+        conn = server.connect(name)
         try:
             assert conn.run("SHOW max_connections") == [[str(DEV.database.max_connections)]]
-            # as the deploy runs it: app_user capped at the pools' worst case
-            bootstrap.apply(conn, role_passwords=passwords,
-                            app_user_connection_limit=DEV.pgbouncer.rollout_server_connections)
         finally:
             conn.close()
         yield Database(server, name, passwords)
@@ -207,11 +205,9 @@ def test_each_replica_has_exactly_one_pool_as_the_budget_assumes(env: str) -> No
     # The budget counts default_pool_size + reserve_pool_size once per replica: one pool, for
     # the one database and the one user. A second database or user would add a pool per pod;
     # then server_connections_per_replica must count it.
-    objects = {o["metadata"]["name"]: o for o in pgbouncer_manifests(
-        ENVIRONMENT_CONFIGS[env], database_host="db.example.internal", ca_bundle="x")}
-    ini = configparser.ConfigParser()
-    ini.read_string(objects["pgbouncer-config"]["data"]["pgbouncer.ini"])
-    assert list(ini["databases"]) == [ENVIRONMENT_CONFIGS[env].database.database_name]
-    userlist = objects["pgbouncer-userlist"]["spec"]["target"]["template"]["data"][
-        "userlist.txt"]
+    objects = manifests(env)
+    assert list(rendered_ini(objects)["databases"]) == [
+        ENVIRONMENT_CONFIGS[env].database.database_name]
+    userlist = objects["ExternalSecret/pgbouncer-userlist"]["spec"]["target"]["template"][
+        "data"]["userlist.txt"]
     assert len(userlist.splitlines()) == 1

@@ -19,6 +19,7 @@ from boom_stacks.config import ENVIRONMENT_CONFIGS, EnvironmentConfig
 from boom_stacks.k8s.__main__ import main
 from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests
 from boom_stacks.k8s.versions import KUBERNETES_VERSION
+from tests.fixture_k8s import HOST, manifests, rendered_ini
 from tests.fixture_postgres import (
     PostgresServer,
     local_client_tls,
@@ -27,13 +28,7 @@ from tests.fixture_postgres import (
 )
 from tests.fixture_synth import ROOT, Synthesized
 
-HOST = "boom-dev-db.abc123.us-east-1.rds.amazonaws.com"
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
-
-
-def manifests(env: str = "dev") -> dict[str, dict[str, Any]]:
-    objects = pgbouncer_manifests(ENVIRONMENT_CONFIGS[env], database_host=HOST)
-    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
 
 
 def validate(objects: list[dict[str, Any]], directory: Path) -> subprocess.CompletedProcess[str]:
@@ -228,9 +223,7 @@ def test_the_client_certificate_covers_the_service_and_is_what_pgbouncer_serves(
     volume = next(v for v in pod["volumes"] if v["name"] == "client-tls")
     assert volume["secret"]["secretName"] == spec["secretName"]
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "client-tls")
-    ini = configparser.ConfigParser()
-    ini.read_string(objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"])
-    section = ini["pgbouncer"]
+    section = rendered_ini(objects)["pgbouncer"]
     assert (section["client_tls_sslmode"], section["client_tls_protocols"]) == (
         "require", "tlsv1.3")
     for key in ("client_tls_cert_file", "client_tls_key_file"):

@@ -10,17 +10,17 @@ shared one) and real PgBouncer with the rendered ini.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pg8000.native
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    bootstrapped_database,
     local_pgbouncer_ini,
+    new_role_passwords,
     pooler_connection,
     restart_postgres,
     running_pgbouncer,
@@ -34,14 +34,8 @@ CLIENTS = 5
 @pytest.fixture(scope="module")
 def pooled() -> Iterator[tuple[PostgresServer, PgBouncer, str, str]]:
     with running_postgres() as server:
-        passwords = {"app_user": secrets.token_urlsafe(24),
-                     "boom_owner": secrets.token_urlsafe(24)}
-        database = server.create_database("restart")
-        conn = server.connect(database, tls=True)
-        try:
-            bootstrap.apply(conn, role_passwords=passwords)
-        finally:
-            conn.close()
+        passwords = new_role_passwords()
+        database = bootstrapped_database(server, passwords, "restart")
         userlist = f'"app_user" "{passwords["app_user"]}"\n'
         with running_pgbouncer(local_pgbouncer_ini(server, database), userlist,
                                client_ca=server.ca_file) as bouncer:

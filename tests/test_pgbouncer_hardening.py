@@ -13,7 +13,6 @@ Also: PgBouncer takes clients only over TLS 1.3 (the seed's "TLS 1.3 in transit"
 
 from __future__ import annotations
 
-import configparser
 import socket
 import ssl
 import struct
@@ -25,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
-from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests, probe_command
+from boom_stacks.k8s.pgbouncer import PORT, probe_command
 from boom_stacks.k8s.pgbouncer_ini import IGNORE_STARTUP_PARAMETERS
+from tests.fixture_k8s import manifests, rendered_ini
 from tests.fixture_postgres import (
     PG_BIN,
     PostgresServer,
@@ -132,10 +132,8 @@ def test_negative_control_without_the_trailing_comma_one_packet_stalls_the_poole
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_no_second_user_to_impersonate_and_no_oversized_packets(env: str) -> None:
-    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in pgbouncer_manifests(
-        ENVIRONMENT_CONFIGS[env], database_host="db.example.internal")}
-    ini = configparser.ConfigParser()
-    ini.read_string(objects["ConfigMap/pgbouncer-config"]["data"]["pgbouncer.ini"])
+    objects = manifests(env)
+    ini = rendered_ini(objects)
     section = ini["pgbouncer"]
     # CVE-2026-107350: the only SCRAM user PgBouncer knows is app_user itself.
     assert section["auth_type"] == "scram-sha-256"
@@ -149,9 +147,7 @@ def test_no_second_user_to_impersonate_and_no_oversized_packets(env: str) -> Non
 
 
 def test_readiness_and_liveness_both_speak_the_protocol() -> None:
-    deployment = next(o for o in pgbouncer_manifests(
-        ENVIRONMENT_CONFIGS["prod"], database_host="db.example.internal")
-        if o["kind"] == "Deployment")
+    deployment = manifests("prod")["Deployment/pgbouncer"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["exec"]["command"] == probe_command(ENVIRONMENT_CONFIGS["prod"])

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pg8000.native
 import pytest
 
-from boom_stacks.k8s.pgbouncer import pre_stop_command
+from boom_stacks.k8s.pgbouncer import DRAIN_SECONDS, pre_stop_command
+from tests.fixture_k8s import manifests
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -121,13 +122,7 @@ def test_negative_control_sigterm_keeps_serving_while_a_client_stays(
 
 
 def test_the_deployment_runs_the_hook_within_its_grace_period() -> None:
-    from boom_stacks.config import ENVIRONMENT_CONFIGS
-    from boom_stacks.k8s.pgbouncer import DRAIN_SECONDS, pgbouncer_manifests
-
-    deployment = next(o for o in pgbouncer_manifests(
-        ENVIRONMENT_CONFIGS["prod"], database_host="db.example.internal", ca_bundle="x")
-        if o["kind"] == "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
+    pod = manifests("prod")["Deployment/pgbouncer"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == pre_stop_command()
     assert "kill -INT 1;" in pre_stop_command()[2]

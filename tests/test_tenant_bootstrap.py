@@ -6,16 +6,20 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT
-from tests.fixture_tenants import ACTS_AS_OWNER, MATVIEW_OF_BOOKINGS, widening
+from tests.fixture_tenants import (
+    ACTS_AS_OWNER,
+    MATVIEW_OF_BOOKINGS,
+    app_user_connection_limit,
+    widening,
+)
 
 
 def schema_dump(postgres: PostgresServer, database: str) -> str:
@@ -359,33 +363,11 @@ def test_tables_can_be_created_before_bookings_exists(postgres: PostgresServer) 
     conn.close()
 
 
-def app_user_connection_limit(postgres: PostgresServer) -> int:
-    conn = postgres.connect()
-    try:
-        return int(conn.run("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app_user'")[0][0])
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def unlimited_app_user_afterwards(postgres: PostgresServer) -> Iterator[None]:
-    """Roles are cluster-wide: give app_user back its unlimited connections for other tests."""
-    yield
-    conn = postgres.connect()
-    try:
-        conn.run("ALTER ROLE app_user CONNECTION LIMIT -1")
-    finally:
-        conn.close()
-
-
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")
 def test_postgres_caps_app_user_at_the_connection_limit(postgres: PostgresServer,
                                                        role_passwords: dict[str, str]) -> None:
     # Given the bootstrap run with a limit of 2 for app_user
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn, role_passwords=role_passwords, app_user_connection_limit=2)
-    conn.close()
+    database = bootstrapped_database(postgres, role_passwords, app_user_connection_limit=2)
     assert app_user_connection_limit(postgres) == 2
     # When app_user opens a third connection, Then PostgreSQL refuses it
     held = [postgres.connect(database, user="app_user", password=role_passwords["app_user"])

@@ -32,16 +32,16 @@ IGNORE_STARTUP_PARAMETERS = "extra_float_digits,options,"
 
 @dataclass(frozen=True, kw_only=True)
 class ClientTls:
-    """PgBouncer's own certificate, which clients connect to over TLS 1.3 only."""
+    """PgBouncer's own certificate, which clients connect to over TLS 1.3 only (where it is
+    mounted: the Deployment in pgbouncer.py, or the tests' files)."""
 
-    cert_file: str = "/etc/pgbouncer/client-tls/tls.crt"
-    key_file: str = "/etc/pgbouncer/client-tls/tls.key"
+    cert_file: str
+    key_file: str
 
 
-def render_ini(pool: PgBouncerConfig, upstream: Upstream, *, listen_port: int = 6432,
-               listen_addr: str = "0.0.0.0",
+def render_ini(pool: PgBouncerConfig, upstream: Upstream, *, client_tls: ClientTls,
+               listen_port: int = 6432, listen_addr: str = "0.0.0.0",
                auth_file: str = "/etc/pgbouncer/auth/userlist.txt",
-               client_tls: ClientTls = ClientTls(),
                extra_databases: str = "", runtime_dir: str = "/tmp") -> str:
     return f"""\
 [databases]

@@ -6,7 +6,16 @@ from __future__ import annotations
 import pg8000.native
 import pytest
 
-from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, fails, in_tenant
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_tenants import (
+    ROWS_PER_TENANT,
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    fails,
+    in_tenant,
+    seed_two_tenants,
+)
 
 
 def test_tenant_sees_only_its_rows(app_user: Conn) -> None:
@@ -43,6 +52,51 @@ def test_session_level_setting_fails_closed(app_user: Conn) -> None:
                      "FROM app.bookings") == [[None, 0]]
     app_user.run("SELECT set_config('boom.tenant_id', :t, false)", t=str(TENANT_B))
     assert in_tenant(app_user, None, "SELECT count(*) FROM app.bookings") == [[0]]
+
+
+def copy_the_stamp_into_the_session(conn: Conn) -> None:
+    """The mistake the stamp exists to catch, made as faithfully as a caller can: what
+    set_tenant() wrote in one transaction, set again for the whole session."""
+    conn.run("BEGIN")
+    conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    tenant, stamp = conn.run("SELECT current_setting('boom.tenant_id'), "
+                             "current_setting('boom.tenant_tx')")[0]
+    conn.run("COMMIT")
+    conn.run("SELECT set_config('boom.tenant_id', :t, false), "
+             "set_config('boom.tenant_tx', :s, false)", t=tenant, s=stamp)
+
+
+@pytest.mark.parametrize("float_digits", [-15, 0, 3])
+def test_a_stamp_copied_into_the_session_fails_closed_whatever_its_settings(
+        app_user: Conn, float_digits: int) -> None:
+    # extra_float_digits, DateStyle and TimeZone are the session's to set (and a pooled server
+    # connection keeps them for its next client); none may make a stamp match a later
+    # transaction. Until 0005 the stamp was float8 text: at -15 every stamp read '2e+09'.
+    app_user.run(f"SET extra_float_digits = {float_digits}")
+    app_user.run("SET DateStyle = 'SQL, DMY'")
+    app_user.run("SET TimeZone = 'America/St_Johns'")
+    copy_the_stamp_into_the_session(app_user)
+    assert in_tenant(app_user, None, "SELECT app.current_tenant_id(), count(*) "
+                     "FROM app.bookings") == [[None, 0]]
+    # The copy is a real stamp: inside its own transaction, set_tenant's value counts.
+    assert in_tenant(app_user, TENANT_A, "SELECT count(*) FROM app.bookings") == [
+        [ROWS_PER_TENANT]]
+
+
+def test_before_0005_a_copied_stamp_leaked_under_a_short_float_format(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # Negative control: the same steps on a database at version 4 leak tenant A's rows into a
+    # later transaction that set no tenant, so the test above can see a leak.
+    database = bootstrapped_database(postgres, role_passwords, target_version=4)
+    seed_two_tenants(postgres, role_passwords, database)
+    conn = postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+    try:
+        conn.run("SET extra_float_digits = -15")
+        copy_the_stamp_into_the_session(conn)
+        assert in_tenant(conn, None, "SELECT app.current_tenant_id(), count(*) "
+                         "FROM app.bookings") == [[TENANT_A, ROWS_PER_TENANT]]
+    finally:
+        conn.close()
 
 
 def test_bare_set_local_selects_nothing(app_user: Conn) -> None:

@@ -274,6 +274,29 @@ def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
     conn.close()
 
 
+def test_a_run_refuses_to_finish_while_app_user_may_create_temporary_tables(
+        postgres: PostgresServer) -> None:
+    # 0006 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
+    # test_pgbouncer_session_state.py); boom_owner, the migrator, keeps it.
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    may_create_temporary = "SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')"
+    assert conn.run(may_create_temporary, r="app_user") == [[False]]
+    assert conn.run(may_create_temporary, r="boom_owner") == [[True]]
+    recorded = versions(conn)
+    # Given someone grants it back, When the bootstrap runs, Then it names the gap and the fix
+    conn.run(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
+    with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+            f"database: app_user may create temporary tables in database {database}, ") +
+            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user.*nothing was changed"):
+        bootstrap.apply(conn)
+    assert conn.run(may_create_temporary, r="app_user") == [[True]] and versions(conn) == recorded
+    conn.run(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+    assert bootstrap.apply(conn).applied == ()  # and once revoked, the run completes
+    conn.close()
+
+
 def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> None:
     # Per-command policies with exactly the tenant check, and any restrictive policy, add
     # no access: the audit stays clean and the bootstrap completes.

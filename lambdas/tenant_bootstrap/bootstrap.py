@@ -223,9 +223,10 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
 
     Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
     before a major version upgrade) and protects tenant tables created while it was gone; then
-    refuses to finish while the audit still reports a gap no bootstrap should paper over (a
+    refuses to finish while the audits still report a gap no bootstrap should paper over (a
     widening policy, a table not owned by boom_owner, an app_user that can act as the owner,
-    a materialized view of tenant rows app_user can read).
+    a materialized view of tenant rows app_user can read, an app_user that may create
+    temporary tables).
     """
     repaired = []
     state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
@@ -242,11 +243,14 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
         repaired.append(f"{table} protected")
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
+    if conn.run("SELECT to_regprocedure('app.audit_database()') IS NOT NULL")[0][0]:  # 0006+
+        problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
     if problems:
-        listed = "; ".join(f"{table}: {problem}" for table, problem in problems)
-        raise BootstrapError(f"tenant tables lack guarantees the bootstrap will not override: "
-                             f"{listed}. Fix them in a migration (owner boom_owner, only the "
-                             "tenant policy), then run again; nothing was changed")
+        listed = "; ".join(f"{subject}: {problem}" for subject, problem in problems)
+        raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
+                             f"override: {listed}. Fix them in a migration (owner boom_owner, "
+                             "only the tenant policy) or as the message says, then run again; "
+                             "nothing was changed")
     return tuple(repaired)
 
 

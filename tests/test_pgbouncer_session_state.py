@@ -1,0 +1,128 @@
+"""Session state that outlives a transaction, through real PgBouncer in transaction mode: a
+temporary table or a WITH HOLD cursor made in tenant A's transaction must not reach the next
+client of that server connection (migration 0006). Each case runs against a database at the
+version before 0006 too, where the leak shows (the negative controls).
+
+Both databases get a pool of one server connection, so consecutive clients share it; every
+test checks they did (same backend pid)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pg8000.native
+import pytest
+
+from tests.fixture_postgres import (
+    PgBouncer,
+    PostgresServer,
+    bootstrapped_database,
+    local_pgbouncer_ini,
+    pooler_connection,
+    running_pgbouncer,
+)
+from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, seed_two_tenants
+
+BEFORE_0006 = 5
+LATEST, BEFORE = "latest", "before_0006"
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
+              seeded: str) -> Iterator[PgBouncer]:
+    before = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
+    seed_two_tenants(postgres, role_passwords, before)
+    pools = "".join(f"{name} = host=127.0.0.1 port={postgres.port} dbname={database} "
+                    "pool_size=1\n" for name, database in ((LATEST, seeded), (BEFORE, before)))
+    ini = local_pgbouncer_ini(postgres, seeded, extra_databases=pools)
+    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def clients(pgbouncer: PgBouncer, role_passwords: dict[str, str],
+            request: pytest.FixtureRequest) -> Iterator[tuple[Conn, Conn]]:
+    """Two application connections to the pool named by the test's parameter."""
+    pair = tuple(pooler_connection(pgbouncer, request.param, role_passwords["app_user"])
+                 for _ in range(2))
+    yield pair  # type: ignore[misc]
+    for conn in pair:
+        conn.close()
+
+
+def begin(conn: Conn, tenant: object) -> int:
+    """BEGIN, bind `tenant`; the server connection's backend pid."""
+    conn.run("BEGIN")
+    return int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
+
+
+def warnings(conn: Conn) -> list[str]:
+    """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
+    return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_app_user_cannot_copy_rows_into_a_temporary_table(clients: tuple[Conn, Conn]) -> None:
+    a, _ = clients
+    begin(a, TENANT_A)
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match="permission denied to create temporary tables"):
+        a.run("CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings")
+    a.run("ROLLBACK")
+
+
+@pytest.mark.parametrize("clients", [BEFORE], indirect=True)
+def test_control_before_0006_a_temporary_copy_reaches_the_next_tenant(
+        clients: tuple[Conn, Conn]) -> None:
+    a, b = clients
+    pid = begin(a, TENANT_A)
+    a.run("CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings")
+    a.run("COMMIT")
+    assert begin(b, TENANT_B) == pid
+    assert b.run("SELECT count(*) FROM copy") == [[ROWS_PER_TENANT]]  # A's rows, read by B
+    b.run("ROLLBACK")
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) -> None:
+    a, b = clients
+    # Given tenant A's transaction leaves a WITH HOLD cursor over its rows
+    pid = begin(a, TENANT_A)
+    a.run("DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings")
+    a.run("COMMIT")
+    # When the next client binds tenant B on the same server connection
+    assert begin(b, TENANT_B) == pid
+    # Then the cursor is gone, and set_tenant said so
+    assert any("closed cursor page held from an earlier transaction" in message
+               for message in warnings(b))
+    with pytest.raises(pg8000.native.DatabaseError, match='cursor "page" does not exist'):
+        b.run("FETCH ALL FROM page")
+    b.run("ROLLBACK")
+
+
+@pytest.mark.parametrize("clients", [BEFORE], indirect=True)
+def test_control_before_0006_a_held_cursor_hands_tenant_a_rows_to_b(
+        clients: tuple[Conn, Conn]) -> None:
+    a, b = clients
+    pid = begin(a, TENANT_A)
+    a.run("DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings")
+    a.run("COMMIT")
+    assert begin(b, TENANT_B) == pid
+    assert b.run("FETCH ALL FROM page") == [[TENANT_A]] * ROWS_PER_TENANT
+    b.run("ROLLBACK")
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_cursors_of_the_current_transaction_stay_open(clients: tuple[Conn, Conn]) -> None:
+    a, _ = clients
+    a.run("BEGIN")
+    a.run("DECLARE early CURSOR WITH HOLD FOR SELECT 1")  # before set_tenant, same transaction
+    a.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    a.run("DECLARE late CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings")
+    a.run("SELECT app.set_tenant(:t)", t=TENANT_A)  # binding again closes neither
+    assert a.run("FETCH ALL FROM early") == [[1]]
+    assert a.run("FETCH ALL FROM late") == [[TENANT_A]] * ROWS_PER_TENANT
+    assert warnings(a) == []
+    a.run("CLOSE ALL")
+    a.run("COMMIT")

@@ -92,6 +92,22 @@ def test_the_crd_validator_rejects_a_wrong_type_and_an_unknown_value(tmp_path: P
         result.stdout
 
 
+def test_the_crd_validator_rejects_unknown_fields(tmp_path: Path) -> None:
+    # Negative control: misspelt fields, which the CRDs' schemas let through and kubectl's
+    # strict field validation would refuse at deploy time, at the top of a spec and nested.
+    objects = manifests()
+    certificate = copy.deepcopy(objects["Certificate/pgbouncer-tls"])
+    certificate["spec"]["privateKey"]["rotationpolicy"] = "Always"
+    external = copy.deepcopy(objects["ExternalSecret/pgbouncer-userlist"])
+    external["spec"]["refreshIntervall"] = "1h"
+    result = validate_crds([certificate, external], tmp_path)
+    assert result.returncode == 1
+    assert "Certificate/pgbouncer-tls: Object literal may only specify known properties, and " \
+        "'\"rotationpolicy\"' does not exist" in result.stdout
+    assert "ExternalSecret/pgbouncer-userlist: Object literal may only specify known " \
+        "properties, and '\"refreshIntervall\"' does not exist" in result.stdout
+
+
 def test_the_validator_rejects_an_unknown_field(tmp_path: Path) -> None:
     # Negative control: the same pipeline fails on a misspelt field.
     deployment = copy.deepcopy(manifests()["Deployment/pgbouncer"])

@@ -126,3 +126,23 @@ def test_cursors_of_the_current_transaction_stay_open(clients: tuple[Conn, Conn]
     assert warnings(a) == []
     a.run("CLOSE ALL")
     a.run("COMMIT")
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_a_statement_prepared_by_one_tenant_reads_only_the_next_tenants_rows(
+        clients: tuple[Conn, Conn]) -> None:
+    # An SQL PREPARE is session state too, but it holds a plan, not rows: the tenant check is
+    # evaluated when it runs, under whoever runs it. Run often enough that PostgreSQL switches
+    # to its cached generic plan (after 5 custom ones).
+    a, b = clients
+    pid = begin(a, TENANT_A)
+    a.run("PREPARE page AS SELECT DISTINCT tenant_id FROM app.bookings")
+    for _ in range(7):
+        assert a.run("EXECUTE page") == [[TENANT_A]]
+    a.run("COMMIT")
+    assert begin(b, TENANT_B) == pid
+    assert b.run("SELECT generic_plans > 0 FROM pg_prepared_statements "
+                 "WHERE name = 'page'") == [[True]]
+    assert b.run("EXECUTE page") == [[TENANT_B]]
+    b.run("COMMIT")
+    b.run("DEALLOCATE page")

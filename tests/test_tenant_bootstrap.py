@@ -33,6 +33,11 @@ def schema_dump(postgres: PostgresServer, database: str) -> str:
                      if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
+def may_create_temporary(conn: pg8000.native.Connection, role: str) -> bool:
+    return bool(conn.run("SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')",
+                         r=role)[0][0])
+
+
 def versions(conn: pg8000.native.Connection) -> list[list[object]]:
     return conn.run("SELECT version, name, checksum FROM boom_meta.schema_versions ORDER BY 1")
 
@@ -274,26 +279,51 @@ def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
     conn.close()
 
 
-def test_a_run_refuses_to_finish_while_app_user_may_create_temporary_tables(
-        postgres: PostgresServer) -> None:
+def test_a_run_takes_temporary_back_from_app_user(postgres: PostgresServer) -> None:
     # 0006 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
     # test_pgbouncer_session_state.py); boom_owner, the migrator, keeps it.
     database = postgres.create_database()
     conn = postgres.connect(database, tls=True)
     bootstrap.apply(conn)
-    may_create_temporary = "SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')"
-    assert conn.run(may_create_temporary, r="app_user") == [[False]]
-    assert conn.run(may_create_temporary, r="boom_owner") == [[True]]
-    recorded = versions(conn)
-    # Given someone grants it back, When the bootstrap runs, Then it names the gap and the fix
+    assert may_create_temporary(conn, "app_user") is False
+    assert may_create_temporary(conn, "boom_owner") is True
+    # Given PUBLIC has it again (as after a logical restore into a new database)
     conn.run(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
+    assert may_create_temporary(conn, "app_user") is True
+    # When the bootstrap runs, Then it takes it back and says so
+    result = bootstrap.apply(conn)
+    assert result.applied == ()
+    assert result.repaired == ("TEMPORARY on the database revoked from PUBLIC and app_user",)
+    assert may_create_temporary(conn, "app_user") is False
+    assert may_create_temporary(conn, "boom_owner") is True
+    conn.close()
+
+
+def test_a_run_that_cannot_take_temporary_back_refuses_and_changes_nothing(
+        postgres: PostgresServer) -> None:
+    # Given app_user holds TEMPORARY from a grantor other than the database's owner: the
+    # owner's REVOKE (the bootstrap's repair) does not reach such a grant
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn)
+    grantor, password = f"grantor_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    conn.run(f"CREATE ROLE {grantor} LOGIN PASSWORD {pg8000.native.literal(password)}")
+    conn.run(f"GRANT TEMPORARY ON DATABASE {database} TO {grantor} WITH GRANT OPTION")
+    other = postgres.connect(database, user=grantor, password=password, tls=True)
+    other.run(f"GRANT TEMPORARY ON DATABASE {database} TO app_user")
+    other.close()
+    recorded = versions(conn)
+    # When the bootstrap runs, Then it names the gap and the fix, and changes nothing
     with pytest.raises(bootstrap.BootstrapError, match=re.escape(
             f"database: app_user may create temporary tables in database {database}, ") +
-            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user.*nothing was changed"):
+            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user, and from any role.*"
+            r"nothing was changed"):
         bootstrap.apply(conn)
-    assert conn.run(may_create_temporary, r="app_user") == [[True]] and versions(conn) == recorded
-    conn.run(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
-    assert bootstrap.apply(conn).applied == ()  # and once revoked, the run completes
+    assert may_create_temporary(conn, "app_user") is True and versions(conn) == recorded
+    conn.run(f"REVOKE TEMPORARY ON DATABASE {database} FROM {grantor} CASCADE")
+    assert bootstrap.apply(conn).repaired == ()  # and once that grant is gone, all is well
+    conn.run(f"DROP OWNED BY {grantor}")
+    conn.run(f"DROP ROLE {grantor}")
     conn.close()
 
 

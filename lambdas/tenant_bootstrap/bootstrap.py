@@ -222,11 +222,11 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
     """Every run ends with the tenant guarantees in place, or fails and changes nothing.
 
     Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
-    before a major version upgrade) and protects tenant tables created while it was gone; then
-    refuses to finish while the audits still report a gap no bootstrap should paper over (a
-    widening policy, a table not owned by boom_owner, an app_user that can act as the owner,
-    a materialized view of tenant rows app_user can read, an app_user that may create
-    temporary tables).
+    before a major version upgrade), protects tenant tables created while it was gone and
+    takes TEMPORARY back from app_user; then refuses to finish while the audits still report
+    a gap no bootstrap should paper over (a widening policy, a table not owned by boom_owner,
+    an app_user that can act as the owner, a materialized view of tenant rows app_user can
+    read, an app_user that may still create temporary tables).
     """
     repaired = []
     state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
@@ -244,6 +244,16 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
         repaired.append(f"{table} protected")
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
     if conn.run("SELECT to_regprocedure('app.audit_database()') IS NOT NULL")[0][0]:  # 0006+
+        # TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
+        # DATABASE grants it. Taken back as 0006 did, if this user acts as the database's
+        # owner (only the owner may); otherwise the audit below refuses, naming the fix.
+        [[gap, database, owner]] = conn.run(
+            "SELECT EXISTS (SELECT FROM app.audit_database()), datname, "
+            "pg_has_role(datdba, 'USAGE') FROM pg_database WHERE datname = current_database()")
+        if gap and owner:
+            conn.run(f"REVOKE TEMPORARY ON DATABASE {pg8000.native.identifier(database)} "
+                     "FROM PUBLIC, app_user")
+            repaired.append("TEMPORARY on the database revoked from PUBLIC and app_user")
         problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
     if problems:
         listed = "; ".join(f"{subject}: {problem}" for subject, problem in problems)

@@ -20,9 +20,9 @@ import pytest
 from moto import mock_aws
 
 from lambdas.tenant_bootstrap import bootstrap, handler
+from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_tenants import app_user_connection_limit
-from tests.test_tenant_bootstrap import schema_dump
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The bootstrap on real PostgreSQL 15: idempotent, upgradable, all-or-nothing, and its CLI."""
+"""The bootstrap on real PostgreSQL 15: idempotent, upgradable, all-or-nothing, and its CLI.
+What each run enforces at its end is in test_tenant_bootstrap_enforce.py."""
 
 from __future__ import annotations
 
@@ -12,34 +13,10 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
+from tests.fixture_bootstrap import schema_dump, versions
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT
-from tests.fixture_tenants import (
-    ACTS_AS_OWNER,
-    MATVIEW_OF_BOOKINGS,
-    app_user_connection_limit,
-    widening,
-)
-
-
-def schema_dump(postgres: PostgresServer, database: str) -> str:
-    from tests.fixture_postgres import PG_BIN
-    result = subprocess.run(
-        [str(PG_BIN / "pg_dump"), "--schema-only", "-h", "127.0.0.1", "-p", str(postgres.port),
-         "-U", "postgres", database], env={"PGPASSWORD": postgres.password},
-        capture_output=True, text=True, check=True)
-    # pg_dump 15.14+ brackets its output with a random \restrict key: not schema.
-    return "\n".join(line for line in result.stdout.splitlines()
-                     if not line.startswith(("\\restrict", "\\unrestrict")))
-
-
-def may_create_temporary(conn: pg8000.native.Connection, role: str) -> bool:
-    return bool(conn.run("SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')",
-                         r=role)[0][0])
-
-
-def versions(conn: pg8000.native.Connection) -> list[list[object]]:
-    return conn.run("SELECT version, name, checksum FROM boom_meta.schema_versions ORDER BY 1")
+from tests.fixture_tenants import app_user_connection_limit
 
 
 def test_bootstrap_twice_changes_nothing(postgres: PostgresServer) -> None:
@@ -181,169 +158,6 @@ def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: Postgre
     with pytest.raises(bootstrap.BootstrapError, match="sslmode 'prefer'"):
         bootstrap.ssl_context_for(bootstrap.Connection(
             host="db", port=5432, database="d", user="u", password=None, sslmode="prefer"))
-
-
-TRIGGER_DEFINITION = ("SELECT evtevent, evttags, evtfoid::regproc::text FROM pg_event_trigger "
-                      "WHERE evtname = 'boom_protect_tenant_tables'")
-
-
-def _audit(conn: pg8000.native.Connection) -> list[list[object]]:
-    return conn.run("SELECT * FROM app.audit_tenant_tables()")
-
-
-@pytest.mark.parametrize(("remove", "repair"), [
-    ("DROP EVENT TRIGGER boom_protect_tenant_tables", "re-created"),
-    ("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE", "re-enabled"),
-], ids=["dropped", "disabled"])
-def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
-        postgres: PostgresServer, remove: str, repair: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    # Given the trigger removed (RDS wants that before a major upgrade) and a tenant table
-    # created by the owner meanwhile, unprotected
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    migrated = conn.run(TRIGGER_DEFINITION)
-    conn.run(remove)
-    conn.run("SET ROLE boom_owner")
-    conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
-    conn.run("RESET ROLE")
-    assert ["app.late", "row level security is not forced"] in _audit(conn)
-    conn.close()
-    # When the bootstrap runs again (here through the operators' CLI)
-    dsn = (f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
-           f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
-    assert main(["--dsn", dsn], environ={}) == 0
-    out = capsys.readouterr().out
-    # Then the trigger is back, the table is protected, and it says so
-    assert f"repaired: event trigger boom_protect_tenant_tables {repair}" in out
-    assert "repaired: app.late protected" in out
-    assert postgres.password not in out
-    conn = postgres.connect(database, tls=True)
-    assert conn.run("SELECT evtenabled FROM pg_event_trigger "
-                    "WHERE evtname = 'boom_protect_tenant_tables'") == [["O"]]
-    assert conn.run(TRIGGER_DEFINITION) == migrated  # the same trigger the migrations make
-    assert _audit(conn) == []
-    assert bootstrap.apply(conn).repaired == ()
-    conn.close()
-
-
-@pytest.mark.parametrize(("widen", "problem"), [
-    ("CREATE POLICY everyone ON app.bookings USING (true)",
-     ["app.bookings", widening("everyone")]),
-    # The two below contain the tenant check, which a substring audit (0001-0003) accepted.
-    ("ALTER POLICY tenant_bookings_isolation ON app.bookings "
-     "USING (tenant_id = (SELECT app.current_tenant_id()) OR true)",
-     ["app.bookings", widening("tenant_bookings_isolation")]),
-    ("CREATE POLICY writes_anywhere ON app.bookings "
-     "USING (tenant_id = (SELECT app.current_tenant_id())) WITH CHECK (true)",
-     ["app.bookings", widening("writes_anywhere")]),
-    # Made by the master, which bypasses RLS here: it holds every tenant's rows (0004).
-    ("CREATE MATERIALIZED VIEW app.booked AS SELECT resource FROM app.bookings; "
-     "GRANT SELECT ON app.booked TO app_user",
-     ["app.booked", MATVIEW_OF_BOOKINGS]),
-], ids=["extra-policy", "tenant-policy-or-true", "tenant-using-any-check", "materialized-view"])
-def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
-        postgres: PostgresServer, widen: str, problem: list[str]) -> None:
-    # Given a gap someone opened by hand while the trigger was dropped
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
-    conn.run(widen)
-    assert problem in _audit(conn)
-    before = schema_dump(postgres, database)
-    # When the bootstrap runs, Then it names the gap and the fix, and rolls everything back
-    with pytest.raises(bootstrap.BootstrapError, match=r"will not override: .*" + re.escape(
-            ": ".join(problem)) + r".*Fix them in a migration"):
-        bootstrap.apply(conn)
-    assert schema_dump(postgres, database) == before
-    conn.close()
-
-
-def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
-        postgres: PostgresServer) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    before = schema_dump(postgres, database)
-    conn.run("GRANT boom_owner TO app_user")  # cluster-wide: revoked below whatever happens
-    try:
-        with pytest.raises(bootstrap.BootstrapError, match=re.escape(
-                f"app.bookings: {ACTS_AS_OWNER}")):
-            bootstrap.apply(conn)
-    finally:
-        conn.run("REVOKE boom_owner FROM app_user")
-    assert schema_dump(postgres, database) == before
-    assert bootstrap.apply(conn).applied == ()  # and once revoked, the run completes
-    conn.close()
-
-
-def test_a_run_takes_temporary_back_from_app_user(postgres: PostgresServer) -> None:
-    # 0006 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
-    # test_pgbouncer_session_state.py); boom_owner, the migrator, keeps it.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    assert may_create_temporary(conn, "app_user") is False
-    assert may_create_temporary(conn, "boom_owner") is True
-    # Given PUBLIC has it again (as after a logical restore into a new database)
-    conn.run(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
-    assert may_create_temporary(conn, "app_user") is True
-    # When the bootstrap runs, Then it takes it back and says so
-    result = bootstrap.apply(conn)
-    assert result.applied == ()
-    assert result.repaired == ("TEMPORARY on the database revoked from PUBLIC and app_user",)
-    assert may_create_temporary(conn, "app_user") is False
-    assert may_create_temporary(conn, "boom_owner") is True
-    conn.close()
-
-
-def test_a_run_that_cannot_take_temporary_back_refuses_and_changes_nothing(
-        postgres: PostgresServer) -> None:
-    # Given app_user holds TEMPORARY from a grantor other than the database's owner: the
-    # owner's REVOKE (the bootstrap's repair) does not reach such a grant
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    grantor, password = f"grantor_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-    conn.run(f"CREATE ROLE {grantor} LOGIN PASSWORD {pg8000.native.literal(password)}")
-    conn.run(f"GRANT TEMPORARY ON DATABASE {database} TO {grantor} WITH GRANT OPTION")
-    other = postgres.connect(database, user=grantor, password=password, tls=True)
-    other.run(f"GRANT TEMPORARY ON DATABASE {database} TO app_user")
-    other.close()
-    recorded = versions(conn)
-    # When the bootstrap runs, Then it names the gap and the fix, and changes nothing
-    with pytest.raises(bootstrap.BootstrapError, match=re.escape(
-            f"database: app_user may create temporary tables in database {database}, ") +
-            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user, and from any role.*"
-            r"nothing was changed"):
-        bootstrap.apply(conn)
-    assert may_create_temporary(conn, "app_user") is True and versions(conn) == recorded
-    conn.run(f"REVOKE TEMPORARY ON DATABASE {database} FROM {grantor} CASCADE")
-    assert bootstrap.apply(conn).repaired == ()  # and once that grant is gone, all is well
-    conn.run(f"DROP OWNED BY {grantor}")
-    conn.run(f"DROP ROLE {grantor}")
-    conn.close()
-
-
-def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> None:
-    # Per-command policies with exactly the tenant check, and any restrictive policy, add
-    # no access: the audit stays clean and the bootstrap completes.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn)
-    conn.run("SET ROLE boom_owner")
-    conn.run("CREATE POLICY reads ON app.bookings FOR SELECT "
-             "USING (tenant_id = (SELECT app.current_tenant_id()))")
-    conn.run("CREATE POLICY inserts ON app.bookings FOR INSERT "
-             "WITH CHECK (tenant_id = (SELECT app.current_tenant_id()))")
-    conn.run("CREATE POLICY future_only ON app.bookings AS RESTRICTIVE FOR INSERT "
-             "WITH CHECK (starts_at > now() - interval '1 day')")
-    conn.run("RESET ROLE")
-    assert _audit(conn) == []
-    assert bootstrap.apply(conn).repaired == ()
-    conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -44,11 +44,11 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
 def clients(pgbouncer: PgBouncer, role_passwords: dict[str, str],
             request: pytest.FixtureRequest) -> Iterator[tuple[Conn, Conn]]:
     """Two application connections to the pool named by the test's parameter."""
-    pair = tuple(pooler_connection(pgbouncer, request.param, role_passwords["app_user"])
-                 for _ in range(2))
-    yield pair  # type: ignore[misc]
-    for conn in pair:
-        conn.close()
+    a, b = (pooler_connection(pgbouncer, request.param, role_passwords["app_user"])
+            for _ in range(2))
+    yield a, b
+    a.close()
+    b.close()
 
 
 def begin(conn: Conn, tenant: object) -> int:

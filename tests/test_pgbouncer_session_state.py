@@ -1,7 +1,7 @@
 """Session state that outlives a transaction, through real PgBouncer in transaction mode: a
-temporary table or a WITH HOLD cursor made in tenant A's transaction must not reach the next
-client of that server connection (migration 0006). Each case runs against a database at the
-version before 0006 too, where the leak shows (the negative controls).
+temporary table, a WITH HOLD cursor or a LISTEN made in tenant A's transaction must not reach
+the next client of that server connection (migrations 0006 and 0007). Each case runs against
+a database at version 5, before both, too, where the leak shows (the negative controls).
 
 Both databases get a pool of one server connection, so consecutive clients share it; every
 test checks they did (same backend pid)."""
@@ -23,17 +23,24 @@ from tests.fixture_postgres import (
 )
 from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, seed_two_tenants
 
-BEFORE_0006 = 5
-LATEST, BEFORE = "latest", "before_0006"
+EARLIER_VERSION = 5  # before 0006 and 0007
+LATEST, EARLIER = "latest", "version_5"
 
 
 @pytest.fixture(scope="module")
-def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
-              seeded: str) -> Iterator[PgBouncer]:
-    before = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
-    seed_two_tenants(postgres, role_passwords, before)
+def earlier_database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
+    """A database at EARLIER_VERSION with fixture_tenants' two tenants' rows."""
+    database = bootstrapped_database(postgres, role_passwords, target_version=EARLIER_VERSION)
+    seed_two_tenants(postgres, role_passwords, database)
+    return database
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str], seeded: str,
+              earlier_database: str) -> Iterator[PgBouncer]:
     pools = "".join(f"{name} = host=127.0.0.1 port={postgres.port} dbname={database} "
-                    "pool_size=1\n" for name, database in ((LATEST, seeded), (BEFORE, before)))
+                    "pool_size=1\n"
+                    for name, database in ((LATEST, seeded), (EARLIER, earlier_database)))
     ini = local_pgbouncer_ini(postgres, seeded, extra_databases=pools)
     userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
@@ -72,8 +79,8 @@ def test_app_user_cannot_copy_rows_into_a_temporary_table(clients: tuple[Conn, C
     a.run("ROLLBACK")
 
 
-@pytest.mark.parametrize("clients", [BEFORE], indirect=True)
-def test_control_before_0006_a_temporary_copy_reaches_the_next_tenant(
+@pytest.mark.parametrize("clients", [EARLIER], indirect=True)
+def test_control_at_version_5_a_temporary_copy_reaches_the_next_tenant(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
     pid = begin(a, TENANT_A)
@@ -101,8 +108,8 @@ def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) ->
     b.run("ROLLBACK")
 
 
-@pytest.mark.parametrize("clients", [BEFORE], indirect=True)
-def test_control_before_0006_a_held_cursor_hands_tenant_a_rows_to_b(
+@pytest.mark.parametrize("clients", [EARLIER], indirect=True)
+def test_control_at_version_5_a_held_cursor_hands_tenant_a_rows_to_b(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
     pid = begin(a, TENANT_A)
@@ -146,3 +153,59 @@ def test_a_statement_prepared_by_one_tenant_reads_only_the_next_tenants_rows(
     assert b.run("EXECUTE page") == [[TENANT_B]]
     b.run("COMMIT")
     b.run("DEALLOCATE page")
+
+
+def notify(postgres: PostgresServer, database: str, payload: str) -> None:
+    """A NOTIFY on channel `bookings` from outside the pool, as another service would send."""
+    conn = postgres.connect(database)
+    try:
+        conn.run(f"NOTIFY bookings, {pg8000.native.literal(payload)}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_the_next_set_tenant_stops_a_leftover_listen(
+        clients: tuple[Conn, Conn], postgres: PostgresServer, seeded: str) -> None:
+    a, b = clients
+    # Given tenant A's transaction leaves a LISTEN on the server connection
+    pid = begin(a, TENANT_A)
+    a.run("LISTEN bookings")
+    a.run("COMMIT")
+    # When the next client binds tenant B there, and a notification for A's listener arrives
+    assert begin(b, TENANT_B) == pid
+    assert any("stopped listening on channel bookings left by an earlier transaction" in m
+               for m in warnings(b))
+    notify(postgres, seeded, "for tenant A's listener")
+    b.run("COMMIT")
+    # Then B's COMMIT does not hand it over, and the connection listens no more
+    assert list(b.notifications) == []
+    assert int(b.run("SELECT pg_backend_pid()")[0][0]) == pid
+    assert b.run("SELECT count(*) FROM pg_listening_channels()") == [[0]]
+
+
+@pytest.mark.parametrize("clients", [LATEST], indirect=True)
+def test_a_listen_of_the_current_transaction_is_kept(
+        clients: tuple[Conn, Conn], postgres: PostgresServer, seeded: str) -> None:
+    a, _ = clients
+    begin(a, TENANT_A)
+    a.run("LISTEN bookings")
+    a.run("SELECT app.set_tenant(:t)", t=TENANT_A)  # binding again keeps it
+    a.run("COMMIT")
+    assert a.run("SELECT pg_listening_channels()") == [["bookings"]]
+    assert warnings(a) == []
+    a.run("UNLISTEN *")
+
+
+@pytest.mark.parametrize("clients", [EARLIER], indirect=True)
+def test_control_at_version_5_a_leftover_listen_hands_a_notification_to_b(
+        clients: tuple[Conn, Conn], postgres: PostgresServer, earlier_database: str) -> None:
+    a, b = clients
+    pid = begin(a, TENANT_A)
+    a.run("LISTEN bookings")
+    a.run("COMMIT")
+    assert begin(b, TENANT_B) == pid
+    notify(postgres, earlier_database, "for tenant A's listener")
+    b.run("COMMIT")
+    assert [n[2] for n in b.notifications] == ["for tenant A's listener"]
+    b.run("UNLISTEN *")

@@ -88,7 +88,7 @@ def write_results(path: Path, runs: Results, prepared: Results, held: dict[str, 
     verdict = "met" if ratio >= TARGET else "**not met**"
     if low <= TARGET <= high:
         verdict += (f" by this run's mean, though its 95% interval also holds {TARGET:.2f}; "
-                    "the README lists every run")
+                    "ANALYSIS.md below lists every run")
     path.write_text(f"""# Benchmark results: tenant RLS through PgBouncer
 
 Run: `make bench-db` ({time.strftime('%Y-%m-%d')}), `benchmarks/tenant_rls.py`.

@@ -53,15 +53,14 @@ function schemaProblems(objects) {
 function unknownFieldProblems(objects) {
   const lines = [];
   const spans = [];  // [first line, last line, object] of each literal, 1-based
-  for (const [index, known] of Object.values(MODULES).entries()) {
-    lines.push(`import type { ${known.type} as T${index} } from "${known.from}";`);
+  for (const known of Object.values(MODULES)) {
+    lines.push(`import type { ${known.type} } from "${known.from}";`);
   }
-  const typeIndex = Object.fromEntries(Object.keys(MODULES).map((key, index) => [key, index]));
   objects.forEach((object, index) => {
     const literal = JSON.stringify(object, null, 1).split("\n");
-    const type = typeIndex[`${object.apiVersion} ${object.kind}`];
+    const { type } = MODULES[`${object.apiVersion} ${object.kind}`];
     spans.push([lines.length + 1, lines.length + literal.length, object]);
-    literal[0] = `export const o${index}: T${type} = ${literal[0]}`;
+    literal[0] = `export const o${index}: ${type} = ${literal[0]}`;
     lines.push(...literal.slice(0, -1), `${literal.at(-1)};`);
   });
   const directory = mkdtempSync(join(tmpdir(), "crd-fields-"));

@@ -1,5 +1,4 @@
-"""What the bootstrap tests read back from a database: its schema, recorded versions and
-privileges."""
+"""What the bootstrap tests read back from a database: its schema and recorded versions."""
 
 from __future__ import annotations
 
@@ -19,12 +18,6 @@ def schema_dump(postgres: PostgresServer, database: str) -> str:
     # pg_dump 15.14+ brackets its output with a random \restrict key: not schema.
     return "\n".join(line for line in result.stdout.splitlines()
                      if not line.startswith(("\\restrict", "\\unrestrict")))
-
-
-def may_create_temporary(conn: pg8000.native.Connection, role: str) -> bool:
-    """Whether `role` may create temporary tables in the connection's database."""
-    return bool(conn.run("SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')",
-                         r=role)[0][0])
 
 
 def versions(conn: pg8000.native.Connection) -> list[list[object]]:

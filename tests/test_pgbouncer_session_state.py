@@ -25,6 +25,7 @@ from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, see
 
 EARLIER_VERSION = 5  # before 0006 and 0007
 LATEST, EARLIER = "latest", "version_5"
+HELD_CURSOR = "DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,16 @@ def begin(conn: Conn, tenant: object) -> int:
     return int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
 
 
+def hand_over(a: Conn, b: Conn, statement: str) -> int:
+    """Tenant A's transaction runs `statement` and commits; then client B begins and binds
+    tenant B on the same server connection (asserted). That connection's backend pid."""
+    pid = begin(a, TENANT_A)
+    a.run(statement)
+    a.run("COMMIT")
+    assert begin(b, TENANT_B) == pid
+    return pid
+
+
 def warnings(conn: Conn) -> list[str]:
     """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
     return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
@@ -83,10 +94,7 @@ def test_app_user_cannot_copy_rows_into_a_temporary_table(clients: tuple[Conn, C
 def test_control_at_version_5_a_temporary_copy_reaches_the_next_tenant(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
-    pid = begin(a, TENANT_A)
-    a.run("CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings")
-    a.run("COMMIT")
-    assert begin(b, TENANT_B) == pid
+    hand_over(a, b, "CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings")
     assert b.run("SELECT count(*) FROM copy") == [[ROWS_PER_TENANT]]  # A's rows, read by B
     b.run("ROLLBACK")
 
@@ -94,12 +102,9 @@ def test_control_at_version_5_a_temporary_copy_reaches_the_next_tenant(
 @pytest.mark.parametrize("clients", [LATEST], indirect=True)
 def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) -> None:
     a, b = clients
-    # Given tenant A's transaction leaves a WITH HOLD cursor over its rows
-    pid = begin(a, TENANT_A)
-    a.run("DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings")
-    a.run("COMMIT")
-    # When the next client binds tenant B on the same server connection
-    assert begin(b, TENANT_B) == pid
+    # Given tenant A's transaction leaves a WITH HOLD cursor over its rows, When the next
+    # client binds tenant B on the same server connection
+    hand_over(a, b, HELD_CURSOR)
     # Then the cursor is gone, and set_tenant said so
     assert any("closed cursor page held from an earlier transaction" in message
                for message in warnings(b))
@@ -112,10 +117,7 @@ def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) ->
 def test_control_at_version_5_a_held_cursor_hands_tenant_a_rows_to_b(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
-    pid = begin(a, TENANT_A)
-    a.run("DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings")
-    a.run("COMMIT")
-    assert begin(b, TENANT_B) == pid
+    hand_over(a, b, HELD_CURSOR)
     assert b.run("FETCH ALL FROM page") == [[TENANT_A]] * ROWS_PER_TENANT
     b.run("ROLLBACK")
 
@@ -168,12 +170,9 @@ def notify(postgres: PostgresServer, database: str, payload: str) -> None:
 def test_the_next_set_tenant_stops_a_leftover_listen(
         clients: tuple[Conn, Conn], postgres: PostgresServer, seeded: str) -> None:
     a, b = clients
-    # Given tenant A's transaction leaves a LISTEN on the server connection
-    pid = begin(a, TENANT_A)
-    a.run("LISTEN bookings")
-    a.run("COMMIT")
-    # When the next client binds tenant B there, and a notification for A's listener arrives
-    assert begin(b, TENANT_B) == pid
+    # Given tenant A's transaction leaves a LISTEN on the server connection, When the next
+    # client binds tenant B there, and a notification for A's listener arrives
+    pid = hand_over(a, b, "LISTEN bookings")
     assert any("stopped listening on channel bookings left by an earlier transaction" in m
                for m in warnings(b))
     notify(postgres, seeded, "for tenant A's listener")
@@ -185,8 +184,7 @@ def test_the_next_set_tenant_stops_a_leftover_listen(
 
 
 @pytest.mark.parametrize("clients", [LATEST], indirect=True)
-def test_a_listen_of_the_current_transaction_is_kept(
-        clients: tuple[Conn, Conn], postgres: PostgresServer, seeded: str) -> None:
+def test_a_listen_of_the_current_transaction_is_kept(clients: tuple[Conn, Conn]) -> None:
     a, _ = clients
     begin(a, TENANT_A)
     a.run("LISTEN bookings")
@@ -201,10 +199,7 @@ def test_a_listen_of_the_current_transaction_is_kept(
 def test_control_at_version_5_a_leftover_listen_hands_a_notification_to_b(
         clients: tuple[Conn, Conn], postgres: PostgresServer, earlier_database: str) -> None:
     a, b = clients
-    pid = begin(a, TENANT_A)
-    a.run("LISTEN bookings")
-    a.run("COMMIT")
-    assert begin(b, TENANT_B) == pid
+    hand_over(a, b, "LISTEN bookings")
     notify(postgres, earlier_database, "for tenant A's listener")
     b.run("COMMIT")
     assert [n[2] for n in b.notifications] == ["for tenant A's listener"]

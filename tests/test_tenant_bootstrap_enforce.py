@@ -12,12 +12,18 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_bootstrap import may_create_temporary, schema_dump, versions
+from tests.fixture_bootstrap import schema_dump, versions
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import ACTS_AS_OWNER, MATVIEW_OF_BOOKINGS, widening
 
 TRIGGER_DEFINITION = ("SELECT evtevent, evttags, evtfoid::regproc::text FROM pg_event_trigger "
                       "WHERE evtname = 'boom_protect_tenant_tables'")
+
+
+def may_create_temporary(conn: pg8000.native.Connection, role: str) -> bool:
+    """Whether `role` may create temporary tables in the connection's database."""
+    return bool(conn.run("SELECT has_database_privilege(:r, current_database(), 'TEMPORARY')",
+                         r=role)[0][0])
 
 
 def _audit(conn: pg8000.native.Connection) -> list[list[object]]:

@@ -1,7 +1,7 @@
 """Session state that outlives a transaction, through real PgBouncer in transaction mode: a
 temporary table, a WITH HOLD cursor or a LISTEN made in tenant A's transaction must not reach
-the next client of that server connection (migrations 0006 and 0007). Each case runs against
-a database at version 5, before both, too, where the leak shows (the negative controls).
+the next client of that server connection (migration 0005). Each case runs against a
+database at version 4, before it, too, where the leak shows (the negative controls).
 
 Both databases get a pool of one server connection, so consecutive clients share it; every
 test checks they did (same backend pid)."""
@@ -23,8 +23,8 @@ from tests.fixture_postgres import (
 )
 from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, seed_two_tenants
 
-EARLIER_VERSION = 5  # before 0006 and 0007
-LATEST, EARLIER = "latest", "version_5"
+EARLIER_VERSION = 4  # before 0005
+LATEST, EARLIER = "latest", "version_4"
 HELD_CURSOR = "DECLARE page CURSOR WITH HOLD FOR SELECT tenant_id FROM app.bookings"
 
 
@@ -91,7 +91,7 @@ def test_app_user_cannot_copy_rows_into_a_temporary_table(clients: tuple[Conn, C
 
 
 @pytest.mark.parametrize("clients", [EARLIER], indirect=True)
-def test_control_at_version_5_a_temporary_copy_reaches_the_next_tenant(
+def test_control_at_version_4_a_temporary_copy_reaches_the_next_tenant(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
     hand_over(a, b, "CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings")
@@ -114,7 +114,7 @@ def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) ->
 
 
 @pytest.mark.parametrize("clients", [EARLIER], indirect=True)
-def test_control_at_version_5_a_held_cursor_hands_tenant_a_rows_to_b(
+def test_control_at_version_4_a_held_cursor_hands_tenant_a_rows_to_b(
         clients: tuple[Conn, Conn]) -> None:
     a, b = clients
     hand_over(a, b, HELD_CURSOR)
@@ -196,7 +196,7 @@ def test_a_listen_of_the_current_transaction_is_kept(clients: tuple[Conn, Conn])
 
 
 @pytest.mark.parametrize("clients", [EARLIER], indirect=True)
-def test_control_at_version_5_a_leftover_listen_hands_a_notification_to_b(
+def test_control_at_version_4_a_leftover_listen_hands_a_notification_to_b(
         clients: tuple[Conn, Conn], postgres: PostgresServer, earlier_database: str) -> None:
     a, b = clients
     hand_over(a, b, "LISTEN bookings")

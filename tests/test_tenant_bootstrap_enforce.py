@@ -119,7 +119,7 @@ def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
 
 
 def test_a_run_takes_temporary_back_from_app_user(postgres: PostgresServer) -> None:
-    # 0006 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
+    # 0005 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
     # test_pgbouncer_session_state.py); boom_owner, the migrator, keeps it.
     database = postgres.create_database()
     conn = postgres.connect(database, tls=True)
@@ -155,7 +155,8 @@ def test_a_run_that_cannot_take_temporary_back_refuses_and_changes_nothing(
     # When the bootstrap runs, Then it names the gap and the fix, and changes nothing
     with pytest.raises(bootstrap.BootstrapError, match=re.escape(
             f"database: app_user may create temporary tables in database {database}, ") +
-            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user, and from any role.*"
+            r".*REVOKE TEMPORARY ON DATABASE .* FROM PUBLIC, app_user as its owner; a grant "
+            r"made by another role is revoked by that role, or from it with CASCADE.*"
             r"nothing was changed"):
         bootstrap.apply(conn)
     assert may_create_temporary(conn, "app_user") is True and versions(conn) == recorded

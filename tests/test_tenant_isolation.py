@@ -128,7 +128,7 @@ def test_set_tenant_binds_only_its_own_transaction(app_user: Conn) -> None:
 
 def test_shadowing_names_in_the_session_cannot_forge_a_tenant(owner: Conn) -> None:
     # The tenant functions carry no SET search_path (speed, see 0003); every name in them is
-    # pg_catalog-qualified, so temporary types named like theirs change nothing. Since 0006
+    # pg_catalog-qualified, so temporary types named like theirs change nothing. Since 0005
     # only boom_owner (bound too, FORCE) may create temporary objects, so it tries.
     owner.run("SET search_path = pg_temp, app, pg_catalog")
     owner.run("CREATE TEMP TABLE text (forged int)")
@@ -152,7 +152,7 @@ def test_shadowing_names_in_the_session_cannot_forge_a_tenant(owner: Conn) -> No
     ("CREATE TABLE public.escape (tenant_id uuid)", "permission denied"),
     ("ALTER ROLE app_user BYPASSRLS", "must be superuser"),
     ("TRUNCATE app.bookings", "permission denied"),
-    # Session state that would outlive a pooled transaction (0006; the leak is shown through
+    # Session state that would outlive a pooled transaction (0005; the leak is shown through
     # PgBouncer in test_pgbouncer_session_state.py).
     ("CREATE TEMP TABLE copy AS SELECT resource FROM app.bookings",
      "permission denied to create temporary tables"),

@@ -243,9 +243,9 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
         repaired.append(f"{table} protected")
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
-    if conn.run("SELECT to_regprocedure('app.audit_database()') IS NOT NULL")[0][0]:  # 0006+
+    if conn.run("SELECT to_regprocedure('app.audit_database()') IS NOT NULL")[0][0]:  # 0005+
         # TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
-        # DATABASE grants it. Taken back as 0006 did, if this user acts as the database's
+        # DATABASE grants it. Taken back as 0005 did, if this user acts as the database's
         # owner (only the owner may); otherwise the audit below refuses, naming the fix.
         [[gap, database, owner]] = conn.run(
             "SELECT EXISTS (SELECT FROM app.audit_database()), datname, "

@@ -69,6 +69,8 @@ def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statement
         "Family": "postgres15",
         "Parameters": Match.object_like({
             "rds.force_ssl": "1",
+            # app_user and boom_owner may not change their own passwords (the master may).
+            "rds.restrict_password_commands": "1",
             "max_connections": str(synthesized.config.database.max_connections),
             "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms)}),
     })

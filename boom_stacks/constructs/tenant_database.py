@@ -46,6 +46,11 @@ class TenantDatabase(Construct):
                 "log_min_duration_statement": str(db.slow_statement_ms),
                 "log_connections": "1",
                 "log_disconnections": "1",
+                # Only rds_password members (the master user, through rds_superuser) may set
+                # passwords: app_user or boom_owner changing its own, say through SQL
+                # injection, would lock every pooled client out until the next bootstrap run
+                # set the secret's password again. Static, so in force from the first boot.
+                "rds.restrict_password_commands": "1",
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.

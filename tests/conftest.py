@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from boom_stacks.config import ENVIRONMENTS
+from tests.fixture_bootstrap import FreshDatabase
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
@@ -45,6 +46,15 @@ def prod() -> Synthesized:
 def postgres() -> Iterator[PostgresServer]:
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def fresh(postgres: PostgresServer) -> Iterator[FreshDatabase]:
+    """A new, empty database per test; its connection is closed however the test ends."""
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    yield FreshDatabase(database, conn)
+    conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
-"""What the bootstrap tests read back from a database: its schema and recorded versions."""
+"""The bootstrap tests' database (empty, one per test) and what they read back from it: its
+schema and recorded versions."""
 
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 
 import pg8000.native
 
@@ -23,3 +25,10 @@ def schema_dump(postgres: PostgresServer, database: str) -> str:
 def versions(conn: pg8000.native.Connection) -> list[list[object]]:
     """The migrations recorded as applied: version, name, checksum."""
     return conn.run("SELECT version, name, checksum FROM boom_meta.schema_versions ORDER BY 1")
+
+
+@dataclass(frozen=True)
+class FreshDatabase:
+    """An empty database and a TLS connection to it as the superuser, as the bootstrap runs."""
+    name: str
+    conn: pg8000.native.Connection

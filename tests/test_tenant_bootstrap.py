@@ -13,34 +13,30 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_bootstrap import schema_dump, versions
+from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT
 from tests.fixture_tenants import app_user_connection_limit
 
 
-def test_bootstrap_twice_changes_nothing(postgres: PostgresServer) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+def test_bootstrap_twice_changes_nothing(postgres: PostgresServer, fresh: FreshDatabase) -> None:
+    database, conn = fresh.name, fresh.conn
     first = bootstrap.apply(conn)
     before, recorded = schema_dump(postgres, database), versions(conn)
     second = bootstrap.apply(conn)
     assert first.applied == tuple(range(1, bootstrap.LATEST_VERSION + 1))
     assert second.applied == () and second.version == bootstrap.LATEST_VERSION
     assert schema_dump(postgres, database) == before and versions(conn) == recorded
-    conn.close()
 
 
-def test_upgrade_from_the_previous_version(postgres: PostgresServer) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+def test_upgrade_from_the_previous_version(fresh: FreshDatabase) -> None:
+    conn = fresh.conn
     assert bootstrap.apply(conn, target_version=bootstrap.LATEST_VERSION - 1).version == \
         bootstrap.LATEST_VERSION - 1
     result = bootstrap.apply(conn)
     assert result.applied == (bootstrap.LATEST_VERSION,)
     assert [row[0] for row in versions(conn)] == list(range(1, bootstrap.LATEST_VERSION + 1))
     assert conn.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
-    conn.close()
 
 
 def test_every_version_upgrades_step_by_step_to_the_same_schema(postgres: PostgresServer) -> None:
@@ -57,39 +53,33 @@ def test_every_version_upgrades_step_by_step_to_the_same_schema(postgres: Postgr
         schema_dump(postgres, at_once).replace(at_once, "db")
 
 
-def test_a_failing_migration_changes_nothing(postgres: PostgresServer,
+def test_a_failing_migration_changes_nothing(postgres: PostgresServer, fresh: FreshDatabase,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a migration set whose last step fails half-way
-    database = postgres.create_database()
     real = bootstrap.load_migrations()
     broken = [*real[:-1], bootstrap.Migration(real[-1].version, real[-1].name,
                                               real[-1].sql + "\nSELECT 1/0;")]
     monkeypatch.setattr(bootstrap, "load_migrations", lambda: broken)
-    conn = postgres.connect(database, tls=True)
-    before = schema_dump(postgres, database)
+    before = schema_dump(postgres, fresh.name)
     # When it is applied, Then it fails clearly and the database is as it was
     with pytest.raises(bootstrap.BootstrapError, match="nothing was changed: division by zero"):
-        bootstrap.apply(conn)
-    assert schema_dump(postgres, database) == before
-    conn.close()
+        bootstrap.apply(fresh.conn)
+    assert schema_dump(postgres, fresh.name) == before
 
 
-def test_unknown_version_and_downgrade_are_refused(postgres: PostgresServer) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+def test_unknown_version_and_downgrade_are_refused(fresh: FreshDatabase) -> None:
+    conn = fresh.conn
     with pytest.raises(bootstrap.BootstrapError, match="unknown version 99"):
         bootstrap.apply(conn, target_version=99)
     bootstrap.apply(conn)
     with pytest.raises(bootstrap.BootstrapError, match="refusing to downgrade"):
         bootstrap.apply(conn, target_version=1)
-    conn.close()
 
 
-def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer,
+def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer, fresh: FreshDatabase,
                                                    role_passwords: dict[str, str]) -> None:
     # Roles are cluster-wide: set the session's own password, which other tests rely on.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    database, conn = fresh.name, fresh.conn
     password = role_passwords["app_user"]
     bootstrap.apply(conn, role_passwords={"app_user": password})
     stored = conn.run("SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'")[0][0]
@@ -97,7 +87,6 @@ def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer,
     app = postgres.connect(database, user="app_user", password=password)
     assert app.run("SELECT current_user") == [["app_user"]]
     app.close()
-    conn.close()
 
 
 def test_cli_applies_the_bootstrap(postgres: PostgresServer,
@@ -217,17 +206,15 @@ def test_0001_never_changes_superuser_or_bypassrls_which_rds_masters_cannot() ->
             assert not re.search(r"\b(NO)?(SUPERUSER|BYPASSRLS)\b", statement.upper()), statement
 
 
-def test_tables_can_be_created_before_bookings_exists(postgres: PostgresServer) -> None:
+def test_tables_can_be_created_before_bookings_exists(fresh: FreshDatabase) -> None:
     # The event trigger runs for every new table; at version 1 there is no app.bookings yet,
     # and naming it must not break everyone else's DDL.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    conn = fresh.conn
     bootstrap.apply(conn, target_version=1)
     conn.run("CREATE TABLE public.unrelated (id int)")
     conn.run("ALTER TABLE public.unrelated ADD COLUMN tenant_id uuid")
     assert conn.run("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'unrelated'") == \
         [[True]]
-    conn.close()
 
 
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")
@@ -253,15 +240,10 @@ def test_postgres_caps_app_user_at_the_connection_limit(postgres: PostgresServer
 
 @pytest.mark.parametrize("limit", [0, -1, True, "72"])
 def test_a_bad_connection_limit_is_refused_before_anything_changes(
-        postgres: PostgresServer, limit: object) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    try:
-        with pytest.raises(bootstrap.BootstrapError, match="connection limit .*at least 1"):
-            bootstrap.apply(conn, app_user_connection_limit=limit)  # type: ignore[arg-type]
-        assert bootstrap.current_version(conn) == 0
-    finally:
-        conn.close()
+        postgres: PostgresServer, fresh: FreshDatabase, limit: object) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match="connection limit .*at least 1"):
+        bootstrap.apply(fresh.conn, app_user_connection_limit=limit)  # type: ignore[arg-type]
+    assert bootstrap.current_version(fresh.conn) == 0
     assert app_user_connection_limit(postgres) == -1
 
 

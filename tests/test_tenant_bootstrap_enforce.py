@@ -12,7 +12,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_bootstrap import schema_dump, versions
+from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import ACTS_AS_OWNER, MATVIEW_OF_BOOKINGS, widening
 
@@ -35,12 +35,11 @@ def _audit(conn: pg8000.native.Connection) -> list[list[object]]:
     ("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE", "re-enabled"),
 ], ids=["dropped", "disabled"])
 def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
-        postgres: PostgresServer, remove: str, repair: str,
+        postgres: PostgresServer, fresh: FreshDatabase, remove: str, repair: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     # Given the trigger removed (RDS wants that before a major upgrade) and a tenant table
     # created by the owner meanwhile, unprotected
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
     migrated = conn.run(TRIGGER_DEFINITION)
     conn.run(remove)
@@ -48,7 +47,6 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
     conn.run("RESET ROLE")
     assert ["app.late", "row level security is not forced"] in _audit(conn)
-    conn.close()
     # When the bootstrap runs again (here through the operators' CLI)
     dsn = (f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
            f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
@@ -58,13 +56,11 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     assert f"repaired: event trigger boom_protect_tenant_tables {repair}" in out
     assert "repaired: app.late protected" in out
     assert postgres.password not in out
-    conn = postgres.connect(database, tls=True)
     assert conn.run("SELECT evtenabled FROM pg_event_trigger "
                     "WHERE evtname = 'boom_protect_tenant_tables'") == [["O"]]
     assert conn.run(TRIGGER_DEFINITION) == migrated  # the same trigger the migrations make
     assert _audit(conn) == []
     assert bootstrap.apply(conn).repaired == ()
-    conn.close()
 
 
 @pytest.mark.parametrize(("widen", "problem"), [
@@ -83,10 +79,9 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
      ["app.booked", MATVIEW_OF_BOOKINGS]),
 ], ids=["extra-policy", "tenant-policy-or-true", "tenant-using-any-check", "materialized-view"])
 def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
-        postgres: PostgresServer, widen: str, problem: list[str]) -> None:
+        postgres: PostgresServer, fresh: FreshDatabase, widen: str, problem: list[str]) -> None:
     # Given a gap someone opened by hand while the trigger was dropped
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     conn.run(widen)
@@ -97,13 +92,11 @@ def test_a_gap_it_will_not_override_fails_the_run_and_changes_nothing(
             ": ".join(problem)) + r".*Fix them in a migration"):
         bootstrap.apply(conn)
     assert schema_dump(postgres, database) == before
-    conn.close()
 
 
 def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
-        postgres: PostgresServer) -> None:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+        postgres: PostgresServer, fresh: FreshDatabase) -> None:
+    database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
     before = schema_dump(postgres, database)
     conn.run("GRANT boom_owner TO app_user")  # cluster-wide: revoked below whatever happens
@@ -115,14 +108,12 @@ def test_a_run_refuses_to_finish_while_app_user_can_act_as_the_owner(
         conn.run("REVOKE boom_owner FROM app_user")
     assert schema_dump(postgres, database) == before
     assert bootstrap.apply(conn).applied == ()  # and once revoked, the run completes
-    conn.close()
 
 
-def test_a_run_takes_temporary_back_from_app_user(postgres: PostgresServer) -> None:
+def test_a_run_takes_temporary_back_from_app_user(fresh: FreshDatabase) -> None:
     # 0005 takes TEMPORARY from app_user (a temporary table outlives a pooled transaction,
     # test_pgbouncer_session_state.py); boom_owner, the migrator, keeps it.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
     assert may_create_temporary(conn, "app_user") is False
     assert may_create_temporary(conn, "boom_owner") is True
@@ -135,15 +126,13 @@ def test_a_run_takes_temporary_back_from_app_user(postgres: PostgresServer) -> N
     assert result.repaired == ("TEMPORARY on the database revoked from PUBLIC and app_user",)
     assert may_create_temporary(conn, "app_user") is False
     assert may_create_temporary(conn, "boom_owner") is True
-    conn.close()
 
 
 def test_a_run_that_cannot_take_temporary_back_refuses_and_changes_nothing(
-        postgres: PostgresServer) -> None:
+        postgres: PostgresServer, fresh: FreshDatabase) -> None:
     # Given app_user holds TEMPORARY from a grantor other than the database's owner: the
     # owner's REVOKE (the bootstrap's repair) does not reach such a grant
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
     grantor, password = f"grantor_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
     conn.run(f"CREATE ROLE {grantor} LOGIN PASSWORD {pg8000.native.literal(password)}")
@@ -164,14 +153,12 @@ def test_a_run_that_cannot_take_temporary_back_refuses_and_changes_nothing(
     assert bootstrap.apply(conn).repaired == ()  # and once that grant is gone, all is well
     conn.run(f"DROP OWNED BY {grantor}")
     conn.run(f"DROP ROLE {grantor}")
-    conn.close()
 
 
-def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> None:
+def test_policies_that_only_narrow_pass_the_audit(fresh: FreshDatabase) -> None:
     # Per-command policies with exactly the tenant check, and any restrictive policy, add
     # no access: the audit stays clean and the bootstrap completes.
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
+    conn = fresh.conn
     bootstrap.apply(conn)
     conn.run("SET ROLE boom_owner")
     conn.run("CREATE POLICY reads ON app.bookings FOR SELECT "
@@ -183,4 +170,3 @@ def test_policies_that_only_narrow_pass_the_audit(postgres: PostgresServer) -> N
     conn.run("RESET ROLE")
     assert _audit(conn) == []
     assert bootstrap.apply(conn).repaired == ()
-    conn.close()

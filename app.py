@@ -11,6 +11,13 @@ from boom_stacks.stage import create_app
 
 
 def main() -> int:
+    if "CDK_OUTDIR" not in os.environ:
+        # Run bare, the app would miss cdk.json's context (the environment and the feature
+        # flags it is built against) and fail deep inside a construct, or build other templates.
+        print("app.py runs under the CDK CLI, which passes cdk.json's context: run `make synth`, "
+              "or `npx cdk synth -c env=dev|staging|prod` from the project's directory.",
+              file=sys.stderr)
+        return 2
     try:
         app, _ = create_app(environ=os.environ)
     except ConfigError as err:

@@ -225,3 +225,14 @@ def test_app_exits_non_zero_before_synth_on_bad_context() -> None:
     assert result.returncode == 2
     assert "env = 'nope'" in result.stderr and "dev, staging, prod" in result.stderr
     assert not (ROOT / ".pytest_cache" / "bad-context-out" / "manifest.json").exists()
+
+
+def test_app_run_without_the_cdk_cli_says_how_to_run_it() -> None:
+    # Without the CLI, cdk.json's feature flags are missing: the app once died in a construct
+    # with a jsii stack trace ("objectOwnership must be set ...").
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDK_")}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert "runs under the CDK CLI" in result.stderr and "make synth" in result.stderr
+    assert "Traceback" not in result.stderr

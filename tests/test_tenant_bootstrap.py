@@ -108,11 +108,29 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
     ("mysql://x@h/db", "expected postgresql://"),
     ("postgresql://127.0.0.1:5432/db", "name the user and the database"),
     ("postgresql://u@127.0.0.1:notaport/db", "port is not a number"),
+    ("postgresql://u@127.0.0.1/db?sslmode=verify-full&sslrootcrt=ca.pem",
+     "parameters sslrootcrt are not supported: use sslmode and sslrootcert"),
 ])
 def test_cli_rejects_bad_dsns(dsn: str, message: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--dsn", dsn], environ={}) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--target-version", "0"], "--target-version: '0': this bootstrap has versions 1 to"),
+    (["--target-version", "99"], "--target-version: '99': this bootstrap has versions 1 to"),
+    (["--app-user-connection-limit", "0"], "--app-user-connection-limit: '0': use a whole"),
+    (["--app-user-connection-limit", "-5"], "--app-user-connection-limit: '-5': use a whole"),
+])
+def test_cli_refuses_bad_arguments_before_connecting(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 refuses connections: a message about the connection would mean it tried first.
+    with pytest.raises(SystemExit) as exited:
+        main(["--dsn", "postgresql://u@127.0.0.1:1/db", *args], environ={})
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "cannot connect" not in err
 
 
 def test_cli_fails_clearly_on_unreachable_host_and_bad_password(

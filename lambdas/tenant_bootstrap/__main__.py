@@ -10,11 +10,12 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connect
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
+DSN_PARAMETERS = ("sslmode", "sslrootcert")
 
 
 def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
@@ -29,7 +30,12 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
         port = parts.port or 5432
     except ValueError:
         raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number") from None
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(query) - set(DSN_PARAMETERS))
+    if unknown:
+        # A misspelt sslrootcert fell back to the system's CAs: a certificate error, not a name.
+        raise BootstrapError(f"--dsn parameters {', '.join(unknown)} are not supported: use "
+                             f"{' and '.join(DSN_PARAMETERS)} (see --help)")
     return Connection(
         host=parts.hostname, port=port, database=database, user=unquote(parts.username),
         password=unquote(parts.password) if parts.password else environ.get("PGPASSWORD"),
@@ -43,6 +49,22 @@ def _redacted(dsn: str) -> str:
     return dsn
 
 
+def _version(raw: str) -> int:
+    """--target-version, checked before anything connects."""
+    if not raw.isdigit() or not 1 <= int(raw) <= LATEST_VERSION:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: this bootstrap has versions 1 to {LATEST_VERSION}")
+    return int(raw)
+
+
+def _connection_limit(raw: str) -> int:
+    """--app-user-connection-limit, checked before anything connects."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: use a whole number of at least 1 (the PgBouncer pools' worst case)")
+    return int(raw)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     parser = argparse.ArgumentParser(prog="python -m lambdas.tenant_bootstrap",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
@@ -50,9 +72,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
                         help="postgresql://user[:password]@host[:port]/database"
                              "[?sslmode=verify-full|require|disable&sslrootcert=ca.pem]; "
                              "the password may come from PGPASSWORD instead")
-    parser.add_argument("--target-version", type=int, default=None,
+    parser.add_argument("--target-version", type=_version, default=None, metavar="N",
                         help=f"apply up to this version (default: latest, {LATEST_VERSION})")
-    parser.add_argument("--app-user-connection-limit", type=int, default=None, metavar="N",
+    parser.add_argument("--app-user-connection-limit", type=_connection_limit, default=None,
+                        metavar="N",
                         help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
                              "pools' worst case; default: leave it as it is)")
     args = parser.parse_args(argv)

@@ -54,6 +54,14 @@ def test_every_core_object_validates_strictly_against_the_pinned_kubernetes(
     assert "ERROR" not in result.stdout
 
 
+def test_the_pinned_kubernetes_is_one_the_pinned_cdk_can_create_on_eks() -> None:
+    # The cluster stack must create EKS at KUBERNETES_VERSION: aws-cdk-lib names the versions
+    # it ships a kubectl layer for, and a pin beyond them could not be deployed.
+    from aws_cdk import aws_eks as eks
+    constant = getattr(eks.KubernetesVersion, "V" + KUBERNETES_VERSION.replace(".", "_"), None)
+    assert constant is not None and constant.version == KUBERNETES_VERSION
+
+
 def custom_resources(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Objects of API groups that are not Kubernetes' own (CRDs)."""
     def group(obj: dict[str, Any]) -> str:

@@ -209,6 +209,7 @@ def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
             admin.run(f"ALTER SCHEMA boom_meta OWNER TO {user}")
             admin.run(f"ALTER TABLE boom_meta.schema_versions OWNER TO {user}")
             admin.run(f"ALTER FUNCTION app.protect_new_tenant_tables() OWNER TO {user}")
+            admin.run(f"ALTER FUNCTION app.protect_tenant_table(regclass) OWNER TO {user}")
             admin.run(f"GRANT boom_owner TO {user}")  # 0001's GRANT ... TO CURRENT_USER
     admin.close()
     assert refused == [m.version for m in bootstrap.load_migrations() if "EVENT TRIGGER" in m.sql]

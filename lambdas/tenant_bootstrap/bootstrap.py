@@ -222,8 +222,9 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
     """Every run ends with the tenant guarantees in place, or fails and changes nothing.
 
     Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
-    before a major version upgrade), protects tenant tables created while it was gone and
-    takes TEMPORARY back from app_user; then refuses to finish while the audits still report
+    before a major version upgrade), protects tenant tables created while it was gone (or whose
+    tenant_id got planner statistics meanwhile) and takes TEMPORARY back from app_user; then
+    refuses to finish while the audits still report
     a gap no bootstrap should paper over (a widening policy, a table not owned by boom_owner,
     an app_user that can act as the owner, a materialized view of tenant rows app_user can
     read, an app_user that may still create temporary tables).
@@ -237,13 +238,18 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
     elif state[0][0] == "D":
         conn.run(f"ALTER EVENT TRIGGER {_EVENT_TRIGGER} ENABLE")
         repaired.append(f"event trigger {_EVENT_TRIGGER} re-enabled")
-    for (table,) in conn.run("SELECT DISTINCT table_name FROM app.audit_tenant_tables() "
+    # Tables whose tenant_id has statistics again (0006+): protect_tenant_table drops them.
+    statistics = ("SELECT table_name FROM app.audit_tenant_statistics() UNION "
+                  if _exists(conn, "app.audit_tenant_statistics()") else "")
+    for (table,) in conn.run(f"{statistics}SELECT table_name FROM app.audit_tenant_tables() "
                              "WHERE problem LIKE 'row level security%' "
                              "OR problem LIKE 'no policy%' ORDER BY 1"):
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
         repaired.append(f"{table} protected")
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
-    if conn.run("SELECT to_regprocedure('app.audit_database()') IS NOT NULL")[0][0]:  # 0005+
+    if statistics:
+        problems += conn.run("SELECT table_name, problem FROM app.audit_tenant_statistics()")
+    if _exists(conn, "app.audit_database()"):  # 0005+
         # TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
         # DATABASE grants it. Taken back as 0005 did, if this user acts as the database's
         # owner (only the owner may); otherwise the audit below refuses, naming the fix.
@@ -262,6 +268,11 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
                              "only the tenant policy) or as the message says, then run again; "
                              "nothing was changed")
     return tuple(repaired)
+
+
+def _exists(conn: pg8000.native.Connection, function: str) -> bool:
+    """Whether the database has `function` (a signature): migrations add audits over time."""
+    return bool(conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=function)[0][0])
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:

@@ -227,7 +227,7 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
     refuses to finish while the audits still report
     a gap no bootstrap should paper over (a widening policy, a table not owned by boom_owner,
     an app_user that can act as the owner, a materialized view of tenant rows app_user can
-    read, an app_user that may still create temporary tables).
+    read, an app_user that may still create temporary tables, a unique key spanning tenants).
     """
     repaired = []
     state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
@@ -247,8 +247,9 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
         repaired.append(f"{table} protected")
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
-    if statistics:
-        problems += conn.run("SELECT table_name, problem FROM app.audit_tenant_statistics()")
+    for audit in ("app.audit_tenant_statistics()", "app.audit_tenant_keys()"):  # 0006+
+        if _exists(conn, audit):
+            problems += conn.run(f"SELECT table_name, problem FROM {audit}")
     if _exists(conn, "app.audit_database()"):  # 0005+
         # TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
         # DATABASE grants it. Taken back as 0005 did, if this user acts as the database's

@@ -1,0 +1,170 @@
+"""Unique keys never span tenants (migration 0006), on real PostgreSQL 15.
+
+A UNIQUE key on a tenant table without tenant_id is checked against every tenant's rows,
+which row level security does not hide from the check: the negative control at version 5
+shows tenant B learning that tenant A has a value (and being unable to use it).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
+
+BEFORE_0006 = 5
+TENANT_A, TENANT_B = uuid.uuid4(), uuid.uuid4()
+EMAIL = "ann@example.com"
+Conn = pg8000.native.Connection
+SPANS = "does not include tenant_id"
+
+CUSTOMERS_SPANNING = ("CREATE TABLE app.customers (id bigint GENERATED ALWAYS AS IDENTITY "
+                      "PRIMARY KEY, tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
+                      "email text NOT NULL UNIQUE)")
+
+
+def connect(postgres: PostgresServer, passwords: dict[str, str], database: str,
+            role: str) -> Conn:
+    return postgres.connect(database, user=role, password=passwords[role])
+
+
+def as_tenant(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> int:
+    """Runs `sql` in a transaction bound to `tenant`; the number of rows it affected."""
+    conn.run("BEGIN")
+    try:
+        conn.run("SELECT app.set_tenant(:t)", t=tenant)
+        conn.run(sql, **params)
+        affected = conn.row_count
+        conn.run("COMMIT")
+    except pg8000.native.DatabaseError:
+        conn.run("ROLLBACK")
+        raise
+    return affected
+
+
+def test_negative_control_before_0006_a_key_across_tenants_tells_one_of_another(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run(CUSTOMERS_SPANNING)
+    owner.close()
+    app = connect(postgres, role_passwords, database, "app_user")
+    as_tenant(app, TENANT_A, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
+    # Tenant B sees no customer at all, yet
+    assert as_tenant(app, TENANT_B, "SELECT * FROM app.customers WHERE email = :e", e=EMAIL) == 0
+    # its insert fails on A's value, and ON CONFLICT quietly inserts nothing
+    with pytest.raises(pg8000.native.DatabaseError, match="duplicate key value"):
+        as_tenant(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
+    assert as_tenant(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e) "
+                                    "ON CONFLICT DO NOTHING", e=EMAIL) == 0
+    app.close()
+
+
+@pytest.mark.parametrize(("ddl", "key"), [
+    (CUSTOMERS_SPANNING, "app.customers_email_key"),
+    ("ALTER TABLE app.bookings ADD CONSTRAINT one_per_resource UNIQUE (resource)",
+     "app.one_per_resource"),
+    # tenant_id only INCLUDEd: the key that must be unique is still email alone
+    ("CREATE TABLE app.customers (tenant_id uuid NOT NULL, email text NOT NULL, "
+     "UNIQUE (email) INCLUDE (tenant_id))", "app.customers_email_tenant_id_key"),
+    ("CREATE TABLE app.customers (tenant_id uuid NOT NULL, email text PRIMARY KEY)",
+     "app.customers_pkey"),
+], ids=["create-table", "alter-table", "tenant-only-included", "primary-key"])
+def test_a_key_that_spans_tenants_is_refused_when_made(
+        postgres: PostgresServer, role_passwords: dict[str, str], ddl: str, key: str) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match=f"unique key {key} {SPANS}: it spans all tenants"):
+        owner.run(ddl)
+    assert owner.run("SELECT to_regclass('app.customers') IS NULL") == [[True]]
+    owner.close()
+
+
+def test_a_no_double_booking_constraint_must_be_per_tenant(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # A booking platform's exclusion constraint: across tenants, tenant B could not book a
+    # "room-1" at a time tenant A had booked its own "room-1", and would learn that it had.
+    database = bootstrapped_database(postgres, role_passwords)
+    admin = postgres.connect(database)
+    admin.run("CREATE EXTENSION btree_gist")
+    admin.close()
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    overlap = "resource WITH =, tstzrange(starts_at, ends_at) WITH &&"
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match=f"unique key app.no_double_booking {SPANS}"):
+        owner.run(f"ALTER TABLE app.bookings ADD CONSTRAINT no_double_booking "
+                  f"EXCLUDE USING gist ({overlap})")
+    owner.run(f"ALTER TABLE app.bookings ADD CONSTRAINT no_double_booking "
+              f"EXCLUDE USING gist (tenant_id WITH =, {overlap})")
+    owner.close()
+    app = connect(postgres, role_passwords, database, "app_user")
+    booking = ("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
+               "('room-1', '2026-12-01 10:00+00', '2026-12-01 11:00+00')")
+    for tenant in (TENANT_A, TENANT_B):
+        assert as_tenant(app, tenant, booking) == 1
+    with pytest.raises(pg8000.native.DatabaseError, match="conflicting key value"):
+        as_tenant(app, TENANT_A, booking)  # still no double booking within a tenant
+    app.close()
+
+
+def test_keys_with_tenant_id_or_database_generated_values_are_allowed(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run("CREATE TABLE app.customers ("
+              "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+              "public_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE, "
+              "number bigserial UNIQUE, "
+              "tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
+              "email text NOT NULL, UNIQUE (tenant_id, email))")
+    owner.run("CREATE UNIQUE INDEX customers_email_ci ON app.customers (tenant_id, lower(email))")
+    assert owner.run("SELECT * FROM app.audit_tenant_keys()") == []
+    owner.close()
+    # and two tenants may both have the same e-mail address
+    app = connect(postgres, role_passwords, database, "app_user")
+    for tenant in (TENANT_A, TENANT_B):
+        assert as_tenant(app, tenant, "INSERT INTO app.customers (email) VALUES (:e) "
+                                      "ON CONFLICT (tenant_id, email) DO NOTHING", e=EMAIL) == 1
+    app.close()
+
+
+def test_a_unique_index_made_by_hand_stops_the_next_bootstrap_run(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # Given a unique index across tenants made with CREATE UNIQUE INDEX, which the event
+    # trigger does not see (an expression key, so not a generated column either)
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run("CREATE UNIQUE INDEX bookings_resource_ci ON app.bookings (lower(resource))")
+    owner.close()
+    admin = postgres.connect(database, tls=True)
+    assert admin.run("SELECT table_name FROM app.audit_tenant_keys()") == [["app.bookings"]]
+    # When the bootstrap runs, Then it refuses, naming the key and the fix
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            rf"app\.bookings: unique key app\.bookings_resource_ci {SPANS}.*Make tenant_id "
+            r"part of it.*nothing was changed")):
+        bootstrap.apply(admin)
+    # and once the key includes tenant_id, the run completes
+    admin.run("DROP INDEX app.bookings_resource_ci")
+    admin.run("CREATE UNIQUE INDEX bookings_resource_ci ON app.bookings "
+              "(tenant_id, lower(resource))")
+    assert bootstrap.apply(admin).applied == ()
+    admin.close()
+
+
+def test_an_upgrade_refuses_while_a_key_spans_tenants(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run(CUSTOMERS_SPANNING)
+    owner.close()
+    admin = postgres.connect(database, tls=True)
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            rf"nothing was changed: app\.customers: unique key app\.customers_email_key "
+            rf"{SPANS}")):
+        bootstrap.apply(admin)
+    assert bootstrap.current_version(admin) == BEFORE_0006
+    admin.close()

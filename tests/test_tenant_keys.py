@@ -1,8 +1,9 @@
-"""Unique keys never span tenants (migration 0006), on real PostgreSQL 15.
+"""Unique and foreign keys never span tenants (migration 0006), on real PostgreSQL 15.
 
-A UNIQUE key on a tenant table without tenant_id is checked against every tenant's rows,
-which row level security does not hide from the check: the negative control at version 5
-shows tenant B learning that tenant A has a value (and being unable to use it).
+A UNIQUE key on a tenant table without tenant_id is checked against every tenant's rows, and
+a foreign key's check bypasses row level security: the negative controls at version 5 show
+tenant B learning that tenant A has a value or a row (and being unable to use the value, or
+able to point at the row).
 """
 
 from __future__ import annotations
@@ -167,4 +168,88 @@ def test_an_upgrade_refuses_while_a_key_spans_tenants(
             rf"{SPANS}")):
         bootstrap.apply(admin)
     assert bootstrap.current_version(admin) == BEFORE_0006
+    admin.close()
+
+
+INVOICES = ("CREATE TABLE app.invoices (tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
+            "booking_id bigint NOT NULL, amount int NOT NULL, {reference})")
+BY_ID = "FOREIGN KEY (booking_id) REFERENCES app.bookings (id)"
+BY_TENANT_AND_ID = "FOREIGN KEY (tenant_id, booking_id) REFERENCES app.bookings (tenant_id, id)"
+
+
+def book(app: Conn, tenant: uuid.UUID) -> int:
+    """A booking of `tenant`'s; its id."""
+    app.run("BEGIN")
+    app.run("SELECT app.set_tenant(:t)", t=tenant)
+    [[booking]] = app.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
+                          "('room-1', now(), now() + interval '1 hour') RETURNING id")
+    app.run("COMMIT")
+    return int(booking)
+
+
+def invoice(app: Conn, tenant: uuid.UUID, booking: int) -> int:
+    return as_tenant(app, tenant, "INSERT INTO app.invoices (booking_id, amount) "
+                                  "VALUES (:b, 100)", b=booking)
+
+
+def test_negative_control_before_0006_a_foreign_key_by_id_crosses_tenants(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run(INVOICES.format(reference=BY_ID))
+    owner.close()
+    app = connect(postgres, role_passwords, database, "app_user")
+    theirs = book(app, TENANT_A)
+    # Tenant B cannot see A's booking, yet may invoice it
+    assert as_tenant(app, TENANT_B, "SELECT FROM app.bookings WHERE id = :b", b=theirs) == 0
+    assert invoice(app, TENANT_B, theirs) == 1
+    # and an id with no booking fails: the insert tells B which ids exist
+    with pytest.raises(pg8000.native.DatabaseError, match="violates foreign key constraint"):
+        invoice(app, TENANT_B, theirs + 1000)
+    app.close()
+
+
+def test_a_foreign_key_must_pair_tenant_id_with_tenant_id(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    with pytest.raises(pg8000.native.DatabaseError, match=(
+            r"foreign key invoices_booking_id_fkey to app\.bookings does not pair tenant_id "
+            r"with tenant_id")):
+        owner.run(INVOICES.format(reference=BY_ID))
+    owner.run("ALTER TABLE app.bookings ADD UNIQUE (tenant_id, id)")
+    # The referenced tenant_id paired with another column than the row's own is no better
+    with pytest.raises(pg8000.native.DatabaseError, match="does not pair tenant_id"):
+        owner.run("CREATE TABLE app.transfers (tenant_id uuid NOT NULL, to_tenant uuid NOT NULL, "
+                  "booking_id bigint NOT NULL, FOREIGN KEY (to_tenant, booking_id) "
+                  "REFERENCES app.bookings (tenant_id, id))")
+    owner.run(INVOICES.format(reference=BY_TENANT_AND_ID))
+    owner.close()
+    app = connect(postgres, role_passwords, database, "app_user")
+    theirs, ours = book(app, TENANT_A), book(app, TENANT_B)
+    # B invoices its own booking; A's is, to B's insert, as absent as an id never used
+    assert invoice(app, TENANT_B, ours) == 1
+    for booking in (theirs, theirs + 1000):
+        with pytest.raises(pg8000.native.DatabaseError, match="violates foreign key constraint"):
+            invoice(app, TENANT_B, booking)
+    app.close()
+
+
+def test_a_foreign_key_added_while_the_trigger_was_gone_stops_the_bootstrap(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # Given a protected tenant table that got a foreign key by id while the trigger was dropped
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner.run(INVOICES.format(reference="CHECK (amount > 0)"))
+    owner.close()
+    admin = postgres.connect(database, tls=True)
+    admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    admin.run(f"ALTER TABLE app.invoices ADD {BY_ID}")
+    # When the bootstrap runs, Then the audit names it and the fix, and nothing is changed
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            r"app\.invoices: foreign key invoices_booking_id_fkey to app\.bookings does not "
+            r"pair tenant_id with tenant_id.*Reference \(tenant_id, \.\.\.\).*nothing was "
+            r"changed")):
+        bootstrap.apply(admin)
+    assert admin.run("SELECT count(*) FROM pg_event_trigger") == [[0]]
     admin.close()

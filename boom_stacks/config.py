@@ -69,6 +69,12 @@ class PgBouncerConfig:
     reserve_pool_size: int = 5
     max_db_connections: int = 100
     replicas: int = 2
+    # A client idle inside a transaction this long is disconnected and its transaction rolled
+    # back (PgBouncer's idle_transaction_timeout). Under transaction pooling such a client
+    # holds one of the pool's few server connections for as long as it idles: a handful of
+    # them (a forgotten COMMIT, a slow call made inside a transaction) would stall every other
+    # client. The seed leaves it unset (PgBouncer's default: never).
+    idle_transaction_timeout_seconds: int = 60
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
     # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated
     # infinite loop) and CVE-2026-6669, which 1.25.2 still had. 1.26.1's three advisories are

@@ -164,6 +164,9 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     _in_range(f"{prefix}.default_pool_size", pool.default_pool_size, 1, pool.max_db_connections)
     _in_range(f"{prefix}.reserve_pool_size", pool.reserve_pool_size, 0, 1000)
     _in_range(f"{prefix}.replicas", pool.replicas, 2, 20)
+    # 0 would switch it off: a stuck client could then hold a server connection for ever.
+    _in_range(f"{prefix}.idle_transaction_timeout_seconds", pool.idle_transaction_timeout_seconds,
+              1, 3600)
     _in_range(f"{prefix}.run_as_user", pool.run_as_user, 1, 2**31 - 1)
     image = _IMAGE.match(pool.image)
     if not image:

@@ -162,6 +162,9 @@ def test_zones_must_belong_to_the_primary_region() -> None:
     ("image", "docker.io/bitnami/pgbouncer:1.24.1", "no longer pulls"),
     ("run_as_user", 0, "range 1-"),
     ("client_tls_issuer", "Boom CA", "not a Kubernetes object name"),
+    # 0 is PgBouncer's "never": a stuck client would hold a server connection for good.
+    ("idle_transaction_timeout_seconds", 0, "range 1-3600"),
+    ("idle_transaction_timeout_seconds", True, "range 1-3600"),
 ])
 def test_pgbouncer_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):

@@ -59,6 +59,7 @@ default_pool_size = {pool.default_pool_size}
 reserve_pool_size = {pool.reserve_pool_size}
 reserve_pool_timeout = 3
 max_db_connections = {pool.max_db_connections}
+idle_transaction_timeout = {pool.idle_transaction_timeout_seconds}
 client_tls_sslmode = require
 client_tls_cert_file = {client_tls.cert_file}
 client_tls_key_file = {client_tls.key_file}

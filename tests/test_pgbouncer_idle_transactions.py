@@ -1,0 +1,90 @@
+"""A client idle inside a transaction cannot hold a pooled server connection for ever.
+
+Real PostgreSQL 15 and real PgBouncer on the rendered ini, its pool cut to one server
+connection so that one stuck client is enough to stall everyone else, and
+idle_transaction_timeout cut from the product's 60 s to 1 s. The negative control, the same
+pool with the timeout off (0, PgBouncer's default and the seed's), shows the stall.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import pg8000.native
+import pytest
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS
+from tests.fixture_postgres import (
+    PgBouncer,
+    PostgresServer,
+    bootstrapped_database,
+    local_pgbouncer_ini,
+    pooler_connection,
+    running_pgbouncer,
+)
+from tests.fixture_tenants import TENANT_A
+
+TIMEOUT = "idle_transaction_timeout"
+
+
+def one_connection_pool(ini: str, timeout_seconds: int) -> str:
+    """The rendered ini with a pool of one server connection and the given timeout."""
+    pods = ENVIRONMENT_CONFIGS["prod"].pgbouncer.idle_transaction_timeout_seconds
+    product = f"{TIMEOUT} = {pods}"
+    assert product in ini  # the setting the pods get, replaced below
+    ini = ini.replace(product, f"{TIMEOUT} = {timeout_seconds}")
+    ini = re.sub(r"(?m)^default_pool_size = \d+$", "default_pool_size = 1", ini)
+    return re.sub(r"(?m)^reserve_pool_size = \d+$", "reserve_pool_size = 0", ini)
+
+
+@pytest.fixture(params=[1, 0], ids=["timeout-1s", "timeout-off"])
+def bouncer(request: pytest.FixtureRequest, postgres: PostgresServer,
+            role_passwords: dict[str, str]) -> Iterator[tuple[PgBouncer, str, int]]:
+    database = bootstrapped_database(postgres, role_passwords, "idle")
+    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    ini = one_connection_pool(local_pgbouncer_ini(postgres, database), request.param)
+    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as running:
+        yield running, database, request.param
+
+
+def book(conn: pg8000.native.Connection, resource: str) -> None:
+    conn.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
+    conn.run("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+             "VALUES (:r, now(), now() + interval '1 hour')", r=resource)
+
+
+def test_a_client_idle_in_a_transaction_is_cut_off_and_the_pool_serves_the_next(
+        bouncer: tuple[PgBouncer, str, int], postgres: PostgresServer,
+        role_passwords: dict[str, str]) -> None:
+    running, database, timeout = bouncer
+    password = role_passwords["app_user"]
+    # Given a client that writes inside a transaction and then stops (a forgotten COMMIT),
+    # holding the pool's one server connection
+    stuck = pooler_connection(running, database, password)
+    stuck.run("BEGIN")
+    book(stuck, "never-committed")
+    # When another client needs a server connection (waiting at most 5 s for one)
+    waiting = pooler_connection(running, database, password, timeout=5)
+    if timeout == 0:
+        # Then, without the timeout, it is still waiting when it gives up (negative control)
+        with pytest.raises((pg8000.native.InterfaceError, TimeoutError)):
+            waiting.run("SELECT 1")
+        stuck.run("ROLLBACK")
+        stuck.close()
+        return
+    # Then, with it, PgBouncer cuts the idle client off and serves the waiting one
+    waiting.run("BEGIN")
+    book(waiting, "committed")
+    waiting.run("COMMIT")
+    waiting.close()
+    # (its connection is gone: PgBouncer closed it, and pg8000 says so)
+    with pytest.raises(pg8000.native.InterfaceError, match="network error"):
+        stuck.run("COMMIT")
+    with contextlib.suppress(pg8000.native.Error, OSError):
+        stuck.close()
+    # and the cut-off transaction was rolled back in PostgreSQL
+    admin = postgres.connect(database)
+    assert admin.run("SELECT resource FROM app.bookings ORDER BY 1") == [["committed"]]
+    admin.close()

@@ -108,7 +108,7 @@ def test_statistics_analyzed_before_the_upgrade_are_dropped_by_it(
     storage = ("SELECT relname, relfilenode FROM pg_class WHERE relnamespace = 'app'::regnamespace "
                "AND relname LIKE 'bookings%' ORDER BY 1")
     before = admin.run(storage)
-    assert bootstrap.apply(admin).applied == (BEFORE_0006 + 1,)
+    assert bootstrap.apply(admin).applied[0] == BEFORE_0006 + 1
     # Then they are gone, the tenant policy is back, and no row was lost; the table and its
     # indexes were neither rewritten nor rebuilt (same files)
     assert admin.run(storage) == before and len(before) == 4  # table, sequence, two indexes

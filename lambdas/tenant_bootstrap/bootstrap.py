@@ -223,7 +223,8 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
 
     Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
     before a major version upgrade), protects tenant tables created while it was gone (or whose
-    tenant_id got planner statistics meanwhile) and takes TEMPORARY back from app_user; then
+    tenant_id got planner statistics meanwhile), takes TEMPORARY back from app_user and gives
+    app_user and boom_owner back the role settings the migrations declare; then
     refuses to finish while the audits still report
     a gap no bootstrap should paper over (a widening policy, a table not owned by boom_owner,
     an app_user that can act as the owner, a materialized view of tenant rows app_user can
@@ -246,6 +247,14 @@ def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
                              "OR problem LIKE 'no policy%' ORDER BY 1"):
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
         repaired.append(f"{table} protected")
+    if _exists(conn, "app.audit_role_settings()"):  # 0007+
+        # A role's own ALTER ROLE ... SET, undone; only names are reported, not values.
+        changed = conn.run("SELECT role_name, string_agg(DISTINCT setting_name, ', ') "
+                           "FROM app.audit_role_settings() GROUP BY 1 ORDER BY 1")
+        if changed:
+            conn.run("SELECT app.restore_role_settings()")
+            repaired.extend(f"role settings of {role} restored to the migrations': {names}"
+                            for role, names in changed)
     problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
     for audit in ("app.audit_tenant_statistics()", "app.audit_tenant_keys()"):  # 0006+
         if _exists(conn, audit):

@@ -1,4 +1,5 @@
-"""Applies the versioned migrations in `migrations/` to one database, all or nothing.
+"""Applies the versioned migrations in `migrations/` to one database, all or nothing, and
+ends every run with enforce.py's checks in the same transaction.
 
 Used by the custom resource (handler.py) and by operators (`python -m lambdas.tenant_bootstrap`).
 """
@@ -17,6 +18,9 @@ from pathlib import Path
 import pg8000.native
 from scramp import ScramMechanism
 
+from .enforce import enforce
+from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
@@ -32,10 +36,6 @@ CREATE TABLE IF NOT EXISTS boom_meta.schema_versions (
   applied_at timestamptz NOT NULL DEFAULT now()
 );
 """
-
-
-class BootstrapError(Exception):
-    """A bootstrap that cannot proceed; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,17 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     return result
 
 
+def event_trigger_sql(migrations: list[Migration]) -> str:
+    """The CREATE EVENT TRIGGER of the newest migration that has one: a repair re-creates the
+    trigger exactly as the migrations made it (its function ignores tags it predates)."""
+    for migration in reversed(migrations):
+        statement = re.search(r"^CREATE EVENT TRIGGER boom_protect_tenant_tables .*?;",
+                              migration.sql, re.MULTILINE | re.DOTALL)
+        if statement:
+            return statement[0]
+    raise BootstrapError("no migration creates the event trigger boom_protect_tenant_tables")
+
+
 def current_version(conn: pg8000.native.Connection) -> int:
     rows = conn.run("SELECT to_regclass('boom_meta.schema_versions') IS NOT NULL")
     if not rows[0][0]:
@@ -199,90 +210,9 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                  f"{pg8000.native.literal(scram_verifier(password))}")
     if app_user_connection_limit is not None:
         conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
-    repaired = _enforce(conn)
+    repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
-
-
-_EVENT_TRIGGER = "boom_protect_tenant_tables"
-
-
-def _create_event_trigger_sql(migrations: list[Migration]) -> str:
-    """The CREATE EVENT TRIGGER of the newest migration that has one: a repair re-creates the
-    trigger exactly as the migrations made it (its function ignores tags it predates)."""
-    for migration in reversed(migrations):
-        statement = re.search(rf"^CREATE EVENT TRIGGER {_EVENT_TRIGGER} .*?;", migration.sql,
-                              re.MULTILINE | re.DOTALL)
-        if statement:
-            return statement[0]
-    raise BootstrapError(f"no migration creates the event trigger {_EVENT_TRIGGER}")
-
-
-def _enforce(conn: pg8000.native.Connection) -> tuple[str, ...]:
-    """Every run ends with the tenant guarantees in place, or fails and changes nothing.
-
-    Restores what an operator may have had to remove (RDS asks for event triggers to be dropped
-    before a major version upgrade), protects tenant tables created while it was gone (or whose
-    tenant_id got planner statistics meanwhile), takes TEMPORARY back from app_user and gives
-    app_user and boom_owner back the role settings the migrations declare; then
-    refuses to finish while the audits still report
-    a gap no bootstrap should paper over (a widening policy, a table not owned by boom_owner,
-    an app_user that can act as the owner, a materialized view of tenant rows app_user can
-    read, an app_user that may still create temporary tables, a unique key spanning tenants).
-    """
-    repaired = []
-    state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
-                     n=_EVENT_TRIGGER)
-    if not state:
-        conn.run(_create_event_trigger_sql(load_migrations()))
-        repaired.append(f"event trigger {_EVENT_TRIGGER} re-created")
-    elif state[0][0] == "D":
-        conn.run(f"ALTER EVENT TRIGGER {_EVENT_TRIGGER} ENABLE")
-        repaired.append(f"event trigger {_EVENT_TRIGGER} re-enabled")
-    # Tables whose tenant_id has statistics again (0006+): protect_tenant_table drops them.
-    statistics = ("SELECT table_name FROM app.audit_tenant_statistics() UNION "
-                  if _exists(conn, "app.audit_tenant_statistics()") else "")
-    for (table,) in conn.run(f"{statistics}SELECT table_name FROM app.audit_tenant_tables() "
-                             "WHERE problem LIKE 'row level security%' "
-                             "OR problem LIKE 'no policy%' ORDER BY 1"):
-        conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
-        repaired.append(f"{table} protected")
-    if _exists(conn, "app.audit_role_settings()"):  # 0007+
-        # A role's own ALTER ROLE ... SET, undone; only names are reported, not values.
-        changed = conn.run("SELECT role_name, string_agg(DISTINCT setting_name, ', ') "
-                           "FROM app.audit_role_settings() GROUP BY 1 ORDER BY 1")
-        if changed:
-            conn.run("SELECT app.restore_role_settings()")
-            repaired.extend(f"role settings of {role} restored to the migrations': {names}"
-                            for role, names in changed)
-    problems = conn.run("SELECT table_name, problem FROM app.audit_tenant_tables()")
-    for audit in ("app.audit_tenant_statistics()", "app.audit_tenant_keys()"):  # 0006+
-        if _exists(conn, audit):
-            problems += conn.run(f"SELECT table_name, problem FROM {audit}")
-    if _exists(conn, "app.audit_database()"):  # 0005+
-        # TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
-        # DATABASE grants it. Taken back as 0005 did, if this user acts as the database's
-        # owner (only the owner may); otherwise the audit below refuses, naming the fix.
-        [[gap, database, owner]] = conn.run(
-            "SELECT EXISTS (SELECT FROM app.audit_database()), datname, "
-            "pg_has_role(datdba, 'USAGE') FROM pg_database WHERE datname = current_database()")
-        if gap and owner:
-            conn.run(f"REVOKE TEMPORARY ON DATABASE {pg8000.native.identifier(database)} "
-                     "FROM PUBLIC, app_user")
-            repaired.append("TEMPORARY on the database revoked from PUBLIC and app_user")
-        problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
-    if problems:
-        listed = "; ".join(f"{subject}: {problem}" for subject, problem in problems)
-        raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
-                             f"override: {listed}. Fix them in a migration (owner boom_owner, "
-                             "only the tenant policy) or as the message says, then run again; "
-                             "nothing was changed")
-    return tuple(repaired)
-
-
-def _exists(conn: pg8000.native.Connection, function: str) -> bool:
-    """Whether the database has `function` (a signature): migrations add audits over time."""
-    return bool(conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=function)[0][0])
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:

@@ -1,0 +1,94 @@
+"""What every bootstrap run does at its end, in the migrations' transaction: restore the tenant
+guarantees an operator or a role may have undone, then refuse to finish while an audit still
+reports a gap no bootstrap should paper over. Audits that later migrations added run only
+where the database has them.
+"""
+
+from __future__ import annotations
+
+import pg8000.native
+
+from .errors import BootstrapError
+
+EVENT_TRIGGER = "boom_protect_tenant_tables"
+# Audits of tenant tables, (table_name, problem) each, by the migration that added them.
+TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
+                "app.audit_tenant_statistics()", "app.audit_tenant_keys()")  # 0006
+
+
+def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
+    """The guarantees in place, or BootstrapError (the caller rolls back). Returns what it
+    restored, for the resource's `Repaired` and the CLI's `repaired:` lines."""
+    repaired = [*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
+                *_role_settings(conn), *_temporary(conn)]
+    problems = [(subject, problem) for audit in TABLE_AUDITS if _exists(conn, audit)
+                for subject, problem in conn.run(f"SELECT table_name, problem FROM {audit}")]
+    if _exists(conn, "app.audit_database()"):  # 0005
+        problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
+    if problems:
+        listed = "; ".join(f"{subject}: {problem}" for subject, problem in problems)
+        raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
+                             f"override: {listed}. Fix them in a migration (owner boom_owner, "
+                             "only the tenant policy) or as the message says, then run again; "
+                             "nothing was changed")
+    return tuple(repaired)
+
+
+def _event_trigger(conn: pg8000.native.Connection, create: str) -> list[str]:
+    """RDS asks for event triggers to be dropped before a major version upgrade."""
+    state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
+                     n=EVENT_TRIGGER)
+    if not state:
+        conn.run(create)
+        return [f"event trigger {EVENT_TRIGGER} re-created"]
+    if state[0][0] == "D":
+        conn.run(f"ALTER EVENT TRIGGER {EVENT_TRIGGER} ENABLE")
+        return [f"event trigger {EVENT_TRIGGER} re-enabled"]
+    return []
+
+
+def _tenant_tables(conn: pg8000.native.Connection) -> list[str]:
+    """Tables made while the trigger was gone, and (0006) tables whose tenant_id got planner
+    statistics back: protect_tenant_table() gives them RLS, the policy, no statistics."""
+    statistics = ("SELECT table_name FROM app.audit_tenant_statistics() UNION "
+                  if _exists(conn, "app.audit_tenant_statistics()") else "")
+    tables = conn.run(f"{statistics}SELECT table_name FROM app.audit_tenant_tables() "
+                      "WHERE problem LIKE 'row level security%' OR problem LIKE 'no policy%' "
+                      "ORDER BY 1")
+    for (table,) in tables:
+        conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
+    return [f"{table} protected" for (table,) in tables]
+
+
+def _role_settings(conn: pg8000.native.Connection) -> list[str]:
+    """(0007) A role's own ALTER ROLE ... SET, undone; settings named, values never shown."""
+    if not _exists(conn, "app.audit_role_settings()"):
+        return []
+    changed = conn.run("SELECT role_name, string_agg(DISTINCT setting_name, ', ') "
+                       "FROM app.audit_role_settings() GROUP BY 1 ORDER BY 1")
+    if changed:
+        conn.run("SELECT app.restore_role_settings()")
+    return [f"role settings of {role} restored to the migrations': {names}"
+            for role, names in changed]
+
+
+def _temporary(conn: pg8000.native.Connection) -> list[str]:
+    """(0005) TEMPORARY back on PUBLIC: a logical restore into a new database has it, as CREATE
+    DATABASE grants it. Taken back as 0005 did, if this user acts as the database's owner
+    (only the owner may); otherwise app.audit_database() makes the run refuse, naming the fix.
+    """
+    if not _exists(conn, "app.audit_database()"):
+        return []
+    [[gap, database, owner]] = conn.run(
+        "SELECT EXISTS (SELECT FROM app.audit_database()), datname, "
+        "pg_has_role(datdba, 'USAGE') FROM pg_database WHERE datname = current_database()")
+    if not (gap and owner):
+        return []
+    conn.run(f"REVOKE TEMPORARY ON DATABASE {pg8000.native.identifier(database)} "
+             "FROM PUBLIC, app_user")
+    return ["TEMPORARY on the database revoked from PUBLIC and app_user"]
+
+
+def _exists(conn: pg8000.native.Connection, function: str) -> bool:
+    """Whether the database has `function` (a signature): migrations add audits over time."""
+    return bool(conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=function)[0][0])

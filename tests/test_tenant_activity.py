@@ -1,0 +1,57 @@
+"""What one app_user session sees of another's SQL, on real PostgreSQL 15.
+
+Every tenant's traffic runs as app_user, and pg_stat_activity shows a role the text of its
+own sessions' statements in flight. So tenant data written into SQL text is visible to any
+code running as app_user (through SQL injection, say); sent as a bind parameter it shows as
+$1. The README's contract asks for parameters; this is why, and that they suffice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pg8000.native
+
+from tests.fixture_postgres import PostgresServer
+
+SECRET = "ann@example.com"
+Conn = pg8000.native.Connection
+
+
+def seen_while_running(watcher: Conn, statement: Callable[[], object]) -> list[str]:
+    """The other app_user sessions' statement texts, while `statement` runs (1.5 s)."""
+    running = threading.Thread(target=statement)
+    running.start()
+    try:
+        for _ in range(50):
+            time.sleep(0.05)
+            texts = [row[0] for row in watcher.run(
+                "SELECT query FROM pg_stat_activity WHERE usename = 'app_user' "
+                "AND pid <> pg_backend_pid() AND state = 'active'")]
+            if texts:
+                return texts
+        return []
+    finally:
+        running.join()
+
+
+def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
+        postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
+    def session() -> Conn:
+        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
+
+    tenant_a, watcher = session(), session()
+    try:
+        # A literal in the SQL text (as client-side interpolation sends it) is visible
+        literal = seen_while_running(
+            watcher, lambda: tenant_a.run(f"SELECT pg_sleep(1.5), '{SECRET}'"))
+        assert len(literal) == 1 and SECRET in literal[0]
+        # while the same value sent as a bind parameter is not
+        bound = seen_while_running(
+            watcher, lambda: tenant_a.run("SELECT pg_sleep(1.5), CAST(:e AS text)", e=SECRET))
+        assert bound == ["SELECT pg_sleep(1.5), CAST($1 AS text)"]
+    finally:
+        tenant_a.close()
+        watcher.close()

@@ -217,6 +217,12 @@ def test_a_foreign_key_must_pair_tenant_id_with_tenant_id(
             r"foreign key invoices_booking_id_fkey to app\.bookings does not pair tenant_id "
             r"with tenant_id")):
         owner.run(INVOICES.format(reference=BY_ID))
+    # A table without tenant_id may not point at tenant rows at all (its own rows have no
+    # policy)
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match=r"app\.audit_log: foreign key .* does not pair tenant_id"):
+        owner.run("CREATE TABLE app.audit_log (note text, booking_id bigint "
+                  "REFERENCES app.bookings (id))")
     owner.run("ALTER TABLE app.bookings ADD UNIQUE (tenant_id, id)")
     # The referenced tenant_id paired with another column than the row's own is no better
     with pytest.raises(pg8000.native.DatabaseError, match="does not pair tenant_id"):

@@ -345,3 +345,37 @@ def test_a_missing_ca_bundle_is_named(aws: Secrets, postgres: PostgresServer,
     master = aws.master(**master_values(postgres, older_database))
     with pytest.raises(bootstrap.BootstrapError, match="absent.pem not found"):
         handler.on_event(event("Create", aws, master))
+
+
+def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(
+        postgres: PostgresServer, aws: Secrets, caplog: pytest.LogCaptureFixture) -> None:
+    # Given 60 tenant tables made while the event trigger was dropped
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    handler.on_event(event("Create", aws, master))
+    tables = [f"app.t{n:02d}_with_a_name_of_some_length" for n in range(60)]
+    conn = postgres.connect(database)
+    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    conn.run("SET ROLE boom_owner")
+    for table in tables:
+        conn.run(f"CREATE TABLE {table} (tenant_id uuid)")
+    conn.run("RESET ROLE")
+    # When an Update protects them all, Then the response stays far below CloudFormation's
+    # 4096 bytes (the framework adds its own fields) and the log has the whole list
+    with caplog.at_level(logging.INFO):
+        response = handler.on_event(event("Update", aws, master))
+    assert len(json.dumps(response)) < 2000
+    assert response["Data"]["Repaired"].endswith("more characters in the function's log)")
+    assert f"{tables[-1]} protected" in caplog.text
+    # And a refusal listing a gap on each of them is cut the same way
+    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    for table in tables:
+        conn.run(f"CREATE POLICY everyone ON {table} USING (true)")
+    conn.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(bootstrap.BootstrapError) as failure:
+        handler.on_event(event("Update", aws, master))
+    reason = str(failure.value)
+    assert reason.startswith("the tenant guarantees have gaps the bootstrap will not override")
+    assert len(reason) < 1600 and reason.endswith("more characters in the function's log)")
+    assert f"{tables[-1]}: policy everyone widens access" in caplog.text

@@ -40,12 +40,32 @@ MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
 PASSWORD_ATTEMPTS = 3
 RETRY_WAIT_SECONDS = 5.0
 _PASSWORD_REFUSED = "SQLSTATE 28P01"
+# CloudFormation refuses a custom resource's response over 4096 bytes, and then reports
+# "Response object is too long" instead of the reason. A gap list or a repair list over many
+# tables can be longer: what goes back is cut to this, the whole of it is logged.
+MAX_REPORTED_CHARS = 1500
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 
 def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
+    try:
+        return _on_event(event)
+    except BootstrapError as err:
+        logger.error("%s", err)
+        raise BootstrapError(bounded(str(err))) from None
+
+
+def bounded(text: str) -> str:
+    """`text`, cut to what a CloudFormation response holds, saying where the rest is."""
+    if len(text) <= MAX_REPORTED_CHARS:
+        return text
+    return (f"{text[:MAX_REPORTED_CHARS]} ... ({len(text) - MAX_REPORTED_CHARS} more "
+            "characters in the function's log)")
+
+
+def _on_event(event: dict[str, Any]) -> dict[str, Any]:
     request = event.get("RequestType")
     raw_properties = event.get("ResourceProperties")
     shown = raw_properties if isinstance(raw_properties, dict) else {}
@@ -88,7 +108,7 @@ def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
         "PhysicalResourceId": f"tenant-bootstrap:{master.host}:{master.port}/{master.database}",
         "Data": {"SchemaVersion": str(result.version),
                  "Applied": ",".join(map(str, result.applied)),
-                 "Repaired": "; ".join(result.repaired)},
+                 "Repaired": bounded("; ".join(result.repaired))},
     }
 
 

@@ -88,16 +88,19 @@ def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
     # (b) has no RLS and (d) has its own policy: keep the event trigger off while making them.
     # INCLUDING ALL: the same primary key, indexes and CHECK as app.bookings, so that (b) and
     # (d) maintain as much per insert as (a) does (before 2026-11-26 they lacked the primary
-    # key and the CHECK, which flattered (b) and (d)).
+    # key and the CHECK, which flattered (b) and (d)). LIKE does not copy statistics targets:
+    # tenant_id gets app.bookings' (0, migration 0006) by hand, so the planner sees the same.
     conn.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
     conn.execute_simple(f"""
         CREATE SCHEMA bench;
         CREATE TABLE bench.bookings (LIKE app.bookings INCLUDING ALL);
+        ALTER TABLE bench.bookings ALTER COLUMN tenant_id SET STATISTICS 0;
         GRANT USAGE ON SCHEMA bench TO app_user;
         GRANT SELECT, INSERT ON bench.bookings TO app_user;
         GRANT USAGE ON ALL SEQUENCES IN SCHEMA bench TO app_user;
         CREATE SCHEMA textbook;
         CREATE TABLE textbook.bookings (LIKE app.bookings INCLUDING ALL);
+        ALTER TABLE textbook.bookings ALTER COLUMN tenant_id SET STATISTICS 0;
         ALTER TABLE textbook.bookings ALTER tenant_id SET DEFAULT {TEXTBOOK_TENANT};
         ALTER TABLE textbook.bookings ENABLE ROW LEVEL SECURITY;
         CREATE POLICY textbook ON textbook.bookings
@@ -124,13 +127,17 @@ def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
 
 
 def table_shape(conn: pg8000.native.Connection, table: str) -> str:
-    """A table's indexes and constraints, without its name: equal for equal work per row."""
+    """A table's indexes, constraints and statistics targets, without its name: equal for
+    equal work per row and equal planner input."""
     rows = conn.run(
         "SELECT coalesce(string_agg(d, '; ' ORDER BY d), '') FROM ("
         "  SELECT regexp_replace(pg_get_indexdef(indexrelid), ' ON \\S+ ', ' ON t ') AS d"
         "  FROM pg_index WHERE indrelid = CAST(:t AS regclass)"
         "  UNION ALL SELECT contype::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint"
-        "  WHERE conrelid = CAST(:t AS regclass)) defs", t=table)
+        "  WHERE conrelid = CAST(:t AS regclass)"
+        "  UNION ALL SELECT attname || ' statistics ' || attstattarget FROM pg_attribute"
+        "  WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped) defs",
+        t=table)
     return re.sub(r"INDEX \S+ ", "INDEX ", str(rows[0][0]))
 
 

@@ -9,6 +9,7 @@ import re
 import pg8000.native
 import pytest
 
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import (
     ACTS_AS_OWNER,
     MATVIEW_OF_BOOKINGS,
@@ -147,3 +148,35 @@ def test_the_audit_reports_an_app_user_that_can_get_around_rls(admin: Conn, gran
         problems = admin.run(audit)
     assert clean == []
     assert problems == [["app.bookings", problem]]
+
+
+def test_a_partitioned_tenant_table_is_protected_partition_by_partition(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # A query on a partition itself uses the partition's own row level security, not the
+    # parent's: every partition, made with the parent or attached later, needs its own.
+    database = bootstrapped_database(postgres, role_passwords)
+    owner = postgres.connect(database, user="boom_owner", password=role_passwords["boom_owner"])
+    owner.run("CREATE TABLE app.visits (tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(),"
+              " at date NOT NULL) PARTITION BY RANGE (at)")
+    owner.run("CREATE TABLE app.visits_2026 PARTITION OF app.visits "
+              "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    owner.run("CREATE TABLE app.visits_2027 (LIKE app.visits)")
+    owner.run("ALTER TABLE app.visits ATTACH PARTITION app.visits_2027 "
+              "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    for tenant in (TENANT_A, TENANT_B):
+        owner.run("BEGIN")
+        owner.run("SELECT app.set_tenant(:t)", t=tenant)
+        owner.run("INSERT INTO app.visits (at) VALUES ('2026-05-01'), ('2027-05-01')")
+        owner.run("COMMIT")
+    assert owner.run(
+        "SELECT c.relname, c.relforcerowsecurity, count(p.oid), a.attstattarget "
+        "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' "
+        "LEFT JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname LIKE 'visits%' "
+        "GROUP BY 1, 2, 4 ORDER BY 1") == [["visits", True, 1, 0], ["visits_2026", True, 1, 0],
+                                           ["visits_2027", True, 1, 0]]
+    assert owner.run("SELECT * FROM app.audit_tenant_tables()") == []
+    owner.close()
+    app = postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+    for table, rows in (("app.visits", 2), ("app.visits_2026", 1), ("app.visits_2027", 1)):
+        assert in_tenant(app, TENANT_A, f"SELECT count(*) FROM {table}") == [[rows]]
+    app.close()

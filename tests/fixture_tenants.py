@@ -41,20 +41,23 @@ def widening(policy: str) -> str:
 
 
 def seed_two_tenants(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
-    owner = postgres.connect(database, user="boom_owner", password=passwords["boom_owner"])
+    owner = connect_as(postgres, passwords, database, "boom_owner")
     for tenant in (TENANT_A, TENANT_B):
-        owner.run("BEGIN")
-        owner.run("SELECT app.set_tenant(:t)", t=tenant)
-        for n in range(ROWS_PER_TENANT):
-            owner.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
-                      "(:r, now(), now() + interval '1 hour')", r=f"room-{n}")
-        owner.run("COMMIT")
+        committed(owner, tenant, "INSERT INTO app.bookings (resource, starts_at, ends_at) "
+                  "SELECT 'room-' || n, now(), now() + interval '1 hour' "
+                  "FROM generate_series(0, :last) n", last=ROWS_PER_TENANT - 1)
     owner.close()
+
+
+def connect_as(postgres: PostgresServer, passwords: dict[str, str], database: str,
+               role: str) -> Conn:
+    """A new session of `role` (app_user or boom_owner) on `database`."""
+    return postgres.connect(database, user=role, password=passwords[role])
 
 
 def login(postgres: PostgresServer, passwords: dict[str, str], database: str,
           role: str) -> Iterator[Conn]:
-    conn = postgres.connect(database, user=role, password=passwords[role])
+    conn = connect_as(postgres, passwords, database, role)
     yield conn
     conn.close()
 
@@ -76,6 +79,19 @@ def in_tenant(conn: Conn, tenant: uuid.UUID | None, sql: str, **params: object) 
         if tenant is not None:
             conn.run("SELECT app.set_tenant(:t)", t=tenant)
         return conn.run(sql, **params)
+
+
+def committed(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> list[list]:
+    """`sql` in a transaction bound to `tenant`, committed (rolled back if it fails)."""
+    conn.run("BEGIN")
+    try:
+        conn.run("SELECT app.set_tenant(:t)", t=tenant)
+        rows = conn.run(sql, **params)
+        conn.run("COMMIT")
+    except pg8000.native.DatabaseError:
+        conn.run("ROLLBACK")
+        raise
+    return rows
 
 
 def fails(conn: Conn, tenant: uuid.UUID | None, sql: str, match: str, **params: object) -> None:

@@ -17,6 +17,8 @@ from tests.fixture_tenants import (
     TENANT_A,
     TENANT_B,
     Conn,
+    committed,
+    connect_as,
     in_tenant,
     rolled_back,
     widening,
@@ -155,7 +157,7 @@ def test_a_partitioned_tenant_table_is_protected_partition_by_partition(
     # A query on a partition itself uses the partition's own row level security, not the
     # parent's: every partition, made with the parent or attached later, needs its own.
     database = bootstrapped_database(postgres, role_passwords)
-    owner = postgres.connect(database, user="boom_owner", password=role_passwords["boom_owner"])
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     owner.run("CREATE TABLE app.visits (tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(),"
               " at date NOT NULL) PARTITION BY RANGE (at)")
     owner.run("CREATE TABLE app.visits_2026 PARTITION OF app.visits "
@@ -164,10 +166,8 @@ def test_a_partitioned_tenant_table_is_protected_partition_by_partition(
     owner.run("ALTER TABLE app.visits ATTACH PARTITION app.visits_2027 "
               "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
     for tenant in (TENANT_A, TENANT_B):
-        owner.run("BEGIN")
-        owner.run("SELECT app.set_tenant(:t)", t=tenant)
-        owner.run("INSERT INTO app.visits (at) VALUES ('2026-05-01'), ('2027-05-01')")
-        owner.run("COMMIT")
+        committed(owner, tenant, "INSERT INTO app.visits (at) VALUES ('2026-05-01'), "
+                                 "('2027-05-01')")
     assert owner.run(
         "SELECT c.relname, c.relforcerowsecurity, count(p.oid), a.attstattarget "
         "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' "
@@ -176,7 +176,7 @@ def test_a_partitioned_tenant_table_is_protected_partition_by_partition(
                                            ["visits_2027", True, 1, 0]]
     assert owner.run("SELECT * FROM app.audit_tenant_tables()") == []
     owner.close()
-    app = postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+    app = connect_as(postgres, role_passwords, database, "app_user")
     for table, rows in (("app.visits", 2), ("app.visits_2026", 1), ("app.visits_2027", 1)):
         assert in_tenant(app, TENANT_A, f"SELECT count(*) FROM {table}") == [[rows]]
     app.close()

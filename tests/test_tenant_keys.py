@@ -15,11 +15,10 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, connect_as
 
 BEFORE_0006 = 5
-TENANT_A, TENANT_B = uuid.uuid4(), uuid.uuid4()
 EMAIL = "ann@example.com"
-Conn = pg8000.native.Connection
 SPANS = "does not include tenant_id"
 
 CUSTOMERS_SPANNING = ("CREATE TABLE app.customers (id bigint GENERATED ALWAYS AS IDENTITY "
@@ -27,40 +26,30 @@ CUSTOMERS_SPANNING = ("CREATE TABLE app.customers (id bigint GENERATED ALWAYS AS
                       "email text NOT NULL UNIQUE)")
 
 
-def connect(postgres: PostgresServer, passwords: dict[str, str], database: str,
-            role: str) -> Conn:
-    return postgres.connect(database, user=role, password=passwords[role])
-
-
-def as_tenant(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> int:
-    """Runs `sql` in a transaction bound to `tenant`; the number of rows it affected."""
-    conn.run("BEGIN")
-    try:
-        conn.run("SELECT app.set_tenant(:t)", t=tenant)
-        conn.run(sql, **params)
-        affected = conn.row_count
-        conn.run("COMMIT")
-    except pg8000.native.DatabaseError:
-        conn.run("ROLLBACK")
-        raise
-    return affected
+def database_with(postgres: PostgresServer, passwords: dict[str, str], *ddl: str,
+                  version: int | None = None) -> str:
+    """A new database bootstrapped to `version` (default: latest) where boom_owner ran `ddl`."""
+    database = bootstrapped_database(postgres, passwords, target_version=version)
+    owner = connect_as(postgres, passwords, database, "boom_owner")
+    for statement in ddl:
+        owner.run(statement)
+    owner.close()
+    return database
 
 
 def test_negative_control_before_0006_a_key_across_tenants_tells_one_of_another(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
-    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
-    owner.run(CUSTOMERS_SPANNING)
-    owner.close()
-    app = connect(postgres, role_passwords, database, "app_user")
-    as_tenant(app, TENANT_A, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
+    database = database_with(postgres, role_passwords, CUSTOMERS_SPANNING, version=BEFORE_0006)
+    app = connect_as(postgres, role_passwords, database, "app_user")
+    committed(app, TENANT_A, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
     # Tenant B sees no customer at all, yet
-    assert as_tenant(app, TENANT_B, "SELECT * FROM app.customers WHERE email = :e", e=EMAIL) == 0
+    assert committed(app, TENANT_B, "SELECT * FROM app.customers WHERE email = :e",
+                     e=EMAIL) == []
     # its insert fails on A's value, and ON CONFLICT quietly inserts nothing
     with pytest.raises(pg8000.native.DatabaseError, match="duplicate key value"):
-        as_tenant(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
-    assert as_tenant(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e) "
-                                    "ON CONFLICT DO NOTHING", e=EMAIL) == 0
+        committed(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e)", e=EMAIL)
+    assert committed(app, TENANT_B, "INSERT INTO app.customers (email) VALUES (:e) "
+                                    "ON CONFLICT DO NOTHING RETURNING 1", e=EMAIL) == []
     app.close()
 
 
@@ -77,7 +66,7 @@ def test_negative_control_before_0006_a_key_across_tenants_tells_one_of_another(
 def test_a_key_that_spans_tenants_is_refused_when_made(
         postgres: PostgresServer, role_passwords: dict[str, str], ddl: str, key: str) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     with pytest.raises(pg8000.native.DatabaseError,
                        match=f"unique key {key} {SPANS}: it spans all tenants"):
         owner.run(ddl)
@@ -93,7 +82,7 @@ def test_a_no_double_booking_constraint_must_be_per_tenant(
     admin = postgres.connect(database)
     admin.run("CREATE EXTENSION btree_gist")
     admin.close()
-    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     overlap = "resource WITH =, tstzrange(starts_at, ends_at) WITH &&"
     with pytest.raises(pg8000.native.DatabaseError,
                        match=f"unique key app.no_double_booking {SPANS}"):
@@ -102,20 +91,20 @@ def test_a_no_double_booking_constraint_must_be_per_tenant(
     owner.run(f"ALTER TABLE app.bookings ADD CONSTRAINT no_double_booking "
               f"EXCLUDE USING gist (tenant_id WITH =, {overlap})")
     owner.close()
-    app = connect(postgres, role_passwords, database, "app_user")
+    app = connect_as(postgres, role_passwords, database, "app_user")
     booking = ("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
-               "('room-1', '2026-12-01 10:00+00', '2026-12-01 11:00+00')")
+               "('room-1', '2026-12-01 10:00+00', '2026-12-01 11:00+00') RETURNING 1")
     for tenant in (TENANT_A, TENANT_B):
-        assert as_tenant(app, tenant, booking) == 1
+        assert committed(app, tenant, booking) == [[1]]
     with pytest.raises(pg8000.native.DatabaseError, match="conflicting key value"):
-        as_tenant(app, TENANT_A, booking)  # still no double booking within a tenant
+        committed(app, TENANT_A, booking)  # still no double booking within a tenant
     app.close()
 
 
 def test_keys_with_tenant_id_or_database_generated_values_are_allowed(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     owner.run("CREATE TABLE app.customers ("
               "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
               "public_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE, "
@@ -126,10 +115,11 @@ def test_keys_with_tenant_id_or_database_generated_values_are_allowed(
     assert owner.run("SELECT * FROM app.audit_tenant_keys()") == []
     owner.close()
     # and two tenants may both have the same e-mail address
-    app = connect(postgres, role_passwords, database, "app_user")
+    app = connect_as(postgres, role_passwords, database, "app_user")
     for tenant in (TENANT_A, TENANT_B):
-        assert as_tenant(app, tenant, "INSERT INTO app.customers (email) VALUES (:e) "
-                                      "ON CONFLICT (tenant_id, email) DO NOTHING", e=EMAIL) == 1
+        assert committed(app, tenant, "INSERT INTO app.customers (email) VALUES (:e) "
+                         "ON CONFLICT (tenant_id, email) DO NOTHING RETURNING 1",
+                         e=EMAIL) == [[1]]
     app.close()
 
 
@@ -138,7 +128,7 @@ def test_a_unique_index_made_by_hand_stops_the_next_bootstrap_run(
     # Given a unique index across tenants made with CREATE UNIQUE INDEX, which the event
     # trigger does not see (an expression key, so not a generated column either)
     database = bootstrapped_database(postgres, role_passwords)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     owner.run("CREATE UNIQUE INDEX bookings_resource_ci ON app.bookings (lower(resource))")
     owner.close()
     admin = postgres.connect(database, tls=True)
@@ -158,10 +148,7 @@ def test_a_unique_index_made_by_hand_stops_the_next_bootstrap_run(
 
 def test_an_upgrade_refuses_while_a_key_spans_tenants(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
-    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
-    owner.run(CUSTOMERS_SPANNING)
-    owner.close()
+    database = database_with(postgres, role_passwords, CUSTOMERS_SPANNING, version=BEFORE_0006)
     admin = postgres.connect(database, tls=True)
     with pytest.raises(bootstrap.BootstrapError, match=(
             rf"nothing was changed: app\.customers: unique key app\.customers_email_key "
@@ -179,29 +166,26 @@ BY_TENANT_AND_ID = "FOREIGN KEY (tenant_id, booking_id) REFERENCES app.bookings 
 
 def book(app: Conn, tenant: uuid.UUID) -> int:
     """A booking of `tenant`'s; its id."""
-    app.run("BEGIN")
-    app.run("SELECT app.set_tenant(:t)", t=tenant)
-    [[booking]] = app.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
-                          "('room-1', now(), now() + interval '1 hour') RETURNING id")
-    app.run("COMMIT")
+    [[booking]] = committed(app, tenant, "INSERT INTO app.bookings (resource, starts_at, "
+                            "ends_at) VALUES ('room-1', now(), now() + interval '1 hour') "
+                            "RETURNING id")
     return int(booking)
 
 
 def invoice(app: Conn, tenant: uuid.UUID, booking: int) -> int:
-    return as_tenant(app, tenant, "INSERT INTO app.invoices (booking_id, amount) "
-                                  "VALUES (:b, 100)", b=booking)
+    """Invoices `booking` as `tenant`; the number of invoices made."""
+    return len(committed(app, tenant, "INSERT INTO app.invoices (booking_id, amount) "
+                                      "VALUES (:b, 100) RETURNING 1", b=booking))
 
 
 def test_negative_control_before_0006_a_foreign_key_by_id_crosses_tenants(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
-    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
-    owner.run(INVOICES.format(reference=BY_ID))
-    owner.close()
-    app = connect(postgres, role_passwords, database, "app_user")
+    database = database_with(postgres, role_passwords, INVOICES.format(reference=BY_ID),
+                             version=BEFORE_0006)
+    app = connect_as(postgres, role_passwords, database, "app_user")
     theirs = book(app, TENANT_A)
     # Tenant B cannot see A's booking, yet may invoice it
-    assert as_tenant(app, TENANT_B, "SELECT FROM app.bookings WHERE id = :b", b=theirs) == 0
+    assert committed(app, TENANT_B, "SELECT FROM app.bookings WHERE id = :b", b=theirs) == []
     assert invoice(app, TENANT_B, theirs) == 1
     # and an id with no booking fails: the insert tells B which ids exist
     with pytest.raises(pg8000.native.DatabaseError, match="violates foreign key constraint"):
@@ -212,7 +196,7 @@ def test_negative_control_before_0006_a_foreign_key_by_id_crosses_tenants(
 def test_a_foreign_key_must_pair_tenant_id_with_tenant_id(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     with pytest.raises(pg8000.native.DatabaseError, match=(
             r"foreign key invoices_booking_id_fkey to app\.bookings does not pair tenant_id "
             r"with tenant_id")):
@@ -231,7 +215,7 @@ def test_a_foreign_key_must_pair_tenant_id_with_tenant_id(
                   "REFERENCES app.bookings (tenant_id, id))")
     owner.run(INVOICES.format(reference=BY_TENANT_AND_ID))
     owner.close()
-    app = connect(postgres, role_passwords, database, "app_user")
+    app = connect_as(postgres, role_passwords, database, "app_user")
     theirs, ours = book(app, TENANT_A), book(app, TENANT_B)
     # B invoices its own booking; A's is, to B's insert, as absent as an id never used
     assert invoice(app, TENANT_B, ours) == 1
@@ -244,10 +228,8 @@ def test_a_foreign_key_must_pair_tenant_id_with_tenant_id(
 def test_a_foreign_key_added_while_the_trigger_was_gone_stops_the_bootstrap(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     # Given a protected tenant table that got a foreign key by id while the trigger was dropped
-    database = bootstrapped_database(postgres, role_passwords)
-    owner = connect(postgres, role_passwords, database, "boom_owner")
-    owner.run(INVOICES.format(reference="CHECK (amount > 0)"))
-    owner.close()
+    database = database_with(postgres, role_passwords,
+                             INVOICES.format(reference="CHECK (amount > 0)"))
     admin = postgres.connect(database, tls=True)
     admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     admin.run(f"ALTER TABLE app.invoices ADD {BY_ID}")

@@ -15,9 +15,8 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_tenants import TENANT_A
+from tests.fixture_tenants import TENANT_A, Conn, committed, connect_as
 
-Conn = pg8000.native.Connection
 DECLARED = [["app_user", ["search_path=app"]], ["boom_owner", ["search_path=app"]]]
 
 
@@ -42,13 +41,10 @@ def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterat
 
 def book(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
     """A booking written by a new app_user session, as a new pooled server connection."""
-    app = postgres.connect(database, user="app_user", password=passwords["app_user"])
+    app = connect_as(postgres, passwords, database, "app_user")
     try:
-        app.run("BEGIN")
-        app.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-        app.run("INSERT INTO bookings (resource, starts_at, ends_at) "  # search_path = app
-                "VALUES ('room', now(), now() + interval '1 hour')")
-        app.run("COMMIT")
+        committed(app, TENANT_A, "INSERT INTO bookings (resource, starts_at, ends_at) "
+                  "VALUES ('room', now(), now() + interval '1 hour')")  # search_path = app
     finally:
         app.close()
 
@@ -57,12 +53,12 @@ def test_settings_app_user_gives_itself_are_undone_by_the_next_run(
         postgres: PostgresServer, role_passwords: dict[str, str], database: str) -> None:
     # Given app_user made every new session of its own read-only, changed its search_path and
     # set a statement_timeout for this database, and boom_owner a lock_timeout
-    app = postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+    app = connect_as(postgres, role_passwords, database, "app_user")
     app.run("ALTER ROLE app_user SET default_transaction_read_only = on")
     app.run("ALTER ROLE app_user SET search_path = public")
     app.run(f"ALTER ROLE app_user IN DATABASE {database} SET statement_timeout = 1")
     app.close()
-    owner = postgres.connect(database, user="boom_owner", password=role_passwords["boom_owner"])
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     owner.run("ALTER ROLE boom_owner SET lock_timeout = 1")
     owner.close()
     # then the application's new sessions fail (the outage the bootstrap must end), on
@@ -97,7 +93,7 @@ def test_a_run_with_the_declared_settings_changes_none(
 
 def test_app_user_may_not_restore_or_read_the_declared_settings(
         postgres: PostgresServer, role_passwords: dict[str, str], database: str) -> None:
-    app = postgres.connect(database, user="app_user", password=role_passwords["app_user"])
+    app = connect_as(postgres, role_passwords, database, "app_user")
     for function in ("restore_role_settings", "audit_role_settings", "declared_role_settings"):
         with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
             app.run(f"SELECT app.{function}()")

@@ -11,32 +11,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
-import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_tenants import Conn, committed, connect_as
 
 BEFORE_0006 = 5
 # Tenants with very different volumes, so that an estimate that follows them shows.
 VOLUMES = {uuid.uuid4(): 100, uuid.uuid4(): 3000, uuid.uuid4(): 20}
 OWN, BIG, SMALL = VOLUMES
 SECRET_RESOURCE = "suite-of-the-big-tenant"
-Conn = pg8000.native.Connection
 
 
 def seed_and_analyze(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
     """Each tenant's bookings, written as boom_owner (bound like everyone), then ANALYZE."""
-    owner = postgres.connect(database, user="boom_owner", password=passwords["boom_owner"])
+    owner = connect_as(postgres, passwords, database, "boom_owner")
     for tenant, count in VOLUMES.items():
-        owner.run("BEGIN")
-        owner.run("SELECT app.set_tenant(:t)", t=tenant)
-        owner.run("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+        committed(owner, tenant, "INSERT INTO app.bookings (resource, starts_at, ends_at) "
                   "SELECT :r, now(), now() + interval '1 hour' FROM generate_series(1, :n)",
                   r=SECRET_RESOURCE if tenant == BIG else f"room-{count}", n=count)
-        owner.run("COMMIT")
     owner.close()
     analyze(postgres, database)
 
@@ -48,19 +43,39 @@ def analyze(postgres: PostgresServer, database: str) -> None:
 
 
 @pytest.fixture
-def as_own_tenant(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterator[
-        tuple[str, Conn]]:
-    """A database at the latest version with VOLUMES analyzed, and app_user bound to OWN."""
+def analyzed(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
+    """A database at the latest version with VOLUMES analyzed."""
     database = bootstrapped_database(postgres, role_passwords)
     seed_and_analyze(postgres, role_passwords, database)
-    yield database, bound_app_user(postgres, role_passwords, database)
+    return database
 
 
 def bound_app_user(postgres: PostgresServer, passwords: dict[str, str], database: str) -> Conn:
-    app = postgres.connect(database, user="app_user", password=passwords["app_user"])
+    app = connect_as(postgres, passwords, database, "app_user")
     app.run("BEGIN")
     app.run("SELECT app.set_tenant(:t)", t=OWN)
     return app
+
+
+def assert_own_rows_and_no_other_counts(postgres: PostgresServer, passwords: dict[str, str],
+                                        database: str) -> None:
+    """As app_user bound to OWN: OWN's rows only (never otherwise), and every other tenant,
+    big or small, estimated as one that does not exist."""
+    app = bound_app_user(postgres, passwords, database)
+    try:
+        assert app.run("SELECT count(*) FROM app.bookings") == [[VOLUMES[OWN]]]
+        big, small, absent = tenant_estimates(app)
+        assert big == small == absent
+    finally:
+        app.close()
+
+
+def statistics_back_while_the_trigger_was_gone(admin: Conn) -> None:
+    """tenant_id statistics switched on and collected with the event trigger dropped (as RDS
+    asks before a major upgrade)."""
+    admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    admin.run("ALTER TABLE app.bookings ALTER COLUMN tenant_id SET STATISTICS 100")
+    admin.run("ANALYZE app.bookings")
 
 
 def estimate(conn: Conn, where: str, **params: object) -> int:
@@ -77,14 +92,10 @@ def tenant_estimates(conn: Conn) -> list[int]:
             for tenant in (BIG, SMALL, uuid.uuid4())]
 
 
-def test_explain_shows_no_other_tenants_row_count(as_own_tenant: tuple[str, Conn]) -> None:
-    _, app = as_own_tenant
-    # The rows themselves were never visible, and still are not
-    assert app.run("SELECT count(*) FROM app.bookings") == [[VOLUMES[OWN]]]
-    # and the estimates say nothing either: every tenant alike, as one that does not exist.
-    big, small, absent = tenant_estimates(app)
-    assert big == small == absent
-    app.close()
+def test_explain_shows_no_other_tenants_row_count(
+        postgres: PostgresServer, role_passwords: dict[str, str], analyzed: str) -> None:
+    # The rows themselves were never visible, and the estimates say nothing either
+    assert_own_rows_and_no_other_counts(postgres, role_passwords, analyzed)
 
 
 def test_negative_control_before_0006_explain_shows_them(
@@ -117,23 +128,17 @@ def test_statistics_analyzed_before_the_upgrade_are_dropped_by_it(
     assert admin.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
     assert admin.run("SELECT count(*) FROM app.bookings") == [[sum(VOLUMES.values())]]
     admin.close()
-    app = bound_app_user(postgres, role_passwords, database)
-    assert app.run("SELECT count(*) FROM app.bookings") == [[VOLUMES[OWN]]]
-    big, small, absent = tenant_estimates(app)
-    assert big == small == absent
-    app.close()
+    assert_own_rows_and_no_other_counts(postgres, role_passwords, database)
 
 
 def test_a_tenant_table_created_later_gets_no_tenant_statistics(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    owner = postgres.connect(database, user="boom_owner", password=role_passwords["boom_owner"])
+    owner = connect_as(postgres, role_passwords, database, "boom_owner")
     owner.run("CREATE TABLE app.invoices (tenant_id uuid NOT NULL "
               "DEFAULT app.current_tenant_id(), amount int NOT NULL)")
-    owner.run("BEGIN")
-    owner.run("SELECT app.set_tenant(:t)", t=BIG)
-    owner.run("INSERT INTO app.invoices (amount) SELECT 7 FROM generate_series(1, 500)")
-    owner.run("COMMIT")
+    committed(owner, BIG, "INSERT INTO app.invoices (amount) SELECT 7 "
+                          "FROM generate_series(1, 500)")
     owner.run("ANALYZE app.invoices")
     owner.close()
     admin = postgres.connect(database)
@@ -143,33 +148,21 @@ def test_a_tenant_table_created_later_gets_no_tenant_statistics(
 
 
 def test_statistics_switched_back_on_are_switched_off_at_once(
-        as_own_tenant: tuple[str, Conn], postgres: PostgresServer,
-        role_passwords: dict[str, str]) -> None:
-    database, app = as_own_tenant
-    app.close()
-    owner = postgres.connect(database, user="boom_owner", password=role_passwords["boom_owner"])
+        analyzed: str, postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    owner = connect_as(postgres, role_passwords, analyzed, "boom_owner")
     owner.run("ALTER TABLE app.bookings ALTER COLUMN tenant_id SET STATISTICS 100")
     assert owner.run("SELECT attstattarget FROM pg_attribute WHERE attname = 'tenant_id' "
                      "AND attrelid = 'app.bookings'::regclass") == [[0]]
     owner.close()
-    analyze(postgres, database)
-    app = bound_app_user(postgres, role_passwords, database)
-    big, small, absent = tenant_estimates(app)
-    assert big == small == absent
-    app.close()
+    analyze(postgres, analyzed)
+    assert_own_rows_and_no_other_counts(postgres, role_passwords, analyzed)
 
 
 def test_a_bootstrap_run_drops_statistics_switched_on_while_the_trigger_was_gone(
-        as_own_tenant: tuple[str, Conn], postgres: PostgresServer,
-        role_passwords: dict[str, str]) -> None:
-    # Given statistics switched on and collected while the event trigger was dropped (as RDS
-    # asks before a major upgrade)
-    database, app = as_own_tenant
-    app.close()
-    admin = postgres.connect(database, tls=True)
-    admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
-    admin.run("ALTER TABLE app.bookings ALTER COLUMN tenant_id SET STATISTICS 100")
-    admin.run("ANALYZE app.bookings")
+        analyzed: str, postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    # Given statistics switched on and collected while the event trigger was dropped
+    admin = postgres.connect(analyzed, tls=True)
+    statistics_back_while_the_trigger_was_gone(admin)
     assert [row[0] for row in admin.run("SELECT * FROM app.audit_tenant_statistics()")] == \
         ["app.bookings"]
     # When the bootstrap runs, Then it repairs the table and says so
@@ -178,22 +171,15 @@ def test_a_bootstrap_run_drops_statistics_switched_on_while_the_trigger_was_gone
                                "app.bookings protected")
     assert admin.run("SELECT * FROM app.audit_tenant_statistics()") == []
     admin.close()
-    app = bound_app_user(postgres, role_passwords, database)
-    big, small, absent = tenant_estimates(app)
-    assert big == small == absent
-    app.close()
+    assert_own_rows_and_no_other_counts(postgres, role_passwords, analyzed)
 
 
 def test_a_view_on_tenant_id_stops_the_repair_naming_the_fix(
-        as_own_tenant: tuple[str, Conn], postgres: PostgresServer) -> None:
+        analyzed: str, postgres: PostgresServer) -> None:
     # Given statistics to drop and a view that uses tenant_id (PostgreSQL then refuses the
     # ALTER COLUMN ... TYPE that drops them)
-    database, app = as_own_tenant
-    app.close()
-    admin = postgres.connect(database, tls=True)
-    admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
-    admin.run("ALTER TABLE app.bookings ALTER COLUMN tenant_id SET STATISTICS 100")
-    admin.run("ANALYZE app.bookings")
+    admin = postgres.connect(analyzed, tls=True)
+    statistics_back_while_the_trigger_was_gone(admin)
     admin.run("CREATE VIEW app.per_tenant AS SELECT tenant_id, count(*) FROM app.bookings "
               "GROUP BY tenant_id")
     # When the bootstrap runs, Then it fails, names the table and the fix, and changes nothing
@@ -213,7 +199,7 @@ def test_other_columns_show_values_common_across_tenants_unless_their_statistics
     # migration that creates it. Shown here on bookings.resource, with a control.
     shown = bootstrapped_database(postgres, role_passwords)
     hidden = bootstrapped_database(postgres, role_passwords)
-    owner = postgres.connect(hidden, user="boom_owner", password=role_passwords["boom_owner"])
+    owner = connect_as(postgres, role_passwords, hidden, "boom_owner")
     owner.run("ALTER TABLE app.bookings ALTER COLUMN resource SET STATISTICS 0")
     owner.close()
     estimates = {}

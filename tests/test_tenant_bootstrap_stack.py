@@ -15,7 +15,8 @@ import pytest
 from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
-from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+from lambdas.tenant_bootstrap import handler
+from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized
@@ -51,6 +52,18 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     assert "DatabaseInstanceAA8A5FDE" in resource["DependsOn"]
     ingress = resources(synthesized, "AWS::EC2::SecurityGroupIngress", "TenantBootstrap")
     assert len(ingress) == 1 and set(ingress) <= set(resource["DependsOn"])
+
+
+def test_the_function_outlasts_its_waits_with_minutes_left_for_the_migrations(
+        dev: Synthesized) -> None:
+    timeout = one(dev, "AWS::Lambda::Function", "TenantBootstrapFunction")["Properties"]["Timeout"]
+    waits = DEFAULT_LOCK_WAIT  # what the handler's apply() uses
+    assert list(waits.pauses()) == [1, 2, 4, 8, 10, 10, 10]
+    assert waits.worst_case_seconds() == 8 * 2 + 45
+    # The master password may be read again mid-rotation (each try can take a connect timeout).
+    connecting = handler.PASSWORD_ATTEMPTS * (handler.RETRY_WAIT_SECONDS
+                                              + Connection("h", 1, "d", "u", None).timeout_seconds)
+    assert timeout - waits.worst_case_seconds() - connecting >= 180
 
 
 def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import ssl
+import time
 from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,11 +22,15 @@ from scramp import ScramMechanism
 
 from .enforce import enforce
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
+from .locks import LockWait, is_lock_timeout, lock_holders
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
+DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 
 META_DDL = """
 CREATE SCHEMA IF NOT EXISTS boom_meta;
@@ -127,7 +133,8 @@ def scram_verifier(password: str) -> str:
 
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
           role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
-          app_user_connection_limit: int | None = None) -> Result:
+          app_user_connection_limit: int | None = None,
+          lock_wait: LockWait = DEFAULT_LOCK_WAIT) -> Result:
     """Applies migrations newer than the database's version, up to `target_version`.
 
     A database already newer than `target_version` is refused, unless `keep_newer`: then it is
@@ -136,6 +143,9 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     `app_user_connection_limit` caps app_user's connections in PostgreSQL itself (the
     PgBouncer budget, config_rules), so the rest stays free for migrations and operators even
     if more PgBouncers run than config allows; None leaves the role's limit as it is.
+    A table lock that another transaction holds for longer than `lock_wait.timeout_ms` rolls
+    the run back and tries again later (locks.py), so the application never queues behind it
+    for longer than that.
     """
     migrations = load_migrations()
     target = len(migrations) if target_version is None else target_version
@@ -152,17 +162,36 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     if unknown_roles:
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
                              f"roles are {', '.join(ROLES)}")
-    conn.run("BEGIN")
-    try:
-        result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
-                                       keep_newer, app_user_connection_limit)
-        conn.run("COMMIT")
-    except BaseException as err:
-        _rollback(conn)
-        if isinstance(err, pg8000.native.DatabaseError):
-            raise BootstrapError(f"bootstrap failed, nothing was changed: {_reason(err)}") from None
-        raise
-    return result
+    pauses = lock_wait.pauses()
+    for attempt in range(1, lock_wait.attempts + 1):
+        conn.run("BEGIN")
+        try:
+            result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
+                                           keep_newer, app_user_connection_limit,
+                                           lock_wait.timeout_ms)
+            conn.run("COMMIT")
+            return result
+        except BaseException as err:
+            _rollback(conn)
+            if not isinstance(err, pg8000.native.DatabaseError):
+                raise
+            if not is_lock_timeout(err):
+                raise BootstrapError(f"bootstrap failed, nothing was changed: {_reason(err)}") \
+                    from None
+            holders = _described_lock_holders(conn)
+            if attempt == lock_wait.attempts:
+                raise BootstrapError(
+                    f"bootstrap failed, nothing was changed: a table it must alter stayed in use "
+                    f"({lock_wait.attempts} attempts, each waiting at most "
+                    f"{lock_wait.timeout_ms} ms for a lock, so the application never queued "
+                    f"longer). Sessions holding table locks: {holders}. Let them finish (or end "
+                    "them with pg_terminate_backend), then run the bootstrap again") from None
+            pause = next(pauses)
+            logger.warning("attempt %d of %d waited %d ms for a table lock and rolled back; "
+                           "trying again in %.1f s. Sessions holding table locks: %s", attempt,
+                           lock_wait.attempts, lock_wait.timeout_ms, pause, holders)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:
@@ -185,8 +214,12 @@ def current_version(conn: pg8000.native.Connection) -> int:
 
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
-                          keep_newer: bool, app_user_connection_limit: int | None) -> Result:
+                          keep_newer: bool, app_user_connection_limit: int | None,
+                          lock_timeout_ms: int) -> Result:
+    # Another bootstrap run is waited for as long as it takes (it ends, Lambda's timeout bounds
+    # it); only then are lock waits bounded, for the tables the application uses.
     conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
+    conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
         "SELECT version, checksum FROM boom_meta.schema_versions")}
@@ -213,6 +246,13 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
+
+
+def _described_lock_holders(conn: pg8000.native.Connection) -> str:
+    try:
+        return lock_holders(conn)
+    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+        return f"(could not list them: {_reason(err)})"
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:

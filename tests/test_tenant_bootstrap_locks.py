@@ -1,0 +1,181 @@
+"""A bootstrap that must alter a table in use never stalls the application behind it for
+longer than its lock timeout (lambdas/tenant_bootstrap/locks.py), on real PostgreSQL 15.
+
+The table in use: app.bookings at version 5, analyzed, so upgrading to 0006 drops and
+re-creates its tenant policy, which takes the table's ACCESS EXCLUSIVE lock. An app_user
+transaction left open on it holds the lock in the way; another app_user transaction that
+starts after the bootstrap is the application, which PostgreSQL queues behind the bootstrap's
+pending lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.locks import LockWait
+from tests.fixture_bootstrap import versions
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
+
+BEFORE_0006 = 5
+WAITING = 10.0  # seconds a step may take before the test calls it stuck
+
+
+@dataclass
+class Busy:
+    """A database at version 5 whose bookings an open app_user transaction is using."""
+    database: str
+    holder: Conn  # app_user, idle in a transaction that has read app.bookings
+    observer: Conn  # the superuser, to read pg_stat_activity and the schema
+
+    def lock_waits(self, user: str) -> int:
+        return int(self.observer.run(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND usename = :u AND wait_event_type = 'Lock'", u=user)[0][0])
+
+    def statistics_target(self) -> int:
+        return int(self.observer.run(
+            "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'app.bookings'::regclass "
+            "AND attname = 'tenant_id'")[0][0])
+
+
+@pytest.fixture
+def busy(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterator[Busy]:
+    database = bootstrapped_database(postgres, role_passwords, target_version=BEFORE_0006)
+    seed_two_tenants(postgres, role_passwords, database)
+    observer = postgres.connect(database)
+    observer.run("ANALYZE app.bookings")
+    holder = connect_as(postgres, role_passwords, database, "app_user")
+    holder.run("BEGIN")
+    holder.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    holder.run("SELECT count(*) FROM app.bookings")
+    yield Busy(database, holder, observer)
+    holder.close()
+    observer.close()
+
+
+def in_background(work: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as err:  # noqa: BLE001 - handed to the test, which asserts on it
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def eventually(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAITING
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def upgrade(postgres: PostgresServer, busy: Busy, lock_wait: LockWait) -> bootstrap.Result:
+    conn = postgres.connect(busy.database, tls=True)
+    try:
+        return bootstrap.apply(conn, lock_wait=lock_wait)
+    finally:
+        conn.close()
+
+
+def application_read(postgres: PostgresServer, passwords: dict[str, str],
+                     database: str) -> int:
+    conn = connect_as(postgres, passwords, database, "app_user")
+    try:
+        conn.run("BEGIN")
+        conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        count = int(conn.run("SELECT count(*) FROM app.bookings")[0][0])
+        conn.run("COMMIT")
+        return count
+    finally:
+        conn.close()
+
+
+def test_without_a_short_lock_timeout_the_application_queues_behind_the_bootstrap(
+        postgres: PostgresServer, role_passwords: dict[str, str], busy: Busy) -> None:
+    # The negative control: what the bound prevents, and that this test can see it.
+    booting, booted = in_background(
+        lambda: upgrade(postgres, busy, LockWait(timeout_ms=60_000, attempts=1)))
+    eventually(lambda: busy.lock_waits("postgres") == 1)
+    reading, read = in_background(
+        lambda: application_read(postgres, role_passwords, busy.database))
+    eventually(lambda: busy.lock_waits("app_user") == 1)
+    reading.join(2)
+    assert reading.is_alive(), "the application's read should queue behind the bootstrap"
+    busy.holder.run("COMMIT")
+    booting.join(WAITING)
+    reading.join(WAITING)
+    assert read == {"result": 3}
+    assert isinstance(booted.get("result"), bootstrap.Result)
+
+
+def test_a_table_in_use_stalls_the_application_at_most_one_lock_timeout_and_changes_nothing(
+        postgres: PostgresServer, role_passwords: dict[str, str], busy: Busy) -> None:
+    lock_wait = LockWait(timeout_ms=300, attempts=3, first_pause_seconds=0.2,
+                         max_pause_seconds=0.2)
+    booting, booted = in_background(lambda: upgrade(postgres, busy, lock_wait))
+    eventually(lambda: busy.lock_waits("postgres") == 1)
+    # The application reads while the bootstrap waits: it is served once the attempt gives up,
+    # though the transaction in the way is still open.
+    reading, read = in_background(
+        lambda: application_read(postgres, role_passwords, busy.database))
+    reading.join(WAITING)
+    assert read == {"result": 3}
+    booting.join(WAITING)
+    error = booted.get("error")
+    assert isinstance(error, bootstrap.BootstrapError), booted
+    message = str(error)
+    holder_pid = busy.holder.run("SELECT pg_backend_pid()")[0][0]
+    assert message.startswith("bootstrap failed, nothing was changed: a table it must alter "
+                              "stayed in use (3 attempts, each waiting at most 300 ms")
+    assert f"pid {holder_pid} (app_user) idle in transaction" in message
+    assert "on app.bookings" in message and "run the bootstrap again" in message
+    # Who holds the lock, never what it ran: the query text may hold a tenant's data.
+    assert str(TENANT_A) not in message and "count(*)" not in message
+    # Nothing changed: still version 5, and 0006's first step on bookings is not there.
+    assert [row[0] for row in versions(busy.observer)] == list(range(1, BEFORE_0006 + 1))
+    assert busy.statistics_target() == -1
+    # Once the table is free, the same upgrade goes through.
+    busy.holder.run("COMMIT")
+    assert upgrade(postgres, busy, lock_wait).applied == tuple(
+        range(BEFORE_0006 + 1, bootstrap.LATEST_VERSION + 1))
+    assert busy.statistics_target() == 0
+
+
+def test_the_bootstrap_tries_again_and_goes_through_when_the_table_is_freed(
+        postgres: PostgresServer, busy: Busy, caplog: pytest.LogCaptureFixture) -> None:
+    lock_wait = LockWait(timeout_ms=200, attempts=10, first_pause_seconds=0.5,
+                         max_pause_seconds=0.5)
+    caplog.set_level(logging.WARNING, logger=bootstrap.__name__)
+    booting, booted = in_background(lambda: upgrade(postgres, busy, lock_wait))
+    eventually(lambda: busy.lock_waits("postgres") == 1)
+    time.sleep(0.4)  # longer than one attempt waits
+    busy.holder.run("COMMIT")
+    booting.join(WAITING)
+    result = booted.get("result")
+    assert isinstance(result, bootstrap.Result), booted
+    assert result.applied == tuple(range(BEFORE_0006 + 1, bootstrap.LATEST_VERSION + 1))
+    retries = [r.getMessage() for r in caplog.records if r.name == bootstrap.__name__]
+    assert retries and retries[0].startswith(
+        "attempt 1 of 10 waited 200 ms for a table lock and rolled back; trying again in 0.5 s")
+    assert "(app_user) idle in transaction" in retries[0] and "on app.bookings" in retries[0]
+
+
+@pytest.mark.parametrize("bad", [{"timeout_ms": 0}, {"attempts": 0},
+                                 {"first_pause_seconds": -1},
+                                 {"first_pause_seconds": 5, "max_pause_seconds": 1}])
+def test_nonsense_lock_waits_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="timeout_ms and attempts must be at least 1"):
+        LockWait(**bad)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ class LockWait:
     timeout_ms: int = 2000  # the longest the application waits behind one attempt
     attempts: int = 8
     first_pause_seconds: float = 1.0  # doubles after each attempt, up to max_pause_seconds
-    max_pause_seconds: float = 10.0
+    max_pause_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         if self.timeout_ms < 1 or self.attempts < 1 or self.first_pause_seconds < 0 \
@@ -38,10 +38,16 @@ class LockWait:
             yield pause
             pause = min(pause * 2, self.max_pause_seconds)
 
+    def last_attempt_after_seconds(self) -> float:
+        """When the last attempt starts at the latest, counted from the first: a transaction
+        in the way that something ends sooner (PgBouncer's idle_transaction_timeout) cannot
+        fail the run alone."""
+        return (self.attempts - 1) * self.timeout_ms / 1000 + sum(self.pauses())
+
     def worst_case_seconds(self) -> float:
         """How long the lock waits of one run can take in all (the Lambda's timeout must
         allow it, with the migrations' own time)."""
-        return self.attempts * self.timeout_ms / 1000 + sum(self.pauses())
+        return self.last_attempt_after_seconds() + self.timeout_ms / 1000
 
 
 def is_lock_timeout(err: BaseException) -> bool:

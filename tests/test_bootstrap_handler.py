@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,3 +380,35 @@ def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(
     assert reason.startswith("the tenant guarantees have gaps the bootstrap will not override")
     assert len(reason) < 1600 and reason.endswith("more characters in the function's log)")
     assert f"{tables[-1]}: policy everyone widens access" in caplog.text
+
+
+@dataclass
+class LambdaContext:
+    """The one method of Lambda's context object the handler reads (a runtime object, not an
+    AWS API call)."""
+    remaining_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_the_run_ends_before_lambdas_timeout_with_a_reason_and_nothing_changed(
+        postgres: PostgresServer, aws: Secrets) -> None:
+    # Given another run holding the database (a retry overlapping a stuck attempt, say) and a
+    # Lambda with 1.5 s left beyond the handler's margin
+    database = postgres.create_database()
+    other = postgres.connect(database)
+    other.run("BEGIN")
+    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap._ADVISORY_LOCK)
+    before = state(postgres, database)
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1.5) * 1000))
+    # When CloudFormation creates the resource, Then the run gives up in time, saying why
+    started = time.monotonic()
+    with pytest.raises(bootstrap.BootstrapError, match="would not have ended before the "
+                                                       "Lambda's timeout"):
+        handler.on_event(event("Create", aws, aws.master(**master_values(postgres, database))),
+                         context)
+    assert time.monotonic() - started < handler.DEADLINE_MARGIN_SECONDS + 1.5
+    other.run("ROLLBACK")
+    other.close()
+    assert state(postgres, database) == before

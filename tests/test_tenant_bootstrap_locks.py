@@ -11,6 +11,7 @@ pending lock.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
-from tests.fixture_bootstrap import versions
+from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
 
@@ -179,3 +180,56 @@ def test_the_bootstrap_tries_again_and_goes_through_when_the_table_is_freed(
 def test_nonsense_lock_waits_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="timeout_ms and attempts must be at least 1"):
         LockWait(**bad)  # type: ignore[arg-type]
+
+
+def test_slow_migrations_are_cancelled_at_the_deadline_and_change_nothing(
+        postgres: PostgresServer, fresh: FreshDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lambda would kill the run at its timeout, mid-transaction, and PostgreSQL would hold the
+    # run's locks until it noticed: the run ends first, rolled back. Two migrations of 1 s
+    # each, 1.5 s to go: each statement may run only for what is left when it starts.
+    real = bootstrap.load_migrations()
+    slow = [*real[:-2], *(bootstrap.Migration(m.version, m.name, m.sql + "\nSELECT pg_sleep(1);")
+                          for m in real[-2:])]
+    monkeypatch.setattr(bootstrap, "load_migrations", lambda: slow)
+    before = schema_dump(postgres, fresh.name)
+    started = time.monotonic()
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            "^bootstrap failed, nothing was changed: the run would not have ended before the "
+            "Lambda's timeout .* Make the migration faster or split it")):
+        bootstrap.apply(fresh.conn, deadline=started + 1.5)
+    # Cut at the deadline (plus a round trip), not at the end of the second migration.
+    assert time.monotonic() - started < 1.5 + 0.4
+    assert schema_dump(postgres, fresh.name) == before
+
+
+def test_lock_retries_stop_when_the_next_would_end_past_the_deadline(
+        postgres: PostgresServer, busy: Busy) -> None:
+    lock_wait = LockWait(timeout_ms=300, attempts=50, first_pause_seconds=0.3,
+                         max_pause_seconds=0.3)
+    conn = postgres.connect(busy.database, tls=True)
+    started = time.monotonic()
+    with pytest.raises(bootstrap.BootstrapError) as raised:
+        bootstrap.apply(conn, lock_wait=lock_wait, deadline=started + 2.0)
+    ended = time.monotonic()
+    conn.close()
+    said = re.search(r"stayed in use \((\d+) attempts before the Lambda's timeout, each "
+                     r"waiting at most 300 ms", str(raised.value))
+    assert said, raised.value
+    attempts = int(said[1])
+    # About 2 s / 0.6 s per attempt; never past the deadline, never all fifty.
+    assert 2 <= attempts <= 4 and ended <= started + 2.0
+    assert [row[0] for row in versions(busy.observer)] == list(range(1, BEFORE_0006 + 1))
+
+
+def test_waiting_for_another_bootstrap_run_ends_at_the_deadline(
+        postgres: PostgresServer, fresh: FreshDatabase) -> None:
+    other = postgres.connect(fresh.name)  # another run, holding the bootstrap's lock
+    other.run("BEGIN")
+    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap._ADVISORY_LOCK)
+    started = time.monotonic()
+    with pytest.raises(bootstrap.BootstrapError, match="another bootstrap run held the database"):
+        bootstrap.apply(fresh.conn, deadline=started + 1.0)
+    assert time.monotonic() - started < WAITING
+    other.run("ROLLBACK")
+    other.close()
+    assert bootstrap.apply(fresh.conn).version == bootstrap.LATEST_VERSION

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
+import math
 import re
 import ssl
 import time
@@ -22,7 +24,7 @@ from scramp import ScramMechanism
 
 from .enforce import enforce
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
-from .locks import LockWait, is_lock_timeout, lock_holders
+from .locks import LockWait, is_lock_timeout, lock_holders, sqlstate
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
+_QUERY_CANCELED = "57014"  # what statement_timeout raises
 
 META_DDL = """
 CREATE SCHEMA IF NOT EXISTS boom_meta;
@@ -134,7 +137,7 @@ def scram_verifier(password: str) -> str:
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
           role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
           app_user_connection_limit: int | None = None,
-          lock_wait: LockWait = DEFAULT_LOCK_WAIT) -> Result:
+          lock_wait: LockWait = DEFAULT_LOCK_WAIT, deadline: float | None = None) -> Result:
     """Applies migrations newer than the database's version, up to `target_version`.
 
     A database already newer than `target_version` is refused, unless `keep_newer`: then it is
@@ -145,7 +148,9 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     if more PgBouncers run than config allows; None leaves the role's limit as it is.
     A table lock that another transaction holds for longer than `lock_wait.timeout_ms` rolls
     the run back and tries again later (locks.py), so the application never queues behind it
-    for longer than that.
+    for longer than that. `deadline` (a `time.monotonic()` value; the handler's is Lambda's
+    timeout less a margin) is when the run must have ended, committed or rolled back: no
+    statement runs past it and no attempt starts that could not finish its lock wait by then.
     """
     migrations = load_migrations()
     target = len(migrations) if target_version is None else target_version
@@ -163,35 +168,60 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
                              f"roles are {', '.join(ROLES)}")
     pauses = lock_wait.pauses()
-    for attempt in range(1, lock_wait.attempts + 1):
+    for attempt in itertools.count(1):
         conn.run("BEGIN")
         try:
             result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
                                            keep_newer, app_user_connection_limit,
-                                           lock_wait.timeout_ms)
+                                           lock_wait.timeout_ms, deadline)
             conn.run("COMMIT")
             return result
         except BaseException as err:
             _rollback(conn)
             if not isinstance(err, pg8000.native.DatabaseError):
                 raise
+            if sqlstate(err) == _QUERY_CANCELED and _seconds_left(deadline) < 1:
+                raise _out_of_time() from None
             if not is_lock_timeout(err):
                 raise BootstrapError(f"bootstrap failed, nothing was changed: {_reason(err)}") \
                     from None
             holders = _described_lock_holders(conn)
-            if attempt == lock_wait.attempts:
+            pause = next(pauses, None)
+            if pause is None or _seconds_left(deadline) < pause + lock_wait.timeout_ms / 1000:
+                near_deadline = "" if pause is None else " before the Lambda's timeout"
                 raise BootstrapError(
                     f"bootstrap failed, nothing was changed: a table it must alter stayed in use "
-                    f"({lock_wait.attempts} attempts, each waiting at most "
+                    f"({attempt} attempts{near_deadline}, each waiting at most "
                     f"{lock_wait.timeout_ms} ms for a lock, so the application never queued "
                     f"longer). Sessions holding table locks: {holders}. Let them finish (or end "
                     "them with pg_terminate_backend), then run the bootstrap again") from None
-            pause = next(pauses)
             logger.warning("attempt %d of %d waited %d ms for a table lock and rolled back; "
                            "trying again in %.1f s. Sessions holding table locks: %s", attempt,
                            lock_wait.attempts, lock_wait.timeout_ms, pause, holders)
             time.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def _seconds_left(deadline: float | None) -> float:
+    return math.inf if deadline is None else deadline - time.monotonic()
+
+
+def _bound_statements(conn: pg8000.native.Connection, deadline: float | None) -> None:
+    """No statement from here on runs past `deadline`, as far as this transaction goes."""
+    left = _seconds_left(deadline)
+    if left == math.inf:
+        return
+    if left <= 0:
+        raise _out_of_time()
+    conn.run(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+
+
+def _out_of_time() -> BootstrapError:
+    return BootstrapError(
+        "bootstrap failed, nothing was changed: the run would not have ended before the "
+        "Lambda's timeout (a statement was cancelled, or none could start, at the deadline: "
+        "another bootstrap run held the database, or a migration is too slow for one run). "
+        "Make the migration faster or split it into releases, then deploy again")
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:
@@ -215,9 +245,10 @@ def current_version(conn: pg8000.native.Connection) -> int:
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
                           keep_newer: bool, app_user_connection_limit: int | None,
-                          lock_timeout_ms: int) -> Result:
-    # Another bootstrap run is waited for as long as it takes (it ends, Lambda's timeout bounds
-    # it); only then are lock waits bounded, for the tables the application uses.
+                          lock_timeout_ms: int, deadline: float | None) -> Result:
+    _bound_statements(conn, deadline)
+    # Another bootstrap run is waited for until it ends (or the deadline); only then are lock
+    # waits bounded, for the tables the application uses.
     conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
     conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
     conn.execute_simple(META_DDL)
@@ -233,6 +264,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                              f"{target}; refusing to downgrade (Delete never drops data either)")
     done = []
     for migration in migrations[previous:target]:
+        _bound_statements(conn, deadline)
         conn.execute_simple(migration.sql)
         conn.run("INSERT INTO boom_meta.schema_versions (version, name, checksum) "
                  "VALUES (:v, :n, :c)", v=migration.version, n=migration.name,
@@ -243,6 +275,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                  f"{pg8000.native.literal(scram_verifier(password))}")
     if app_user_connection_limit is not None:
         conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
+    _bound_statements(conn, deadline)
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)

@@ -11,7 +11,8 @@ Properties (CloudFormation passes them as strings):
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an
-advisory lock serialises overlapping runs; applied versions are skipped). Delete never touches
+advisory lock serialises overlapping runs; applied versions are skipped), and a run ends,
+rolled back, before Lambda's timeout could kill it while it holds locks. Delete never touches
 the database: tenant data outlives the stack resource.
 """
 
@@ -44,14 +45,18 @@ _PASSWORD_REFUSED = "SQLSTATE 28P01"
 # "Response object is too long" instead of the reason. A gap list or a repair list over many
 # tables can be longer: what goes back is cut to this, the whole of it is logged.
 MAX_REPORTED_CHARS = 1500
+# Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on holding the
+# run's locks until it noticed. The run ends this long before, rolled back, with time to
+# report to CloudFormation.
+DEADLINE_MARGIN_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 
-def on_event(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
+def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     try:
-        return _on_event(event)
+        return _on_event(event, _deadline(context))
     except BootstrapError as err:
         logger.error("%s", err)
         raise BootstrapError(bounded(str(err))) from None
@@ -65,7 +70,15 @@ def bounded(text: str) -> str:
             "characters in the function's log)")
 
 
-def _on_event(event: dict[str, Any]) -> dict[str, Any]:
+def _deadline(context: object) -> float | None:
+    """When the run must have ended (time.monotonic()), from Lambda's context object."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None  # called outside Lambda, as the tests do
+    return time.monotonic() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS
+
+
+def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     request = event.get("RequestType")
     raw_properties = event.get("ResourceProperties")
     shown = raw_properties if isinstance(raw_properties, dict) else {}
@@ -93,7 +106,7 @@ def _on_event(event: dict[str, Any]) -> dict[str, Any]:
         # forward and never drop data, so the older application runs on it).
         result = apply(conn, target_version=target_version, role_passwords=passwords,
                        keep_newer=request == "Update",
-                       app_user_connection_limit=connection_limit)
+                       app_user_connection_limit=connection_limit, deadline=deadline)
     finally:
         conn.close()
     if result.version > target_version:

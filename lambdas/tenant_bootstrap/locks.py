@@ -50,9 +50,16 @@ class LockWait:
         return self.last_attempt_after_seconds() + self.timeout_ms / 1000
 
 
+def sqlstate(err: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error pg8000 raised, else None."""
+    if isinstance(err, pg8000.native.DatabaseError) and err.args \
+            and isinstance(err.args[0], dict):
+        return str(err.args[0].get("C"))
+    return None
+
+
 def is_lock_timeout(err: BaseException) -> bool:
-    return (isinstance(err, pg8000.native.DatabaseError) and bool(err.args)
-            and isinstance(err.args[0], dict) and err.args[0].get("C") == LOCK_NOT_AVAILABLE)
+    return sqlstate(err) == LOCK_NOT_AVAILABLE
 
 
 def lock_holders(conn: pg8000.native.Connection) -> str:

@@ -9,6 +9,7 @@ pool with the timeout off (0, PgBouncer's default and the seed's), shows the sta
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 
@@ -16,6 +17,8 @@ import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.locks import LockWait
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -88,3 +91,42 @@ def test_a_client_idle_in_a_transaction_is_cut_off_and_the_pool_serves_the_next(
     admin = postgres.connect(database)
     assert admin.run("SELECT resource FROM app.bookings ORDER BY 1") == [["committed"]]
     admin.close()
+
+
+def test_a_client_idle_in_a_transaction_cannot_fail_a_deploy_that_alters_its_table(
+        bouncer: tuple[PgBouncer, str, int], postgres: PostgresServer,
+        role_passwords: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    # The deploy side of the same timeout (lambdas/tenant_bootstrap/locks.py): the bootstrap's
+    # last lock attempt comes after PgBouncer has cut such a client off, as the product's
+    # 74 s do after its 60 s (test_tenant_bootstrap_stack.py); here 5.6 s after 1 s.
+    running, database, timeout = bouncer
+    lock_wait = LockWait(timeout_ms=300, attempts=8, first_pause_seconds=0.5,
+                         max_pause_seconds=0.5)
+    assert lock_wait.last_attempt_after_seconds() == 5.6
+    # Given bookings needing a repair that takes its ACCESS EXCLUSIVE lock (FORCE switched
+    # off while the event trigger was)
+    admin = postgres.connect(database, tls=True)
+    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+    admin.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
+    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    # and a client through PgBouncer that read bookings inside a transaction and stopped
+    stuck = pooler_connection(running, database, role_passwords["app_user"])
+    stuck.run("BEGIN")
+    stuck.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
+    stuck.run("SELECT count(*) FROM app.bookings")
+    caplog.set_level(logging.WARNING, logger=bootstrap.__name__)
+    try:
+        if timeout == 0:
+            # Then, without the timeout, the run gives up naming it (negative control)
+            with pytest.raises(bootstrap.BootstrapError,
+                               match=r"stayed in use \(8 attempts.* \(app_user\) idle in "):
+                bootstrap.apply(admin, lock_wait=lock_wait)
+            return
+        # When the bootstrap runs, Then it waits out the stuck client and repairs bookings
+        assert bootstrap.apply(admin, lock_wait=lock_wait).repaired == (
+            "app.bookings protected",)
+        assert any("waited 300 ms for a table lock" in r.getMessage() for r in caplog.records)
+    finally:
+        with contextlib.suppress(pg8000.native.Error, OSError):
+            stuck.close()
+        admin.close()

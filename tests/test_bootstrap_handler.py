@@ -399,7 +399,7 @@ def test_the_run_ends_before_lambdas_timeout_with_a_reason_and_nothing_changed(
     database = postgres.create_database()
     other = postgres.connect(database)
     other.run("BEGIN")
-    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap._ADVISORY_LOCK)
+    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
     before = state(postgres, database)
     context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1.5) * 1000))
     # When CloudFormation creates the resource, Then the run gives up in time, saying why

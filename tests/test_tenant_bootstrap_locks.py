@@ -225,7 +225,7 @@ def test_waiting_for_another_bootstrap_run_ends_at_the_deadline(
         postgres: PostgresServer, fresh: FreshDatabase) -> None:
     other = postgres.connect(fresh.name)  # another run, holding the bootstrap's lock
     other.run("BEGIN")
-    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap._ADVISORY_LOCK)
+    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
     started = time.monotonic()
     with pytest.raises(bootstrap.BootstrapError, match="another bootstrap run held the database"):
         bootstrap.apply(fresh.conn, deadline=started + 1.0)

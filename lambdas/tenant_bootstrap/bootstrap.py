@@ -10,30 +10,30 @@ import contextlib
 import hashlib
 import itertools
 import logging
-import math
 import re
 import ssl
 import time
 from base64 import b64encode
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pg8000.native
 from scramp import ScramMechanism
 
+from .deadline import Deadline, out_of_time
 from .enforce import enforce
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
-from .locks import LockWait, is_lock_timeout, lock_holders, sqlstate
+from .errors import reason
+from .locks import LockWait, is_lock_timeout, lock_holders, stayed_in_use
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
+ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
-_QUERY_CANCELED = "57014"  # what statement_timeout raises
 
 META_DDL = """
 CREATE SCHEMA IF NOT EXISTS boom_meta;
@@ -120,7 +120,7 @@ def connect(target: Connection) -> pg8000.native.Connection:
             application_name="boom-tenant-bootstrap")
     except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
         raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
-                             f"{target.database}: {_reason(err)}") from None
+                             f"{target.database}: {reason(err)}") from None
 
 
 def scram_verifier(password: str) -> str:
@@ -167,34 +167,19 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     if unknown_roles:
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
                              f"roles are {', '.join(ROLES)}")
+    run = Deadline(deadline)
     pauses = lock_wait.pauses()
     for attempt in itertools.count(1):
-        conn.run("BEGIN")
         try:
-            result = _apply_in_transaction(conn, migrations, target, role_passwords or {},
-                                           keep_newer, app_user_connection_limit,
-                                           lock_wait.timeout_ms, deadline)
-            conn.run("COMMIT")
-            return result
-        except BaseException as err:
-            _rollback(conn)
-            if not isinstance(err, pg8000.native.DatabaseError):
-                raise
-            if sqlstate(err) == _QUERY_CANCELED and _seconds_left(deadline) < 1:
-                raise _out_of_time() from None
-            if not is_lock_timeout(err):
-                raise BootstrapError(f"bootstrap failed, nothing was changed: {_reason(err)}") \
-                    from None
+            return _one_attempt(conn, run, lambda: _apply_in_transaction(
+                conn, migrations, target, role_passwords or {}, keep_newer,
+                app_user_connection_limit, lock_wait.timeout_ms, run))
+        except _LockTimedOut:
             holders = _described_lock_holders(conn)
             pause = next(pauses, None)
-            if pause is None or _seconds_left(deadline) < pause + lock_wait.timeout_ms / 1000:
-                near_deadline = "" if pause is None else " before the Lambda's timeout"
-                raise BootstrapError(
-                    f"bootstrap failed, nothing was changed: a table it must alter stayed in use "
-                    f"({attempt} attempts{near_deadline}, each waiting at most "
-                    f"{lock_wait.timeout_ms} ms for a lock, so the application never queued "
-                    f"longer). Sessions holding table locks: {holders}. Let them finish (or end "
-                    "them with pg_terminate_backend), then run the bootstrap again") from None
+            if pause is None or run.seconds_left() < pause + lock_wait.timeout_ms / 1000:
+                raise stayed_in_use(attempt, lock_wait, holders,
+                                    near_deadline=pause is not None) from None
             logger.warning("attempt %d of %d waited %d ms for a table lock and rolled back; "
                            "trying again in %.1f s. Sessions holding table locks: %s", attempt,
                            lock_wait.attempts, lock_wait.timeout_ms, pause, holders)
@@ -202,26 +187,27 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     raise AssertionError("unreachable")
 
 
-def _seconds_left(deadline: float | None) -> float:
-    return math.inf if deadline is None else deadline - time.monotonic()
+class _LockTimedOut(Exception):
+    """An attempt waited lock_timeout for a lock, and was rolled back."""
 
 
-def _bound_statements(conn: pg8000.native.Connection, deadline: float | None) -> None:
-    """No statement from here on runs past `deadline`, as far as this transaction goes."""
-    left = _seconds_left(deadline)
-    if left == math.inf:
-        return
-    if left <= 0:
-        raise _out_of_time()
-    conn.run(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
-
-
-def _out_of_time() -> BootstrapError:
-    return BootstrapError(
-        "bootstrap failed, nothing was changed: the run would not have ended before the "
-        "Lambda's timeout (a statement was cancelled, or none could start, at the deadline: "
-        "another bootstrap run held the database, or a migration is too slow for one run). "
-        "Make the migration faster or split it into releases, then deploy again")
+def _one_attempt(conn: pg8000.native.Connection, run: Deadline,
+                 work: Callable[[], Result]) -> Result:
+    """`work` in one transaction, committed, or rolled back with the error said plainly."""
+    conn.run("BEGIN")
+    try:
+        result = work()
+        conn.run("COMMIT")
+    except BaseException as err:
+        _rollback(conn)
+        if not isinstance(err, pg8000.native.DatabaseError):
+            raise
+        if run.cancelled(err):
+            raise out_of_time() from None
+        if is_lock_timeout(err):
+            raise _LockTimedOut from None
+        raise BootstrapError(f"bootstrap failed, nothing was changed: {reason(err)}") from None
+    return result
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:
@@ -245,11 +231,11 @@ def current_version(conn: pg8000.native.Connection) -> int:
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
                           keep_newer: bool, app_user_connection_limit: int | None,
-                          lock_timeout_ms: int, deadline: float | None) -> Result:
-    _bound_statements(conn, deadline)
+                          lock_timeout_ms: int, run: Deadline) -> Result:
+    run.bound_statements(conn)
     # Another bootstrap run is waited for until it ends (or the deadline); only then are lock
     # waits bounded, for the tables the application uses.
-    conn.run("SELECT pg_advisory_xact_lock(:key)", key=_ADVISORY_LOCK)
+    conn.run("SELECT pg_advisory_xact_lock(:key)", key=ADVISORY_LOCK)
     conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
@@ -264,7 +250,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                              f"{target}; refusing to downgrade (Delete never drops data either)")
     done = []
     for migration in migrations[previous:target]:
-        _bound_statements(conn, deadline)
+        run.bound_statements(conn)
         conn.execute_simple(migration.sql)
         conn.run("INSERT INTO boom_meta.schema_versions (version, name, checksum) "
                  "VALUES (:v, :n, :c)", v=migration.version, n=migration.name,
@@ -275,7 +261,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                  f"{pg8000.native.literal(scram_verifier(password))}")
     if app_user_connection_limit is not None:
         conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
-    _bound_statements(conn, deadline)
+    run.bound_statements(conn)
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
@@ -285,17 +271,10 @@ def _described_lock_holders(conn: pg8000.native.Connection) -> str:
     try:
         return lock_holders(conn)
     except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
-        return f"(could not list them: {_reason(err)})"
+        return f"(could not list them: {reason(err)})"
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:
     # If the connection is gone, the server rolls back on its own.
     with contextlib.suppress(OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError):
         conn.run("ROLLBACK")
-
-
-def _reason(err: Exception) -> str:
-    if err.args and isinstance(err.args[0], dict):
-        fields = err.args[0]
-        return f"{fields.get('M', err)} (SQLSTATE {fields.get('C', '?')})"
-    return str(err) or type(err).__name__

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pg8000.native
 
+from .errors import BootstrapError, sqlstate
+
 LOCK_NOT_AVAILABLE = "55P03"  # what lock_timeout raises
 
 
@@ -50,16 +52,19 @@ class LockWait:
         return self.last_attempt_after_seconds() + self.timeout_ms / 1000
 
 
-def sqlstate(err: BaseException) -> str | None:
-    """The SQLSTATE of a PostgreSQL error pg8000 raised, else None."""
-    if isinstance(err, pg8000.native.DatabaseError) and err.args \
-            and isinstance(err.args[0], dict):
-        return str(err.args[0].get("C"))
-    return None
-
-
 def is_lock_timeout(err: BaseException) -> bool:
     return sqlstate(err) == LOCK_NOT_AVAILABLE
+
+
+def stayed_in_use(attempts: int, lock_wait: LockWait, holders: str,
+                  near_deadline: bool) -> BootstrapError:
+    before = " before the Lambda's timeout" if near_deadline else ""
+    return BootstrapError(
+        f"bootstrap failed, nothing was changed: a table it must alter stayed in use "
+        f"({attempts} attempts{before}, each waiting at most {lock_wait.timeout_ms} ms for a "
+        f"lock, so the application never queued longer). Sessions holding table locks: "
+        f"{holders}. Let them finish (or end them with pg_terminate_backend), then run the "
+        "bootstrap again")
 
 
 def lock_holders(conn: pg8000.native.Connection) -> str:

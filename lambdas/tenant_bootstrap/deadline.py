@@ -1,0 +1,48 @@
+"""When a run must have ended, committed or rolled back.
+
+Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on running the
+statement and holding the run's locks (a table's ACCESS EXCLUSIVE, say) until it noticed the
+connection gone. The handler's deadline is Lambda's remaining time less a margin; the CLI
+has none.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pg8000.native
+
+from .errors import BootstrapError, sqlstate
+
+QUERY_CANCELED = "57014"  # what statement_timeout raises
+
+
+class Deadline:
+    def __init__(self, at: float | None) -> None:
+        self.at = at  # a time.monotonic() value, or None: no deadline
+
+    def seconds_left(self) -> float:
+        return math.inf if self.at is None else self.at - time.monotonic()
+
+    def bound_statements(self, conn: pg8000.native.Connection) -> None:
+        """No statement from here on runs past the deadline, as far as this transaction goes:
+        called again before each step, so each gets only what is left when it starts."""
+        left = self.seconds_left()
+        if left == math.inf:
+            return
+        if left <= 0:
+            raise out_of_time()
+        conn.run(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+
+    def cancelled(self, err: BaseException) -> bool:
+        """Whether `err` is a statement this deadline cancelled (not an operator's cancel)."""
+        return sqlstate(err) == QUERY_CANCELED and self.seconds_left() < 1
+
+
+def out_of_time() -> BootstrapError:
+    return BootstrapError(
+        "bootstrap failed, nothing was changed: the run would not have ended before the "
+        "Lambda's timeout (a statement was cancelled, or none could start, at the deadline: "
+        "another bootstrap run held the database, or a migration is too slow for one run). "
+        "Make the migration faster or split it into releases, then deploy again")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import ssl
 import subprocess
 from importlib.metadata import distribution
@@ -52,6 +53,27 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     assert "DatabaseInstanceAA8A5FDE" in resource["DependsOn"]
     ingress = resources(synthesized, "AWS::EC2::SecurityGroupIngress", "TenantBootstrap")
     assert len(ingress) == 1 and set(ingress) <= set(resource["DependsOn"])
+
+
+def test_a_deploy_that_changes_the_bootstrap_code_runs_it(synthesized: Synthesized,
+                                                         tmp_path: Path) -> None:
+    # CloudFormation sends an Update only when a property changes: without this one, new code
+    # (a guarantee enforce.py adds, say) would wait for the next migration to run at all.
+    props = one(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")["Properties"]
+    source = python_bundle.LAMBDAS_DIR / "tenant_bootstrap"
+    copy = tmp_path / "tenant_bootstrap"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert props["BootstrapCode"] == python_bundle.source_digest(copy)
+    # It follows the source, not the bytecode Python writes beside it.
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "enforce.cpython-313.pyc").write_bytes(b"bytecode")
+    assert python_bundle.source_digest(copy) == props["BootstrapCode"]
+    enforce = copy / "enforce.py"
+    enforce.write_text(enforce.read_text() + "\n# a new guarantee\n")
+    changed = python_bundle.source_digest(copy)
+    assert changed != props["BootstrapCode"]
+    enforce.rename(copy / "enforced.py")  # a name is part of the source too
+    assert python_bundle.source_digest(copy) != changed
 
 
 def test_the_function_outlasts_its_lock_waits_with_minutes_left_for_the_migrations(

@@ -8,6 +8,7 @@ certificates. Pure-Python only: the same files run on any Lambda architecture.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, distribution
@@ -45,6 +46,18 @@ def vendored_python_code(package: str, distributions: Sequence[str], *,
             # Never used: local bundling always succeeds or stops synth with a reason.
             image=DockerImage.from_registry("unused-local-bundling-only"),
             local=_LocalBundling(source, tuple(distributions), with_rds_ca)))
+
+
+def source_digest(directory: Path) -> str:
+    """sha256 over the names and contents of the files under `directory`, bytecode aside:
+    changes exactly when the handler package's source does."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def distribution_files(name: str) -> list[tuple[Path, Path]]:

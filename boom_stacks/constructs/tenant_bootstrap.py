@@ -21,7 +21,7 @@ from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
 from boom_stacks.constructs.log_groups import encrypted_log_group
-from boom_stacks.constructs.python_bundle import vendored_python_code
+from boom_stacks.constructs.python_bundle import LAMBDAS_DIR, source_digest, vendored_python_code
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
 
@@ -99,6 +99,9 @@ class TenantBootstrap(Construct):
                 "OwnerSecretArn": self.role_secrets["boom_owner"].secret_arn,
                 # A new migration changes this, and CloudFormation sends an Update.
                 "TargetVersion": str(LATEST_VERSION),
+                # So does any change to the bootstrap's code (what every run enforces, say):
+                # the deploy that ships it runs it. The handler does not read it.
+                "BootstrapCode": source_digest(LAMBDAS_DIR / "tenant_bootstrap"),
                 # PostgreSQL itself caps app_user at the PgBouncer pools' worst case, so the
                 # rest stays free for migrations and operators whatever runs in the cluster.
                 "AppUserConnectionLimit": str(config.pgbouncer.rollout_server_connections),

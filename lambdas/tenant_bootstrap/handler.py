@@ -8,6 +8,8 @@ Properties (CloudFormation passes them as strings):
                  a database that is already newer as it is (see on_event)
   AppUserConnectionLimit  optional: app_user's CONNECTION LIMIT, the PgBouncer pools' worst
                  case from config (config.pgbouncer.rollout_server_connections)
+  BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
+                 Update and runs the new code
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an

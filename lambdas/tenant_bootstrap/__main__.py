@@ -2,6 +2,7 @@
 
 Role passwords come from the environment (BOOM_APP_USER_PASSWORD, BOOM_OWNER_PASSWORD), never
 from the command line, where `ps` would show them. Without them the roles keep their password.
+`--check` changes nothing: it lists what a run would do or refuse, and exits 3 if anything.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connect
+from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, check, connect
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
 DSN_PARAMETERS = ("sslmode", "sslrootcert")
+CHECK_FOUND = 3  # --check's exit code when a run would change or refuse something
 
 
 def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
@@ -78,7 +80,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
                         metavar="N",
                         help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
                              "pools' worst case; default: leave it as it is)")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing: list what a run would apply, restore or refuse, "
+                             f"and exit {CHECK_FOUND} if anything (0: all is well)")
     args = parser.parse_args(argv)
+    if args.check and (args.target_version or args.app_user_connection_limit):
+        parser.error("--check takes only --dsn: it checks the database against this "
+                     "bootstrap's latest version and changes nothing")
+    if args.check:
+        return _check(args.dsn, environ)
     passwords = {role: environ[var] for role, var in PASSWORD_VARIABLES.items() if var in environ}
     try:
         target = parse_dsn(args.dsn, environ)
@@ -98,6 +108,24 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     for repair in result.repaired:
         print(f"tenant bootstrap: repaired: {repair}")
     return 0
+
+
+def _check(dsn: str, environ: Mapping[str, str]) -> int:
+    try:
+        target = parse_dsn(dsn, environ)
+        conn = connect(target)
+        try:
+            result = check(conn)
+        finally:
+            conn.close()
+    except BootstrapError as err:
+        print(f"tenant bootstrap: {err}", file=sys.stderr)
+        return 1
+    for finding in result.findings:
+        print(f"tenant bootstrap: check: {finding}")
+    print(f"tenant bootstrap: {target.database} at version {result.version}: "
+          f"{len(result.findings)} finding(s), nothing changed")
+    return CHECK_FOUND if result.findings else 0
 
 
 if __name__ == "__main__":

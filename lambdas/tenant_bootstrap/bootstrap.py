@@ -22,7 +22,7 @@ import pg8000.native
 from scramp import ScramMechanism
 
 from .deadline import Deadline, out_of_time
-from .enforce import enforce
+from .enforce import enforce, gaps, restore
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import reason
 from .locks import LockWait, is_lock_timeout, lock_holders, stayed_in_use
@@ -78,6 +78,14 @@ class Result:
     applied: tuple[int, ...]
     # Guarantees the bootstrap had to restore (empty when all was well); see _enforce().
     repaired: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    version: int
+    # What a bootstrap run would do or refuse now: migrations to apply, guarantees to restore,
+    # gaps it would not override. Empty when all is well.
+    findings: tuple[str, ...]
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -208,6 +216,49 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline,
             raise _LockTimedOut from None
         raise BootstrapError(f"bootstrap failed, nothing was changed: {reason(err)}") from None
     return result
+
+
+def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK_WAIT.timeout_ms,
+          deadline: float | None = None) -> Check:
+    """What a bootstrap run would do now, changing nothing: the restoring part of a run, in a
+    transaction that is always rolled back, then the audits. For the scheduled check between
+    deploys (handler.py) and `--check` (the CLI). A restore that must alter a table takes its
+    lock for the moment of the check, waiting at most `lock_timeout_ms` for it.
+    """
+    run = Deadline(deadline)
+    conn.run("BEGIN")
+    try:
+        run.bound_statements(conn)
+        conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        version = current_version(conn)
+        findings = _findings(conn, version, load_migrations())
+    except BaseException as err:
+        _rollback(conn)
+        if not isinstance(err, pg8000.native.DatabaseError):
+            raise
+        if run.cancelled(err):
+            raise out_of_time() from None
+        if not is_lock_timeout(err):
+            raise BootstrapError(f"check failed, nothing was changed: {reason(err)}") from None
+        return Check(current_version(conn), (
+            f"could not check: a table to restore stayed locked for {lock_timeout_ms} ms. "
+            f"Sessions holding table locks: {_described_lock_holders(conn)}",))
+    _rollback(conn)
+    return Check(version, findings)
+
+
+def _findings(conn: pg8000.native.Connection, version: int,
+              migrations: list[Migration]) -> tuple[str, ...]:
+    latest = len(migrations)
+    if version < latest:
+        return (f"database at version {version}, this bootstrap's latest is {latest}: a run "
+                f"would apply {latest - version} migration(s)",)
+    if version > latest:
+        return (f"database at version {version}, newer than this bootstrap's {latest}: "
+                "deploy the newer code",)
+    restored = restore(conn, event_trigger_sql(migrations))
+    return (*(f"would restore: {item}" for item in restored),
+            *(f"would refuse: {gap}" for gap in gaps(conn)))
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:

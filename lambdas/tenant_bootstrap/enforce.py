@@ -19,19 +19,29 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
 def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
     """The guarantees in place, or BootstrapError (the caller rolls back). Returns what it
     restored, for the resource's `Repaired` and the CLI's `repaired:` lines."""
-    repaired = [*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
-                *_role_settings(conn), *_temporary(conn)]
+    repaired = restore(conn, create_event_trigger)
+    remaining = gaps(conn)
+    if remaining:
+        raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
+                             f"override: {'; '.join(remaining)}. Fix them in a migration (owner "
+                             "boom_owner, only the tenant policy) or as the message says, then "
+                             "run again; nothing was changed")
+    return repaired
+
+
+def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
+    """Puts back what an operator or a role may have undone; says what it put back."""
+    return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
+            *_role_settings(conn), *_temporary(conn))
+
+
+def gaps(conn: pg8000.native.Connection) -> list[str]:
+    """What the audits report that no bootstrap should paper over ("subject: problem")."""
     problems = [(subject, problem) for audit in TABLE_AUDITS if _exists(conn, audit)
                 for subject, problem in conn.run(f"SELECT table_name, problem FROM {audit}")]
     if _exists(conn, "app.audit_database()"):  # 0005
         problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
-    if problems:
-        listed = "; ".join(f"{subject}: {problem}" for subject, problem in problems)
-        raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
-                             f"override: {listed}. Fix them in a migration (owner boom_owner, "
-                             "only the tenant policy) or as the message says, then run again; "
-                             "nothing was changed")
-    return tuple(repaired)
+    return [f"{subject}: {problem}" for subject, problem in problems]
 
 
 def _event_trigger(conn: pg8000.native.Connection, create: str) -> list[str]:

@@ -1,0 +1,114 @@
+"""`bootstrap.check()` and `--check`: what a bootstrap run would do or refuse now, changing
+nothing, on real PostgreSQL 15. The scheduled check between deploys (handler.py) runs it."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.__main__ import CHECK_FOUND, main
+from tests.fixture_bootstrap import FreshDatabase, schema_dump
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_tenants import TENANT_A, connect_as, widening
+
+TRIGGER = "boom_protect_tenant_tables"
+
+
+def dsn(postgres: PostgresServer, database: str) -> str:
+    return (f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
+            f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
+
+
+def drift(fresh: FreshDatabase) -> None:
+    """What an operator or app_user may undo between deploys: the trigger disabled, a tenant
+    table made meanwhile, a role setting, TEMPORARY back on PUBLIC."""
+    conn = fresh.conn
+    conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
+    conn.run("SET ROLE boom_owner")
+    conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
+    conn.run("RESET ROLE")
+    conn.run(f"ALTER ROLE app_user IN DATABASE {fresh.name} SET statement_timeout = 1")
+    conn.run(f"GRANT TEMPORARY ON DATABASE {fresh.name} TO PUBLIC")
+
+
+def test_a_database_as_the_bootstrap_left_it_has_no_findings(
+        postgres: PostgresServer, fresh: FreshDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    bootstrap.apply(fresh.conn)
+    assert bootstrap.check(fresh.conn) == bootstrap.Check(bootstrap.LATEST_VERSION, ())
+    assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == 0
+    assert capsys.readouterr().out == (
+        f"tenant bootstrap: {fresh.name} at version {bootstrap.LATEST_VERSION}: 0 finding(s), "
+        "nothing changed\n")
+
+
+def test_drift_is_listed_as_what_a_run_would_restore_and_nothing_changes(
+        postgres: PostgresServer, fresh: FreshDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    bootstrap.apply(fresh.conn)
+    drift(fresh)
+    before = schema_dump(postgres, fresh.name)
+    found = bootstrap.check(fresh.conn)
+    assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == CHECK_FOUND
+    assert schema_dump(postgres, fresh.name) == before  # and the settings and grants:
+    assert fresh.conn.run("SELECT count(*) FROM app.audit_role_settings()") != [[0]]
+    assert fresh.conn.run("SELECT count(*) FROM app.audit_database()") == [[1]]
+    # What it lists is exactly what the next run restores
+    repaired = bootstrap.apply(fresh.conn).repaired
+    assert found.findings == tuple(f"would restore: {item}" for item in repaired)
+    assert set(repaired) == {
+        f"event trigger {TRIGGER} re-enabled", "app.late protected",
+        "role settings of app_user restored to the migrations': statement_timeout",
+        "TEMPORARY on the database revoked from PUBLIC and app_user"}
+    out = capsys.readouterr().out
+    assert all(f"tenant bootstrap: check: {finding}\n" in out for finding in found.findings)
+    assert postgres.password not in out
+    assert bootstrap.check(fresh.conn).findings == ()
+
+
+def test_a_gap_a_run_would_refuse_is_listed_too(fresh: FreshDatabase) -> None:
+    bootstrap.apply(fresh.conn)
+    fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")  # it would refuse the policy
+    fresh.conn.run("SET ROLE boom_owner")
+    fresh.conn.run("CREATE POLICY everyone ON app.bookings USING (true)")
+    fresh.conn.run("RESET ROLE")
+    assert bootstrap.check(fresh.conn).findings == (
+        f"would restore: event trigger {TRIGGER} re-enabled",
+        f"would refuse: app.bookings: {widening('everyone')}")
+    assert fresh.conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
+                          n=TRIGGER) == [["D"]]
+
+
+@pytest.mark.parametrize("version", [0, 5])
+def test_a_database_behind_this_bootstrap_is_a_finding(fresh: FreshDatabase,
+                                                       version: int) -> None:
+    if version:
+        bootstrap.apply(fresh.conn, target_version=version)
+    latest = bootstrap.LATEST_VERSION
+    assert bootstrap.check(fresh.conn) == bootstrap.Check(version, (
+        f"database at version {version}, this bootstrap's latest is {latest}: a run would "
+        f"apply {latest - version} migration(s)",))
+
+
+def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
+        postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
+    bootstrap.apply(fresh.conn, role_passwords=role_passwords)
+    fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
+    fresh.conn.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
+    fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} ENABLE")
+    holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
+    holder.run("BEGIN")
+    holder.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    holder.run("SELECT count(*) FROM app.bookings")
+    try:
+        [finding] = bootstrap.check(fresh.conn, lock_timeout_ms=200).findings
+    finally:
+        holder.close()
+    assert finding.startswith("could not check: a table to restore stayed locked for 200 ms. "
+                              "Sessions holding table locks: pid ")
+    assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
+
+
+def test_check_takes_no_other_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--check", "--target-version", "3", "--dsn", "postgresql://u@h/d"], environ={})
+    assert exited.value.code == 2
+    assert "--check takes only --dsn" in capsys.readouterr().err

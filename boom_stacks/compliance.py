@@ -101,14 +101,21 @@ _ROLE_ROTATION = ("Rotating the app_user/boom_owner passwords needs PgBouncer's 
                   "the new password (the cluster issue's External Secrets refresh); until then "
                   "a rotation would cut the application off. 32 random characters, KMS "
                   "encrypted, readable only by the bootstrap Lambda; the master secret rotates")
-_CONCURRENCY = ("Invoked only by CloudFormation through the custom-resource provider, once per "
-                "deploy that changes the resource; runs are serialised by an advisory lock in "
-                "the database. Reserved concurrency would fail the deploy on accounts whose "
-                "unreserved concurrency is at AWS's minimum (new accounts)")
-_DLQ = ("Failures go back to CloudFormation, which fails and rolls back the deploy, and to the "
-        "encrypted log group. The bootstrap function is invoked synchronously (a DLQ never "
-        "receives anything); the framework's events carry the pre-signed response URL, which "
-        "must not be parked in a queue")
+_CONCURRENCY = ("Invoked by CloudFormation through the custom-resource provider, once per "
+                "deploy that changes the resource, and by the guarantee check every 15 "
+                "minutes; deploy runs are serialised by an advisory lock in the database and "
+                "checks change nothing. Reserved concurrency would fail the deploy on accounts "
+                "whose unreserved concurrency is at AWS's minimum (new accounts)")
+_DLQ = {
+    _BOOTSTRAP: ("CloudFormation's provider invokes it synchronously: failures fail and roll "
+                 "back the deploy. The guarantee check's schedule invokes it asynchronously "
+                 "every 15 minutes with retries off; a check that fails is itself a finding in "
+                 "the metric its alarm watches, and the next one runs 15 minutes later, so a "
+                 "DLQ would only park schedule events, which carry nothing to replay"),
+    _FRAMEWORK: ("Failures go back to CloudFormation, which fails and rolls back the deploy, "
+                 "and to the encrypted log group. The framework's events carry the pre-signed "
+                 "response URL, which must not be parked in a queue"),
+}
 
 ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
     # --- Database -------------------------------------------------------------------------
@@ -162,7 +169,7 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
       for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled")),
     *(Acknowledgement("Data", f"{function}/Resource", f"NIST.800.53.R5-{rule}", reason)
       for function in _LAMBDA_ROLES
-      for rule, reason in (("LambdaConcurrency", _CONCURRENCY), ("LambdaDLQ", _DLQ))),
+      for rule, reason in (("LambdaConcurrency", _CONCURRENCY), ("LambdaDLQ", _DLQ[function]))),
     # --- Cache ----------------------------------------------------------------------------
     Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC4",
                     "dev runs one cache node (seed: cache.t3.micro, $15 a month); it holds "

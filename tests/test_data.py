@@ -208,6 +208,6 @@ def test_every_key_rotates_and_outlives_the_stack_outside_dev(dev: Synthesized,
                                                              prod: Synthesized) -> None:
     for synth, policy in ((dev, "Delete"), (prod, "Retain")):
         keys = synth.template("Data").find_resources("AWS::KMS::Key")
-        assert len(keys) == 4
+        assert len(keys) == 5  # database, cache, backups, logs, alarms
         assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
         assert {k["DeletionPolicy"] for k in keys.values()} == {policy}

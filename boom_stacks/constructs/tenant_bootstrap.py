@@ -76,6 +76,9 @@ class TenantBootstrap(Construct):
             handler=HANDLER,
             code=vendored_python_code("tenant_bootstrap", VENDORED, with_rds_ca=True),
             timeout=Duration.minutes(5),
+            # CloudFormation's provider invokes it synchronously; the scheduled check
+            # (TenantGuaranteeCheck) asynchronously, where a retry only doubles a check.
+            retry_attempts=0,
             memory_size=256,
             vpc=vpc, vpc_subnets=private, security_groups=[self.security_group],
             environment_encryption=key,

@@ -1,5 +1,5 @@
-"""Boom-<Env>-Data: keys, the tenant database and its bootstrap, the session cache and the
-backup bucket."""
+"""Boom-<Env>-Data: keys, the tenant database, its bootstrap and the check of its guarantees
+between deploys, the session cache and the backup bucket."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
+from boom_stacks.constructs.alarm_topic import alarm_topic
 from boom_stacks.constructs.backup_bucket import BackupBucket
 from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
 from boom_stacks.constructs.keys import rotating_key
 from boom_stacks.constructs.session_cache import SessionCache
 from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
 from boom_stacks.constructs.tenant_database import TenantDatabase
+from boom_stacks.constructs.tenant_guarantee_check import TenantGuaranteeCheck
 from boom_stacks.stacks.base import BoomStack
 
 
@@ -35,12 +37,18 @@ class DataStack(BoomStack):
         log_key = key("LogKey", "data-logs", "Database log groups")
         log_key.grant_encrypt_decrypt(
             iam.ServicePrincipal(f"logs.{config.primary_region}.amazonaws.com"))
+        alarm_key = key("AlarmKey", "data-alarms", "The Data stack's alarm topic")
+        self.alarm_topic = alarm_topic(self, "AlarmTopic", config=config, stack_part="data",
+                                       key=alarm_key)
 
         self.database = TenantDatabase(self, "Database", config=config, vpc=vpc,
                                        key=database_key, log_key=log_key)
         self.tenant_bootstrap = TenantBootstrap(self, "TenantBootstrap", config=config, vpc=vpc,
                                                 database=self.database, key=database_key,
                                                 log_key=log_key)
+        self.guarantee_check = TenantGuaranteeCheck(
+            self, "TenantGuaranteeCheck", config=config, function=self.tenant_bootstrap.function,
+            master_secret=self.database.master_secret, alarm_topic=self.alarm_topic)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -11,6 +11,11 @@ Properties (CloudFormation passes them as strings):
   BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
                  Update and runs the new code
 
+The same function checks the database between deploys: an EventBridge schedule sends
+{"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ...}, and the handler
+runs bootstrap.check() (changing nothing) and logs the number of findings as a CloudWatch
+metric in the embedded metric format (a failed check counts as one finding).
+
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an
 advisory lock serialises overlapping runs; applied versions are skipped), and a run ends,
@@ -30,7 +35,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, connect
+from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, check, connect
 
 # The RDS CA bundle is copied next to this file when the asset is bundled.
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
@@ -51,6 +56,11 @@ MAX_REPORTED_CHARS = 1500
 # run's locks until it noticed. The run ends this long before, rolled back, with time to
 # report to CloudFormation.
 DEADLINE_MARGIN_SECONDS = 10.0
+CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
+CHECK_FIELDS = ("MasterSecretArn", "Environment")
+METRIC_NAMESPACE = "Boom/TenantDatabase"
+METRIC_NAME = "GuaranteeFindings"  # per Environment; the Data stack alarms on it
+MAX_LOGGED_FINDINGS = 50
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -58,6 +68,8 @@ logger.setLevel(logging.INFO)
 
 def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     try:
+        if isinstance(event, dict) and "Check" in event:
+            return _on_check(event, _deadline(context))
         return _on_event(event, _deadline(context))
     except BootstrapError as err:
         logger.error("%s", err)
@@ -125,6 +137,48 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
                  "Applied": ",".join(map(str, result.applied)),
                  "Repaired": bounded("; ".join(result.repaired))},
     }
+
+
+def _on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    if event.get("Check") != CHECK:
+        raise BootstrapError(f"Check {event.get('Check')!r}: the scheduled check sends "
+                             f"{{\"Check\": \"{CHECK}\", ...}}")
+    missing = [name for name in CHECK_FIELDS if not isinstance(event.get(name), str)
+               or not event[name]]
+    if missing:
+        raise BootstrapError(f"the check event lacks {', '.join(missing)}: the TenantBootstrap "
+                             "construct's schedule sends them")
+    environment = event["Environment"]
+    try:
+        master, conn = _connect_as_master(boto3.client("secretsmanager"),
+                                          event["MasterSecretArn"])
+        try:
+            result = check(conn, deadline=deadline)
+        finally:
+            conn.close()
+    except BootstrapError as err:
+        _emit_findings(environment, [f"could not check: {err}"])  # an alarm, not silence
+        raise
+    _emit_findings(environment, list(result.findings))
+    logger.info("database %s at version %s: %d finding(s)", master.database, result.version,
+                len(result.findings))
+    return {"Environment": environment, "SchemaVersion": str(result.version),
+            "Findings": [bounded(f) for f in result.findings[:MAX_LOGGED_FINDINGS]]}
+
+
+def _emit_findings(environment: str, findings: list[str]) -> None:
+    """One log line in CloudWatch's embedded metric format: CloudWatch Logs turns it into
+    the metric METRIC_NAME (dimension Environment) without an API call, a permission or a
+    network route. Findings name tables, roles and settings, never values."""
+    print(json.dumps({
+        "_aws": {"Timestamp": int(time.time() * 1000),
+                 "CloudWatchMetrics": [{"Namespace": METRIC_NAMESPACE,
+                                        "Dimensions": [["Environment"]],
+                                        "Metrics": [{"Name": METRIC_NAME, "Unit": "Count"}]}]},
+        "Environment": environment,
+        METRIC_NAME: len(findings),
+        "Findings": [bounded(f) for f in findings[:MAX_LOGGED_FINDINGS]],
+    }), flush=True)
 
 
 def _properties(properties: object) -> dict[str, str]:

@@ -1,0 +1,63 @@
+"""Checks the tenant guarantees between deploys, and alarms on what it finds.
+
+A deploy's bootstrap run restores the guarantees, but between deploys an operator may drop the
+event trigger (RDS asks for that before a major upgrade) and forget the run after it, or
+app_user may change its own role settings. Every 15 minutes an EventBridge schedule sends the
+bootstrap function a check event; it runs `bootstrap.check()`, which changes nothing, and logs
+the number of findings as the metric Boom/TenantDatabase GuaranteeFindings (dimension
+Environment) in CloudWatch's embedded metric format: no API call, permission or route needed.
+A check that cannot run counts as one finding.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from boom_stacks.config import EnvironmentConfig
+from lambdas.tenant_bootstrap.handler import CHECK, METRIC_NAME, METRIC_NAMESPACE
+
+EVERY = Duration.minutes(15)
+# In 2 of the last 4 checks: drift stays until a run repairs it, so it alarms within about
+# 30 minutes, while one check that could not take a lock does not. No checks at all (the
+# schedule or the function broken) makes it INSUFFICIENT_DATA, which notifies too.
+CHECKS_EVALUATED, CHECKS_TO_ALARM = 4, 2
+
+
+class TenantGuaranteeCheck(Construct):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
+                 function: lambda_.IFunction, master_secret: secretsmanager.ISecret,
+                 alarm_topic: sns.ITopic) -> None:
+        super().__init__(scope, id_)
+        self.schedule = events.Rule(
+            self, "Schedule", schedule=events.Schedule.rate(EVERY),
+            description=f"Boom {config.name}: check the tenant guarantees between deploys")
+        self.schedule.add_target(targets.LambdaFunction(
+            function, retry_attempts=0,  # the next check comes in 15 minutes
+            event=events.RuleTargetInput.from_object({
+                "Check": CHECK, "MasterSecretArn": master_secret.secret_arn,
+                "Environment": config.name})))
+        findings = cloudwatch.Metric(
+            namespace=METRIC_NAMESPACE, metric_name=METRIC_NAME,
+            dimensions_map={"Environment": config.name}, statistic="Maximum", period=EVERY)
+        self.alarm = cloudwatch.Alarm(
+            self, "Alarm", metric=findings, threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=CHECKS_EVALUATED, datapoints_to_alarm=CHECKS_TO_ALARM,
+            treat_missing_data=cloudwatch.TreatMissingData.MISSING,
+            alarm_description=(
+                f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
+                "table, the event trigger, role settings, TEMPORARY) have drifted since the "
+                "last deploy, or the check cannot run. The function's log names each finding; "
+                "a bootstrap run (deploy, or the CLI) restores what it can and names the rest"))
+        # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify.
+        notify = actions.SnsAction(alarm_topic)
+        self.alarm.add_alarm_action(notify)
+        self.alarm.add_insufficient_data_action(notify)

@@ -1,0 +1,150 @@
+"""The scheduled check between deploys: the bootstrap function, sent the schedule's event,
+checks the real PostgreSQL 15 (secrets from moto) and logs its findings as a CloudWatch
+embedded-metric-format line, which the Data stack's alarm watches."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, handler
+from tests.fixture_postgres import PostgresServer, free_port
+from tests.test_bootstrap_handler import Secrets, aws, master_values, state
+
+__all__ = ["aws"]  # the fixture, shared with test_bootstrap_handler.py
+
+# The embedded metric format's units (CloudWatch's StandardUnit values).
+UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",
+         "Gigabytes", "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits",
+         "Percent", "Count", "Bytes/Second", "Kilobytes/Second", "Megabytes/Second",
+         "Gigabytes/Second", "Terabytes/Second", "Bits/Second", "Kilobits/Second",
+         "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None"}
+
+
+def emf_metrics(line: str) -> dict[str, float]:
+    """The metrics CloudWatch Logs would extract from `line`, checked against the MUSTs of
+    AWS's embedded metric format specification; fails the test where one is broken."""
+    document = json.loads(line)  # the whole log event is one JSON object
+    metadata = document["_aws"]
+    assert isinstance(metadata["Timestamp"], int)  # epoch milliseconds
+    assert abs(metadata["Timestamp"] - time.time() * 1000) < 60_000
+    extracted = {}
+    for directive in metadata["CloudWatchMetrics"]:
+        assert isinstance(directive["Namespace"], str) and 0 < len(directive["Namespace"]) <= 255
+        for dimension_set in directive["Dimensions"]:
+            assert 0 < len(dimension_set) <= 30
+            for dimension in dimension_set:  # each names a root member holding a string
+                assert isinstance(document[dimension], str) and document[dimension]
+        assert 0 < len(directive["Metrics"]) <= 100
+        for metric in directive["Metrics"]:
+            assert set(metric) <= {"Name", "Unit", "StorageResolution"}
+            assert metric.get("Unit", "None") in UNITS
+            value = document[metric["Name"]]  # each names a root member holding a number
+            assert isinstance(value, int | float) and not isinstance(value, bool)
+            extracted[metric["Name"]] = value
+    return extracted
+
+
+def check_event(master_arn: str, **overrides: object) -> dict[str, Any]:
+    """What the Data stack's EventBridge schedule sends."""
+    return {"Check": handler.CHECK, "MasterSecretArn": master_arn, "Environment": "staging",
+            **overrides}
+
+
+def emitted(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def bootstrapped(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
+    database = postgres.create_database()
+    conn = postgres.connect(database, tls=True)
+    bootstrap.apply(conn, role_passwords=role_passwords)
+    conn.close()
+    return database
+
+
+def test_a_clean_database_reports_zero_findings_as_a_metric(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    database = bootstrapped(postgres, role_passwords)
+    master = aws.master(**master_values(postgres, database))
+    response = handler.on_event(check_event(master))
+    assert response == {"Environment": "staging",
+                        "SchemaVersion": str(bootstrap.LATEST_VERSION), "Findings": []}
+    [line] = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf_metrics(line) == {handler.METRIC_NAME: 0}
+    document = json.loads(line)
+    assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == handler.METRIC_NAMESPACE
+    assert document["Environment"] == "staging" and document["Findings"] == []
+
+
+def test_drift_is_counted_and_named_and_nothing_changes(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    database = bootstrapped(postgres, role_passwords)
+    admin = postgres.connect(database)
+    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+    admin.run("SET ROLE boom_owner")
+    admin.run("CREATE TABLE app.late (id int, tenant_id uuid)")
+    admin.run("RESET ROLE")
+    admin.close()
+    before = state(postgres, database)
+    response = handler.on_event(check_event(aws.master(**master_values(postgres, database))))
+    expected = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
+                "would restore: app.late protected"]
+    assert response["Findings"] == expected
+    out = capsys.readouterr().out
+    [document] = emitted(out)
+    assert document[handler.METRIC_NAME] == 2 and document["Findings"] == expected
+    assert state(postgres, database) == before
+    assert postgres.password not in out and role_passwords["app_user"] not in out
+
+
+@pytest.mark.parametrize("problem", ["unreachable", "wrong password"])
+def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        problem: str) -> None:
+    # Silence would look like a clean database: a check that cannot run says so, in the
+    # metric the alarm watches, and the invocation fails (Lambda's Errors metric).
+    monkeypatch.setattr(handler, "PASSWORD_ATTEMPTS", 1)
+    database = bootstrapped(postgres, role_passwords)
+    broken = ({"port": free_port()} if problem == "unreachable"
+              else {"password": "not-the-master-password"})
+    master = aws.master(**master_values(postgres, database, **broken))
+    with pytest.raises(bootstrap.BootstrapError, match="cannot connect to postgres@127.0.0.1"):
+        handler.on_event(check_event(master))
+    out = capsys.readouterr().out
+    [document] = emitted(out)
+    assert emf_metrics(json.dumps(document)) == {handler.METRIC_NAME: 1}
+    [finding] = document["Findings"]
+    assert finding.startswith("could not check: cannot connect to postgres@127.0.0.1")
+    assert "not-the-master-password" not in out
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ({"Check": "everything"}, "Check 'everything': the scheduled check sends"),
+    ({"Check": handler.CHECK, "Environment": "dev"}, "the check event lacks MasterSecretArn"),
+    ({"Check": handler.CHECK, "MasterSecretArn": "arn", "Environment": ""},
+     "the check event lacks Environment"),
+])
+def test_a_malformed_check_event_is_refused_by_name_before_connecting(
+        aws: Secrets, capsys: pytest.CaptureFixture[str], event: dict[str, Any],
+        message: str) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match=message):
+        handler.on_event(event)
+    assert emitted(capsys.readouterr().out) == []
+
+
+def test_the_format_check_fails_on_a_line_cloudwatch_would_not_extract() -> None:
+    good = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [
+        {"Namespace": "N", "Dimensions": [["Environment"]],
+         "Metrics": [{"Name": "M", "Unit": "Count"}]}]}, "Environment": "dev", "M": 1}
+    assert emf_metrics(json.dumps(good)) == {"M": 1}
+    for broken in ({**good, "M": "1"}, {**good, "Environment": 3},
+                   {key: value for key, value in good.items() if key != "M"}):
+        with pytest.raises((AssertionError, KeyError)):
+            emf_metrics(json.dumps(broken))

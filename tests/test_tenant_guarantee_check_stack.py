@@ -1,0 +1,104 @@
+"""The scheduled check of the tenant guarantees in the Data stack: the schedule sends the
+handler exactly the event it reads, the alarm watches exactly the metric it logs, and the
+alarm's notifications can be delivered (topic policy and key policy both let CloudWatch in)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lambdas.tenant_bootstrap import handler
+from tests.fixture_synth import Synthesized
+
+
+def resources(synthesized: Synthesized, type_: str) -> dict[str, Any]:
+    return dict(synthesized.template("Data").find_resources(type_))
+
+
+def one(synthesized: Synthesized, type_: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    found = {k: v for k, v in resources(synthesized, type_).items() if k.startswith(prefix)}
+    assert len(found) == 1, f"{type_} {prefix}*: {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def rendered(value: Any) -> str:
+    """A template string, with Fn::Join'ed references shown as <Ref>."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return "".join(p if isinstance(p, str) else f"<{p['Ref']}>" for p in value["Fn::Join"][1])
+    assert isinstance(value, str)
+    return value
+
+
+def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
+        synthesized: Synthesized) -> None:
+    _, rule = one(synthesized, "AWS::Events::Rule", "TenantGuaranteeCheckSchedule")
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == "rate(15 minutes)" and props["State"] == "ENABLED"
+    [target] = props["Targets"]
+    function_id, _ = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    event = json.loads(rendered(target["Input"]).replace(
+        "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret"))
+    # What the handler dispatches on and requires, and nothing it would refuse
+    assert event == {"Check": handler.CHECK, "MasterSecretArn": "arn:master-secret",
+                     "Environment": synthesized.config.name}
+    assert set(event) == {"Check", *handler.CHECK_FIELDS}
+    # EventBridge may invoke it, and only from this rule
+    permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
+                   .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
+    assert permissions == [{"Action": "lambda:InvokeFunction",
+                            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+                            "Principal": "events.amazonaws.com",
+                            "SourceArn": {"Fn::GetAtt": [one(
+                                synthesized, "AWS::Events::Rule",
+                                "TenantGuaranteeCheckSchedule")[0], "Arn"]}}]
+    # and Lambda does not retry a failed check (the next one comes in 15 minutes)
+    _, invoke = one(synthesized, "AWS::Lambda::EventInvokeConfig", "TenantBootstrapFunction")
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_alarm_watches_the_metric_the_handler_logs(synthesized: Synthesized) -> None:
+    _, alarm = one(synthesized, "AWS::CloudWatch::Alarm", "TenantGuaranteeCheckAlarm")
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == (handler.METRIC_NAMESPACE,
+                                                         handler.METRIC_NAME)
+    assert props["Dimensions"] == [{"Name": "Environment", "Value": synthesized.config.name}]
+    # Any finding in 2 of the last 4 checks (15 minutes each): drift persists until repaired,
+    # one check that could not take a lock passes; no checks at all is INSUFFICIENT_DATA.
+    assert (props["Statistic"], props["Period"], props["Threshold"]) == ("Maximum", 900, 1)
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (4, 2)
+    assert props["TreatMissingData"] == "missing"
+    topic_id, _ = one(synthesized, "AWS::SNS::Topic", "AlarmTopic")
+    assert props["AlarmActions"] == props["InsufficientDataActions"] == [{"Ref": topic_id}]
+
+
+def test_every_alarm_action_can_be_delivered(synthesized: Synthesized) -> None:
+    # Walked from the template, alarm -> topic -> topic policy and key policy, so a new alarm
+    # on a topic that CloudWatch cannot publish to fails here rather than silently in AWS.
+    topics = resources(synthesized, "AWS::SNS::Topic")
+    policies = resources(synthesized, "AWS::SNS::TopicPolicy").values()
+    keys = resources(synthesized, "AWS::KMS::Key")
+    account = synthesized.config.account
+    checked = 0
+    for alarm in resources(synthesized, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        for action in props.get("AlarmActions", []) + props.get("InsufficientDataActions", []):
+            topic_id = action["Ref"]
+            statements = [s for p in policies if {"Ref": topic_id} in p["Properties"]["Topics"]
+                          for s in p["Properties"]["PolicyDocument"]["Statement"]]
+            assert {"Effect": "Allow", "Action": "sns:Publish",
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                    "Resource": {"Ref": topic_id},
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account},
+                                  "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:"
+                                              f"{synthesized.config.primary_region}:{account}"
+                                              ":alarm:*"}},
+                    "Sid": "AllowThisAccountsCloudWatchAlarms"} in statements
+            key_id = topics[topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+            assert {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Resource": "*"} in \
+                keys[key_id]["Properties"]["KeyPolicy"]["Statement"]
+            checked += 1
+    assert checked >= 2  # the guarantee check's alarm and insufficient-data actions

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.tenant_bootstrap import bootstrap, handler
+from lambdas.tenant_bootstrap import bootstrap, handler, master_secret
 from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_tenants import app_user_connection_limit
@@ -54,8 +54,8 @@ def aws(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer,
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "eu-west-1"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(postgres.ca_file))
-    monkeypatch.setattr(handler, "RETRY_WAIT_SECONDS", 0)
+    monkeypatch.setenv(master_secret.CA_FILE_VARIABLE, str(postgres.ca_file))
+    monkeypatch.setattr(master_secret, "RETRY_WAIT_SECONDS", 0)
     with mock_aws():
         client = boto3.client("secretsmanager")
         secrets = Secrets(client, "", "")
@@ -294,7 +294,7 @@ def test_a_master_password_mid_rotation_is_read_again(
         aws.client.put_secret_value(SecretId=master, SecretString=json.dumps(
             master_values(postgres, database)))
 
-    monkeypatch.setattr(handler.time, "sleep", rotation_finishes)
+    monkeypatch.setattr(master_secret.time, "sleep", rotation_finishes)
     # When the handler runs, Then it reads the secret again and succeeds
     with caplog.at_level(logging.WARNING):
         response = handler.on_event(event("Create", aws, master))
@@ -331,7 +331,7 @@ def test_a_certificate_from_another_ca_is_refused(postgres: PostgresServer, aws:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=other-ca", "-keyout", "other.key", "-out", "other.pem"],
                    cwd=tmp_path, check=True, capture_output=True)
-    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(tmp_path / "other.pem"))
+    monkeypatch.setenv(master_secret.CA_FILE_VARIABLE, str(tmp_path / "other.pem"))
     master = aws.master(**master_values(postgres, older_database))
     before = state(postgres, older_database)
     with pytest.raises(bootstrap.BootstrapError, match="certificate verify failed"):
@@ -342,7 +342,7 @@ def test_a_certificate_from_another_ca_is_refused(postgres: PostgresServer, aws:
 def test_a_missing_ca_bundle_is_named(aws: Secrets, postgres: PostgresServer,
                                       older_database: str, monkeypatch: pytest.MonkeyPatch,
                                       tmp_path: Path) -> None:
-    monkeypatch.setenv(handler.CA_FILE_VARIABLE, str(tmp_path / "absent.pem"))
+    monkeypatch.setenv(master_secret.CA_FILE_VARIABLE, str(tmp_path / "absent.pem"))
     master = aws.master(**master_values(postgres, older_database))
     with pytest.raises(bootstrap.BootstrapError, match="absent.pem not found"):
         handler.on_event(event("Create", aws, master))

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lambdas.tenant_bootstrap import bootstrap, handler
+from lambdas.tenant_bootstrap import bootstrap, master_secret
 from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
 from tests.fixture_postgres import PostgresServer, free_port
 
@@ -52,7 +52,7 @@ def invoke(lambda_dirs: tuple[Path, Path], endpoint: str, ca_file: Path,
     task, runtime = lambda_dirs
     env = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           handler.CA_FILE_VARIABLE: str(ca_file)}
+           master_secret.CA_FILE_VARIABLE: str(ca_file)}
     result = subprocess.run([runtime_interpreter(), "-I", "-S", "-B", "-c", INVOKE, str(task),
                              str(runtime), json.dumps(event)],
                             env=env, capture_output=True, text=True, timeout=120, check=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler
+from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.test_bootstrap_handler import Secrets, aws, master_values, state
 
@@ -50,7 +50,7 @@ def emf_metrics(line: str) -> dict[str, float]:
 
 def check_event(master_arn: str, **overrides: object) -> dict[str, Any]:
     """What the Data stack's EventBridge schedule sends."""
-    return {"Check": handler.CHECK, "MasterSecretArn": master_arn, "Environment": "staging",
+    return {"Check": scheduled_check.CHECK, "MasterSecretArn": master_arn, "Environment": "staging",
             **overrides}
 
 
@@ -75,9 +75,9 @@ def test_a_clean_database_reports_zero_findings_as_a_metric(
     assert response == {"Environment": "staging",
                         "SchemaVersion": str(bootstrap.LATEST_VERSION), "Findings": []}
     [line] = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert emf_metrics(line) == {handler.METRIC_NAME: 0}
+    assert emf_metrics(line) == {scheduled_check.METRIC_NAME: 0}
     document = json.loads(line)
-    assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == handler.METRIC_NAMESPACE
+    assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == scheduled_check.METRIC_NAMESPACE
     assert document["Environment"] == "staging" and document["Findings"] == []
 
 
@@ -98,7 +98,7 @@ def test_drift_is_counted_and_named_and_nothing_changes(
     assert response["Findings"] == expected
     out = capsys.readouterr().out
     [document] = emitted(out)
-    assert document[handler.METRIC_NAME] == 2 and document["Findings"] == expected
+    assert document[scheduled_check.METRIC_NAME] == 2 and document["Findings"] == expected
     assert state(postgres, database) == before
     assert postgres.password not in out and role_passwords["app_user"] not in out
 
@@ -110,7 +110,7 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
         problem: str) -> None:
     # Silence would look like a clean database: a check that cannot run says so, in the
     # metric the alarm watches, and the invocation fails (Lambda's Errors metric).
-    monkeypatch.setattr(handler, "PASSWORD_ATTEMPTS", 1)
+    monkeypatch.setattr(master_secret, "PASSWORD_ATTEMPTS", 1)
     database = bootstrapped(postgres, role_passwords)
     broken = ({"port": free_port()} if problem == "unreachable"
               else {"password": "not-the-master-password"})
@@ -119,7 +119,7 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
         handler.on_event(check_event(master))
     out = capsys.readouterr().out
     [document] = emitted(out)
-    assert emf_metrics(json.dumps(document)) == {handler.METRIC_NAME: 1}
+    assert emf_metrics(json.dumps(document)) == {scheduled_check.METRIC_NAME: 1}
     [finding] = document["Findings"]
     assert finding.startswith("could not check: cannot connect to postgres@127.0.0.1")
     assert "not-the-master-password" not in out
@@ -127,8 +127,9 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
 
 @pytest.mark.parametrize(("event", "message"), [
     ({"Check": "everything"}, "Check 'everything': the scheduled check sends"),
-    ({"Check": handler.CHECK, "Environment": "dev"}, "the check event lacks MasterSecretArn"),
-    ({"Check": handler.CHECK, "MasterSecretArn": "arn", "Environment": ""},
+    ({"Check": scheduled_check.CHECK, "Environment": "dev"},
+     "the check event lacks MasterSecretArn"),
+    ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": ""},
      "the check event lacks Environment"),
 ])
 def test_a_malformed_check_event_is_refused_by_name_before_connecting(

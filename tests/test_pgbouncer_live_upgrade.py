@@ -26,6 +26,7 @@ from tests.test_pgbouncer_isolation import run_clients
 
 BEFORE_0006 = 5
 CLIENTS, TENANTS = 20, 5
+WAITING = 60.0  # seconds for every client to commit once, before and after the upgrade
 
 
 @pytest.fixture
@@ -76,9 +77,17 @@ def test_an_upgrade_under_live_traffic_keeps_tenants_apart_and_clients_served(
             finished.append((index, time.monotonic()))
         conn.close()
 
+    def every_client_committed(since: float) -> None:
+        deadline = time.monotonic() + WAITING
+        while {index for index, when in list(finished) if when > since} != set(range(CLIENTS)):
+            if time.monotonic() > deadline:
+                return  # the assertions below say which clients did not
+            time.sleep(0.05)
+
     def upgrade_then_stop() -> None:
         try:
-            time.sleep(1.0)  # clients running
+            every_client_committed(since=0)  # all of them running, then the upgrade
+            time.sleep(0.3)
             conn = postgres.connect(database, tls=True)
             try:
                 result = bootstrap.apply(conn, role_passwords=role_passwords)
@@ -86,7 +95,7 @@ def test_an_upgrade_under_live_traffic_keeps_tenants_apart_and_clients_served(
                 conn.close()
             assert result.applied == tuple(range(BEFORE_0006 + 1, bootstrap.LATEST_VERSION + 1))
             upgraded_at.append(time.monotonic())
-            time.sleep(1.0)  # clients running on the new version
+            every_client_committed(since=upgraded_at[0])  # all of them on the new version
         finally:
             stop.set()
 

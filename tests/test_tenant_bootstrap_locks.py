@@ -216,8 +216,9 @@ def test_lock_retries_stop_when_the_next_would_end_past_the_deadline(
                      r"waiting at most 300 ms", str(raised.value))
     assert said, raised.value
     attempts = int(said[1])
-    # About 2 s / 0.6 s per attempt; never past the deadline, never all fifty.
-    assert 2 <= attempts <= 4 and ended <= started + 2.0
+    # About 2 s / 0.6 s per attempt; never all fifty, never past the deadline (but for the
+    # round trips of the last rollback and the holders' query).
+    assert 2 <= attempts <= 4 and ended <= started + 2.0 + 0.25
     assert [row[0] for row in versions(busy.observer)] == list(range(1, BEFORE_0006 + 1))
 
 

@@ -16,7 +16,7 @@ import pytest
 from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
-from lambdas.tenant_bootstrap import handler
+from lambdas.tenant_bootstrap import master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_postgres import PostgresServer
@@ -83,7 +83,7 @@ def test_the_function_outlasts_its_lock_waits_with_minutes_left_for_the_migratio
     assert list(waits.pauses()) == [1, 2, 4, 8, 15, 15, 15]
     assert waits.worst_case_seconds() == 8 * 2 + 60
     # The master password may be read again mid-rotation (each try can take a connect timeout).
-    connecting = handler.PASSWORD_ATTEMPTS * (handler.RETRY_WAIT_SECONDS
+    connecting = master_secret.PASSWORD_ATTEMPTS * (master_secret.RETRY_WAIT_SECONDS
                                               + Connection("h", 1, "d", "u", None).timeout_seconds)
     assert function["Properties"]["Timeout"] - waits.worst_case_seconds() - connecting >= 150
 

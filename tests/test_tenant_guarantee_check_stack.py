@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdas.tenant_bootstrap import handler
+from lambdas.tenant_bootstrap import scheduled_check
 from tests.fixture_synth import Synthesized
 
 
@@ -41,9 +41,9 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
     event = json.loads(rendered(target["Input"]).replace(
         "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret"))
     # What the handler dispatches on and requires, and nothing it would refuse
-    assert event == {"Check": handler.CHECK, "MasterSecretArn": "arn:master-secret",
+    assert event == {"Check": scheduled_check.CHECK, "MasterSecretArn": "arn:master-secret",
                      "Environment": synthesized.config.name}
-    assert set(event) == {"Check", *handler.CHECK_FIELDS}
+    assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS}
     # EventBridge may invoke it, and only from this rule
     permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
                    .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
@@ -61,8 +61,8 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
 def test_the_alarm_watches_the_metric_the_handler_logs(synthesized: Synthesized) -> None:
     _, alarm = one(synthesized, "AWS::CloudWatch::Alarm", "TenantGuaranteeCheckAlarm")
     props = alarm["Properties"]
-    assert (props["Namespace"], props["MetricName"]) == (handler.METRIC_NAMESPACE,
-                                                         handler.METRIC_NAME)
+    assert (props["Namespace"], props["MetricName"]) == (scheduled_check.METRIC_NAMESPACE,
+                                                         scheduled_check.METRIC_NAME)
     assert props["Dimensions"] == [{"Name": "Environment", "Value": synthesized.config.name}]
     # Any finding in 2 of the last 4 checks (15 minutes each): drift persists until repaired,
     # one check that could not take a lock passes; no checks at all is INSUFFICIENT_DATA.

@@ -22,7 +22,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
-from lambdas.tenant_bootstrap.handler import CHECK, METRIC_NAME, METRIC_NAMESPACE
+from lambdas.tenant_bootstrap.scheduled_check import CHECK, METRIC_NAME, METRIC_NAMESPACE
 
 EVERY = Duration.minutes(15)
 # In 2 of the last 4 checks: drift stays until a run repairs it, so it alarms within about

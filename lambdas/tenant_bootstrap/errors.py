@@ -1,4 +1,5 @@
-"""The one error the bootstrap raises, and how PostgreSQL's errors read in its messages."""
+"""The one error the bootstrap raises, how PostgreSQL's errors read in its messages, and how
+long a message may be."""
 
 from __future__ import annotations
 
@@ -23,3 +24,17 @@ def reason(err: Exception) -> str:
         fields = err.args[0]
         return f"{fields.get('M', err)} (SQLSTATE {fields.get('C', '?')})"
     return str(err) or type(err).__name__
+
+
+# CloudFormation refuses a custom resource's response over 4096 bytes, and then reports
+# "Response object is too long" instead of the reason. A gap list or a repair list over many
+# tables can be longer: what goes back is cut to this, the whole of it is logged.
+MAX_REPORTED_CHARS = 1500
+
+
+def bounded(text: str) -> str:
+    """`text`, cut to what a CloudFormation response holds, saying where the rest is."""
+    if len(text) <= MAX_REPORTED_CHARS:
+        return text
+    return (f"{text[:MAX_REPORTED_CHARS]} ... ({len(text) - MAX_REPORTED_CHARS} more "
+            "characters in the function's log)")

@@ -1,0 +1,88 @@
+"""The RDS master user's connection, from its secret in Secrets Manager: what the deploy's
+bootstrap run and the scheduled check both connect as."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .bootstrap import BootstrapError, Connection, connect
+
+# The RDS CA bundle is copied next to this file when the asset is bundled.
+CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
+BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
+MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
+# The master secret rotates on a schedule (and right after creation); a password refused in
+# that window is read again rather than failing the run.
+PASSWORD_ATTEMPTS = 3
+RETRY_WAIT_SECONDS = 5.0
+_PASSWORD_REFUSED = "SQLSTATE 28P01"
+
+logger = logging.getLogger(__name__)
+
+
+def secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:
+    try:
+        raw = client.get_secret_value(SecretId=arn)["SecretString"]
+    except (ClientError, BotoCoreError) as err:
+        raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
+            from None
+    except KeyError:
+        raise BootstrapError(f"{field} {arn}: the secret has no SecretString") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        # Never echo the value: it may be a password.
+        raise BootstrapError(f"{field} {arn}: the secret is not a JSON object")
+    return value
+
+
+def connect_as_master(client: Any, arn: str) -> tuple[Connection, Any]:
+    for attempt in range(1, PASSWORD_ATTEMPTS + 1):
+        master = master_connection(secret_json(client, arn, "MasterSecretArn"))
+        try:
+            return master, connect(master)
+        except BootstrapError as err:
+            if _PASSWORD_REFUSED not in str(err) or attempt == PASSWORD_ATTEMPTS:
+                raise
+            logger.warning("master password refused (attempt %d of %d); the secret may be "
+                           "mid-rotation, reading it again", attempt, PASSWORD_ATTEMPTS)
+            time.sleep(RETRY_WAIT_SECONDS)
+    raise AssertionError("unreachable")
+
+
+def master_connection(secret: dict[str, Any]) -> Connection:
+    missing = [name for name in MASTER_SECRET_FIELDS if not secret.get(name)]
+    if missing:
+        raise BootstrapError(f"MasterSecretArn: the secret lacks {', '.join(missing)}; point it "
+                             "at the RDS instance's attached master secret")
+    try:
+        port = int(secret["port"])
+    except (TypeError, ValueError):
+        raise BootstrapError("MasterSecretArn: the secret's port is not a number") from None
+    return Connection(host=str(secret["host"]), port=port, database=str(secret["dbname"]),
+                      user=str(secret["username"]), password=str(secret["password"]),
+                      sslmode="verify-full", ca_file=ca_file())
+
+
+def ca_file() -> str:
+    path = Path(os.environ.get(CA_FILE_VARIABLE) or BUNDLED_CA_FILE)
+    if not path.is_file():
+        raise BootstrapError(f"CA bundle {path} not found: the asset must be built by "
+                             f"TenantBootstrap's bundling, or set {CA_FILE_VARIABLE}")
+    return str(path)
+
+
+def aws_reason(err: Exception) -> str:
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
+    return str(err)

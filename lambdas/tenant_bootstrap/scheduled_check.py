@@ -1,0 +1,70 @@
+"""The scheduled check between deploys: an EventBridge schedule (TenantGuaranteeCheck in the
+Data stack) sends the bootstrap function {"Check": "tenant-guarantees", "MasterSecretArn": ...,
+"Environment": ...}; this runs bootstrap.check(), which changes nothing, and logs the number of
+findings as a CloudWatch metric in the embedded metric format. A check that cannot run counts
+as one finding, and fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import boto3
+
+from .bootstrap import BootstrapError, check
+from .errors import bounded
+from .master_secret import connect_as_master
+
+CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
+CHECK_FIELDS = ("MasterSecretArn", "Environment")
+METRIC_NAMESPACE = "Boom/TenantDatabase"
+METRIC_NAME = "GuaranteeFindings"  # per Environment; the Data stack alarms on it
+MAX_LOGGED_FINDINGS = 50
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    if event.get("Check") != CHECK:
+        raise BootstrapError(f"Check {event.get('Check')!r}: the scheduled check sends "
+                             f"{{\"Check\": \"{CHECK}\", ...}}")
+    missing = [name for name in CHECK_FIELDS if not isinstance(event.get(name), str)
+               or not event[name]]
+    if missing:
+        raise BootstrapError(f"the check event lacks {', '.join(missing)}: the TenantBootstrap "
+                             "construct's schedule sends them")
+    environment = event["Environment"]
+    try:
+        master, conn = connect_as_master(boto3.client("secretsmanager"),
+                                          event["MasterSecretArn"])
+        try:
+            result = check(conn, deadline=deadline)
+        finally:
+            conn.close()
+    except BootstrapError as err:
+        _emit_findings(environment, [f"could not check: {err}"])  # an alarm, not silence
+        raise
+    _emit_findings(environment, list(result.findings))
+    logger.info("database %s at version %s: %d finding(s)", master.database, result.version,
+                len(result.findings))
+    return {"Environment": environment, "SchemaVersion": str(result.version),
+            "Findings": [bounded(f) for f in result.findings[:MAX_LOGGED_FINDINGS]]}
+
+
+def _emit_findings(environment: str, findings: list[str]) -> None:
+    """One log line in CloudWatch's embedded metric format: CloudWatch Logs turns it into
+    the metric METRIC_NAME (dimension Environment) without an API call, a permission or a
+    network route. Findings name tables, roles and settings, never values."""
+    print(json.dumps({
+        "_aws": {"Timestamp": int(time.time() * 1000),
+                 "CloudWatchMetrics": [{"Namespace": METRIC_NAMESPACE,
+                                        "Dimensions": [["Environment"]],
+                                        "Metrics": [{"Name": METRIC_NAME, "Unit": "Count"}]}]},
+        "Environment": environment,
+        METRIC_NAME: len(findings),
+        "Findings": [bounded(f) for f in findings[:MAX_LOGGED_FINDINGS]],
+    }), flush=True)

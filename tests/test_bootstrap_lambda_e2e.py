@@ -1,6 +1,7 @@
-"""The packaged Lambda, run as Lambda runs it: the bundled asset on the runtime's Python version
-(3.13, from pyenv) with no site-packages, the runtime's boto3 beside it, Secrets
-Manager emulated by moto's server over HTTP, and the real PostgreSQL over verified TLS."""
+"""The packaged Lambda (custom resource and scheduled check), run as Lambda runs it: the
+bundled asset on the runtime's Python version (3.13, from pyenv) with no site-packages, the
+runtime's boto3 beside it, Secrets Manager emulated by moto's server over HTTP, and the real
+PostgreSQL over verified TLS."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lambdas.tenant_bootstrap import bootstrap, master_secret
+from lambdas.tenant_bootstrap import bootstrap, master_secret, scheduled_check
 from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
 from tests.fixture_postgres import PostgresServer, free_port
 
@@ -89,6 +90,12 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
         "PhysicalResourceId"]}
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, update)
     assert code == 0 and response["Data"]["Applied"] == ""
+    # The schedule's check event runs the check (no findings) and prints the metric line
+    check = {"Check": scheduled_check.CHECK, "MasterSecretArn": properties["MasterSecretArn"],
+             "Environment": "dev"}
+    code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, check)
+    assert (code, response) == (0, {"Environment": "dev", "Findings": [],
+                                    "SchemaVersion": str(bootstrap.LATEST_VERSION)})
     # A master secret that does not exist fails with the reason CloudFormation will show
     gone = {**properties, "MasterSecretArn": properties["MasterSecretArn"] + "-gone"}
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file,

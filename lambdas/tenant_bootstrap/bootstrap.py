@@ -17,6 +17,7 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pg8000.native
 from scramp import ScramMechanism
@@ -28,6 +29,7 @@ from .errors import reason
 from .locks import LockWait, is_lock_timeout, lock_holders, stayed_in_use
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -199,13 +201,14 @@ class _LockTimedOut(Exception):
     """An attempt waited lock_timeout for a lock, and was rolled back."""
 
 
-def _one_attempt(conn: pg8000.native.Connection, run: Deadline,
-                 work: Callable[[], Result]) -> Result:
-    """`work` in one transaction, committed, or rolled back with the error said plainly."""
+def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[], T], *,
+                 keep: bool = True) -> T:
+    """`work` in one transaction, committed if `keep` (else rolled back: a check), or rolled
+    back on an error, which is said plainly."""
     conn.run("BEGIN")
     try:
         result = work()
-        conn.run("COMMIT")
+        conn.run("COMMIT" if keep else "ROLLBACK")
     except BaseException as err:
         _rollback(conn)
         if not isinstance(err, pg8000.native.DatabaseError):
@@ -214,7 +217,8 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline,
             raise out_of_time() from None
         if is_lock_timeout(err):
             raise _LockTimedOut from None
-        raise BootstrapError(f"bootstrap failed, nothing was changed: {reason(err)}") from None
+        raise BootstrapError(f"{'bootstrap' if keep else 'check'} failed, nothing was changed: "
+                             f"{reason(err)}") from None
     return result
 
 
@@ -222,29 +226,23 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
           deadline: float | None = None) -> Check:
     """What a bootstrap run would do now, changing nothing: the restoring part of a run, in a
     transaction that is always rolled back, then the audits. For the scheduled check between
-    deploys (handler.py) and `--check` (the CLI). A restore that must alter a table takes its
-    lock for the moment of the check, waiting at most `lock_timeout_ms` for it.
+    deploys (scheduled_check.py) and `--check` (the CLI). A restore that must alter a table
+    takes its lock for the moment of the check, waiting at most `lock_timeout_ms` for it.
     """
     run = Deadline(deadline)
-    conn.run("BEGIN")
-    try:
+
+    def dry_run() -> Check:
         run.bound_statements(conn)
         conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         version = current_version(conn)
-        findings = _findings(conn, version, load_migrations())
-    except BaseException as err:
-        _rollback(conn)
-        if not isinstance(err, pg8000.native.DatabaseError):
-            raise
-        if run.cancelled(err):
-            raise out_of_time() from None
-        if not is_lock_timeout(err):
-            raise BootstrapError(f"check failed, nothing was changed: {reason(err)}") from None
+        return Check(version, _findings(conn, version, load_migrations()))
+
+    try:
+        return _one_attempt(conn, run, dry_run, keep=False)
+    except _LockTimedOut:
         return Check(current_version(conn), (
             f"could not check: a table to restore stayed locked for {lock_timeout_ms} ms. "
             f"Sessions holding table locks: {_described_lock_holders(conn)}",))
-    _rollback(conn)
-    return Check(version, findings)
 
 
 def _findings(conn: pg8000.native.Connection, version: int,

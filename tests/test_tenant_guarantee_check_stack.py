@@ -33,6 +33,10 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
         synthesized: Synthesized) -> None:
     _, rule = one(synthesized, "AWS::Events::Rule", "TenantGuaranteeCheckSchedule")
     props = rule["Properties"]
+    # Only once the deploy's bootstrap run has succeeded (a first deploy's database would be
+    # a finding before)
+    bootstrap_id, _ = one(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")
+    assert bootstrap_id in rule["DependsOn"]
     assert props["ScheduleExpression"] == "rate(15 minutes)" and props["State"] == "ENABLED"
     [target] = props["Targets"]
     function_id, _ = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")

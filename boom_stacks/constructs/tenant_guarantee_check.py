@@ -19,7 +19,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from boom_stacks.config import EnvironmentConfig
 from lambdas.tenant_bootstrap.scheduled_check import CHECK, METRIC_NAME, METRIC_NAMESPACE
@@ -34,7 +34,7 @@ CHECKS_EVALUATED, CHECKS_TO_ALARM = 4, 2
 class TenantGuaranteeCheck(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
                  function: lambda_.IFunction, master_secret: secretsmanager.ISecret,
-                 alarm_topic: sns.ITopic) -> None:
+                 alarm_topic: sns.ITopic, after: IDependable) -> None:
         super().__init__(scope, id_)
         self.schedule = events.Rule(
             self, "Schedule", schedule=events.Schedule.rate(EVERY),
@@ -44,6 +44,9 @@ class TenantGuaranteeCheck(Construct):
             event=events.RuleTargetInput.from_object({
                 "Check": CHECK, "MasterSecretArn": master_secret.secret_arn,
                 "Environment": config.name})))
+        # Checks start once the deploy's bootstrap run has succeeded (`after`): before, a
+        # first deploy's database would be a finding (version 0).
+        self.schedule.node.add_dependency(after)
         findings = cloudwatch.Metric(
             namespace=METRIC_NAMESPACE, metric_name=METRIC_NAME,
             dimensions_map={"Environment": config.name}, statistic="Maximum", period=EVERY)

@@ -48,7 +48,8 @@ class DataStack(BoomStack):
                                                 log_key=log_key)
         self.guarantee_check = TenantGuaranteeCheck(
             self, "TenantGuaranteeCheck", config=config, function=self.tenant_bootstrap.function,
-            master_secret=self.database.master_secret, alarm_topic=self.alarm_topic)
+            master_secret=self.database.master_secret, alarm_topic=self.alarm_topic,
+            after=self.tenant_bootstrap.resource)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -125,6 +125,25 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
     assert "not-the-master-password" not in out
 
 
+def test_a_check_beside_a_bootstrap_run_emits_no_metric(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A deploy in progress is neither a finding nor a clean bill: the alarm counts the
+    # missing datapoint as missing.
+    database = bootstrapped(postgres, role_passwords)
+    running = postgres.connect(database)
+    running.run("BEGIN")
+    running.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
+    try:
+        response = handler.on_event(check_event(aws.master(**master_values(postgres,
+                                                                           database))))
+    finally:
+        running.run("ROLLBACK")
+        running.close()
+    assert response["Skipped"].startswith("check skipped: a bootstrap run is in progress")
+    assert emitted(capsys.readouterr().out) == []
+
+
 @pytest.mark.parametrize(("event", "message"), [
     ({"Check": "everything"}, "Check 'everything': the scheduled check sends"),
     ({"Check": scheduled_check.CHECK, "Environment": "dev"},

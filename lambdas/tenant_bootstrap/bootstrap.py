@@ -25,7 +25,7 @@ from scramp import ScramMechanism
 from .deadline import Deadline, out_of_time
 from .enforce import enforce, gaps, restore
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
-from .errors import reason
+from .errors import BootstrapRunning, reason
 from .locks import LockWait, is_lock_timeout, lock_holders, stayed_in_use
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,10 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
 
     def dry_run() -> Check:
         run.bound_statements(conn)
+        # Never beside a run: each would wait on the other's table locks.
+        if not conn.run("SELECT pg_try_advisory_xact_lock(:key)", key=ADVISORY_LOCK)[0][0]:
+            raise BootstrapRunning("check skipped: a bootstrap run is in progress (it holds the "
+                                   "bootstrap's advisory lock); the next check looks again")
         conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         version = current_version(conn)
         return Check(version, _findings(conn, version, load_migrations()))

@@ -10,6 +10,11 @@ class BootstrapError(Exception):
     """A bootstrap that cannot proceed; nothing was changed."""
 
 
+class BootstrapRunning(BootstrapError):
+    """A check found a bootstrap run in progress (its advisory lock held) and checked nothing:
+    the run ends with the guarantees restored or refused, and the next check looks again."""
+
+
 def sqlstate(err: BaseException) -> str | None:
     """The SQLSTATE of a PostgreSQL error pg8000 raised, else None."""
     if isinstance(err, pg8000.native.DatabaseError) and err.args \

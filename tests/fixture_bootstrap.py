@@ -4,6 +4,8 @@ schema and recorded versions."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pg8000.native
@@ -32,3 +34,19 @@ class FreshDatabase:
     """An empty database and a TLS connection to it as the superuser, as the bootstrap runs."""
     name: str
     conn: pg8000.native.Connection
+
+
+@contextmanager
+def bootstrap_run_in_progress(postgres: PostgresServer, database: str) -> Iterator[None]:
+    """Another bootstrap run, as far as the database can tell: a session holding the
+    bootstrap's advisory lock in an open transaction, until the block ends."""
+    from lambdas.tenant_bootstrap import bootstrap
+
+    other = postgres.connect(database)
+    other.run("BEGIN")
+    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
+    try:
+        yield
+    finally:
+        other.run("ROLLBACK")
+        other.close()

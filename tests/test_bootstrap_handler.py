@@ -21,7 +21,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret
-from tests.fixture_bootstrap import schema_dump
+from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_tenants import app_user_connection_limit
 
@@ -397,18 +397,13 @@ def test_the_run_ends_before_lambdas_timeout_with_a_reason_and_nothing_changed(
     # Given another run holding the database (a retry overlapping a stuck attempt, say) and a
     # Lambda with 1.5 s left beyond the handler's margin
     database = postgres.create_database()
-    other = postgres.connect(database)
-    other.run("BEGIN")
-    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
     before = state(postgres, database)
     context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1.5) * 1000))
     # When CloudFormation creates the resource, Then the run gives up in time, saying why
     started = time.monotonic()
-    with pytest.raises(bootstrap.BootstrapError, match="would not have ended before the "
-                                                       "Lambda's timeout"):
+    with bootstrap_run_in_progress(postgres, database), pytest.raises(
+            bootstrap.BootstrapError, match="would not have ended before the Lambda's timeout"):
         handler.on_event(event("Create", aws, aws.master(**master_values(postgres, database))),
                          context)
     assert time.monotonic() - started < handler.DEADLINE_MARGIN_SECONDS + 1.5
-    other.run("ROLLBACK")
-    other.close()
     assert state(postgres, database) == before

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
+from tests.fixture_bootstrap import bootstrap_run_in_progress
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.test_bootstrap_handler import Secrets, aws, master_values, state
 
@@ -131,15 +132,9 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
     # A deploy in progress is neither a finding nor a clean bill: the alarm counts the
     # missing datapoint as missing.
     database = bootstrapped(postgres, role_passwords)
-    running = postgres.connect(database)
-    running.run("BEGIN")
-    running.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
-    try:
+    with bootstrap_run_in_progress(postgres, database):
         response = handler.on_event(check_event(aws.master(**master_values(postgres,
                                                                            database))))
-    finally:
-        running.run("ROLLBACK")
-        running.close()
     assert response["Skipped"].startswith("check skipped: a bootstrap run is in progress")
     assert emitted(capsys.readouterr().out) == []
 

@@ -8,7 +8,7 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import CHECK_FOUND, main
 from lambdas.tenant_bootstrap.errors import BootstrapRunning
-from tests.fixture_bootstrap import FreshDatabase, schema_dump
+from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress, schema_dump
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import TENANT_A, connect_as, widening
 
@@ -121,18 +121,12 @@ def test_a_check_beside_a_bootstrap_run_is_skipped_not_raced(
     # Each would wait on the other's table locks; the run restores or refuses anyway.
     bootstrap.apply(fresh.conn)
     fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")  # drift the check would report
-    running = postgres.connect(fresh.name)
-    running.run("BEGIN")
-    running.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
-    try:
+    with bootstrap_run_in_progress(postgres, fresh.name):
         with pytest.raises(BootstrapRunning, match="check skipped: a bootstrap run is in "
                                                    "progress"):
             bootstrap.check(fresh.conn)
         assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == 1
         assert "tenant bootstrap: check skipped" in capsys.readouterr().err
-    finally:
-        running.run("ROLLBACK")
-        running.close()
     # and once the run is over, the check looks again
     assert bootstrap.check(fresh.conn).findings == (
         f"would restore: event trigger {TRIGGER} re-enabled",)

@@ -21,7 +21,12 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
-from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
+from tests.fixture_bootstrap import (
+    FreshDatabase,
+    bootstrap_run_in_progress,
+    schema_dump,
+    versions,
+)
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
 
@@ -224,13 +229,9 @@ def test_lock_retries_stop_when_the_next_would_end_past_the_deadline(
 
 def test_waiting_for_another_bootstrap_run_ends_at_the_deadline(
         postgres: PostgresServer, fresh: FreshDatabase) -> None:
-    other = postgres.connect(fresh.name)  # another run, holding the bootstrap's lock
-    other.run("BEGIN")
-    other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
     started = time.monotonic()
-    with pytest.raises(bootstrap.BootstrapError, match="another bootstrap run held the database"):
+    with bootstrap_run_in_progress(postgres, fresh.name), pytest.raises(
+            bootstrap.BootstrapError, match="another bootstrap run held the database"):
         bootstrap.apply(fresh.conn, deadline=started + 1.0)
     assert time.monotonic() - started < WAITING
-    other.run("ROLLBACK")
-    other.close()
     assert bootstrap.apply(fresh.conn).version == bootstrap.LATEST_VERSION

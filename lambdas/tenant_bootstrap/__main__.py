@@ -13,7 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .bootstrap import LATEST_VERSION, BootstrapError, Connection, apply, check, connect
+from .bootstrap import LATEST_VERSION, apply, check
+from .connection import Connection, connect
+from .errors import BootstrapError
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
 DSN_PARAMETERS = ("sslmode", "sslrootcert")

@@ -1,7 +1,9 @@
 """Applies the versioned migrations in `migrations/` to one database, all or nothing, and
-ends every run with enforce.py's checks in the same transaction.
+ends every run with enforce.py's checks in the same transaction; `check()` says what a run
+would do, changing nothing.
 
-Used by the custom resource (handler.py) and by operators (`python -m lambdas.tenant_bootstrap`).
+Used by the custom resource (handler.py), the scheduled check (scheduled_check.py) and by
+operators (`python -m lambdas.tenant_bootstrap`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import hashlib
 import itertools
 import logging
 import re
-import ssl
 import time
 from base64 import b64encode
 from collections.abc import Callable, Mapping
@@ -22,6 +23,9 @@ from typing import TypeVar
 import pg8000.native
 from scramp import ScramMechanism
 
+from .connection import Connection as Connection  # re-exported for callers and tests
+from .connection import connect as connect
+from .connection import ssl_context_for as ssl_context_for
 from .deadline import Deadline, out_of_time
 from .enforce import enforce, gaps, restore
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
@@ -61,24 +65,11 @@ class Migration:
 
 
 @dataclass(frozen=True)
-class Connection:
-    host: str
-    port: int
-    database: str
-    user: str
-    password: str | None
-    # verify-full (default: TLS, certificate and host name checked), require or disable.
-    sslmode: str = "verify-full"
-    ca_file: str | None = None
-    timeout_seconds: int = 10
-
-
-@dataclass(frozen=True)
 class Result:
     previous_version: int
     version: int
     applied: tuple[int, ...]
-    # Guarantees the bootstrap had to restore (empty when all was well); see _enforce().
+    # Guarantees the bootstrap had to restore (empty when all was well); see enforce.py.
     repaired: tuple[str, ...] = ()
 
 
@@ -103,34 +94,6 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 LATEST_VERSION = len(load_migrations())
-
-
-def ssl_context_for(target: Connection) -> ssl.SSLContext | None:
-    ssl_context: ssl.SSLContext | None = None
-    if target.sslmode == "verify-full":
-        ssl_context = ssl.create_default_context(cafile=target.ca_file)
-        # Python 3.13+ (the Lambda runtime) verifies strictly by default; do so everywhere,
-        # so a certificate that local tests accept is one the Lambda accepts too.
-        ssl_context.verify_flags |= ssl.VERIFY_X509_STRICT
-    elif target.sslmode == "require":
-        ssl_context = ssl.create_default_context()
-        ssl_context.check_hostname = False
-        ssl_context.verify_mode = ssl.CERT_NONE
-    elif target.sslmode != "disable":
-        raise BootstrapError(f"sslmode {target.sslmode!r}: use verify-full, require or disable")
-    return ssl_context
-
-
-def connect(target: Connection) -> pg8000.native.Connection:
-    ssl_context = ssl_context_for(target)
-    try:
-        return pg8000.native.Connection(
-            target.user, host=target.host, port=target.port, database=target.database,
-            password=target.password, ssl_context=ssl_context, timeout=target.timeout_seconds,
-            application_name="boom-tenant-bootstrap")
-    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
-        raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
-                             f"{target.database}: {reason(err)}") from None
 
 
 def scram_verifier(password: str) -> str:

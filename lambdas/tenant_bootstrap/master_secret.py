@@ -12,7 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .bootstrap import BootstrapError, Connection, connect
+from .connection import Connection, connect
+from .errors import BootstrapError
 
 # The RDS CA bundle is copied next to this file when the asset is bundled.
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"

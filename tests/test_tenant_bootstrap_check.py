@@ -103,8 +103,8 @@ def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
         [finding] = bootstrap.check(fresh.conn, lock_timeout_ms=200).findings
     finally:
         holder.close()
-    assert finding.startswith("could not check: a table to restore stayed locked for 200 ms. "
-                              "Sessions holding table locks: pid ")
+    assert finding.startswith("could not check: it waited 200 ms for a table lock while "
+                              "restoring. Sessions holding table locks: pid ")
     assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
 
 

@@ -235,3 +235,44 @@ def test_waiting_for_another_bootstrap_run_ends_at_the_deadline(
         bootstrap.apply(fresh.conn, deadline=started + 1.0)
     assert time.monotonic() - started < WAITING
     assert bootstrap.apply(fresh.conn).version == bootstrap.LATEST_VERSION
+
+
+def test_a_run_chosen_as_a_deadlock_victim_tries_again_and_goes_through(
+        postgres: PostgresServer, fresh: FreshDatabase, caplog: pytest.LogCaptureFixture) -> None:
+    # Given two tenant tables made while the event trigger was off, which a run protects in
+    # name order, and a transaction that has read the second
+    conn = fresh.conn
+    bootstrap.apply(conn)
+    conn.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+    conn.run("SET ROLE boom_owner")
+    conn.run("CREATE TABLE app.a_late (tenant_id uuid)")
+    conn.run("CREATE TABLE app.b_late (tenant_id uuid)")
+    conn.run("RESET ROLE")
+    other = postgres.connect(fresh.name)
+    other.run("BEGIN")
+    other.run("SELECT count(*) FROM app.b_late")
+    caplog.set_level(logging.WARNING, logger=bootstrap.__name__)
+    # When a run has locked the first and waits for the second, and that transaction then
+    # reads the first: each waits for the other, and PostgreSQL ends the run's attempt
+    # (deadlock_timeout, 1 s, comes before the lock timeout)
+    lock_wait = LockWait(timeout_ms=5000, attempts=3, first_pause_seconds=0.5,
+                         max_pause_seconds=0.5)
+    run = postgres.connect(fresh.name, tls=True)
+    booting, booted = in_background(lambda: bootstrap.apply(run, lock_wait=lock_wait))
+    observer = postgres.connect(fresh.name)
+    eventually(lambda: observer.run(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'")[0][0] == 1)
+    other.run("SELECT count(*) FROM app.a_late")  # waits until the run's attempt gives way
+    other.run("COMMIT")
+    booting.join(WAITING)
+    run.close()
+    observer.close()
+    other.close()
+    # Then the run tried again once the transaction was done, and protected both
+    result = booted.get("result")
+    assert isinstance(result, bootstrap.Result), booted
+    assert set(result.repaired) >= {"app.a_late protected", "app.b_late protected"}
+    assert [r.getMessage() for r in caplog.records][0].startswith(
+        "attempt 1 of 3 was a deadlock's victim (a transaction it waited for wanted a table "
+        "it had locked) and rolled back; trying again in 0.5 s")

@@ -30,7 +30,7 @@ from .deadline import Deadline, out_of_time
 from .enforce import enforce, gaps, restore
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
-from .locks import LockWait, is_lock_timeout, lock_holders, stayed_in_use
+from .locks import LockWait, blocked, lock_holders, stayed_in_use
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,26 +146,27 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
         try:
             return _one_attempt(conn, run, lambda: _apply_in_transaction(
                 conn, migrations, target, role_passwords or {}, keep_newer,
-                app_user_connection_limit, lock_wait.timeout_ms, run))
-        except _LockTimedOut:
+                app_user_connection_limit, lock_wait.timeout_ms, run),
+                lock_timeout_ms=lock_wait.timeout_ms)
+        except _Blocked as blocked_attempt:
             holders = _described_lock_holders(conn)
             pause = next(pauses, None)
             if pause is None or run.seconds_left() < pause + lock_wait.timeout_ms / 1000:
                 raise stayed_in_use(attempt, lock_wait, holders,
                                     near_deadline=pause is not None) from None
-            logger.warning("attempt %d of %d waited %d ms for a table lock and rolled back; "
-                           "trying again in %.1f s. Sessions holding table locks: %s", attempt,
-                           lock_wait.attempts, lock_wait.timeout_ms, pause, holders)
+            logger.warning("attempt %d of %d %s and rolled back; trying again in %.1f s. "
+                           "Sessions holding table locks: %s", attempt, lock_wait.attempts,
+                           blocked_attempt, pause, holders)
             time.sleep(pause)
     raise AssertionError("unreachable")
 
 
-class _LockTimedOut(Exception):
-    """An attempt waited lock_timeout for a lock, and was rolled back."""
+class _Blocked(Exception):
+    """An attempt could not get its locks (locks.blocked() says how), and was rolled back."""
 
 
 def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[], T], *,
-                 keep: bool = True) -> T:
+                 lock_timeout_ms: int, keep: bool = True) -> T:
     """`work` in one transaction, committed if `keep` (else rolled back: a check), or rolled
     back on an error, which is said plainly."""
     conn.run("BEGIN")
@@ -178,8 +179,9 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
             raise
         if run.cancelled(err):
             raise out_of_time() from None
-        if is_lock_timeout(err):
-            raise _LockTimedOut from None
+        why = blocked(err, lock_timeout_ms)
+        if why:
+            raise _Blocked(why) from None
         raise BootstrapError(f"{'bootstrap' if keep else 'check'} failed, nothing was changed: "
                              f"{reason(err)}") from None
     return result
@@ -205,11 +207,11 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
         return Check(version, _findings(conn, version, load_migrations()))
 
     try:
-        return _one_attempt(conn, run, dry_run, keep=False)
-    except _LockTimedOut:
+        return _one_attempt(conn, run, dry_run, lock_timeout_ms=lock_timeout_ms, keep=False)
+    except _Blocked as blocked_check:
         return Check(current_version(conn), (
-            f"could not check: a table to restore stayed locked for {lock_timeout_ms} ms. "
-            f"Sessions holding table locks: {_described_lock_holders(conn)}",))
+            f"could not check: it {blocked_check} while restoring. Sessions holding table "
+            f"locks: {_described_lock_holders(conn)}",))
 
 
 def _findings(conn: pg8000.native.Connection, version: int,

@@ -5,7 +5,8 @@ so it waits for every transaction using the table. While it waits, PostgreSQL qu
 query on that table behind it: without a bound, the application stalls for as long as the
 longest transaction on the table runs (shown in tests/test_tenant_bootstrap_locks.py). So each
 attempt waits at most `timeout_ms` for any one lock (`lock_timeout`), then rolls back, which
-changes nothing, pauses, and tries again.
+changes nothing, pauses, and tries again. So does an attempt PostgreSQL ends as a deadlock's
+victim: a transaction it waited for went on to wait for a table the attempt had locked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pg8000.native
 from .errors import BootstrapError, sqlstate
 
 LOCK_NOT_AVAILABLE = "55P03"  # what lock_timeout raises
+DEADLOCK_DETECTED = "40P01"  # the victim of a lock cycle, after deadlock_timeout
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,16 @@ class LockWait:
         return self.last_attempt_after_seconds() + self.timeout_ms / 1000
 
 
-def is_lock_timeout(err: BaseException) -> bool:
-    return sqlstate(err) == LOCK_NOT_AVAILABLE
+def blocked(err: BaseException, lock_timeout_ms: int) -> str | None:
+    """What kept an attempt from its locks, if `err` says so: then trying again later can
+    succeed (nothing was changed). None for any other error."""
+    state = sqlstate(err)
+    if state == LOCK_NOT_AVAILABLE:
+        return f"waited {lock_timeout_ms} ms for a table lock"
+    if state == DEADLOCK_DETECTED:
+        return ("was a deadlock's victim (a transaction it waited for wanted a table it had "
+                "locked)")
+    return None
 
 
 def stayed_in_use(attempts: int, lock_wait: LockWait, holders: str,

@@ -89,6 +89,18 @@ def test_a_database_behind_this_bootstrap_is_a_finding(fresh: FreshDatabase,
         f"apply {latest - version} migration(s)",))
 
 
+def test_a_database_newer_than_this_bootstrap_is_a_finding(
+        fresh: FreshDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a deploy that migrated and then rolled back, the older code runs the checks.
+    bootstrap.apply(fresh.conn)
+    older = bootstrap.load_migrations()[:-1]
+    monkeypatch.setattr(bootstrap, "load_migrations", lambda: older)
+    latest = bootstrap.LATEST_VERSION
+    [finding] = bootstrap.check(fresh.conn).findings
+    assert finding.startswith(f"database at version {latest}, newer than this bootstrap's "
+                              f"{latest - 1} (a deploy rolled back after migrating")
+
+
 def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
         postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
     bootstrap.apply(fresh.conn, role_passwords=role_passwords)

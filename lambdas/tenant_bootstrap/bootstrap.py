@@ -221,8 +221,9 @@ def _findings(conn: pg8000.native.Connection, version: int,
         return (f"database at version {version}, this bootstrap's latest is {latest}: a run "
                 f"would apply {latest - version} migration(s)",)
     if version > latest:
-        return (f"database at version {version}, newer than this bootstrap's {latest}: "
-                "deploy the newer code",)
+        return (f"database at version {version}, newer than this bootstrap's {latest} (a "
+                "deploy rolled back after migrating, or an older stack): deploy the code that "
+                "migrated it; this one cannot vouch for a schema it does not know",)
     restored = restore(conn, event_trigger_sql(migrations))
     return (*(f"would restore: {item}" for item in restored),
             *(f"would refuse: {gap}" for gap in gaps(conn)))

@@ -97,3 +97,11 @@ def committed(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> list
 def fails(conn: Conn, tenant: uuid.UUID | None, sql: str, match: str, **params: object) -> None:
     with pytest.raises(pg8000.native.DatabaseError, match=match):
         in_tenant(conn, tenant, sql, **params)
+
+
+def left_open(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> list[list]:
+    """`sql` in a transaction bound to `tenant`, left open: the transaction keeps the locks
+    `sql` took until the caller ends it (a client that stopped mid-transaction)."""
+    conn.run("BEGIN")
+    conn.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(tenant))
+    return conn.run(sql, **params)

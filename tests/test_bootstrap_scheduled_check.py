@@ -12,7 +12,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
 from tests.fixture_bootstrap import bootstrap_run_in_progress
-from tests.fixture_postgres import PostgresServer, free_port
+from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
 from tests.test_bootstrap_handler import Secrets, aws, master_values, state
 
 __all__ = ["aws"]  # the fixture, shared with test_bootstrap_handler.py
@@ -59,18 +59,10 @@ def emitted(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
 
 
-def bootstrapped(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
-    database = postgres.create_database()
-    conn = postgres.connect(database, tls=True)
-    bootstrap.apply(conn, role_passwords=role_passwords)
-    conn.close()
-    return database
-
-
 def test_a_clean_database_reports_zero_findings_as_a_metric(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    database = bootstrapped(postgres, role_passwords)
+    database = bootstrapped_database(postgres, role_passwords)
     master = aws.master(**master_values(postgres, database))
     response = handler.on_event(check_event(master))
     assert response == {"Environment": "staging",
@@ -85,7 +77,7 @@ def test_a_clean_database_reports_zero_findings_as_a_metric(
 def test_drift_is_counted_and_named_and_nothing_changes(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    database = bootstrapped(postgres, role_passwords)
+    database = bootstrapped_database(postgres, role_passwords)
     admin = postgres.connect(database)
     admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
     admin.run("SET ROLE boom_owner")
@@ -112,7 +104,7 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
     # Silence would look like a clean database: a check that cannot run says so, in the
     # metric the alarm watches, and the invocation fails (Lambda's Errors metric).
     monkeypatch.setattr(master_secret, "PASSWORD_ATTEMPTS", 1)
-    database = bootstrapped(postgres, role_passwords)
+    database = bootstrapped_database(postgres, role_passwords)
     broken = ({"port": free_port()} if problem == "unreachable"
               else {"password": "not-the-master-password"})
     master = aws.master(**master_values(postgres, database, **broken))
@@ -131,7 +123,7 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
         capsys: pytest.CaptureFixture[str]) -> None:
     # A deploy in progress is neither a finding nor a clean bill: the alarm counts the
     # missing datapoint as missing.
-    database = bootstrapped(postgres, role_passwords)
+    database = bootstrapped_database(postgres, role_passwords)
     with bootstrap_run_in_progress(postgres, database):
         response = handler.on_event(check_event(aws.master(**master_values(postgres,
                                                                            database))))

@@ -19,6 +19,7 @@ import pytest
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
+from tests.fixture_bootstrap import bookings_needing_a_locking_repair
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -27,7 +28,7 @@ from tests.fixture_postgres import (
     pooler_connection,
     running_pgbouncer,
 )
-from tests.fixture_tenants import TENANT_A
+from tests.fixture_tenants import TENANT_A, left_open
 
 TIMEOUT = "idle_transaction_timeout"
 
@@ -106,14 +107,10 @@ def test_a_client_idle_in_a_transaction_cannot_fail_a_deploy_that_alters_its_tab
     # Given bookings needing a repair that takes its ACCESS EXCLUSIVE lock (FORCE switched
     # off while the event trigger was)
     admin = postgres.connect(database, tls=True)
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
-    admin.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    bookings_needing_a_locking_repair(admin)
     # and a client through PgBouncer that read bookings inside a transaction and stopped
     stuck = pooler_connection(running, database, role_passwords["app_user"])
-    stuck.run("BEGIN")
-    stuck.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
-    stuck.run("SELECT count(*) FROM app.bookings")
+    left_open(stuck, TENANT_A, "SELECT count(*) FROM app.bookings")
     caplog.set_level(logging.WARNING, logger=bootstrap.__name__)
     try:
         if timeout == 0:

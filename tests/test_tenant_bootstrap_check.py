@@ -8,9 +8,14 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import CHECK_FOUND, main
 from lambdas.tenant_bootstrap.errors import BootstrapRunning
-from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress, schema_dump
+from tests.fixture_bootstrap import (
+    FreshDatabase,
+    bookings_needing_a_locking_repair,
+    bootstrap_run_in_progress,
+    schema_dump,
+)
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import TENANT_A, connect_as, widening
+from tests.fixture_tenants import TENANT_A, connect_as, left_open, widening
 
 TRIGGER = "boom_protect_tenant_tables"
 
@@ -104,13 +109,9 @@ def test_a_database_newer_than_this_bootstrap_is_a_finding(
 def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
         postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
     bootstrap.apply(fresh.conn, role_passwords=role_passwords)
-    fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
-    fresh.conn.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
-    fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} ENABLE")
+    bookings_needing_a_locking_repair(fresh.conn)
     holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
-    holder.run("BEGIN")
-    holder.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-    holder.run("SELECT count(*) FROM app.bookings")
+    left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
     try:
         [finding] = bootstrap.check(fresh.conn, lock_timeout_ms=200).findings
     finally:

@@ -28,7 +28,14 @@ from tests.fixture_bootstrap import (
     versions,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
+from tests.fixture_tenants import (
+    TENANT_A,
+    Conn,
+    committed,
+    connect_as,
+    left_open,
+    seed_two_tenants,
+)
 
 BEFORE_0006 = 5
 WAITING = 10.0  # seconds a step may take before the test calls it stuck
@@ -59,9 +66,7 @@ def busy(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterator[B
     observer = postgres.connect(database)
     observer.run("ANALYZE app.bookings")
     holder = connect_as(postgres, role_passwords, database, "app_user")
-    holder.run("BEGIN")
-    holder.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-    holder.run("SELECT count(*) FROM app.bookings")
+    left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
     yield Busy(database, holder, observer)
     holder.close()
     observer.close()
@@ -100,11 +105,7 @@ def application_read(postgres: PostgresServer, passwords: dict[str, str],
                      database: str) -> int:
     conn = connect_as(postgres, passwords, database, "app_user")
     try:
-        conn.run("BEGIN")
-        conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-        count = int(conn.run("SELECT count(*) FROM app.bookings")[0][0])
-        conn.run("COMMIT")
-        return count
+        return int(committed(conn, TENANT_A, "SELECT count(*) FROM app.bookings")[0][0])
     finally:
         conn.close()
 

@@ -197,12 +197,10 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
     run = Deadline(deadline)
 
     def dry_run() -> Check:
-        run.bound_statements(conn)
         # Never beside a run: each would wait on the other's table locks.
-        if not conn.run("SELECT pg_try_advisory_xact_lock(:key)", key=ADVISORY_LOCK)[0][0]:
+        if not _take_the_database(conn, run, lock_timeout_ms, wait=False):
             raise BootstrapRunning("check skipped: a bootstrap run is in progress (it holds the "
                                    "bootstrap's advisory lock); the next check looks again")
-        conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         version = current_version(conn)
         return Check(version, _findings(conn, version, load_migrations()))
 
@@ -251,11 +249,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                           target: int, role_passwords: Mapping[str, str],
                           keep_newer: bool, app_user_connection_limit: int | None,
                           lock_timeout_ms: int, run: Deadline) -> Result:
-    run.bound_statements(conn)
-    # Another bootstrap run is waited for until it ends (or the deadline); only then are lock
-    # waits bounded, for the tables the application uses.
-    conn.run("SELECT pg_advisory_xact_lock(:key)", key=ADVISORY_LOCK)
-    conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+    _take_the_database(conn, run, lock_timeout_ms, wait=True)
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
         "SELECT version, checksum FROM boom_meta.schema_versions")}
@@ -284,6 +278,21 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
+
+
+def _take_the_database(conn: pg8000.native.Connection, run: Deadline, lock_timeout_ms: int, *,
+                       wait: bool) -> bool:
+    """The start of every run's and check's transaction: statements bounded by the deadline,
+    the bootstrap's advisory lock (waited for until the other run ends or the deadline, if
+    `wait`; else only tried: False when another run holds it), and only then lock waits on
+    the application's tables bounded by `lock_timeout_ms`."""
+    run.bound_statements(conn)
+    if wait:
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=ADVISORY_LOCK)
+    elif not conn.run("SELECT pg_try_advisory_xact_lock(:key)", key=ADVISORY_LOCK)[0][0]:
+        return False
+    conn.run(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+    return True
 
 
 def _described_lock_holders(conn: pg8000.native.Connection) -> str:

@@ -36,8 +36,8 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     missing = [name for name in CHECK_FIELDS if not isinstance(event.get(name), str)
                or not event[name]]
     if missing:
-        raise BootstrapError(f"the check event lacks {', '.join(missing)}: the TenantBootstrap "
-                             "construct's schedule sends them")
+        raise BootstrapError(f"the check event lacks {', '.join(missing)}: the "
+                             "TenantGuaranteeCheck construct's schedule sends them")
     environment = event["Environment"]
     try:
         master, conn = connect_as_master(boto3.client("secretsmanager"),
@@ -57,7 +57,7 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     logger.info("database %s at version %s: %d finding(s)", master.database, result.version,
                 len(result.findings))
     return {"Environment": environment, "SchemaVersion": str(result.version),
-            "Findings": [bounded(f) for f in result.findings[:MAX_LOGGED_FINDINGS]]}
+            "Findings": _shown(list(result.findings))}
 
 
 def _emit_findings(environment: str, findings: list[str]) -> None:
@@ -71,5 +71,10 @@ def _emit_findings(environment: str, findings: list[str]) -> None:
                                         "Metrics": [{"Name": METRIC_NAME, "Unit": "Count"}]}]},
         "Environment": environment,
         METRIC_NAME: len(findings),
-        "Findings": [bounded(f) for f in findings[:MAX_LOGGED_FINDINGS]],
+        "Findings": _shown(findings),
     }), flush=True)
+
+
+def _shown(findings: list[str]) -> list[str]:
+    """What a log line or a response holds of the findings: the first 50, each bounded."""
+    return [bounded(finding) for finding in findings[:MAX_LOGGED_FINDINGS]]

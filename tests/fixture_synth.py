@@ -64,3 +64,21 @@ def synthesize(env: str) -> Synthesized:
 def normalized(template: dict[str, Any]) -> dict[str, Any]:
     """The template with asset hashes replaced, so snapshots change only with infrastructure."""
     return json.loads(_ASSET_HASH.sub("<asset-hash>", json.dumps(template)))
+
+
+def data_resources(synthesized: Synthesized, type_: str, prefix: str = "") -> dict[str, Any]:
+    """The Data stack's resources of one type whose logical id starts with `prefix` (the
+    construct path), by logical id."""
+    found = synthesized.template("Data").find_resources(type_)
+    return {k: v for k, v in found.items() if k.startswith(prefix)}
+
+
+def one_data_resource_with_id(synthesized: Synthesized, type_: str,
+                              prefix: str) -> tuple[str, dict[str, Any]]:
+    found = data_resources(synthesized, type_, prefix)
+    assert len(found) == 1, f"{type_} {prefix}*: {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def one_data_resource(synthesized: Synthesized, type_: str, prefix: str) -> dict[str, Any]:
+    return one_data_resource_with_id(synthesized, type_, prefix)[1]

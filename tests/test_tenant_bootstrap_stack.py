@@ -9,7 +9,6 @@ import ssl
 import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,18 +20,8 @@ from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized
-
-
-def resources(synthesized: Synthesized, type_: str, prefix: str) -> dict[str, Any]:
-    """Resources of one type whose logical id starts with `prefix` (the construct path)."""
-    found = synthesized.template("Data").find_resources(type_)
-    return {k: v for k, v in found.items() if k.startswith(prefix)}
-
-
-def one(synthesized: Synthesized, type_: str, prefix: str) -> dict[str, Any]:
-    found = resources(synthesized, type_, prefix)
-    assert len(found) == 1, f"{type_} {prefix}*: {sorted(found)}"
-    return next(iter(found.values()))
+from tests.fixture_synth import data_resources as resources
+from tests.fixture_synth import one_data_resource as one
 
 
 def test_the_resource_runs_the_latest_version_with_secrets_by_reference(

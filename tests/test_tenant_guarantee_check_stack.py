@@ -9,16 +9,8 @@ from typing import Any
 
 from lambdas.tenant_bootstrap import scheduled_check
 from tests.fixture_synth import Synthesized
-
-
-def resources(synthesized: Synthesized, type_: str) -> dict[str, Any]:
-    return dict(synthesized.template("Data").find_resources(type_))
-
-
-def one(synthesized: Synthesized, type_: str, prefix: str) -> tuple[str, dict[str, Any]]:
-    found = {k: v for k, v in resources(synthesized, type_).items() if k.startswith(prefix)}
-    assert len(found) == 1, f"{type_} {prefix}*: {sorted(found)}"
-    return next(iter(found.items()))
+from tests.fixture_synth import data_resources as resources
+from tests.fixture_synth import one_data_resource_with_id as one
 
 
 def rendered(value: Any) -> str:

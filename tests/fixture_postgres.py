@@ -15,8 +15,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,3 +288,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"pgbouncer did not listen on {port}")
+
+
+def run_clients(count: int, client: Callable[[int], None]) -> list[BaseException]:
+    """`client(index)` for each index, all at once in threads; what any of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            client(index)
+        except BaseException as err:  # returned to the test, with the thread's own error
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return errors

@@ -13,9 +13,7 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
 from tests.fixture_bootstrap import bootstrap_run_in_progress
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
-from tests.test_bootstrap_handler import Secrets, aws, master_values, state
-
-__all__ = ["aws"]  # the fixture, shared with test_bootstrap_handler.py
+from tests.fixture_secrets import Secrets, master_values, state
 
 # The embedded metric format's units (CloudWatch's StandardUnit values).
 UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",

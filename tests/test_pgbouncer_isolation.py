@@ -5,9 +5,8 @@ rows, while a session-level SET visibly leaks between clients (the negative cont
 from __future__ import annotations
 
 import random
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pg8000.native
 import pytest
@@ -17,6 +16,7 @@ from tests.fixture_postgres import (
     PostgresServer,
     local_pgbouncer_ini,
     pooler_connection,
+    run_clients,
     running_pgbouncer,
 )
 
@@ -37,24 +37,6 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
 
 def connect(pgbouncer: PgBouncer, password: str, database: str) -> pg8000.native.Connection:
     return pooler_connection(pgbouncer, database, password)
-
-
-def run_clients(count: int, client: Callable[[int], None]) -> list[BaseException]:
-    """`client(index)` for each index, all at once in threads; what any of them raised."""
-    errors: list[BaseException] = []
-
-    def guarded(index: int) -> None:
-        try:
-            client(index)
-        except BaseException as err:  # returned to the test, with the thread's own error
-            errors.append(err)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    return errors
 
 
 def test_rendered_config_carries_the_seed_values(pgbouncer: PgBouncer) -> None:

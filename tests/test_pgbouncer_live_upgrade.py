@@ -19,10 +19,10 @@ from tests.fixture_postgres import (
     bootstrapped_database,
     local_pgbouncer_ini,
     pooler_connection,
+    run_clients,
     running_pgbouncer,
 )
 from tests.fixture_tenants import seed_two_tenants
-from tests.test_pgbouncer_isolation import run_clients
 
 BEFORE_0006 = 5
 CLIENTS, TENANTS = 20, 5

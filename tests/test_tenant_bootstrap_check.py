@@ -3,6 +3,8 @@ nothing, on real PostgreSQL 15. The scheduled check between deploys (handler.py)
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
@@ -119,6 +121,29 @@ def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
     assert finding.startswith("could not check: it waited 200 ms for a table lock while "
                               "restoring. Sessions holding table locks: pid ")
     assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
+
+
+def test_a_check_cut_at_its_deadline_says_so_and_changes_nothing(
+        postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
+    # A restore waiting on a table for longer than the Lambda has left: the deadline's
+    # statement_timeout cancels it, and the error speaks of the check, not of a deploy.
+    bootstrap.apply(fresh.conn, role_passwords=role_passwords)
+    bookings_needing_a_locking_repair(fresh.conn)
+    before = schema_dump(postgres, fresh.name)
+    holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
+    left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
+    started = time.monotonic()
+    try:
+        with pytest.raises(bootstrap.BootstrapError) as failed:
+            bootstrap.check(fresh.conn, lock_timeout_ms=60_000, deadline=started + 1.0)
+    finally:
+        holder.close()
+    assert time.monotonic() - started < 5
+    assert str(failed.value).startswith(
+        "check failed, nothing was changed: the check would not have ended before the "
+        "Lambda's timeout")
+    assert "bootstrap" not in str(failed.value) and "deploy" not in str(failed.value)
+    assert schema_dump(postgres, fresh.name) == before
 
 
 def test_check_takes_no_other_arguments(capsys: pytest.CaptureFixture[str]) -> None:

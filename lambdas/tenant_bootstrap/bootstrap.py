@@ -26,7 +26,7 @@ from scramp import ScramMechanism
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
-from .deadline import Deadline, out_of_time
+from .deadline import Deadline
 from .enforce import enforce, gaps, restore
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
@@ -178,7 +178,7 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
         if not isinstance(err, pg8000.native.DatabaseError):
             raise
         if run.cancelled(err):
-            raise out_of_time() from None
+            raise run.out_of_time() from None
         why = blocked(err, lock_timeout_ms)
         if why:
             raise _Blocked(why) from None
@@ -194,7 +194,7 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
     deploys (scheduled_check.py) and `--check` (the CLI). A restore that must alter a table
     takes its lock for the moment of the check, waiting at most `lock_timeout_ms` for it.
     """
-    run = Deadline(deadline)
+    run = Deadline(deadline, task="check")
 
     def dry_run() -> Check:
         # Never beside a run: each would wait on the other's table locks.

@@ -19,8 +19,9 @@ QUERY_CANCELED = "57014"  # what statement_timeout raises
 
 
 class Deadline:
-    def __init__(self, at: float | None) -> None:
+    def __init__(self, at: float | None, *, task: str = "bootstrap") -> None:
         self.at = at  # a time.monotonic() value, or None: no deadline
+        self.task = task  # "bootstrap" (a run) or "check" (bootstrap.check()), for errors
 
     def seconds_left(self) -> float:
         return math.inf if self.at is None else self.at - time.monotonic()
@@ -32,7 +33,7 @@ class Deadline:
         if left == math.inf:
             return
         if left <= 0:
-            raise out_of_time()
+            raise self.out_of_time()
         conn.run(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
 
     def cancelled(self, err: BaseException) -> bool:
@@ -40,9 +41,16 @@ class Deadline:
         return sqlstate(err) == QUERY_CANCELED and self.seconds_left() < 1
 
 
-def out_of_time() -> BootstrapError:
-    return BootstrapError(
-        "bootstrap failed, nothing was changed: the run would not have ended before the "
-        "Lambda's timeout (a statement was cancelled, or none could start, at the deadline: "
-        "another bootstrap run held the database, or a migration is too slow for one run). "
-        "Make the migration faster or split it into releases, then deploy again")
+    def out_of_time(self) -> BootstrapError:
+        if self.task == "check":
+            return BootstrapError(
+                "check failed, nothing was changed: the check would not have ended before the "
+                "Lambda's timeout (a statement was cancelled, or none could start, at the "
+                "deadline: a restore waited on a table, or the audit is slow). The next "
+                "scheduled check tries again; `--check` shows the findings without a deadline")
+        return BootstrapError(
+            "bootstrap failed, nothing was changed: the run would not have ended before the "
+            "Lambda's timeout (a statement was cancelled, or none could start, at the "
+            "deadline: another bootstrap run held the database, or a migration is too slow "
+            "for one run). Make the migration faster or split it into releases, then deploy "
+            "again")

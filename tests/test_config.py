@@ -135,6 +135,26 @@ def test_cache_maintenance_window(window: str, message: str) -> None:
         replace(PROD, cache=replace(PROD.cache, maintenance_window=window))
 
 
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"name": "qa"}, r"name = 'qa': is not an environment. Use one of"),
+    ({"primary_region": "us-east"}, r"prod\.primary_region = 'us-east': is not an AWS region"),
+    ({"dr_region": "US-WEST-2"}, r"prod\.dr_region = 'US-WEST-2': is not an AWS region"),
+    ({"availability_zones": ("us-east-1a", "us-east-1a", "us-east-1b")},
+     r"prod\.availability_zones = .*must be 3 distinct zones. List three zones"),
+    ({"database": replace(PROD.database, database_name="Boom-Booking")},
+     r"prod\.database\.database_name = 'Boom-Booking': is not a PostgreSQL identifier"),
+    ({"database": replace(PROD.database, maintenance_window="sun:05:00-sun:05:15")},
+     r"prod\.database\.maintenance_window = .*shorter than 30 minutes. AWS requires"),
+    ({"cache": replace(PROD.cache, node_type="t3.micro")},
+     r"prod\.cache\.node_type = 't3.micro': is not an ElastiCache node type"),
+    ({"cache": replace(PROD.cache, engine_version="6.2")},
+     r"prod\.cache\.engine_version = '6.2': is not a Redis 7 version"),
+])
+def test_names_regions_zones_and_engines(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        replace(PROD, **changes)
+
+
 def test_cache_multi_az_needs_two_nodes() -> None:
     with pytest.raises(ConfigError, match=r"prod\.cache\.multi_az = True: needs at least 2"):
         replace(PROD, cache=replace(PROD.cache, num_nodes=1))

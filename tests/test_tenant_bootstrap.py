@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pg8000.native
 import pytest
@@ -76,6 +77,44 @@ def test_unknown_version_and_downgrade_are_refused(fresh: FreshDatabase) -> None
         bootstrap.apply(conn, target_version=1)
 
 
+def test_an_applied_migration_edited_afterwards_is_refused(
+        postgres: PostgresServer, fresh: FreshDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Databases already past a migration would never run its new text: the fix is a new one.
+    bootstrap.apply(fresh.conn, target_version=2)
+    real = bootstrap.load_migrations()
+    edited = [real[0], bootstrap.Migration(2, real[1].name, real[1].sql + "\n-- tweak"),
+              *real[2:]]
+    monkeypatch.setattr(bootstrap, "load_migrations", lambda: edited)
+    before = schema_dump(postgres, fresh.name)
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            f"^migration 0002_{real[1].name} changed after it was "
+            "applied; add a new migration instead")):
+        bootstrap.apply(fresh.conn)
+    assert schema_dump(postgres, fresh.name) == before
+    assert [row[:2] for row in versions(fresh.conn)] == [[1, real[0].name], [2, real[1].name]]
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("0002-no-underscore.sql", "migration files are named NNNN_name.sql"),
+    ("0003_skips_two.sql", "numbered 0001, 0002, ... without gaps"),
+])
+def test_a_misnamed_or_missing_migration_file_is_refused_before_connecting(
+        tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(bootstrap.BootstrapError, match=re.escape(message)):
+        bootstrap.load_migrations(tmp_path)
+
+
+def test_passwords_for_unknown_roles_are_refused_before_anything_changes(
+        postgres: PostgresServer, fresh: FreshDatabase) -> None:
+    before = schema_dump(postgres, fresh.name)
+    with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+            "passwords given for unknown roles ['postgres']; roles are app_user, boom_owner")):
+        bootstrap.apply(fresh.conn, role_passwords={"postgres": "x" * 32})
+    assert schema_dump(postgres, fresh.name) == before
+
+
 def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer, fresh: FreshDatabase,
                                                    role_passwords: dict[str, str]) -> None:
     # Roles are cluster-wide: set the session's own password, which other tests rely on.
@@ -115,6 +154,20 @@ def test_cli_rejects_bad_dsns(dsn: str, message: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--dsn", dsn], environ={}) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    ("postgresql://boom:S3cret-pw@127.0.0.1:notaport/db", "port is not a number"),
+    ("postgresql://boom:S3cret-pw@/db", "expected postgresql://"),
+    ("postgresql://:S3cret-pw@127.0.0.1/", "name the user and the database"),
+    ("postgresql://boom:S3cret%40pw@127.0.0.1:x/db", "port is not a number"),  # percent-encoded
+])
+def test_a_password_in_a_bad_dsn_never_reaches_the_error(
+        dsn: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dsn", dsn], environ={}) == 1
+    err = capsys.readouterr().err
+    assert message in err and ":***@" in err  # the DSN is shown, its password is not
+    assert "S3cret" not in err
 
 
 @pytest.mark.parametrize(("args", "message"), [

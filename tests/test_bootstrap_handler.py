@@ -257,6 +257,12 @@ def test_unreadable_or_malformed_secrets_fail_without_echoing_them(
     bad["ResourceProperties"]["AppUserSecretArn"] = aws.put("short", {"password": "short"})
     with pytest.raises(bootstrap.BootstrapError, match="needs a \"password\" of at least 16"):
         handler.on_event(bad)
+    binary = aws.client.create_secret(Name="boom/test/binary", SecretBinary=b"\x00hunter2")
+    bad["ResourceProperties"]["AppUserSecretArn"] = binary["ARN"]
+    with pytest.raises(bootstrap.BootstrapError,
+                       match="AppUserSecretArn .*: the secret has no SecretString") as failure:
+        handler.on_event(bad)
+    assert "hunter2" not in str(failure.value)
     assert state(postgres, older_database)[1] == [
         [v, m.checksum] for v, m in ((m.version, m) for m in bootstrap.load_migrations())
         if v < bootstrap.LATEST_VERSION]

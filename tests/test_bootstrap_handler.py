@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -266,6 +267,23 @@ def test_unreadable_or_malformed_secrets_fail_without_echoing_them(
     assert state(postgres, older_database)[1] == [
         [v, m.checksum] for v, m in ((m.version, m) for m in bootstrap.load_migrations())
         if v < bootstrap.LATEST_VERSION]
+
+
+def test_secrets_manager_out_of_reach_fails_with_the_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # No VPC endpoint and no NAT route: botocore cannot connect at all (no moto here; a closed
+    # local port stands for the endpoint).
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1", "AWS_MAX_ATTEMPTS": "1",
+                        "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:1"}.items():
+        monkeypatch.setenv(name, value)
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:boom/dev/master-AbCdEf"
+    with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+            f"SecretArn {arn}: cannot read the secret (Could not connect to the endpoint "
+            "URL")):
+        handler.on_event({"RequestType": "Create", "LogicalResourceId": "TenantBootstrap",
+                          "ResourceProperties": {"MasterSecretArn": arn, "AppUserSecretArn": arn,
+                                                 "OwnerSecretArn": arn, "TargetVersion": "1"}})
 
 
 def test_a_certificate_from_another_ca_is_refused(postgres: PostgresServer, aws: Secrets,

@@ -208,6 +208,18 @@ def test_slow_migrations_are_cancelled_at_the_deadline_and_change_nothing(
     assert schema_dump(postgres, fresh.name) == before
 
 
+def test_a_deadline_already_past_starts_nothing(postgres: PostgresServer,
+                                               fresh: FreshDatabase) -> None:
+    # Lambda's remaining time was below the margin when the handler started.
+    before = schema_dump(postgres, fresh.name)
+    for run, said in ((bootstrap.apply, "^bootstrap failed, nothing was changed"),
+                      (bootstrap.check, "^check failed, nothing was changed")):
+        with pytest.raises(bootstrap.BootstrapError, match=said):
+            run(fresh.conn, deadline=time.monotonic() - 1)  # type: ignore[operator]
+    assert schema_dump(postgres, fresh.name) == before
+    assert fresh.conn.run("SELECT 1") == [[1]]  # rolled back, the connection still usable
+
+
 def test_lock_retries_stop_when_the_next_would_end_past_the_deadline(
         postgres: PostgresServer, busy: Busy) -> None:
     lock_wait = LockWait(timeout_ms=300, attempts=50, first_pause_seconds=0.3,

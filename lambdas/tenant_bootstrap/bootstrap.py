@@ -27,7 +27,7 @@ from .connection import Connection as Connection  # re-exported for callers and 
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .deadline import Deadline
-from .enforce import enforce, gaps, restore
+from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -40,6 +40,10 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
+# A check waits this long at most for a table lock: a check only asks for one where drift
+# needs a table altered, which is a finding whether or not the lock comes, so it never holds
+# the application up for longer than a moment (a run's 2 s would, every 15 minutes).
+CHECK_LOCK_TIMEOUT_MS = 100
 
 META_DDL = """
 CREATE SCHEMA IF NOT EXISTS boom_meta;
@@ -187,12 +191,13 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
     return result
 
 
-def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK_WAIT.timeout_ms,
+def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_TIMEOUT_MS,
           deadline: float | None = None) -> Check:
     """What a bootstrap run would do now, changing nothing: the restoring part of a run, in a
     transaction that is always rolled back, then the audits. For the scheduled check between
     deploys (scheduled_check.py) and `--check` (the CLI). A restore that must alter a table
-    takes its lock for the moment of the check, waiting at most `lock_timeout_ms` for it.
+    takes its lock for the moment of the check, waiting at most `lock_timeout_ms` for it;
+    if the table is in use for longer, the finding names the tables a run would alter.
     """
     run = Deadline(deadline, task="check")
 
@@ -207,9 +212,12 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = DEFAULT_LOCK
     try:
         return _one_attempt(conn, run, dry_run, lock_timeout_ms=lock_timeout_ms, keep=False)
     except _Blocked as blocked_check:
+        tables = tables_to_protect(conn)  # the catalogs only: no lock to wait for
+        in_use = (f", so a run would repair a table in use: {', '.join(tables)}" if tables
+                  else "")
         return Check(current_version(conn), (
-            f"could not check: it {blocked_check} while restoring. Sessions holding table "
-            f"locks: {_described_lock_holders(conn)}",))
+            f"could not check: it {blocked_check} while restoring{in_use}. Sessions holding "
+            f"table locks: {_described_lock_holders(conn)}",))
 
 
 def _findings(conn: pg8000.native.Connection, version: int,

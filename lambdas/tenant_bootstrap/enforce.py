@@ -57,17 +57,23 @@ def _event_trigger(conn: pg8000.native.Connection, create: str) -> list[str]:
     return []
 
 
-def _tenant_tables(conn: pg8000.native.Connection) -> list[str]:
+def tables_to_protect(conn: pg8000.native.Connection) -> list[str]:
     """Tables made while the trigger was gone, and (0006) tables whose tenant_id got planner
-    statistics back: protect_tenant_table() gives them RLS, the policy, no statistics."""
+    statistics back: protecting them alters them, which takes their ACCESS EXCLUSIVE lock.
+    Reads the catalogs only."""
     statistics = ("SELECT table_name FROM app.audit_tenant_statistics() UNION "
                   if _exists(conn, "app.audit_tenant_statistics()") else "")
-    tables = conn.run(f"{statistics}SELECT table_name FROM app.audit_tenant_tables() "
-                      "WHERE problem LIKE 'row level security%' OR problem LIKE 'no policy%' "
-                      "ORDER BY 1")
-    for (table,) in tables:
+    return [str(table) for (table,) in conn.run(
+        f"{statistics}SELECT table_name FROM app.audit_tenant_tables() "
+        "WHERE problem LIKE 'row level security%' OR problem LIKE 'no policy%' ORDER BY 1")]
+
+
+def _tenant_tables(conn: pg8000.native.Connection) -> list[str]:
+    """protect_tenant_table() gives each table to protect RLS, the policy, no statistics."""
+    tables = tables_to_protect(conn)
+    for table in tables:
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
-    return [f"{table} protected" for (table,) in tables]
+    return [f"{table} protected" for table in tables]
 
 
 def _role_settings(conn: pg8000.native.Connection) -> list[str]:

@@ -215,7 +215,7 @@ def test_a_deadline_already_past_starts_nothing(postgres: PostgresServer,
     for run, said in ((bootstrap.apply, "^bootstrap failed, nothing was changed"),
                       (bootstrap.check, "^check failed, nothing was changed")):
         with pytest.raises(bootstrap.BootstrapError, match=said):
-            run(fresh.conn, deadline=time.monotonic() - 1)  # type: ignore[operator]
+            run(fresh.conn, deadline=time.monotonic() - 1)
     assert schema_dump(postgres, fresh.name) == before
     assert fresh.conn.run("SELECT 1") == [[1]]  # rolled back, the connection still usable
 

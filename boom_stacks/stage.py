@@ -20,10 +20,6 @@ class EnvironmentStacks:
     network: NetworkStack
     data: DataStack
 
-    @property
-    def all(self) -> list[cdk.Stack]:
-        return [self.network, self.data]
-
 
 def build_environment(app: cdk.App, config: EnvironmentConfig) -> EnvironmentStacks:
     primary = cdk.Environment(account=config.account, region=config.primary_region)

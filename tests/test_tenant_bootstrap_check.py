@@ -4,6 +4,8 @@ nothing, on real PostgreSQL 15. The scheduled check between deploys (handler.py)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -108,40 +110,35 @@ def test_a_database_newer_than_this_bootstrap_is_a_finding(
                               f"{latest - 1} (a deploy rolled back after migrating")
 
 
-def test_a_table_locked_past_the_lock_timeout_is_a_finding_naming_the_session(
-        postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
+@contextmanager
+def bookings_in_use(postgres: PostgresServer, fresh: FreshDatabase,
+                    role_passwords: dict[str, str]) -> Iterator[None]:
+    """A bootstrapped database whose app.bookings needs a repair that takes its lock, while an
+    app_user transaction left open is using it."""
     bootstrap.apply(fresh.conn, role_passwords=role_passwords)
     bookings_needing_a_locking_repair(fresh.conn)
     holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
     left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
     try:
-        [finding] = bootstrap.check(fresh.conn, lock_timeout_ms=200).findings
+        yield
     finally:
         holder.close()
-    assert finding.startswith("could not check: it waited 200 ms for a table lock while "
-                              "restoring, so a run would repair a table in use: app.bookings. "
-                              "Sessions holding table locks: pid ")
-    assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
 
 
-def test_a_check_holds_the_application_up_for_a_moment_at_most(
+def test_a_table_to_repair_in_use_holds_the_application_up_a_moment_and_is_a_finding(
         postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
     # Every query on a table queues behind the check's pending lock on it, as long as the
     # check waits: by default a tenth of a second, not a deploy's 2 s, every 15 minutes.
-    bootstrap.apply(fresh.conn, role_passwords=role_passwords)
-    bookings_needing_a_locking_repair(fresh.conn)
-    holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
-    left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
-    started = time.monotonic()
-    try:
+    with bookings_in_use(postgres, fresh, role_passwords):
+        started = time.monotonic()
         [finding] = bootstrap.check(fresh.conn).findings
-    finally:
-        holder.close()
-    assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.0
+    assert bootstrap.CHECK_LOCK_TIMEOUT_MS <= 100
     assert finding.startswith(
         f"could not check: it waited {bootstrap.CHECK_LOCK_TIMEOUT_MS} ms for a table lock "
-        "while restoring, so a run would repair a table in use: app.bookings.")
-    assert bootstrap.CHECK_LOCK_TIMEOUT_MS <= 100
+        "while restoring, so a run would repair a table in use: app.bookings. Sessions "
+        "holding table locks: pid ")
+    assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
     # Still a finding, so the alarm still counts it; once the table is free, the exact one.
     assert bootstrap.check(fresh.conn).findings == ("would restore: app.bookings protected",)
 
@@ -150,18 +147,12 @@ def test_a_check_cut_at_its_deadline_says_so_and_changes_nothing(
         postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str]) -> None:
     # A restore waiting on a table for longer than the Lambda has left: the deadline's
     # statement_timeout cancels it, and the error speaks of the check, not of a deploy.
-    bootstrap.apply(fresh.conn, role_passwords=role_passwords)
-    bookings_needing_a_locking_repair(fresh.conn)
-    before = schema_dump(postgres, fresh.name)
-    holder = connect_as(postgres, role_passwords, fresh.name, "app_user")
-    left_open(holder, TENANT_A, "SELECT count(*) FROM app.bookings")
-    started = time.monotonic()
-    try:
+    with bookings_in_use(postgres, fresh, role_passwords):
+        before = schema_dump(postgres, fresh.name)
+        started = time.monotonic()
         with pytest.raises(bootstrap.BootstrapError) as failed:
             bootstrap.check(fresh.conn, lock_timeout_ms=60_000, deadline=started + 1.0)
-    finally:
-        holder.close()
-    assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 5
     assert str(failed.value).startswith(
         "check failed, nothing was changed: the check would not have ended before the "
         "Lambda's timeout")

@@ -102,13 +102,15 @@ _ROLE_ROTATION = ("Rotating the app_user/boom_owner passwords needs PgBouncer's 
                   "a rotation would cut the application off. 32 random characters, KMS "
                   "encrypted, readable only by the bootstrap Lambda; the master secret rotates")
 _CONCURRENCY = ("Invoked by CloudFormation through the custom-resource provider, once per "
-                "deploy that changes the resource, and by the guarantee check every 15 "
-                "minutes; deploy runs are serialised by an advisory lock in the database and "
-                "checks change nothing. Reserved concurrency would fail the deploy on accounts "
-                "whose unreserved concurrency is at AWS's minimum (new accounts)")
+                "deploy that changes the resource, by the guarantee check every 15 minutes, "
+                "and by an operator's repair; deploy runs and repairs are serialised by an "
+                "advisory lock in the database and checks change nothing. Reserved "
+                "concurrency would fail the deploy on accounts whose unreserved concurrency "
+                "is at AWS's minimum (new accounts)")
 _DLQ = {
-    _BOOTSTRAP: ("CloudFormation's provider invokes it synchronously: failures fail and roll "
-                 "back the deploy. The guarantee check's schedule invokes it asynchronously "
+    _BOOTSTRAP: ("CloudFormation's provider, and an operator's repair, invoke it "
+                 "synchronously: failures fail and roll back the deploy, or answer the "
+                 "operator. The guarantee check's schedule invokes it asynchronously "
                  "every 15 minutes with retries off; a check that fails is itself a finding in "
                  "the metric its alarm watches, and the next one runs 15 minutes later, so a "
                  "DLQ would only park schedule events, which carry nothing to replay"),

@@ -96,6 +96,11 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, check)
     assert (code, response) == (0, {"Environment": "dev", "Findings": [],
                                     "SchemaVersion": str(bootstrap.LATEST_VERSION)})
+    # and an operator's repair event (the check's, "Repair" for "Check") repairs nothing here
+    repair = {"Repair": check.pop("Check"), **check}
+    code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, repair)
+    assert (code, response) == (0, {"Environment": "dev", "Repaired": [],
+                                    "SchemaVersion": str(bootstrap.LATEST_VERSION)})
     # A master secret that does not exist fails with the reason CloudFormation will show
     gone = {**properties, "MasterSecretArn": properties["MasterSecretArn"] + "-gone"}
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file,

@@ -130,7 +130,8 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
 
 
 @pytest.mark.parametrize(("event", "message"), [
-    ({"Check": "everything"}, "Check 'everything': the scheduled check sends"),
+    ({"Check": "everything"},
+     "Check 'everything': the TenantGuaranteeCheck construct's schedule sends"),
     ({"Check": scheduled_check.CHECK, "Environment": "dev"},
      "the check event lacks MasterSecretArn"),
     ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": ""},

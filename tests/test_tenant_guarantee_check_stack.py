@@ -54,6 +54,22 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
     assert invoke["Properties"]["MaximumRetryAttempts"] == 0
 
 
+def test_the_stack_outputs_the_repair_an_operator_sends_the_function_the_schedule_checks(
+        synthesized: Synthesized) -> None:
+    outputs = synthesized.template_json("Data")["Outputs"]
+    _, rule = one(synthesized, "AWS::Events::Rule", "TenantGuaranteeCheckSchedule")
+    [target] = rule["Properties"]["Targets"]
+    function_id, _ = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert outputs["TenantRepairFunction"]["Value"] == {"Ref": function_id}
+    # The check's own event, "Repair" for "Check": same secret reference, same environment
+    repair_event = json.loads(rendered(outputs["TenantRepairEvent"]["Value"]))
+    check_event = json.loads(rendered(target["Input"]))
+    assert repair_event == {"Repair": check_event.pop("Check"), **check_event}
+    assert repair_event["Repair"] == scheduled_check.CHECK
+    assert repair_event["MasterSecretArn"].startswith("<DatabaseInstanceSecretAttachment")
+
+
 def test_the_alarm_watches_the_metric_the_handler_logs(synthesized: Synthesized) -> None:
     _, alarm = one(synthesized, "AWS::CloudWatch::Alarm", "TenantGuaranteeCheckAlarm")
     props = alarm["Properties"]

@@ -11,7 +11,7 @@ A check that cannot run counts as one finding.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
@@ -59,8 +59,19 @@ class TenantGuaranteeCheck(Construct):
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, role settings, TEMPORARY) have drifted since the "
                 "last deploy, or the check cannot run. The function's log names each finding; "
-                "a bootstrap run (deploy, or the CLI) restores what it can and names the rest"))
+                "a repair (README: Between deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify.
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)
         self.alarm.add_insufficient_data_action(notify)
+        # What an operator acting on the alarm invokes (repair.py): names and an ARN, no secret.
+        for output_id, value, description in (
+                ("TenantRepairFunction", function.function_name,
+                 "The bootstrap function: invoke it with TenantRepairEvent to restore the "
+                 "tenant guarantees between deploys"),
+                ("TenantRepairEvent", Stack.of(self).to_json_string({
+                    "Repair": CHECK, "MasterSecretArn": master_secret.secret_arn,
+                    "Environment": config.name}),
+                 "The event that makes the bootstrap function repair (README: Between deploys)")):
+            output = CfnOutput(self, output_id, value=value, description=description)
+            output.override_logical_id(output_id)  # a stable key for describe-stacks

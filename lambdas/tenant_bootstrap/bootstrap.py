@@ -114,7 +114,8 @@ def scram_verifier(password: str) -> str:
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
           role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
           app_user_connection_limit: int | None = None,
-          lock_wait: LockWait = DEFAULT_LOCK_WAIT, deadline: float | None = None) -> Result:
+          lock_wait: LockWait = DEFAULT_LOCK_WAIT, deadline: float | None = None,
+          migrate: bool = True) -> Result:
     """Applies migrations newer than the database's version, up to `target_version`.
 
     A database already newer than `target_version` is refused, unless `keep_newer`: then it is
@@ -128,6 +129,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     for longer than that. `deadline` (a `time.monotonic()` value; the handler's is Lambda's
     timeout less a margin) is when the run must have ended, committed or rolled back: no
     statement runs past it and no attempt starts that could not finish its lock wait by then.
+    `migrate=False` (an operator's repair, repair.py) applies no migration: it refuses unless
+    the database is at exactly `target_version`, then restores and checks the guarantees.
     """
     migrations = load_migrations()
     target = len(migrations) if target_version is None else target_version
@@ -150,7 +153,7 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
         try:
             return _one_attempt(conn, run, lambda: _apply_in_transaction(
                 conn, migrations, target, role_passwords or {}, keep_newer,
-                app_user_connection_limit, lock_wait.timeout_ms, run),
+                app_user_connection_limit, lock_wait.timeout_ms, run, migrate),
                 lock_timeout_ms=lock_wait.timeout_ms)
         except _Blocked as blocked_attempt:
             holders = _described_lock_holders(conn)
@@ -256,7 +259,7 @@ def current_version(conn: pg8000.native.Connection) -> int:
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
                           keep_newer: bool, app_user_connection_limit: int | None,
-                          lock_timeout_ms: int, run: Deadline) -> Result:
+                          lock_timeout_ms: int, run: Deadline, migrate: bool) -> Result:
     _take_the_database(conn, run, lock_timeout_ms, wait=True)
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
@@ -266,6 +269,12 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
             raise BootstrapError(f"migration {migration.version:04d}_{migration.name} changed "
                                  "after it was applied; add a new migration instead")
     previous = max(applied, default=0)
+    if not migrate and previous != target:
+        raise BootstrapError(
+            f"database at version {previous}, this code's is {target}: a repair applies no "
+            "migration and vouches only for the schema its own code made. "
+            + ("Deploy, which migrates" if previous < target else
+               "Deploy the code that migrated it") + "; nothing was changed")
     if previous > target and not keep_newer:
         raise BootstrapError(f"database is at version {previous}, newer than the requested "
                              f"{target}; refusing to downgrade (Delete never drops data either)")

@@ -14,7 +14,9 @@ Properties (CloudFormation passes them as strings):
 The same function checks the database between deploys: an EventBridge schedule sends
 {"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ...}, and the handler
 runs bootstrap.check() (changing nothing) and logs the number of findings as a CloudWatch
-metric in the embedded metric format (a failed check counts as one finding).
+metric in the embedded metric format (a failed check counts as one finding). An operator
+acting on its alarm sends the same event with "Repair" for "Check" (repair.py): a run that
+restores the guarantees without migrating.
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an
@@ -35,6 +37,7 @@ import boto3
 from .bootstrap import LATEST_VERSION, BootstrapError, apply
 from .errors import bounded
 from .master_secret import connect_as_master, secret_json
+from .repair import on_repair
 from .scheduled_check import on_check
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
@@ -52,6 +55,8 @@ def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     try:
         if isinstance(event, dict) and "Check" in event:
             return on_check(event, _deadline(context))
+        if isinstance(event, dict) and "Repair" in event:
+            return on_repair(event, _deadline(context))
         return _on_event(event, _deadline(context))
     except BootstrapError as err:
         logger.error("%s", err)

@@ -29,19 +29,25 @@ logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 
-def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
-    if event.get("Check") != CHECK:
-        raise BootstrapError(f"Check {event.get('Check')!r}: the scheduled check sends "
-                             f"{{\"Check\": \"{CHECK}\", ...}}")
+def event_fields(event: dict[str, Any], kind: str, sender: str) -> tuple[str, str]:
+    """MasterSecretArn and Environment of a check or repair event ({kind: CHECK, ...}), or
+    BootstrapError naming what is wrong and who sends the event; nothing connects before."""
+    if event.get(kind) != CHECK:
+        raise BootstrapError(f"{kind} {event.get(kind)!r}: {sender} sends "
+                             f"{{\"{kind}\": \"{CHECK}\", ...}}")
     missing = [name for name in CHECK_FIELDS if not isinstance(event.get(name), str)
                or not event[name]]
     if missing:
-        raise BootstrapError(f"the check event lacks {', '.join(missing)}: the "
-                             "TenantGuaranteeCheck construct's schedule sends them")
-    environment = event["Environment"]
+        raise BootstrapError(f"the {kind.lower()} event lacks {', '.join(missing)}: "
+                             f"{sender} sends them")
+    return event["MasterSecretArn"], event["Environment"]
+
+
+def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    arn, environment = event_fields(event, "Check",
+                                    "the TenantGuaranteeCheck construct's schedule")
     try:
-        master, conn = connect_as_master(boto3.client("secretsmanager"),
-                                          event["MasterSecretArn"])
+        master, conn = connect_as_master(boto3.client("secretsmanager"), arn)
         try:
             result = check(conn, deadline=deadline)
         finally:

@@ -1,0 +1,41 @@
+"""An operator's repair between deploys, when the guarantee check alarms: the bootstrap
+function, sent the check's event with "Repair" for "Check" ({"Repair": "tenant-guarantees",
+"MasterSecretArn": ..., "Environment": ...}; the Data stack outputs it as TenantRepairEvent),
+runs what a deploy's run runs at its end: it restores the guarantees it can and refuses,
+naming them, the gaps it will not paper over (enforce.py).
+
+A deploy runs the bootstrap only when the resource's properties change, so after drift a
+plain `cdk deploy` does nothing; and the CLI needs a route into the isolated subnets. This
+needs neither. It applies no migration and sets no password: a database that is not at this
+code's version is refused (migrations are the deploy's, under CloudFormation), and so is one
+a deploy is bootstrapping (the run's advisory lock: the repair waits for it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+
+from .bootstrap import LATEST_VERSION, apply
+from .errors import bounded
+from .master_secret import connect_as_master
+from .scheduled_check import event_fields
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+def on_repair(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    arn, environment = event_fields(event, "Repair",
+                                    "the Data stack's TenantRepairEvent output")
+    master, conn = connect_as_master(boto3.client("secretsmanager"), arn)
+    try:
+        result = apply(conn, target_version=LATEST_VERSION, migrate=False, deadline=deadline)
+    finally:
+        conn.close()
+    logger.info("repair of %s (%s) at version %s: repaired %s", master.database, environment,
+                result.version, list(result.repaired) or "nothing")
+    return {"Environment": environment, "SchemaVersion": str(result.version),
+            "Repaired": [bounded(item) for item in result.repaired]}

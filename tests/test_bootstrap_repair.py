@@ -1,0 +1,110 @@
+"""An operator's repair between deploys (repair.py): the bootstrap function, sent the Data
+stack's TenantRepairEvent, restores the tenant guarantees on the real PostgreSQL 15 (secrets
+from moto) without migrating, and refuses, changing nothing, where a deploy must act."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, handler, repair
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_secrets import Secrets, master_values, state
+
+TRIGGER = "boom_protect_tenant_tables"
+
+
+def repair_event(master_arn: str, **overrides: object) -> dict[str, Any]:
+    """What an operator sends: the stack's TenantRepairEvent output."""
+    return {"Repair": "tenant-guarantees", "MasterSecretArn": master_arn,
+            "Environment": "prod", **overrides}
+
+
+def drift(postgres: PostgresServer, database: str) -> None:
+    """The event trigger off (as before an RDS major upgrade) and a tenant table made
+    meanwhile, which therefore has no row level security."""
+    admin = postgres.connect(database)
+    try:
+        admin.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
+        admin.run("SET ROLE boom_owner")
+        admin.run("CREATE TABLE app.late (id int, tenant_id uuid)")
+    finally:
+        admin.close()
+
+
+def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    drift(postgres, database)
+    master = aws.master(**master_values(postgres, database))
+    conn = postgres.connect(database, tls=True)
+    found = bootstrap.check(conn).findings
+    recorded = state(postgres, database)[1]
+    response = handler.on_event(repair_event(master))
+    assert response == {"Environment": "prod", "SchemaVersion": str(bootstrap.LATEST_VERSION),
+                        "Repaired": [f"event trigger {TRIGGER} re-enabled",
+                                     "app.late protected"]}
+    # Exactly what the check had found, and nothing left to find
+    assert found == tuple(f"would restore: {item}" for item in response["Repaired"])
+    assert bootstrap.check(conn).findings == ()
+    assert conn.run("SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE oid = 'app.late'::regclass") == [[True, True]]
+    conn.close()
+    assert state(postgres, database)[1] == recorded  # no migration recorded
+    assert postgres.password not in caplog.text
+
+
+@pytest.mark.parametrize("behind", [True, False])
+def test_a_database_not_at_this_codes_version_is_refused_and_unchanged(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch, behind: bool) -> None:
+    # Migrations are the deploy's, under CloudFormation; a newer schema is the newer code's.
+    latest = bootstrap.LATEST_VERSION
+    database = bootstrapped_database(postgres, role_passwords,
+                                     target_version=latest - 1 if behind else latest)
+    if not behind:  # the code a deploy rolled back to
+        older = bootstrap.load_migrations()[:-1]
+        monkeypatch.setattr(bootstrap, "load_migrations", lambda: older)
+        monkeypatch.setattr(repair, "LATEST_VERSION", latest - 1)
+    drift(postgres, database)
+    before = state(postgres, database)
+    master = aws.master(**master_values(postgres, database))
+    with pytest.raises(bootstrap.BootstrapError) as refused:
+        handler.on_event(repair_event(master))
+    message = str(refused.value)
+    database_version, code_version = (latest - 1, latest) if behind else (latest, latest - 1)
+    assert message.startswith(f"database at version {database_version}, this code's is "
+                              f"{code_version}: a repair applies no migration")
+    assert ("Deploy, which migrates" if behind else "Deploy the code that migrated it") \
+        in message
+    assert state(postgres, database) == before
+
+
+def test_a_gap_it_will_not_override_fails_naming_it_and_changes_nothing(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    drift(postgres, database)
+    admin = postgres.connect(database)
+    admin.run("SET ROLE boom_owner")
+    admin.run("CREATE POLICY everyone ON app.bookings USING (true)")  # the trigger is off
+    admin.close()
+    before = state(postgres, database)
+    with pytest.raises(bootstrap.BootstrapError, match=(
+            "the tenant guarantees have gaps the bootstrap will not override: app.bookings: "
+            "policy everyone")):
+        handler.on_event(repair_event(aws.master(**master_values(postgres, database))))
+    assert state(postgres, database) == before
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ({"Repair": "everything"},
+     "Repair 'everything': the Data stack's TenantRepairEvent output sends"),
+    ({"Repair": "tenant-guarantees", "Environment": "prod"},
+     "the repair event lacks MasterSecretArn"),
+])
+def test_a_malformed_repair_event_is_refused_by_name_before_connecting(
+        aws: Secrets, event: dict[str, Any], message: str) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match=message):
+        handler.on_event(event)

@@ -125,6 +125,14 @@ class BackupConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlarmConfig:
+    # Addresses the stacks' alarm topics (boom-<env>-<part>-alarms) notify by e-mail; each
+    # confirms once, from the message SNS sends it. Until the Observability stack subscribes
+    # Alertmanager, this is how an alarm reaches someone. Empty: the topics have no subscriber.
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvironmentConfig:
     name: str
     account: str
@@ -134,6 +142,7 @@ class EnvironmentConfig:
     cache: CacheConfig
     backup: BackupConfig
     pgbouncer: PgBouncerConfig = PgBouncerConfig()
+    alarms: AlarmConfig = AlarmConfig()
     primary_region: str = "us-east-1"
     dr_region: str = "us-west-2"
 

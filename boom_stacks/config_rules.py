@@ -14,6 +14,7 @@ from boom_stacks.instance_memory import BYTES_PER_CONNECTION, max_connections_ce
 
 if TYPE_CHECKING:
     from boom_stacks.config import (
+        AlarmConfig,
         CacheConfig,
         DatabaseConfig,
         EnvironmentConfig,
@@ -27,6 +28,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       1827, 2192, 2557, 2922, 3288, 3653)
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
 _DAILY_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _WEEKLY_WINDOW = re.compile(
     r"^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)-"
@@ -76,6 +78,7 @@ def validate(cfg: EnvironmentConfig) -> None:
     _validate_database(env, cfg.database)
     _validate_cache(env, cfg.cache)
     _validate_pgbouncer(env, cfg.pgbouncer)
+    _validate_alarms(env, cfg.alarms)
     _validate_connection_budget(env, cfg.database, cfg.pgbouncer)
     _in_range(f"{env}.backup.retention_days", cfg.backup.retention_days, 1, 3650)
     _in_range(f"{env}.backup.noncurrent_retention_days", cfg.backup.noncurrent_retention_days,
@@ -213,6 +216,20 @@ def _validate_connection_budget(env: str, db: DatabaseConfig, pool: PgBouncerCon
             "migrations, secret rotation and operators could find no free connection",
             "Lower replicas or the pool sizes (default_pool_size + reserve_pool_size), or raise "
             "database.max_connections (and the instance class if its memory does not allow it)")
+
+
+def _validate_alarms(env: str, alarms: AlarmConfig) -> None:
+    field = f"{env}.alarms.emails"
+    if not isinstance(alarms.emails, tuple):
+        raise ConfigError(field, alarms.emails, "is not a tuple of addresses",
+                          "Use a tuple, e.g. (\"oncall@example.com\",)")
+    for email in alarms.emails:
+        if not isinstance(email, str) or not _EMAIL.match(email):
+            raise ConfigError(field, email, "is not an e-mail address",
+                              "Give one address per item, e.g. oncall@example.com")
+    if len({email.lower() for email in alarms.emails}) != len(alarms.emails):
+        raise ConfigError(field, alarms.emails, "lists an address twice",
+                          "List each address once (SNS would subscribe it once anyway)")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:

@@ -13,6 +13,7 @@ import pytest
 from boom_stacks.config import (
     ENVIRONMENT_CONFIGS,
     PLACEHOLDER_ACCOUNT,
+    AlarmConfig,
     ConfigError,
     EnvironmentConfig,
     load_config,
@@ -153,6 +154,17 @@ def test_cache_maintenance_window(window: str, message: str) -> None:
 def test_names_regions_zones_and_engines(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(PROD, **changes)
+
+
+@pytest.mark.parametrize(("emails", "message"), [
+    (("oncall",), r"prod\.alarms\.emails = 'oncall': is not an e-mail address"),
+    (("a@x.example, b@x.example",), "is not an e-mail address. Give one address per item"),
+    ("oncall@x.example", r"is not a tuple of addresses. Use a tuple"),
+    (("oncall@x.example", "OnCall@x.example"), "lists an address twice"),
+])
+def test_alarm_emails(emails: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        replace(PROD, alarms=AlarmConfig(emails=emails))  # type: ignore[arg-type]
 
 
 def test_cache_multi_az_needs_two_nodes() -> None:

@@ -1,5 +1,6 @@
 """The SNS topic a stack's CloudWatch alarms notify: encrypted with a customer-managed key,
-TLS-only. Subscribers (Alertmanager, on-call) are the Observability stack's.
+TLS-only. E-mail subscribers come from config (config.alarms.emails); Alertmanager's will
+be the Observability stack's.
 
 Two grants CloudWatch needs that nothing adds by itself, and whose absence fails silently
 (the alarm changes state; its history shows the failed action):
@@ -15,6 +16,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
@@ -35,4 +37,6 @@ def alarm_topic(scope: Construct, id_: str, *, config: EnvironmentConfig, stack_
                     "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:"
                                                  f"{stack.region}:{stack.account}:alarm:*"}}))
     key.grant(iam.ServicePrincipal(CLOUDWATCH), "kms:Decrypt", "kms:GenerateDataKey*")
+    for email in config.alarms.emails:  # SNS decrypts before it delivers an e-mail
+        topic.add_subscription(subscriptions.EmailSubscription(email))
     return topic

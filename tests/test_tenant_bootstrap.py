@@ -264,10 +264,17 @@ def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
             admin.run(f"ALTER FUNCTION app.protect_new_tenant_tables() OWNER TO {user}")
             admin.run(f"ALTER FUNCTION app.protect_tenant_table(regclass) OWNER TO {user}")
             admin.run(f"GRANT boom_owner TO {user}")  # 0001's GRANT ... TO CURRENT_USER
-    admin.close()
     assert refused == [m.version for m in bootstrap.load_migrations() if "EVENT TRIGGER" in m.sql]
     assert bootstrap.current_version(master) == bootstrap.LATEST_VERSION
     assert master.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
+    # and its restore revokes, as the tables' owner's member, what RLS does not cover (0008)
+    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+    admin.run("GRANT ALL ON app.bookings TO app_user")
+    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    admin.close()
+    assert bootstrap.apply(master, role_passwords={}).repaired == (
+        "REFERENCES, TRIGGER, TRUNCATE on app.bookings revoked from app_user and PUBLIC",)
+    assert master.run("SELECT count(*) FROM app.audit_tenant_privileges()") == [[0]]
     master.close()
 
 

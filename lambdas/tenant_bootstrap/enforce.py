@@ -13,7 +13,8 @@ from .errors import BootstrapError
 EVENT_TRIGGER = "boom_protect_tenant_tables"
 # Audits of tenant tables, (table_name, problem) each, by the migration that added them.
 TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
-                "app.audit_tenant_statistics()", "app.audit_tenant_keys()")  # 0006
+                "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
+                "app.audit_tenant_privileges()")  # 0008
 
 
 def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
@@ -32,7 +33,7 @@ def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
 def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
     """Puts back what an operator or a role may have undone; says what it put back."""
     return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
-            *_role_settings(conn), *_temporary(conn))
+            *_privileges(conn), *_role_settings(conn), *_temporary(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -74,6 +75,24 @@ def _tenant_tables(conn: pg8000.native.Connection) -> list[str]:
     for table in tables:
         conn.run("SELECT app.protect_tenant_table(CAST(:t AS regclass))", t=table)
     return [f"{table} protected" for table in tables]
+
+
+def _privileges(conn: pg8000.native.Connection) -> list[str]:
+    """(0008) TRUNCATE, TRIGGER or REFERENCES on a tenant table, which row level security does
+    not cover, given to app_user or PUBLIC while the event trigger was off: revoked (as the
+    tables' owner, boom_owner, whose member this user is). One app_user holds through
+    another role stays, and the audit makes the run refuse, naming it."""
+    if not _exists(conn, "app.audit_tenant_privileges()"):
+        return []
+    # Held directly or through PUBLIC: "app_user may TRUNCATE, which ..." (not "... as <role>")
+    found = conn.run("SELECT table_name, string_agg(substring(problem FROM "
+                     "'^app_user may ([A-Z]+), which'), ', ' ORDER BY problem) "
+                     "FROM app.audit_tenant_privileges() "
+                     "WHERE problem ~ '^app_user may [A-Z]+, which' GROUP BY 1 ORDER BY 1")
+    for table, privileges in found:
+        conn.run(f"REVOKE {privileges} ON TABLE {table} FROM app_user, PUBLIC")
+    return [f"{privileges} on {table} revoked from app_user and PUBLIC"
+            for table, privileges in found]
 
 
 def _role_settings(conn: pg8000.native.Connection) -> list[str]:

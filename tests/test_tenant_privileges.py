@@ -78,7 +78,7 @@ def test_negative_control_before_0008_a_grant_all_lets_one_tenant_empty_every_te
 def test_a_grant_of_what_rls_does_not_cover_is_refused_at_once(
         postgres: PostgresServer, role_passwords: dict[str, str], database: str, owner: Conn,
         grant: str) -> None:
-    with pytest.raises(pg8000.native.DatabaseError, match=f"app.bookings: app_user may "
+    with pytest.raises(pg8000.native.DatabaseError, match=f"app.bookings: app_user holds "
                                                           f"[A-Z]+, which {UNCOVERED}"):
         owner.run(grant)
     app = connect_as(postgres, role_passwords, database, "app_user")
@@ -96,7 +96,7 @@ def test_a_tenant_table_created_with_such_default_privileges_is_refused(owner: C
     owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT ALL ON TABLES TO app_user")
     try:
         with pytest.raises(pg8000.native.DatabaseError,
-                           match=f"app.invoices: app_user may [A-Z]+, which {UNCOVERED}"):
+                           match=f"app.invoices: app_user holds [A-Z]+, which {UNCOVERED}"):
             owner.run("CREATE TABLE app.invoices (id bigint, tenant_id uuid)")
         owner.run("CREATE TABLE app.currencies (code text)")  # not a tenant table: allowed
     finally:
@@ -112,6 +112,10 @@ def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next
     admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
     owner.run("GRANT ALL ON ALL TABLES IN SCHEMA app TO app_user")
     admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    # Until it is revoked, any GRANT is refused, naming it
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match=f"app.bookings: app_user holds REFERENCES, which {UNCOVERED}"):
+        owner.run("GRANT SELECT ON app.bookings TO app_user")
     restored = "REFERENCES, TRIGGER, TRUNCATE on app.bookings revoked from app_user and PUBLIC"
     assert bootstrap.check(admin).findings == (f"would restore: {restored}",)
     assert bootstrap.apply(admin).repaired == (restored,)
@@ -126,7 +130,8 @@ def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next
 
 
 @pytest.mark.parametrize(("role", "problem"), [
-    ("NOLOGIN", f"app_user may TRUNCATE as boom_test_role (role membership), which {UNCOVERED}"),
+    ("NOLOGIN", "app_user holds TRUNCATE through boom_test_role (role membership), which "
+                f"{UNCOVERED}"),
     ("NOLOGIN BYPASSRLS", "app_user can act as boom_test_role (role membership), which "
                           "bypasses row level security (SUPERUSER or BYPASSRLS)"),
 ])

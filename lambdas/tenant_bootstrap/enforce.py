@@ -84,11 +84,12 @@ def _privileges(conn: pg8000.native.Connection) -> list[str]:
     another role stays, and the audit makes the run refuse, naming it."""
     if not _exists(conn, "app.audit_tenant_privileges()"):
         return []
-    # Held directly or through PUBLIC: "app_user may TRUNCATE, which ..." (not "... as <role>")
+    # Held directly or through PUBLIC: "app_user holds TRUNCATE, which ..." (not "... through
+    # <role> (role membership)")
     found = conn.run("SELECT table_name, string_agg(substring(problem FROM "
-                     "'^app_user may ([A-Z]+), which'), ', ' ORDER BY problem) "
+                     "'^app_user holds ([A-Z]+), which'), ', ' ORDER BY problem) "
                      "FROM app.audit_tenant_privileges() "
-                     "WHERE problem ~ '^app_user may [A-Z]+, which' GROUP BY 1 ORDER BY 1")
+                     "WHERE problem ~ '^app_user holds [A-Z]+, which' GROUP BY 1 ORDER BY 1")
     for table, privileges in found:
         conn.run(f"REVOKE {privileges} ON TABLE {table} FROM app_user, PUBLIC")
     return [f"{privileges} on {table} revoked from app_user and PUBLIC"

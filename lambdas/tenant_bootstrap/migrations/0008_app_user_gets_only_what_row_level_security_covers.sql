@@ -48,9 +48,9 @@ AS $$
       ELSE has_table_privilege(b.oid, t.oid, p.privilege) END
     ORDER BY t.name, p.privilege, b.rolname <> 'app_user', b.rolname
   )
-  SELECT name, 'app_user may ' || privilege
+  SELECT name, 'app_user holds ' || privilege
                || CASE WHEN rolname = 'app_user' THEN ''
-                       ELSE ' as ' || quote_ident(rolname) || ' (role membership)' END
+                       ELSE ' through ' || quote_ident(rolname) || ' (role membership)' END
                || ', which row level security does not cover'
     FROM held
   UNION ALL

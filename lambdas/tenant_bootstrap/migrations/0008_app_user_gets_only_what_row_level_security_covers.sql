@@ -60,6 +60,8 @@ AS $$
   ORDER BY 1, 2
 $$;
 ALTER FUNCTION app.audit_tenant_privileges() OWNER TO boom_owner;
+-- EXECUTE stays with PUBLIC, as for 0001's audit_tenant_tables(): the event trigger runs it as
+-- whoever issues the DDL, and it shows no more than has_table_privilege() shows anyone.
 
 -- 0004's function, plus: a GRANT, or a table created or altered, that leaves app_user a
 -- privilege the audit above reports fails with the audit's words.

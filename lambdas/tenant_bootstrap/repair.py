@@ -7,8 +7,8 @@ naming them, the gaps it will not paper over (enforce.py).
 A deploy runs the bootstrap only when the resource's properties change, so after drift a
 plain `cdk deploy` does nothing; and the CLI needs a route into the isolated subnets. This
 needs neither. It applies no migration and sets no password: a database that is not at this
-code's version is refused (migrations are the deploy's, under CloudFormation), and so is one
-a deploy is bootstrapping (the run's advisory lock: the repair waits for it).
+code's version is refused (migrations are the deploy's, under CloudFormation). A deploy's run
+in progress is waited for (the bootstrap's advisory lock), as one run waits for another.
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ from moto) without migrating, and refuses, changing nothing, where a deploy must
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, repair
+from tests.fixture_bootstrap import bootstrap_run_in_progress
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_secrets import Secrets, master_values, state
 
@@ -54,6 +56,21 @@ def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(
     conn.close()
     assert state(postgres, database)[1] == recorded  # no migration recorded
     assert postgres.password not in caplog.text
+
+
+def test_a_repair_waits_for_a_deploys_run_in_progress_then_goes_through(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    drift(postgres, database)
+    event = repair_event(aws.master(**master_values(postgres, database)))
+    outcome: dict[str, object] = {}
+    with bootstrap_run_in_progress(postgres, database):
+        repairing = threading.Thread(target=lambda: outcome.update(handler.on_event(event)))
+        repairing.start()
+        repairing.join(1.0)
+        assert repairing.is_alive() and outcome == {}  # waiting on the run's advisory lock
+    repairing.join(10)
+    assert outcome["Repaired"] == [f"event trigger {TRIGGER} re-enabled", "app.late protected"]
 
 
 @pytest.mark.parametrize("behind", [True, False])

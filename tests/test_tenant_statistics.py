@@ -9,52 +9,32 @@ control at version 5). Each test uses a database of its own: statistics are per 
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_statistics import (
+    BIG,
+    OWN,
+    SECRET_RESOURCE,
+    SMALL,
+    VOLUMES,
+    analyze,
+    bound_app_user,
+    estimate,
+    seed_and_analyze,
+)
 from tests.fixture_tenants import Conn, committed, connect_as
 
 BEFORE_0006 = 5
-# Tenants with very different volumes, so that an estimate that follows them shows.
-VOLUMES = {uuid.uuid4(): 100, uuid.uuid4(): 3000, uuid.uuid4(): 20}
-OWN, BIG, SMALL = VOLUMES
-SECRET_RESOURCE = "suite-of-the-big-tenant"
-
-
-def seed_and_analyze(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
-    """Each tenant's bookings, written as boom_owner (bound like everyone), then ANALYZE."""
-    owner = connect_as(postgres, passwords, database, "boom_owner")
-    for tenant, count in VOLUMES.items():
-        committed(owner, tenant, "INSERT INTO app.bookings (resource, starts_at, ends_at) "
-                  "SELECT :r, now(), now() + interval '1 hour' FROM generate_series(1, :n)",
-                  r=SECRET_RESOURCE if tenant == BIG else f"room-{count}", n=count)
-    owner.close()
-    analyze(postgres, database)
-
-
-def analyze(postgres: PostgresServer, database: str) -> None:
-    admin = postgres.connect(database)
-    admin.run("ANALYZE app.bookings")
-    admin.close()
-
-
 @pytest.fixture
 def analyzed(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
     """A database at the latest version with VOLUMES analyzed."""
     database = bootstrapped_database(postgres, role_passwords)
     seed_and_analyze(postgres, role_passwords, database)
     return database
-
-
-def bound_app_user(postgres: PostgresServer, passwords: dict[str, str], database: str) -> Conn:
-    app = connect_as(postgres, passwords, database, "app_user")
-    app.run("BEGIN")
-    app.run("SELECT app.set_tenant(:t)", t=OWN)
-    return app
 
 
 def assert_own_rows_and_no_other_counts(postgres: PostgresServer, passwords: dict[str, str],
@@ -76,14 +56,6 @@ def statistics_back_while_the_trigger_was_gone(admin: Conn) -> None:
     admin.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     admin.run("ALTER TABLE app.bookings ALTER COLUMN tenant_id SET STATISTICS 100")
     admin.run("ANALYZE app.bookings")
-
-
-def estimate(conn: Conn, where: str, **params: object) -> int:
-    """The planner's row estimate for app.bookings WHERE `where`, as EXPLAIN shows it."""
-    plan = conn.run(f"EXPLAIN (FORMAT JSON) SELECT * FROM app.bookings WHERE {where}",
-                    **params)[0][0]
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def tenant_estimates(conn: Conn) -> list[int]:

@@ -14,7 +14,8 @@ EVENT_TRIGGER = "boom_protect_tenant_tables"
 # Audits of tenant tables, (table_name, problem) each, by the migration that added them.
 TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
-                "app.audit_tenant_privileges()")  # 0008
+                "app.audit_tenant_privileges()",  # 0008
+                "app.audit_tenant_expression_statistics()")  # 0009
 
 
 def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:

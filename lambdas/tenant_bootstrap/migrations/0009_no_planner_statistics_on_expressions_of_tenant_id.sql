@@ -13,7 +13,7 @@
 -- object of a tenant table with an expression that uses tenant_id, so the guarantee check
 -- finds it and every bootstrap run refuses to finish until it is dropped. Like a unique index
 -- made with CREATE INDEX (0006), it is not refused when made: the event trigger does not run
--- for CREATE INDEX, which may be CONCURRENTLY (an error at its end would leave an invalid
+-- for CREATE INDEX, which may be CONCURRENTLY (an error at its end could leave an invalid
 -- index behind). Index tenant_id itself (plain columns keep no index statistics) instead.
 
 CREATE OR REPLACE FUNCTION app.audit_tenant_expression_statistics()

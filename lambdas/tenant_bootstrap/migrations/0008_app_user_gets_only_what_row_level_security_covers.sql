@@ -21,19 +21,29 @@
 -- triggers never see: the audit reports them, so the guarantee check alarms and every
 -- bootstrap run refuses to finish, naming the role, until someone revokes it.
 
+-- Every tenant table: a table or partitioned table with a tenant_id column, outside the
+-- system schemas (the audits of 0001 to 0006 each spell this out; later ones call this).
+CREATE OR REPLACE FUNCTION app.tenant_tables() RETURNS TABLE (relid oid, name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT c.oid, c.oid::regclass::text
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+  WHERE c.relkind IN ('r', 'p')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+$$;
+ALTER FUNCTION app.tenant_tables() OWNER TO boom_owner;
+
 CREATE OR REPLACE FUNCTION app.audit_tenant_privileges()
 RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH tenant_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-    WHERE c.relkind IN ('r', 'p')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    SELECT relid AS oid, name FROM app.tenant_tables()
   ), becomes AS (
     -- app_user itself and every role it may SET ROLE to (app_user is NOINHERIT: it holds
     -- their privileges only once it has switched, which it may do at any time).
@@ -60,8 +70,9 @@ AS $$
   ORDER BY 1, 2
 $$;
 ALTER FUNCTION app.audit_tenant_privileges() OWNER TO boom_owner;
--- EXECUTE stays with PUBLIC, as for 0001's audit_tenant_tables(): the event trigger runs it as
--- whoever issues the DDL, and it shows no more than has_table_privilege() shows anyone.
+-- EXECUTE on both stays with PUBLIC, as for 0001's audit_tenant_tables(): the event trigger
+-- runs them as whoever issues the DDL, and they show no more than the catalogs and
+-- has_table_privilege() show anyone.
 
 -- 0004's function, plus: a GRANT, or a table created or altered, that leaves app_user a
 -- privilege the audit above reports fails with the audit's words.

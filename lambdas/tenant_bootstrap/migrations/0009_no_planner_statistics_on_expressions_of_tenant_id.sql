@@ -21,15 +21,7 @@ RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  WITH tenant_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-    WHERE c.relkind IN ('r', 'p')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-  )
+  WITH tenant_tables AS (SELECT relid AS oid, name FROM app.tenant_tables())
   SELECT t.name, 'index ' || i.indexrelid::regclass::text || ' keeps planner statistics on '
                  'an expression of tenant_id, which tell one tenant of the others: drop it'
     FROM tenant_tables t JOIN pg_index i ON i.indrelid = t.oid

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, repair
-from tests.fixture_bootstrap import bootstrap_run_in_progress
+from tests.fixture_bootstrap import (
+    a_tenant_table_made_while_the_trigger_is_off,
+    bootstrap_run_in_progress,
+)
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_secrets import Secrets, master_values, state
 
@@ -24,13 +27,9 @@ def repair_event(master_arn: str, **overrides: object) -> dict[str, Any]:
 
 
 def drift(postgres: PostgresServer, database: str) -> None:
-    """The event trigger off (as before an RDS major upgrade) and a tenant table made
-    meanwhile, which therefore has no row level security."""
     admin = postgres.connect(database)
     try:
-        admin.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
-        admin.run("SET ROLE boom_owner")
-        admin.run("CREATE TABLE app.late (id int, tenant_id uuid)")
+        a_tenant_table_made_while_the_trigger_is_off(admin)
     finally:
         admin.close()
 

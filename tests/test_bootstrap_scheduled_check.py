@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
-from tests.fixture_bootstrap import bootstrap_run_in_progress
+from tests.fixture_bootstrap import (
+    a_tenant_table_made_while_the_trigger_is_off,
+    bootstrap_run_in_progress,
+)
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
 from tests.fixture_secrets import Secrets, master_values, state
 
@@ -77,10 +80,7 @@ def test_drift_is_counted_and_named_and_nothing_changes(
         capsys: pytest.CaptureFixture[str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
     admin = postgres.connect(database)
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
-    admin.run("SET ROLE boom_owner")
-    admin.run("CREATE TABLE app.late (id int, tenant_id uuid)")
-    admin.run("RESET ROLE")
+    a_tenant_table_made_while_the_trigger_is_off(admin)
     admin.close()
     before = state(postgres, database)
     response = handler.on_event(check_event(aws.master(**master_values(postgres, database))))

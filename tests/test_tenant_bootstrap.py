@@ -14,7 +14,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
+from tests.fixture_bootstrap import FreshDatabase, schema_dump, trigger_off, versions
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT, Synthesized
 from tests.fixture_tenants import app_user_connection_limit
@@ -268,9 +268,8 @@ def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
     assert bootstrap.current_version(master) == bootstrap.LATEST_VERSION
     assert master.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]
     # and its restore revokes, as the tables' owner's member, what RLS does not cover (0008)
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
-    admin.run("GRANT ALL ON app.bookings TO app_user")
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    with trigger_off(admin):
+        admin.run("GRANT ALL ON app.bookings TO app_user")
     admin.close()
     assert bootstrap.apply(master, role_passwords={}).repaired == (
         "REFERENCES, TRIGGER, TRUNCATE on app.bookings revoked from app_user and PUBLIC",)

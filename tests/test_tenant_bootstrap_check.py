@@ -14,6 +14,7 @@ from lambdas.tenant_bootstrap.__main__ import CHECK_FOUND, main
 from lambdas.tenant_bootstrap.errors import BootstrapRunning
 from tests.fixture_bootstrap import (
     FreshDatabase,
+    a_tenant_table_made_while_the_trigger_is_off,
     bookings_needing_a_locking_repair,
     bootstrap_run_in_progress,
     schema_dump,
@@ -33,10 +34,7 @@ def drift(fresh: FreshDatabase) -> None:
     """What an operator or app_user may undo between deploys: the trigger disabled, a tenant
     table made meanwhile, a role setting, TEMPORARY back on PUBLIC."""
     conn = fresh.conn
-    conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")
-    conn.run("SET ROLE boom_owner")
-    conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
-    conn.run("RESET ROLE")
+    a_tenant_table_made_while_the_trigger_is_off(conn)
     conn.run(f"ALTER ROLE app_user IN DATABASE {fresh.name} SET statement_timeout = 1")
     conn.run(f"GRANT TEMPORARY ON DATABASE {fresh.name} TO PUBLIC")
 

@@ -18,6 +18,7 @@ import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import (
     ROWS_PER_TENANT,
@@ -109,9 +110,8 @@ def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next
         postgres: PostgresServer, role_passwords: dict[str, str], database: str,
         owner: Conn) -> None:
     admin = postgres.connect(database, tls=True)
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
-    owner.run("GRANT ALL ON ALL TABLES IN SCHEMA app TO app_user")
-    admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables ENABLE")
+    with trigger_off(admin):
+        owner.run("GRANT ALL ON ALL TABLES IN SCHEMA app TO app_user")
     # Until it is revoked, any GRANT is refused, naming it
     with pytest.raises(pg8000.native.DatabaseError,
                        match=f"app.bookings: app_user holds REFERENCES, which {UNCOVERED}"):

@@ -57,9 +57,10 @@ class TenantGuaranteeCheck(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.MISSING,
             alarm_description=(
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
-                "table, the event trigger, role settings, TEMPORARY) have drifted since the "
-                "last deploy, or the check cannot run. The function's log names each finding; "
-                "a repair (README: Between deploys) restores what it can and names the rest"))
+                "table, the event trigger, app_user's privileges, keys and statistics, role "
+                "settings, TEMPORARY) have drifted since the last deploy, or the check cannot "
+                "run. The function's log names each finding; a repair (README: Between "
+                "deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify.
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)

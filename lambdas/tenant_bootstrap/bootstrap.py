@@ -147,7 +147,7 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     if unknown_roles:
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
                              f"roles are {', '.join(ROLES)}")
-    run = Deadline(deadline)
+    run = Deadline(deadline, task="bootstrap" if migrate else "repair")
     pauses = lock_wait.pauses()
     for attempt in itertools.count(1):
         try:

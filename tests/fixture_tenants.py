@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pg8000.native
 import pytest
 
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
 
 TENANT_A, TENANT_B = uuid.uuid4(), uuid.uuid4()
 ROWS_PER_TENANT = 3
@@ -105,3 +105,14 @@ def left_open(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> list
     conn.run("BEGIN")
     conn.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(tenant))
     return conn.run(sql, **params)
+
+
+def database_with(postgres: PostgresServer, passwords: dict[str, str], *ddl: str,
+                  version: int | None = None) -> str:
+    """A new database bootstrapped to `version` (default: latest) where boom_owner ran `ddl`."""
+    database = bootstrapped_database(postgres, passwords, target_version=version)
+    owner = connect_as(postgres, passwords, database, "boom_owner")
+    for statement in ddl:
+        owner.run(statement)
+    owner.close()
+    return database

@@ -12,9 +12,9 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.enforce import gaps
-from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_postgres import PostgresServer
 from tests.fixture_statistics import VOLUMES, bound_app_user, estimate, seed_and_analyze
-from tests.fixture_tenants import connect_as
+from tests.fixture_tenants import database_with
 
 BEFORE_0009 = 8
 KEEPS = "keeps planner statistics on an expression of tenant_id"
@@ -25,10 +25,7 @@ def database_where_boom_owner_ran(postgres: PostgresServer, passwords: dict[str,
                                   ddl: str, version: int | None = None) -> str:
     """Bootstrapped to `version` (default: latest), `ddl` run by boom_owner, then seeded
     with tenants of very different volumes and analyzed."""
-    database = bootstrapped_database(postgres, passwords, target_version=version)
-    owner = connect_as(postgres, passwords, database, "boom_owner")
-    owner.run(ddl)
-    owner.close()
+    database = database_with(postgres, passwords, ddl, version=version)
     seed_and_analyze(postgres, passwords, database)
     return database
 

@@ -15,7 +15,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, connect_as
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, connect_as, database_with
 
 BEFORE_0006 = 5
 EMAIL = "ann@example.com"
@@ -24,17 +24,6 @@ SPANS = "does not include tenant_id"
 CUSTOMERS_SPANNING = ("CREATE TABLE app.customers (id bigint GENERATED ALWAYS AS IDENTITY "
                       "PRIMARY KEY, tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
                       "email text NOT NULL UNIQUE)")
-
-
-def database_with(postgres: PostgresServer, passwords: dict[str, str], *ddl: str,
-                  version: int | None = None) -> str:
-    """A new database bootstrapped to `version` (default: latest) where boom_owner ran `ddl`."""
-    database = bootstrapped_database(postgres, passwords, target_version=version)
-    owner = connect_as(postgres, passwords, database, "boom_owner")
-    for statement in ddl:
-        owner.run(statement)
-    owner.close()
-    return database
 
 
 def test_negative_control_before_0006_a_key_across_tenants_tells_one_of_another(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
@@ -139,6 +140,32 @@ def test_a_table_to_repair_in_use_holds_the_application_up_a_moment_and_is_a_fin
     assert "(app_user) idle in transaction" in finding and "on app.bookings" in finding
     # Still a finding, so the alarm still counts it; once the table is free, the exact one.
     assert bootstrap.check(fresh.conn).findings == ("would restore: app.bookings protected",)
+
+
+def test_a_connection_lost_after_a_blocked_restore_fails_the_check_plainly(
+        postgres: PostgresServer, fresh: FreshDatabase, role_passwords: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connection goes exactly between the rollback of a blocked restore and the catalog
+    # reads that name the tables: the check fails as a check (scheduled_check turns that
+    # into a finding), not with pg8000's own exception.
+    real_version = bootstrap.current_version
+    calls = []
+
+    def connection_lost_first(conn: pg8000.native.Connection) -> int:
+        calls.append(conn)
+        if len(calls) == 2:  # the first is inside the blocked attempt, the second after it
+            conn.close()
+        return real_version(conn)
+
+    monkeypatch.setattr(bootstrap, "current_version", connection_lost_first)
+    with bookings_in_use(postgres, fresh, role_passwords):
+        checking = postgres.connect(fresh.name, tls=True)
+        with pytest.raises(bootstrap.BootstrapError) as failed:
+            bootstrap.check(checking)
+    assert len(calls) == 2
+    assert str(failed.value).startswith(
+        f"check failed, nothing was changed: it waited {bootstrap.CHECK_LOCK_TIMEOUT_MS} ms "
+        "for a table lock while restoring, then could not read the catalogs: ")
 
 
 def test_a_check_cut_at_its_deadline_says_so_and_changes_nothing(

@@ -215,12 +215,22 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_T
     try:
         return _one_attempt(conn, run, dry_run, lock_timeout_ms=lock_timeout_ms, keep=False)
     except _Blocked as blocked_check:
-        tables = tables_to_protect(conn)  # the catalogs only: no lock to wait for
-        in_use = (f", so a run would repair a table in use: {', '.join(tables)}" if tables
-                  else "")
-        return Check(current_version(conn), (
-            f"could not check: it {blocked_check} while restoring{in_use}. Sessions holding "
-            f"table locks: {_described_lock_holders(conn)}",))
+        return _blocked(conn, str(blocked_check))
+
+
+def _blocked(conn: pg8000.native.Connection, why: str) -> Check:
+    """A check that could not take a table lock: one finding, naming the tables a run would
+    alter, read from the catalogs (no lock to wait for) after the rollback. A connection lost
+    here is the check's failure, said as such, not a driver's traceback."""
+    try:
+        version = current_version(conn)
+        tables = tables_to_protect(conn)
+    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+        raise BootstrapError(f"check failed, nothing was changed: it {why} while restoring, "
+                             f"then could not read the catalogs: {reason(err)}") from None
+    in_use = f", so a run would repair a table in use: {', '.join(tables)}" if tables else ""
+    return Check(version, (f"could not check: it {why} while restoring{in_use}. Sessions "
+                           f"holding table locks: {_described_lock_holders(conn)}",))
 
 
 def _findings(conn: pg8000.native.Connection, version: int,

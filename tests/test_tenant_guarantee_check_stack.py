@@ -91,6 +91,7 @@ def test_the_alarm_watches_the_metric_the_handler_logs(synthesized: Synthesized)
     assert props["TreatMissingData"] == "missing"
     topic_id, _ = one(synthesized, "AWS::SNS::Topic", "AlarmTopic")
     assert props["AlarmActions"] == props["InsufficientDataActions"] == [{"Ref": topic_id}]
+    assert props["OKActions"] == [{"Ref": topic_id}]  # the repair worked: say so
 
 
 def test_every_alarm_action_can_be_delivered(synthesized: Synthesized) -> None:
@@ -103,7 +104,8 @@ def test_every_alarm_action_can_be_delivered(synthesized: Synthesized) -> None:
     checked = 0
     for alarm in resources(synthesized, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
-        for action in props.get("AlarmActions", []) + props.get("InsufficientDataActions", []):
+        for action in [*props.get("AlarmActions", []), *props.get("InsufficientDataActions", []),
+                       *props.get("OKActions", [])]:
             topic_id = action["Ref"]
             statements = [s for p in policies if {"Ref": topic_id} in p["Properties"]["Topics"]
                           for s in p["Properties"]["PolicyDocument"]["Statement"]]

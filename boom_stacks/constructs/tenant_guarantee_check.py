@@ -61,10 +61,13 @@ class TenantGuaranteeCheck(Construct):
                 "settings, TEMPORARY) have drifted since the last deploy, or the check cannot "
                 "run. The function's log names each finding; a repair (README: Between "
                 "deploys) restores what it can and names the rest"))
-        # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify.
+        # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the
+        # return to OK, which tells whoever acted (a repair, a deploy) that it worked, and
+        # resolves the incident in tools that pair the two (Alertmanager, PagerDuty).
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)
         self.alarm.add_insufficient_data_action(notify)
+        self.alarm.add_ok_action(notify)
         # What an operator acting on the alarm invokes (repair.py): names and an ARN, no secret.
         for output_id, value, description in (
                 ("TenantRepairFunction", function.function_name,

@@ -4,6 +4,7 @@ schema and recorded versions."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,17 +38,24 @@ class FreshDatabase:
 
 
 @contextmanager
-def bootstrap_run_in_progress(postgres: PostgresServer, database: str) -> Iterator[None]:
+def bootstrap_run_in_progress(postgres: PostgresServer, database: str, *,
+                              ends_after: float | None = None) -> Iterator[None]:
     """Another bootstrap run, as far as the database can tell: a session holding the
-    bootstrap's advisory lock in an open transaction, until the block ends."""
+    bootstrap's advisory lock in an open transaction, until the block ends, or for
+    `ends_after` seconds if that is sooner."""
     from lambdas.tenant_bootstrap import bootstrap
 
     other = postgres.connect(database)
     other.run("BEGIN")
     other.run("SELECT pg_advisory_xact_lock(:key)", key=bootstrap.ADVISORY_LOCK)
+    ending = threading.Timer(ends_after, other.run, ["ROLLBACK"]) if ends_after else None
+    if ending:
+        ending.start()
     try:
         yield
     finally:
+        if ending:
+            ending.join()
         other.run("ROLLBACK")
         other.close()
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .bootstrap import LATEST_VERSION, apply, check
-from .connection import Connection, connect
+from .connection import Connection, close, connect
 from .errors import BootstrapError
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             result = apply(conn, target_version=args.target_version, role_passwords=passwords,
                            app_user_connection_limit=args.app_user_connection_limit)
         finally:
-            conn.close()
+            close(conn)
     except BootstrapError as err:
         print(f"tenant bootstrap: {err}", file=sys.stderr)
         return 1
@@ -119,7 +119,7 @@ def _check(dsn: str, environ: Mapping[str, str]) -> int:
         try:
             result = check(conn)
         finally:
-            conn.close()
+            close(conn)
     except BootstrapError as err:
         print(f"tenant bootstrap: {err}", file=sys.stderr)
         return 1

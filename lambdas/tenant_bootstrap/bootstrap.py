@@ -23,6 +23,7 @@ from typing import TypeVar
 import pg8000.native
 from scramp import ScramMechanism
 
+from .connection import CONNECTION_LOST
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
@@ -176,11 +177,17 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
                  lock_timeout_ms: int, keep: bool = True) -> T:
     """`work` in one transaction, committed if `keep` (else rolled back: a check), or rolled
     back on an error, which is said plainly."""
-    conn.run("BEGIN")
+    run.bound_replies(conn)
+    committing = False
     try:
+        conn.run("BEGIN")
         result = work()
+        committing = keep
         conn.run("COMMIT" if keep else "ROLLBACK")
     except BaseException as err:
+        if isinstance(err, CONNECTION_LOST):
+            # No ROLLBACK: the connection is gone, or out of step with the server.
+            raise run.connection_lost(err, committing=committing) from None
         _rollback(conn)
         if not isinstance(err, pg8000.native.DatabaseError):
             raise
@@ -189,7 +196,7 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
         why = blocked(err, lock_timeout_ms)
         if why:
             raise _Blocked(why) from None
-        raise BootstrapError(f"{'bootstrap' if keep else 'check'} failed, nothing was changed: "
+        raise BootstrapError(f"{run.task} failed, nothing was changed: "
                              f"{reason(err)}") from None
     return result
 
@@ -225,7 +232,7 @@ def _blocked(conn: pg8000.native.Connection, why: str) -> Check:
     try:
         version = current_version(conn)
         tables = tables_to_protect(conn)
-    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+    except (*CONNECTION_LOST, pg8000.native.DatabaseError) as err:
         raise BootstrapError(f"check failed, nothing was changed: it {why} while restoring, "
                              f"then could not read the catalogs: {reason(err)}") from None
     in_use = f", so a run would repair a table in use: {', '.join(tables)}" if tables else ""

@@ -3,6 +3,7 @@ by default, strict as the Lambda runtime's Python verifies."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -21,8 +22,7 @@ class Connection:
     # verify-full (default: TLS, certificate and host name checked), require or disable.
     sslmode: str = "verify-full"
     ca_file: str | None = None
-    timeout_seconds: int = 10
-
+    timeout_seconds: int = 10  # to connect and log in; see connect()
 
 
 def ssl_context_for(target: Connection) -> ssl.SSLContext | None:
@@ -42,12 +42,39 @@ def ssl_context_for(target: Connection) -> ssl.SSLContext | None:
 
 
 def connect(target: Connection) -> pg8000.native.Connection:
+    """A connection whose `timeout_seconds` bounded connecting and logging in only. pg8000
+    would keep it as the socket's timeout for every reply after, and end with a bare
+    TimeoutError any statement that takes longer (a wait for another run's lock, a long
+    migration), while the server went on with it. Replies are waited for as long as the
+    run's deadline allows instead (Deadline.bound_replies), without end where there is none."""
     ssl_context = ssl_context_for(target)
     try:
-        return pg8000.native.Connection(
+        conn = pg8000.native.Connection(
             target.user, host=target.host, port=target.port, database=target.database,
             password=target.password, ssl_context=ssl_context, timeout=target.timeout_seconds,
             application_name="boom-tenant-bootstrap")
     except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
         raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
                              f"{target.database}: {reason(err)}") from None
+    wait_for_replies(conn, None)
+    return conn
+
+
+def wait_for_replies(conn: pg8000.native.Connection, seconds: float | None) -> None:
+    """How long a read from the server may take before the connection counts as lost (None:
+    without end). pg8000 has no public setting for this after connecting; its socket is."""
+    conn._usock.settimeout(seconds)
+
+
+# What pg8000 raises when the connection itself fails: a bare socket error (TimeoutError, on
+# a reply that did not come in time) or its InterfaceError ("network error", "connection is
+# closed"). PostgreSQL's own errors are DatabaseError.
+CONNECTION_LOST = (OSError, pg8000.native.InterfaceError)
+
+
+def close(conn: pg8000.native.Connection) -> None:
+    """Closes `conn`, quietly if it is already lost: the error that lost it is the one to
+    report, not this. The server rolls back a transaction whose client is gone."""
+    with contextlib.suppress(*CONNECTION_LOST):
+        wait_for_replies(conn, 1.0)  # Terminate is one small write; never wait long on it
+        conn.close()

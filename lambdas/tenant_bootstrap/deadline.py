@@ -3,7 +3,9 @@
 Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on running the
 statement and holding the run's locks (a table's ACCESS EXCLUSIVE, say) until it noticed the
 connection gone. The handler's deadline is Lambda's remaining time less a margin; the CLI
-has none.
+has none. statement_timeout bounds every statement but what PostgreSQL does at COMMIT (it
+switches the timeout off before committing: deferred triggers run on); a reply that has not
+come REPLY_GRACE_SECONDS after the deadline counts as a lost connection.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ import time
 
 import pg8000.native
 
-from .errors import BootstrapError, sqlstate
+from .connection import wait_for_replies
+from .errors import BootstrapError, reason, sqlstate
 
 QUERY_CANCELED = "57014"  # what statement_timeout raises
+# How long past the deadline the client still waits for a reply. At the deadline the server
+# cancels the statement (statement_timeout) and answers at once; only a server or network that
+# has stopped answering is waited for longer, and given up on after this. It must stay below
+# the handler's margin before Lambda's timeout (handler.DEADLINE_MARGIN_SECONDS).
+REPLY_GRACE_SECONDS = 5.0
 
 
 # What a task cut at the deadline says: why it may have run long, and what to do next.
@@ -40,6 +48,13 @@ class Deadline:
     def seconds_left(self) -> float:
         return math.inf if self.at is None else self.at - time.monotonic()
 
+    def bound_replies(self, conn: pg8000.native.Connection) -> None:
+        """No read from the server waits past the deadline (plus REPLY_GRACE_SECONDS): a
+        database that stops answering ends the run as a lost connection, before Lambda's
+        timeout would kill it unreported. Without a deadline, reads wait as long as it takes."""
+        left = self.seconds_left()
+        wait_for_replies(conn, None if left == math.inf else max(left, 0) + REPLY_GRACE_SECONDS)
+
     def bound_statements(self, conn: pg8000.native.Connection) -> None:
         """No statement from here on runs past the deadline, as far as this transaction goes:
         called again before each step, so each gets only what is left when it starts."""
@@ -48,11 +63,24 @@ class Deadline:
             return
         if left <= 0:
             raise self.out_of_time()
+        self.bound_replies(conn)
         conn.run(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
 
     def cancelled(self, err: BaseException) -> bool:
         """Whether `err` is a statement this deadline cancelled (not an operator's cancel)."""
         return sqlstate(err) == QUERY_CANCELED and self.seconds_left() < 1
+
+    def connection_lost(self, err: Exception, *, committing: bool) -> BootstrapError:
+        """The connection failed mid-transaction (`err`, one of CONNECTION_LOST). Before the
+        COMMIT was sent, the server rolls the transaction back once it finds its client gone;
+        while the COMMIT's answer was awaited, it may have committed or not."""
+        what = (f"the connection to the database was lost while committing ({reason(err)}): "
+                "whether it committed is unknown. Run it again, or `--check`: a run repeats "
+                "nothing it already did" if committing else
+                f"the connection to the database was lost ({reason(err)}); the server rolls "
+                "the transaction back when it finds the connection gone")
+        prefix = "" if committing else ", nothing was changed"
+        return BootstrapError(f"{self.task} failed{prefix}: {what}")
 
     def out_of_time(self) -> BootstrapError:
         subject, why_and_next = _OUT_OF_TIME[self.task]

@@ -35,6 +35,7 @@ from typing import Any
 import boto3
 
 from .bootstrap import LATEST_VERSION, BootstrapError, apply
+from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secret_json
 from .repair import on_repair
@@ -101,7 +102,7 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
                        keep_newer=request == "Update",
                        app_user_connection_limit=connection_limit, deadline=deadline)
     finally:
-        conn.close()
+        close(conn)
     if result.version > target_version:
         logger.warning("database %s is at version %s, newer than TargetVersion %s: left as "
                        "it is (an update rollback, or an older template)", master.database,

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 
 from .bootstrap import LATEST_VERSION, apply
+from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master
 from .scheduled_check import event_fields
@@ -34,7 +35,7 @@ def on_repair(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     try:
         result = apply(conn, target_version=LATEST_VERSION, migrate=False, deadline=deadline)
     finally:
-        conn.close()
+        close(conn)
     logger.info("repair of %s (%s) at version %s: repaired %s", master.database, environment,
                 result.version, list(result.repaired) or "nothing")
     return {"Environment": environment, "SchemaVersion": str(result.version),

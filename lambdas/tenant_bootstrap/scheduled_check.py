@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 
 from .bootstrap import BootstrapError, check
+from .connection import close
 from .errors import BootstrapRunning, bounded
 from .master_secret import connect_as_master
 
@@ -51,7 +52,7 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         try:
             result = check(conn, deadline=deadline)
         finally:
-            conn.close()
+            close(conn)
     except BootstrapRunning as running:
         # No metric: the alarm counts a missing check as missing, not as a finding.
         logger.info("%s", running)

@@ -6,9 +6,11 @@ fix, and the database is exactly as it was (schema dump and recorded versions).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -269,21 +271,57 @@ def test_unreadable_or_malformed_secrets_fail_without_echoing_them(
         if v < bootstrap.LATEST_VERSION]
 
 
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:boom/dev/master-AbCdEf"
+
+
+def create_with_secrets_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """A Create whose Secrets Manager is `endpoint` (no moto here)."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1",
+                        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    handler.on_event({"RequestType": "Create", "LogicalResourceId": "TenantBootstrap",
+                      "ResourceProperties": {"MasterSecretArn": SECRET, "AppUserSecretArn": SECRET,
+                                             "OwnerSecretArn": SECRET, "TargetVersion": "1"}})
+
+
 def test_secrets_manager_out_of_reach_fails_with_the_reason(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # No VPC endpoint and no NAT route: botocore cannot connect at all (no moto here; a closed
-    # local port stands for the endpoint).
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "eu-west-1", "AWS_MAX_ATTEMPTS": "1",
-                        "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:1"}.items():
-        monkeypatch.setenv(name, value)
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:boom/dev/master-AbCdEf"
+    # No VPC endpoint and no NAT route: botocore cannot connect at all (a closed local port
+    # stands for the endpoint).
     with pytest.raises(bootstrap.BootstrapError, match=re.escape(
-            f"SecretArn {arn}: cannot read the secret (Could not connect to the endpoint "
+            f"SecretArn {SECRET}: cannot read the secret (Could not connect to the endpoint "
             "URL")):
-        handler.on_event({"RequestType": "Create", "LogicalResourceId": "TenantBootstrap",
-                          "ResourceProperties": {"MasterSecretArn": arn, "AppUserSecretArn": arn,
-                                                 "OwnerSecretArn": arn, "TargetVersion": "1"}})
+        create_with_secrets_at(monkeypatch, "http://127.0.0.1:1")
+
+
+def test_a_secrets_manager_that_never_answers_fails_well_before_lambdas_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An endpoint that takes each request and answers nothing: with botocore's defaults
+    # (60 s per reply, up to 5 attempts) the Lambda's 5 minutes would end first, unexplained.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def take_and_keep() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=take_and_keep, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+                f"SecretArn {SECRET}: cannot read the secret (Read timeout on endpoint URL")):
+            create_with_secrets_at(monkeypatch, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    attempts = master_secret.SECRETS_ATTEMPTS
+    assert len(accepted) == attempts
+    # Each attempt waits for its reply; standard retries back off at most 1 s, then 2 s.
+    assert time.monotonic() - started < (
+        attempts * master_secret.SECRETS_READ_TIMEOUT_SECONDS + 3 + 2)
 
 
 def test_a_certificate_from_another_ca_is_refused(postgres: PostgresServer, aws: Secrets,

@@ -32,12 +32,10 @@ import logging
 import time
 from typing import Any
 
-import boto3
-
 from .bootstrap import LATEST_VERSION, BootstrapError, apply
 from .connection import close
 from .errors import bounded
-from .master_secret import connect_as_master, secret_json
+from .master_secret import connect_as_master, secret_json, secrets_client
 from .repair import on_repair
 from .scheduled_check import on_check
 
@@ -87,7 +85,7 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     properties = _properties(raw_properties)
     target_version = _target_version(properties["TargetVersion"])
     connection_limit = _connection_limit(properties.get("AppUserConnectionLimit"))
-    secrets = boto3.client("secretsmanager")
+    secrets = secrets_client()
     passwords = {
         "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
         "boom_owner": _password(secrets, properties["OwnerSecretArn"], "OwnerSecretArn"),

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .connection import Connection, connect
@@ -25,7 +27,24 @@ PASSWORD_ATTEMPTS = 3
 RETRY_WAIT_SECONDS = 5.0
 _PASSWORD_REFUSED = "SQLSTATE 28P01"
 
+# botocore's defaults wait 60 s to connect and 60 s for each reply, over up to 5 attempts:
+# minutes against an endpoint that drops packets (a security group, a missing route), past the
+# Lambda's timeout, which would then end the run with no reason given. Secrets Manager answers
+# in well under a second; these bound one secret's read to about 15 s, backoff included.
+SECRETS_CONNECT_TIMEOUT_SECONDS = 3
+SECRETS_READ_TIMEOUT_SECONDS = 3
+SECRETS_ATTEMPTS = 3  # in all, the first included (botocore's "total_max_attempts")
+
 logger = logging.getLogger(__name__)
+
+
+def secrets_client() -> Any:
+    """The Secrets Manager client every path reads its secrets with, its waits bounded as
+    above. A new Config each time: botocore rewrites the one it is given."""
+    return boto3.client("secretsmanager", config=Config(
+        connect_timeout=SECRETS_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=SECRETS_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "total_max_attempts": SECRETS_ATTEMPTS}))
 
 
 def secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:

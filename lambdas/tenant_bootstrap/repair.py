@@ -16,12 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import boto3
-
 from .bootstrap import LATEST_VERSION, apply
 from .connection import close
 from .errors import bounded
-from .master_secret import connect_as_master
+from .master_secret import connect_as_master, secrets_client
 from .scheduled_check import event_fields
 
 logger = logging.getLogger(__name__)
@@ -31,7 +29,7 @@ logger.setLevel(logging.INFO)
 def on_repair(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     arn, environment = event_fields(event, "Repair",
                                     "the Data stack's TenantRepairEvent output")
-    master, conn = connect_as_master(boto3.client("secretsmanager"), arn)
+    master, conn = connect_as_master(secrets_client(), arn)
     try:
         result = apply(conn, target_version=LATEST_VERSION, migrate=False, deadline=deadline)
     finally:

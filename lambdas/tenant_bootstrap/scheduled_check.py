@@ -13,12 +13,10 @@ import logging
 import time
 from typing import Any
 
-import boto3
-
 from .bootstrap import BootstrapError, check
 from .connection import close
 from .errors import BootstrapRunning, bounded
-from .master_secret import connect_as_master
+from .master_secret import connect_as_master, secrets_client
 
 CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
 CHECK_FIELDS = ("MasterSecretArn", "Environment")
@@ -48,7 +46,7 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     arn, environment = event_fields(event, "Check",
                                     "the TenantGuaranteeCheck construct's schedule")
     try:
-        master, conn = connect_as_master(boto3.client("secretsmanager"), arn)
+        master, conn = connect_as_master(secrets_client(), arn)
         try:
             result = check(conn, deadline=deadline)
         finally:

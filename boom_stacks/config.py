@@ -75,6 +75,13 @@ class PgBouncerConfig:
     # them (a forgotten COMMIT, a slow call made inside a transaction) would stall every other
     # client. The seed leaves it unset (PgBouncer's default: never).
     idle_transaction_timeout_seconds: int = 60
+    # A connection whose peer has stopped answering (a failed-over database's old host, a
+    # node gone) is closed after about this long: data unacknowledged this long
+    # (tcp_user_timeout), or an idle connection whose keepalive probe, sent after this long
+    # idle, goes unanswered. With the operating system's defaults a transaction sent to a
+    # silent host waits some 15 minutes (tcp_retries2) and a dead idle server connection
+    # lingers 2 hours, so clients hang long after RDS has failed over.
+    dead_connection_seconds: int = 15
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
     # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated
     # infinite loop) and CVE-2026-6669, which 1.25.2 still had. 1.26.1's three advisories are

@@ -170,6 +170,9 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     # 0 would switch it off: a stuck client could then hold a server connection for ever.
     _in_range(f"{prefix}.idle_transaction_timeout_seconds", pool.idle_transaction_timeout_seconds,
               1, 3600)
+    # Below 5 s a passing network stall drops healthy connections; above 10 minutes clients
+    # would hang through a failover as with no setting at all.
+    _in_range(f"{prefix}.dead_connection_seconds", pool.dead_connection_seconds, 5, 600)
     _in_range(f"{prefix}.run_as_user", pool.run_as_user, 1, 2**31 - 1)
     image = _IMAGE.match(pool.image)
     if not image:

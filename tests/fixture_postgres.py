@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pg8000.native
 
 if TYPE_CHECKING:
+    from boom_stacks.config import PgBouncerConfig
     from boom_stacks.k8s.pgbouncer_ini import ClientTls
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -182,15 +183,16 @@ class PgBouncer:
 
 
 def local_pgbouncer_ini(postgres: PostgresServer, database: str,
-                        extra_databases: str = "", env: str = "prod") -> str:
-    """The product's pgbouncer.ini (`env`'s pool settings, verify-full TLS) aimed at
-    `postgres`, with the loopback-only placeholders that `running_pgbouncer` fills in."""
+                        extra_databases: str = "", env: str = "prod",
+                        pool: PgBouncerConfig | None = None) -> str:
+    """The product's pgbouncer.ini (`env`'s pool settings, or `pool`; verify-full TLS) aimed
+    at `postgres`, with the loopback-only placeholders that `running_pgbouncer` fills in."""
     from boom_stacks.config import ENVIRONMENT_CONFIGS
     from boom_stacks.k8s.pgbouncer_ini import Upstream, render_ini
 
     upstream = Upstream(host="127.0.0.1", port=postgres.port, database=database,
                         ca_file=str(postgres.ca_file))
-    ini = render_ini(ENVIRONMENT_CONFIGS[env].pgbouncer, upstream, listen_port=0,
+    ini = render_ini(pool or ENVIRONMENT_CONFIGS[env].pgbouncer, upstream, listen_port=0,
                      listen_addr="127.0.0.1", auth_file="{dir}/userlist.txt",
                      client_tls=local_client_tls(postgres),
                      extra_databases=extra_databases, runtime_dir="{dir}")

@@ -197,6 +197,10 @@ def test_zones_must_belong_to_the_primary_region() -> None:
     # 0 is PgBouncer's "never": a stuck client would hold a server connection for good.
     ("idle_transaction_timeout_seconds", 0, "range 1-3600"),
     ("idle_transaction_timeout_seconds", True, "range 1-3600"),
+    # Too short drops healthy connections in a passing stall; too long hangs clients through
+    # a failover as the kernel's defaults would.
+    ("dead_connection_seconds", 4, "range 5-600"),
+    ("dead_connection_seconds", 601, "range 5-600"),
 ])
 def test_pgbouncer_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):

@@ -176,6 +176,12 @@ def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
         "reserve_pool_size": "5", "max_db_connections": "100"}
     assert section["server_tls_sslmode"] == "verify-full"
     assert section["listen_port"] == str(PORT)
+    # A silent peer (a failed-over database's old host) is given up after about 15 s, not the
+    # kernel's 15 minutes (test_pgbouncer_silent_database.py shows both on real PgBouncer).
+    assert {k: section[k] for k in ("tcp_keepalive", "tcp_keepidle", "tcp_keepintvl",
+                                    "tcp_keepcnt", "tcp_user_timeout")} == {
+        "tcp_keepalive": "1", "tcp_keepidle": "15", "tcp_keepintvl": "5", "tcp_keepcnt": "3",
+        "tcp_user_timeout": "15000"}
     # The files the ini names are the files the pod mounts.
     mounts = {m["mountPath"] for m in objects["Deployment/pgbouncer"]["spec"]["template"][
         "spec"]["containers"][0]["volumeMounts"]}

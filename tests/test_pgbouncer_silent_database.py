@@ -1,0 +1,136 @@
+"""A database that goes silent mid-transaction does not hang PgBouncer's clients.
+
+When RDS fails over, the old primary's host stops answering: packets are dropped, not refused,
+so no connection is reset (test_pgbouncer_database_restart.py covers the reset). With the
+operating system's defaults, PgBouncer would wait for the server's reply some 15 minutes
+(tcp_retries2) and the client with it. The rendered ini closes a connection whose data goes
+unacknowledged for `dead_connection_seconds` (tcp_user_timeout), so the client gets an error
+it can retry. Real PostgreSQL 15 (its own server) and real PgBouncer; the silence is made with
+`tc` on the loopback device, dropping every packet to the database's port as it arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pg8000.native
+import pytest
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS
+from tests.fixture_postgres import (
+    PgBouncer,
+    PostgresServer,
+    bootstrapped_database,
+    local_pgbouncer_ini,
+    new_role_passwords,
+    pooler_connection,
+    running_pgbouncer,
+    running_postgres,
+)
+from tests.fixture_tenants import TENANT_A
+
+DEAD_SECONDS = 5  # the least config allows
+NO_ANSWER_WAIT = 15  # the negative control's client gives up after this long
+
+
+SINK = "boomsilent0"  # a veth left down: what is redirected to it is dropped
+
+
+def ip_or_tc(*command: str, check: bool = True) -> None:
+    subprocess.run(list(command), check=check, capture_output=True)
+
+
+@contextmanager
+def silent(port: int) -> Iterator[None]:
+    """Every packet to `port` on loopback dropped as it arrives (redirected to a device that is
+    down), as a host that is gone drops it: the sender's stack sent it and hears nothing, no
+    reset, no local error. Everything else flows. Undone however the block ends."""
+    ip_or_tc("tc", "qdisc", "del", "dev", "lo", "clsact", check=False)  # a run killed midway
+    ip_or_tc("ip", "link", "del", SINK, check=False)
+    ip_or_tc("ip", "link", "add", SINK, "type", "veth", "peer", "name", "boomsilent1")
+    try:
+        ip_or_tc("tc", "qdisc", "add", "dev", "lo", "clsact")
+        ip_or_tc("tc", "filter", "add", "dev", "lo", "ingress", "protocol", "ip", "prio", "1",
+                 "u32", "match", "ip", "dport", str(port), "0xffff",
+                 "action", "mirred", "egress", "redirect", "dev", SINK)
+        yield
+    finally:
+        ip_or_tc("tc", "qdisc", "del", "dev", "lo", "clsact", check=False)
+        ip_or_tc("ip", "link", "del", SINK)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooled:
+    server: PostgresServer
+    database: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def pooled() -> Iterator[Pooled]:
+    with running_postgres() as server:
+        passwords = new_role_passwords()
+        yield Pooled(server, bootstrapped_database(server, passwords, "silent"),
+                     passwords["app_user"])
+
+
+@contextmanager
+def bouncer(pooled: Pooled, dead_connection_seconds: int) -> Iterator[PgBouncer]:
+    pool = dataclasses.replace(ENVIRONMENT_CONFIGS["prod"].pgbouncer,
+                               dead_connection_seconds=dead_connection_seconds)
+    ini = local_pgbouncer_ini(pooled.server, pooled.database, pool=pool)
+    with running_pgbouncer(ini, f'"app_user" "{pooled.password}"\n',
+                           client_ca=pooled.server.ca_file) as running:
+        yield running
+
+
+def in_a_transaction(running: PgBouncer, pooled: Pooled) -> pg8000.native.Connection:
+    """A client inside a tenant transaction, so holding a server connection."""
+    client = pooler_connection(running, pooled.database, pooled.password,
+                               timeout=NO_ANSWER_WAIT)
+    client.run("BEGIN")
+    client.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
+    return client
+
+
+def count_bookings(running: PgBouncer, pooled: Pooled) -> int:
+    client = in_a_transaction(running, pooled)
+    try:
+        count = int(client.run("SELECT count(*) FROM app.bookings")[0][0])
+        client.run("COMMIT")
+        return count
+    finally:
+        client.close()
+
+
+def test_a_client_mid_transaction_gets_an_error_soon_after_the_database_goes_silent(
+        pooled: Pooled) -> None:
+    with bouncer(pooled, DEAD_SECONDS) as running:
+        client = in_a_transaction(running, pooled)
+        with silent(pooled.server.port):
+            started = time.monotonic()
+            with pytest.raises(pg8000.native.InterfaceError):
+                client.run("SELECT count(*) FROM app.bookings")
+            took = time.monotonic() - started
+        # PgBouncer gave up the server connection ("server conn crashed?" in its log) and closed
+        # this client's, long before the client's own 15 s: the application sees a broken
+        # connection at once and retries, as the contract asks.
+        assert DEAD_SECONDS - 1 < took < DEAD_SECONDS + 5
+        # Once the database answers again, the next transaction gets a new server connection.
+        assert count_bookings(running, pooled) == 0
+
+
+def test_negative_control_without_the_bound_the_client_hears_nothing(pooled: Pooled) -> None:
+    # The same ini with the bound at config's maximum (10 minutes): nothing comes back within
+    # NO_ANSWER_WAIT, so the test above sees the setting, not something else ending the wait.
+    with bouncer(pooled, 600) as running:
+        client = in_a_transaction(running, pooled)
+        with silent(pooled.server.port):
+            started = time.monotonic()
+            with pytest.raises((OSError, pg8000.native.InterfaceError)):
+                client.run("SELECT count(*) FROM app.bookings")  # the client's own timeout
+            assert time.monotonic() - started >= NO_ANSWER_WAIT - 1

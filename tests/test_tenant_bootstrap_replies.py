@@ -102,15 +102,21 @@ def stopped_when(postgres: PostgresServer, pid: int, condition: str) -> Iterator
         thread.join()
         resume.cancel()
         os.kill(pid, signal.SIGCONT)
-        for _ in range(500):  # it finds its client gone and ends, rolling back
-            ended = not watcher.run("SELECT EXISTS (SELECT FROM pg_stat_activity "
-                                    "WHERE pid = :p)", p=pid)[0][0]
-            if ended:
-                break
-            time.sleep(0.01)
+        ended = backend_ended(watcher, pid, within=5)  # its client gone, it rolls back
         watcher.close()
     assert stopped.is_set(), f"the backend never showed {condition}"
     assert ended, "the backend outlived its client"
+
+
+def backend_ended(watcher: pg8000.native.Connection, pid: int, *, within: float) -> bool:
+    """Whether the backend `pid` is gone from pg_stat_activity within `within` seconds."""
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        if not watcher.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = :p)",
+                           p=pid)[0][0]:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_a_database_that_stops_answering_ends_the_run_before_lambda_would(
@@ -158,11 +164,7 @@ def test_a_commit_still_running_at_the_deadline_is_reported_as_of_unknown_outcom
     assert "whether it committed is unknown. Run it again" in str(failed.value)
     watcher = postgres.connect()
     try:
-        for _ in range(1500):
-            if not watcher.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = :p)",
-                               p=pid)[0][0]:
-                break
-            time.sleep(0.01)
+        assert backend_ended(watcher, pid, within=15), "the backend never finished its COMMIT"
     finally:
         watcher.close()
     # It did commit, after the run had given up: hence "unknown", never "nothing changed".

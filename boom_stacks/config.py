@@ -80,7 +80,8 @@ class PgBouncerConfig:
     # (tcp_user_timeout), or an idle connection whose keepalive probe, sent after this long
     # idle, goes unanswered. With the operating system's defaults a transaction sent to a
     # silent host waits some 15 minutes (tcp_retries2) and a dead idle server connection
-    # lingers 2 hours, so clients hang long after RDS has failed over.
+    # lingers 2 hours, so clients hang long after RDS has failed over. It guards PgBouncer's
+    # client sockets too: a client that stops reading a result this long is cut off.
     dead_connection_seconds: int = 15
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
     # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated

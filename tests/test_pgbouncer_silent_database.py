@@ -12,7 +12,10 @@ it can retry. Real PostgreSQL 15 (its own server) and real PgBouncer; the silenc
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,3 +137,57 @@ def test_negative_control_without_the_bound_the_client_hears_nothing(pooled: Poo
             with pytest.raises((OSError, pg8000.native.InterfaceError)):
                 client.run("SELECT count(*) FROM app.bookings")  # the client's own timeout
             assert time.monotonic() - started >= NO_ANSWER_WAIT - 1
+
+
+# A client that sends a query for a 50 MB result and stops itself (SIGSTOP) before reading
+# any of it, as an application stalls; once continued, it reads the result, or says why not.
+SLOW_READER = """
+import os, signal, ssl, pg8000.native
+context = ssl.create_default_context(cafile=os.environ["CA"])
+conn = pg8000.native.Connection("app_user", host="127.0.0.1", port=int(os.environ["PORT"]),
+                                database=os.environ["DB"], password=os.environ["PASSWORD"],
+                                ssl_context=context, timeout=60)
+read_replies = conn.handle_messages
+
+def stall_then_read(context):
+    print("asked", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return read_replies(context)
+
+conn.handle_messages = stall_then_read
+try:
+    rows = conn.run("SELECT repeat('x', 500) FROM generate_series(1, 100000)")
+    print("read", len(rows))
+except Exception as err:
+    print("cut", type(err).__name__)
+"""
+
+
+def read_after_a_stall(running: PgBouncer, pooled: Pooled, stall: float) -> str:
+    """What SLOW_READER says when it stalls `stall` seconds before reading its result."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_READER], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CA": str(pooled.server.ca_file), "PORT": str(running.port),
+             "DB": pooled.database, "PASSWORD": pooled.password})
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "asked\n"  # then it stops itself
+        time.sleep(stall)  # meanwhile the result fills its socket buffer and stays there
+        os.kill(child.pid, signal.SIGCONT)
+        out, _ = child.communicate(timeout=60)
+        return out.strip()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_client_that_stops_reading_for_longer_than_the_bound_is_cut_off_too(
+        pooled: Pooled) -> None:
+    # The same timeout guards PgBouncer's client sockets: data the client's kernel stops
+    # acknowledging (a full receive window) for that long ends the connection. So the contract
+    # says: never stop reading a result for that long. Reading on after a shorter pause is fine.
+    with bouncer(pooled, DEAD_SECONDS) as running:
+        assert read_after_a_stall(running, pooled, DEAD_SECONDS + 3).startswith("cut ")
+        assert read_after_a_stall(running, pooled, 1) == "read 100000"
+    with bouncer(pooled, 600) as running:  # negative control: the same stall, no bound
+        assert read_after_a_stall(running, pooled, DEAD_SECONDS + 3) == "read 100000"

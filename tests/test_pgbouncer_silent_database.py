@@ -24,6 +24,7 @@ import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
+from tests.fixture_network import silent
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -38,32 +39,6 @@ from tests.fixture_tenants import TENANT_A
 
 DEAD_SECONDS = 5  # the least config allows
 NO_ANSWER_WAIT = 15  # the negative control's client gives up after this long
-
-
-SINK = "boomsilent0"  # a veth left down: what is redirected to it is dropped
-
-
-def ip_or_tc(*command: str, check: bool = True) -> None:
-    subprocess.run(list(command), check=check, capture_output=True)
-
-
-@contextmanager
-def silent(port: int) -> Iterator[None]:
-    """Every packet to `port` on loopback dropped as it arrives (redirected to a device that is
-    down), as a host that is gone drops it: the sender's stack sent it and hears nothing, no
-    reset, no local error. Everything else flows. Undone however the block ends."""
-    ip_or_tc("tc", "qdisc", "del", "dev", "lo", "clsact", check=False)  # a run killed midway
-    ip_or_tc("ip", "link", "del", SINK, check=False)
-    ip_or_tc("ip", "link", "add", SINK, "type", "veth", "peer", "name", "boomsilent1")
-    try:
-        ip_or_tc("tc", "qdisc", "add", "dev", "lo", "clsact")
-        ip_or_tc("tc", "filter", "add", "dev", "lo", "ingress", "protocol", "ip", "prio", "1",
-                 "u32", "match", "ip", "dport", str(port), "0xffff",
-                 "action", "mirred", "egress", "redirect", "dev", SINK)
-        yield
-    finally:
-        ip_or_tc("tc", "qdisc", "del", "dev", "lo", "clsact", check=False)
-        ip_or_tc("ip", "link", "del", SINK)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,9 @@ from boom_stacks.constructs.log_groups import encrypted_log_group
 ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15)
 LOG_EXPORTS = ("postgresql", "upgrade")
 MASTER_USERNAME = "boom_admin"
+# PostgreSQL's TCP keepalive towards its clients (the PgBouncer pods): see the parameter group.
+DEAD_CLIENT_KEEPALIVE = {"tcp_keepalives_idle": 60, "tcp_keepalives_interval": 10,
+                         "tcp_keepalives_count": 3}
 
 
 class TenantDatabase(Construct):
@@ -51,6 +54,11 @@ class TenantDatabase(Construct):
                 # injection, would lock every pooled client out until the next bootstrap run
                 # set the secret's password again. Static, so in force from the first boot.
                 "rds.restrict_password_commands": "1",
+                # A PgBouncer whose node vanished never closes its server connections, and
+                # they count against app_user's CONNECTION LIMIT beside its replacement's.
+                # PostgreSQL finds them dead by keepalive: here after 60 s idle and 3
+                # unanswered probes 10 s apart, 90 s in all (RDS's defaults: 300 s, 2 x 30 s).
+                **{name: str(value) for name, value in DEAD_CLIENT_KEEPALIVE.items()},
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.

@@ -37,6 +37,17 @@ PGBOUNCER = (os.environ.get("BOOM_PGBOUNCER") or (str(_BUILT[-1]) if _BUILT else
              or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
 
 
+def app_user_userlist(password: str) -> str:
+    """PgBouncer's auth_file for app_user with `password`, as the pods' Secret holds it."""
+    return f'"app_user" "{password}"\n'
+
+
+def backend_alive(conn: pg8000.native.Connection, pid: int) -> bool:
+    """Whether the server process `pid` still shows in pg_stat_activity (asked over `conn`)."""
+    return bool(conn.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = :p)",
+                         p=pid)[0][0])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -29,6 +29,7 @@ from tests.fixture_k8s import manifests, rendered_ini
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     new_role_passwords,
@@ -114,7 +115,7 @@ def fill_pools(db: Database, pods: int, expected: int) -> Peak:
     """Run `pods` PgBouncers, send each more long statements than its pools hold, and
     look at the database when the poolers hold `expected` connections (or stop growing)."""
     ini = local_pgbouncer_ini(db.server, db.name, env="dev")
-    userlist = f'"app_user" "{db.passwords["app_user"]}"\n'
+    userlist = app_user_userlist(db.passwords["app_user"])
 
     def client(bouncer: PgBouncer) -> None:
         try:

@@ -18,7 +18,7 @@ from aws_cdk.assertions import Match
 
 from boom_stacks.constructs.tenant_database import DEAD_CLIENT_KEEPALIVE
 from tests.fixture_network import silent
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, backend_alive
 from tests.fixture_synth import Synthesized
 
 SCALED = {"tcp_keepalives_idle": 2, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 2}
@@ -47,11 +47,6 @@ def backend(conn: pg8000.native.Connection) -> tuple[int, int]:
     return int(pid), int(port)
 
 
-def alive(watcher: pg8000.native.Connection, pid: int) -> bool:
-    return bool(watcher.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = :p)",
-                            p=pid)[0][0])
-
-
 def test_postgres_ends_a_vanished_clients_backend_by_keepalive(postgres: PostgresServer) -> None:
     watcher = postgres.connect()
     reaped, kept = postgres.connect(), postgres.connect()
@@ -62,12 +57,12 @@ def test_postgres_ends_a_vanished_clients_backend_by_keepalive(postgres: Postgre
         kept_pid, kept_port = backend(kept)  # the kernel's defaults: 2 hours idle
         with silent(reaped_port, kept_port):
             started = time.monotonic()
-            while alive(watcher, reaped_pid) and time.monotonic() - started < 15:
+            while backend_alive(watcher, reaped_pid) and time.monotonic() - started < 15:
                 time.sleep(0.1)
             took = time.monotonic() - started
             # Negative control: the same silence, the kernel's keepalive, still there.
-            assert alive(watcher, kept_pid)
-        assert not alive(watcher, reaped_pid)
+            assert backend_alive(watcher, kept_pid)
+        assert not backend_alive(watcher, reaped_pid)
         assert took < reaped_after(SCALED) + 3
     finally:
         for conn in (reaped, kept, watcher):

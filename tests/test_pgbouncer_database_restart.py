@@ -18,6 +18,7 @@ import pytest
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     new_role_passwords,
@@ -36,7 +37,7 @@ def pooled() -> Iterator[tuple[PostgresServer, PgBouncer, str, str]]:
     with running_postgres() as server:
         passwords = new_role_passwords()
         database = bootstrapped_database(server, passwords, "restart")
-        userlist = f'"app_user" "{passwords["app_user"]}"\n'
+        userlist = app_user_userlist(passwords["app_user"])
         with running_pgbouncer(local_pgbouncer_ini(server, database), userlist,
                                client_ca=server.ca_file) as bouncer:
             yield server, bouncer, database, passwords["app_user"]

@@ -30,6 +30,7 @@ from tests.fixture_k8s import manifests, rendered_ini
 from tests.fixture_postgres import (
     PG_BIN,
     PostgresServer,
+    app_user_userlist,
     free_port,
     give_to_postgres,
     local_client_tls,
@@ -82,7 +83,7 @@ class AfterAttack:
 
 def attack(postgres: PostgresServer, ini: str, database: str) -> AfterAttack:
     tls = client_tls(postgres.ca_file)
-    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+    with running_pgbouncer(ini, app_user_userlist("unused")) as bouncer:
         attacker = startup_reply(bouncer.port, {"user": "app_user", "database": database,
                                                 "options": "-c="}, tls=tls)
         regular = startup_reply(bouncer.port, {"user": "app_user", "database": database},
@@ -160,7 +161,7 @@ def test_clients_must_speak_tls_1_3_to_the_pooler(postgres: PostgresServer, tena
     ini = local_pgbouncer_ini(postgres, tenant_db)
     assert "client_tls_sslmode = require\n" in ini and "client_tls_protocols = tlsv1.3\n" in ini
     hello = {"user": "app_user", "database": tenant_db}
-    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+    with running_pgbouncer(ini, app_user_userlist("unused")) as bouncer:
         # TLS 1.3, PgBouncer's certificate verified against the CA: asked for the password
         assert startup_reply(bouncer.port, hello, tls=client_tls(postgres.ca_file)) == \
             AUTHENTICATION_REQUEST
@@ -179,7 +180,7 @@ def test_the_probe_does_not_depend_on_the_database(postgres: PostgresServer,
     ini = local_pgbouncer_ini(postgres, tenant_db).replace(
         f"port={postgres.port} dbname={tenant_db}", f"port={dead_port} dbname={tenant_db}")
     assert f"port={dead_port}" in ini
-    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+    with running_pgbouncer(ini, app_user_userlist("unused")) as bouncer:
         probe = subprocess.run(local_probe(bouncer.port, tenant_db), capture_output=True,
                                timeout=30, check=False)
     # Then the probe still passes: PgBouncer answers from its own userlist, so a database
@@ -220,6 +221,6 @@ def _serve_ecdsa_certificate(postgres: PostgresServer, tenant_db: str, tls_dir: 
         local_client_tls(postgres).cert_file, str(tls_dir / "tls.crt")).replace(
         local_client_tls(postgres).key_file, str(tls_dir / "tls.key"))
     assert str(tls_dir / "tls.key") in ini
-    with running_pgbouncer(ini, '"app_user" "unused"\n') as bouncer:
+    with running_pgbouncer(ini, app_user_userlist("unused")) as bouncer:
         return startup_reply(bouncer.port, {"user": "app_user", "database": tenant_db},
                              tls=client_tls(postgres.ca_file))

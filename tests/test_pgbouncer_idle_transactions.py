@@ -23,6 +23,7 @@ from tests.fixture_bootstrap import bookings_needing_a_locking_repair
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     pooler_connection,
@@ -47,7 +48,7 @@ def one_connection_pool(ini: str, timeout_seconds: int) -> str:
 def bouncer(request: pytest.FixtureRequest, postgres: PostgresServer,
             role_passwords: dict[str, str]) -> Iterator[tuple[PgBouncer, str, int]]:
     database = bootstrapped_database(postgres, role_passwords, "idle")
-    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    userlist = app_user_userlist(role_passwords["app_user"])
     ini = one_connection_pool(local_pgbouncer_ini(postgres, database), request.param)
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as running:
         yield running, database, request.param

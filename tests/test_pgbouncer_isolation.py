@@ -14,6 +14,7 @@ import pytest
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     local_pgbouncer_ini,
     pooler_connection,
     run_clients,
@@ -30,7 +31,7 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
     control = (f"control = host=127.0.0.1 port={postgres.port} dbname={tenant_db} "
                "pool_size=1\n")
     ini = local_pgbouncer_ini(postgres, tenant_db, extra_databases=control)
-    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    userlist = app_user_userlist(role_passwords["app_user"])
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
         yield bouncer
 

@@ -16,6 +16,7 @@ from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     pooler_connection,
@@ -38,7 +39,7 @@ def at_version_5(postgres: PostgresServer,
     admin = postgres.connect(database)
     admin.run("ANALYZE app.bookings")  # so 0006 must drop tenant_id's statistics: the lock
     admin.close()
-    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    userlist = app_user_userlist(role_passwords["app_user"])
     with running_pgbouncer(local_pgbouncer_ini(postgres, database), userlist,
                            client_ca=postgres.ca_file) as bouncer:
         yield bouncer, database

@@ -16,6 +16,7 @@ import pytest
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     pooler_connection,
@@ -43,7 +44,7 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str], seeded: 
                     "pool_size=1\n"
                     for name, database in ((LATEST, seeded), (EARLIER, earlier_database)))
     ini = local_pgbouncer_ini(postgres, seeded, extra_databases=pools)
-    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    userlist = app_user_userlist(role_passwords["app_user"])
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
         yield bouncer
 

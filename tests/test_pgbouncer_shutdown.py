@@ -21,6 +21,7 @@ from tests.fixture_k8s import manifests
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     local_pgbouncer_ini,
     pooler_connection,
     running_pgbouncer,
@@ -41,7 +42,7 @@ class Outcome:
 def bouncer(postgres: PostgresServer, tenant_db: str,
             role_passwords: dict[str, str]) -> Iterator[PgBouncer]:
     ini = local_pgbouncer_ini(postgres, tenant_db)
-    userlist = f'"app_user" "{role_passwords["app_user"]}"\n'
+    userlist = app_user_userlist(role_passwords["app_user"])
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as running:
         yield running
 

@@ -28,6 +28,7 @@ from tests.fixture_network import silent
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
+    app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
     new_role_passwords,
@@ -61,7 +62,7 @@ def bouncer(pooled: Pooled, dead_connection_seconds: int) -> Iterator[PgBouncer]
     pool = dataclasses.replace(ENVIRONMENT_CONFIGS["prod"].pgbouncer,
                                dead_connection_seconds=dead_connection_seconds)
     ini = local_pgbouncer_ini(pooled.server, pooled.database, pool=pool)
-    with running_pgbouncer(ini, f'"app_user" "{pooled.password}"\n',
+    with running_pgbouncer(ini, app_user_userlist(pooled.password),
                            client_ca=pooled.server.ca_file) as running:
         yield running
 

@@ -25,7 +25,7 @@ from lambdas.tenant_bootstrap import bootstrap, handler
 from lambdas.tenant_bootstrap.connection import Connection, close, connect
 from lambdas.tenant_bootstrap.deadline import REPLY_GRACE_SECONDS
 from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, backend_alive
 
 CONNECT_TIMEOUT = 1  # seconds: every wait below is longer
 RESUME_AFTER = 20.0  # seconds: a stopped backend is resumed by then whatever happens
@@ -112,8 +112,7 @@ def backend_ended(watcher: pg8000.native.Connection, pid: int, *, within: float)
     """Whether the backend `pid` is gone from pg_stat_activity within `within` seconds."""
     until = time.monotonic() + within
     while time.monotonic() < until:
-        if not watcher.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = :p)",
-                           p=pid)[0][0]:
+        if not backend_alive(watcher, pid):
             return True
         time.sleep(0.01)
     return False

@@ -23,7 +23,7 @@ from typing import TypeVar
 import pg8000.native
 from scramp import ScramMechanism
 
-from .connection import CONNECTION_LOST
+from .connection import CONNECTION_LOST, DRIVER_ERRORS
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
@@ -232,7 +232,7 @@ def _blocked(conn: pg8000.native.Connection, why: str) -> Check:
     try:
         version = current_version(conn)
         tables = tables_to_protect(conn)
-    except (*CONNECTION_LOST, pg8000.native.DatabaseError) as err:
+    except DRIVER_ERRORS as err:
         raise BootstrapError(f"check failed, nothing was changed: it {why} while restoring, "
                              f"then could not read the catalogs: {reason(err)}") from None
     in_use = f", so a run would repair a table in use: {', '.join(tables)}" if tables else ""
@@ -332,11 +332,11 @@ def _take_the_database(conn: pg8000.native.Connection, run: Deadline, lock_timeo
 def _described_lock_holders(conn: pg8000.native.Connection) -> str:
     try:
         return lock_holders(conn)
-    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+    except DRIVER_ERRORS as err:
         return f"(could not list them: {reason(err)})"
 
 
 def _rollback(conn: pg8000.native.Connection) -> None:
     # If the connection is gone, the server rolls back on its own.
-    with contextlib.suppress(OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError):
+    with contextlib.suppress(*DRIVER_ERRORS):
         conn.run("ROLLBACK")

@@ -11,6 +11,12 @@ import pg8000.native
 
 from .errors import BootstrapError, reason
 
+# What pg8000 raises when the connection itself fails: a bare socket error (TimeoutError, on
+# a reply that did not come in time) or its InterfaceError ("network error", "connection is
+# closed"). PostgreSQL's own errors are DatabaseError; DRIVER_ERRORS is either.
+CONNECTION_LOST = (OSError, pg8000.native.InterfaceError)
+DRIVER_ERRORS = (*CONNECTION_LOST, pg8000.native.DatabaseError)
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -53,7 +59,7 @@ def connect(target: Connection) -> pg8000.native.Connection:
             target.user, host=target.host, port=target.port, database=target.database,
             password=target.password, ssl_context=ssl_context, timeout=target.timeout_seconds,
             application_name="boom-tenant-bootstrap")
-    except (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError) as err:
+    except DRIVER_ERRORS as err:
         raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
                              f"{target.database}: {reason(err)}") from None
     wait_for_replies(conn, None)
@@ -64,12 +70,6 @@ def wait_for_replies(conn: pg8000.native.Connection, seconds: float | None) -> N
     """How long a read from the server may take before the connection counts as lost (None:
     without end). pg8000 has no public setting for this after connecting; its socket is."""
     conn._usock.settimeout(seconds)
-
-
-# What pg8000 raises when the connection itself fails: a bare socket error (TimeoutError, on
-# a reply that did not come in time) or its InterfaceError ("network error", "connection is
-# closed"). PostgreSQL's own errors are DatabaseError.
-CONNECTION_LOST = (OSError, pg8000.native.InterfaceError)
 
 
 def close(conn: pg8000.native.Connection) -> None:

@@ -17,7 +17,8 @@ from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import TENANT_A, Conn, committed, connect_as
 
-DECLARED = [["app_user", ["search_path=app"]], ["boom_owner", ["search_path=app"]]]
+DECLARED = [["app_user", ["search_path=app", "statement_timeout=30s"]],
+            ["boom_owner", ["search_path=app"]]]
 
 
 def role_settings(conn: Conn) -> list[list[object]]:

@@ -219,7 +219,8 @@ def local_client_tls(postgres: PostgresServer) -> ClientTls:
 
 
 def pooler_connection(bouncer: PgBouncer, database: str, password: str, *,
-                      user: str = "app_user", timeout: int = 60) -> pg8000.native.Connection:
+                      user: str = "app_user", timeout: int = 60,
+                      startup_params: dict[str, str] | None = None) -> pg8000.native.Connection:
     """A client of PgBouncer as the pods require: TLS 1.3, certificate verified."""
     import ssl
     assert bouncer.client_ca is not None, "running_pgbouncer(..., client_ca=) was not given"
@@ -227,7 +228,7 @@ def pooler_connection(bouncer: PgBouncer, database: str, password: str, *,
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     return pg8000.native.Connection(user, host="127.0.0.1", port=bouncer.port,
                                     database=database, password=password, ssl_context=context,
-                                    timeout=timeout)
+                                    timeout=timeout, startup_params=startup_params)
 
 
 @contextmanager

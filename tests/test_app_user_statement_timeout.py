@@ -105,6 +105,23 @@ def test_a_statement_over_the_bound_fails_and_the_pool_serves_the_next_client(
         other.close()
 
 
+def test_a_client_cannot_drop_the_bound_when_it_connects(
+        pgbouncer: PgBouncer, role_passwords: dict[str, str]) -> None:
+    # libpq's options=-c ... reaches PgBouncer as the startup parameter "options", which it
+    # ignores (ignore_startup_parameters): the session has the bound anyway
+    unbound = pooler_connection(pgbouncer, POOL, role_passwords["app_user"],
+                                startup_params={"options": "-c statement_timeout=0"})
+    try:
+        assert in_transaction(unbound, "SHOW statement_timeout") == [[BOUND]]
+    finally:
+        unbound.close()
+    # and a driver's own statement_timeout parameter (node-postgres sends one) is refused
+    with pytest.raises(pg8000.native.DatabaseError,
+                       match="unsupported startup parameter.*statement_timeout"):
+        pooler_connection(pgbouncer, POOL, role_passwords["app_user"],
+                          startup_params={"statement_timeout": "0"})
+
+
 def test_migrations_and_the_bootstrap_are_not_bound(
         postgres: PostgresServer, role_passwords: dict[str, str], database: str) -> None:
     # boom_owner's migrations run under the bootstrap's deadline, not the application's bound

@@ -149,6 +149,10 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
     ("postgresql://u@127.0.0.1:notaport/db", "port is not a number"),
     ("postgresql://u@127.0.0.1/db?sslmode=verify-full&sslrootcrt=ca.pem",
      "parameters sslrootcrt are not supported: use sslmode and sslrootcert"),
+    # libpq verifies a given root certificate under require; this would not: refused
+    ("postgresql://u@127.0.0.1/db?sslmode=require&sslrootcert=ca.pem",
+     "sslrootcert is used with sslmode=verify-full only, not require"),
+    ("postgresql://u@127.0.0.1/db?sslrootcert=", "sslrootcert is empty"),
 ])
 def test_cli_rejects_bad_dsns(dsn: str, message: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -184,6 +188,23 @@ def test_cli_refuses_bad_arguments_before_connecting(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "cannot connect" not in err
+
+
+@pytest.mark.parametrize(("ca_file", "reason"), [
+    ("missing.pem", "No such file or directory"),
+    ("", "Is a directory"),  # the test's directory itself
+    ("not-a-certificate.pem", "NO_CERTIFICATE_OR_CRL_FOUND"),
+])
+def test_cli_names_an_unusable_ca_file_before_connecting(
+        ca_file: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "not-a-certificate.pem").write_text("not a certificate\n")
+    path = tmp_path / ca_file
+    # Port 1 refuses connections: a message about the connection would mean it tried first.
+    assert main(["--dsn", f"postgresql://u@127.0.0.1:1/db?sslrootcert={path}"],
+                environ={}) == 1
+    err = capsys.readouterr().err
+    assert f"sslrootcert '{path}': cannot load CA certificates from it" in err
+    assert reason in err and "Traceback" not in err and "cannot connect" not in err
 
 
 def test_cli_fails_clearly_on_unreachable_host_and_bad_password(

@@ -40,10 +40,20 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
         # A misspelt sslrootcert fell back to the system's CAs: a certificate error, not a name.
         raise BootstrapError(f"--dsn parameters {', '.join(unknown)} are not supported: use "
                              f"{' and '.join(DSN_PARAMETERS)} (see --help)")
+    sslmode = query.get("sslmode", "verify-full")
+    if query.get("sslrootcert") == "":
+        raise BootstrapError("--dsn: sslrootcert is empty: name a PEM file of CA certificates, "
+                             "or leave it out to trust the system's CAs")
+    if "sslrootcert" in query and sslmode != "verify-full":
+        # libpq would verify the CA with sslmode=require and a root certificate; this would
+        # not: refuse rather than leave the operator believing the server was verified.
+        raise BootstrapError(f"--dsn: sslrootcert is used with sslmode=verify-full only, not "
+                             f"{sslmode}: drop sslmode (verify-full is the default) or "
+                             "sslrootcert")
     return Connection(
         host=parts.hostname, port=port, database=database, user=unquote(parts.username),
         password=unquote(parts.password) if parts.password else environ.get("PGPASSWORD"),
-        sslmode=query.get("sslmode", "verify-full"), ca_file=query.get("sslrootcert"))
+        sslmode=sslmode, ca_file=query.get("sslrootcert"))
 
 
 def _redacted(dsn: str) -> str:

@@ -34,7 +34,13 @@ class Connection:
 def ssl_context_for(target: Connection) -> ssl.SSLContext | None:
     ssl_context: ssl.SSLContext | None = None
     if target.sslmode == "verify-full":
-        ssl_context = ssl.create_default_context(cafile=target.ca_file)
+        try:
+            ssl_context = ssl.create_default_context(cafile=target.ca_file)
+        except (OSError, ssl.SSLError) as err:  # no such file, unreadable, or no certificate
+            raise BootstrapError(
+                f"sslrootcert {target.ca_file!r}: cannot load CA certificates from it "
+                f"({err.strerror or err}): give a PEM file of the CAs that signed the "
+                "server's certificate (for RDS, the region's bundle)") from None
         # Python 3.13+ (the Lambda runtime) verifies strictly by default; do so everywhere,
         # so a certificate that local tests accept is one the Lambda accepts too.
         ssl_context.verify_flags |= ssl.VERIFY_X509_STRICT

@@ -173,8 +173,11 @@ def older_database(postgres: PostgresServer) -> str:
      "AppUserConnectionLimit '0' is not a whole number of at least 1"),
     (lambda e: e["ResourceProperties"].update(AppUserConnectionLimit="lots"),
      "AppUserConnectionLimit 'lots' is not a whole number"),
+    (lambda e: e["ResourceProperties"].update(MasterSecretArn=[e["ResourceProperties"]
+                                                               ["MasterSecretArn"]]),
+     "ResourceProperties MasterSecretArn: expected a string, not a list or an object"),
 ], ids=["no-properties", "null-properties", "no-master", "no-role-secrets", "version-word",
-        "version-unknown", "request-type", "limit-zero", "limit-word"])
+        "version-unknown", "request-type", "limit-zero", "limit-word", "master-list"])
 def test_bad_events_fail_clearly_and_change_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         change: Any, message: str) -> None:
@@ -184,6 +187,14 @@ def test_bad_events_fail_clearly_and_change_nothing(
     with pytest.raises(bootstrap.BootstrapError, match=message):
         handler.on_event(bad)
     assert (state(postgres, older_database), app_user_connection_limit(postgres)) == before
+
+
+@pytest.mark.parametrize("payload", [None, [], "tenant-guarantees", 7])
+def test_an_event_that_is_not_an_object_is_named(payload: Any) -> None:
+    # `aws lambda invoke --payload` takes any JSON; nothing is read or connected before this
+    with pytest.raises(bootstrap.BootstrapError, match=f"the event is '{type(payload).__name__}', "
+                       "not a JSON object"):
+        handler.on_event(payload)
 
 
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")

@@ -52,9 +52,14 @@ logger.setLevel(logging.INFO)
 
 def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     try:
-        if isinstance(event, dict) and "Check" in event:
+        if not isinstance(event, dict):
+            raise BootstrapError(
+                f"the event is {type(event).__name__!r}, not a JSON object: CloudFormation "
+                "sends one, and an operator's repair sends the Data stack's TenantRepairEvent "
+                "output as it is")
+        if "Check" in event:
             return on_check(event, _deadline(context))
-        if isinstance(event, dict) and "Repair" in event:
+        if "Repair" in event:
             return on_repair(event, _deadline(context))
         return _on_event(event, _deadline(context))
     except BootstrapError as err:
@@ -125,8 +130,15 @@ def _properties(properties: object) -> dict[str, str]:
     if missing:
         raise BootstrapError(f"ResourceProperties missing {', '.join(missing)}: set them on the "
                              "TenantBootstrap resource (TenantBootstrap construct does this)")
-    return {name: str(properties[name]) for name in (*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)
-            if properties.get(name) is not None}
+    names = [name for name in (*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)
+             if properties.get(name) is not None]
+    # CloudFormation passes scalars as strings; a list or an object is a template's mistake.
+    nested = [name for name in names if isinstance(properties[name], (dict, list))]
+    if nested:
+        raise BootstrapError(f"ResourceProperties {', '.join(nested)}: expected a string, not "
+                             "a list or an object; the TenantBootstrap construct sets each as "
+                             "one")
+    return {name: str(properties[name]) for name in names}
 
 
 def _connection_limit(raw: str | None) -> int | None:

@@ -27,6 +27,10 @@ CONTEXT_KEYS = ("env", "account")
 _CONTEXT_KEY_SPELLINGS = {"env": "env", "environment": "env", "stage": "env",
                           "account": "account", "account_id": "account", "accountid": "account",
                           "aws_account": "account"}
+# Regions are config, not context: a `-c region=...` that was silently ignored would synth
+# and deploy the environment where config puts it, not where its author meant.
+_REGION_SPELLINGS = ("region", "aws_region", "awsregion", "default_region", "primary_region",
+                     "dr_region")
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig:
@@ -185,6 +189,12 @@ def _reject_typos(context: Mapping[str, Any]) -> None:
     for key in context:
         if key in CONTEXT_KEYS or key.startswith(("@", "aws:", "cdk")):
             continue
+        if difflib.get_close_matches(key.lower(), _REGION_SPELLINGS, n=1, cutoff=0.75):
+            raise ConfigError(f"context key {key!r}", context[key], "is not a context key: "
+                              "each environment's regions are config",
+                              "Set primary_region (and dr_region) of the environment in "
+                              "boom_stacks/config.py, so every synth, diff and deploy of it "
+                              "uses the same regions")
         close = difflib.get_close_matches(key.lower(), _CONTEXT_KEY_SPELLINGS, n=1, cutoff=0.75)
         if close:
             known = _CONTEXT_KEY_SPELLINGS[close[0]]

@@ -71,6 +71,15 @@ def test_context_key_typos_are_named_with_the_fix(key: str, suggestion: str) -> 
         load_config({key: "prod"}, {})
 
 
+@pytest.mark.parametrize("key", ["region", "AWS_REGION", "regoin", "primary_region", "dr_region"])
+def test_a_region_from_context_is_refused_not_ignored(key: str) -> None:
+    # The stacks take their regions from config: a context region would be silently ignored
+    with pytest.raises(ConfigError, match=rf"context key '{key}' = 'eu-west-1': is not a "
+                       r"context key: each environment's regions are config\. Set "
+                       r"primary_region .* in boom_stacks/config\.py"):
+        load_config({key: "eu-west-1", "env": "prod"}, {})
+
+
 def test_feature_flags_and_cdk_keys_are_not_typos() -> None:
     context = {"@aws-cdk/core:defaultCrossStackReferences": "strong",
                "aws:cdk:bundling-stacks": [], "env": "staging"}

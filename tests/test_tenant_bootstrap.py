@@ -115,6 +115,27 @@ def test_passwords_for_unknown_roles_are_refused_before_anything_changes(
     assert schema_dump(postgres, fresh.name) == before
 
 
+@pytest.mark.parametrize("password", ["", "short-pw-15char", None])
+def test_a_short_or_empty_password_is_refused_before_anything_changes(
+        postgres: PostgresServer, fresh: FreshDatabase, password: str | None,
+        role_passwords: dict[str, str]) -> None:
+    before = schema_dump(postgres, fresh.name)
+    with pytest.raises(bootstrap.BootstrapError, match=re.escape(
+            "the password given for boom_owner is shorter than 16 characters")) as refused:
+        bootstrap.apply(fresh.conn, role_passwords={"app_user": role_passwords["app_user"],
+                                                    "boom_owner": password})  # type: ignore
+    assert schema_dump(postgres, fresh.name) == before
+    assert not password or password not in str(refused.value)
+
+
+def test_cli_refuses_an_empty_password_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    # An exported but empty BOOM_OWNER_PASSWORD: refused, not set as the empty password.
+    # Port 1 refuses connections: the check comes first, it needs no database.
+    assert main(["--dsn", "postgresql://u@127.0.0.1:1/db?sslmode=disable"],
+                environ={"BOOM_OWNER_PASSWORD": ""}) == 1
+    assert "password given for boom_owner is shorter than 16" in capsys.readouterr().err
+
+
 def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer, fresh: FreshDatabase,
                                                    role_passwords: dict[str, str]) -> None:
     # Roles are cluster-wide: set the session's own password, which other tests rely on.

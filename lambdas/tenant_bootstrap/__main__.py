@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .bootstrap import LATEST_VERSION, apply, check
+from .bootstrap import LATEST_VERSION, apply, check, check_role_passwords
 from .connection import Connection, close, connect
 from .errors import BootstrapError
 
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     passwords = {role: environ[var] for role, var in PASSWORD_VARIABLES.items() if var in environ}
     try:
         target = parse_dsn(args.dsn, environ)
+        check_role_passwords(passwords)
         conn = connect(target)
         try:
             result = apply(conn, target_version=args.target_version, role_passwords=passwords,

@@ -40,6 +40,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
+MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # A check waits this long at most for a table lock: a check only asks for one where drift
 # needs a table altered, which is a finding whether or not the lock comes, so it never holds
@@ -112,6 +113,21 @@ def scram_verifier(password: str) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
+def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
+    """BootstrapError unless each password is for one of ROLES and long enough; it names
+    roles, never values. Runs before anything connects or changes."""
+    unknown_roles = set(role_passwords) - set(ROLES)
+    if unknown_roles:
+        raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
+                             f"roles are {', '.join(ROLES)}")
+    weak = sorted(role for role, password in role_passwords.items()
+                  if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS)
+    if weak:
+        raise BootstrapError(f"the password given for {', '.join(weak)} is shorter than "
+                             f"{MIN_PASSWORD_CHARS} characters: generate one, e.g. python -c "
+                             "'import secrets; print(secrets.token_urlsafe(24))'")
+
+
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
           role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
           app_user_connection_limit: int | None = None,
@@ -144,10 +160,7 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
             or app_user_connection_limit < 1):
         raise BootstrapError(f"app_user connection limit {app_user_connection_limit!r}: use a "
                              "whole number of at least 1 (the PgBouncer pools' worst case)")
-    unknown_roles = set(role_passwords or {}) - set(ROLES)
-    if unknown_roles:
-        raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
-                             f"roles are {', '.join(ROLES)}")
+    check_role_passwords(role_passwords or {})
     run = Deadline(deadline, task="bootstrap" if migrate else "repair")
     pauses = lock_wait.pauses()
     for attempt in itertools.count(1):

@@ -32,7 +32,7 @@ import logging
 import time
 from typing import Any
 
-from .bootstrap import LATEST_VERSION, BootstrapError, apply
+from .bootstrap import LATEST_VERSION, MIN_PASSWORD_CHARS, BootstrapError, apply
 from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secret_json, secrets_client
@@ -169,9 +169,9 @@ def _target_version(raw: str) -> int:
 
 def _password(client: Any, arn: str, field: str) -> str:
     password = secret_json(client, arn, field).get("password")
-    if not isinstance(password, str) or len(password) < 16:
-        raise BootstrapError(f"{field} {arn}: the secret needs a \"password\" of at least 16 "
-                             "characters")
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise BootstrapError(f"{field} {arn}: the secret needs a \"password\" of at least "
+                             f"{MIN_PASSWORD_CHARS} characters")
     return password
 
 

@@ -115,11 +115,12 @@ def test_a_client_cannot_drop_the_bound_when_it_connects(
         assert in_transaction(unbound, "SHOW statement_timeout") == [[BOUND]]
     finally:
         unbound.close()
-    # and a driver's own statement_timeout parameter (node-postgres sends one) is refused
-    with pytest.raises(pg8000.native.DatabaseError,
-                       match="unsupported startup parameter.*statement_timeout"):
-        pooler_connection(pgbouncer, POOL, role_passwords["app_user"],
-                          startup_params={"statement_timeout": "0"})
+    # and a setting sent as its own startup parameter (node-postgres sends these) is refused
+    for setting in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match=f"unsupported startup parameter.*{setting}"):
+            pooler_connection(pgbouncer, POOL, role_passwords["app_user"],
+                              startup_params={setting: "0"})
 
 
 def test_migrations_and_the_bootstrap_are_not_bound(

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +260,20 @@ def running_pgbouncer(ini: str, userlist: str,
     finally:
         _stop(process, pid)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def pgbouncer_with_pools_of_one(postgres: PostgresServer, passwords: dict[str, str],
+                                database: str, pools: Mapping[str, str]) -> Iterator[PgBouncer]:
+    """The product's PgBouncer for `database` (local_pgbouncer_ini, app_user's userlist, TLS
+    clients), plus a pool of a single server connection per `pools` entry (pool name ->
+    database): consecutive clients of such a pool share one backend."""
+    extra = "".join(f"{name} = host=127.0.0.1 port={postgres.port} dbname={target} "
+                    "pool_size=1\n" for name, target in pools.items())
+    ini = local_pgbouncer_ini(postgres, database, extra_databases=extra)
+    with running_pgbouncer(ini, app_user_userlist(passwords["app_user"]),
+                           client_ca=postgres.ca_file) as bouncer:
+        yield bouncer
 
 
 def _stop(process: subprocess.Popen[bytes], pid: int | None) -> None:

@@ -6,7 +6,7 @@ The fixtures that use these (`seeded`, `app_user`, `owner`) are in conftest.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import pg8000.native
@@ -81,11 +81,15 @@ def in_tenant(conn: Conn, tenant: uuid.UUID | None, sql: str, **params: object) 
         return conn.run(sql, **params)
 
 
-def committed(conn: Conn, tenant: uuid.UUID, sql: str, **params: object) -> list[list]:
-    """`sql` in a transaction bound to `tenant`, committed (rolled back if it fails)."""
+def committed(conn: Conn, tenant: uuid.UUID, sql: str, *,
+              local_settings: Mapping[str, str] | None = None, **params: object) -> list[list]:
+    """`sql` in a transaction bound to `tenant`, committed (rolled back if it fails);
+    `local_settings` are set for the transaction first, as SET LOCAL does."""
     conn.run("BEGIN")
     try:
         conn.run("SELECT app.set_tenant(:t)", t=tenant)
+        for name, value in (local_settings or {}).items():
+            conn.run("SELECT set_config(:name, :value, true)", name=name, value=value)
         rows = conn.run(sql, **params)
         conn.run("COMMIT")
     except pg8000.native.DatabaseError:

@@ -18,13 +18,11 @@ from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
-    app_user_userlist,
     bootstrapped_database,
-    local_pgbouncer_ini,
+    pgbouncer_with_pools_of_one,
     pooler_connection,
-    running_pgbouncer,
 )
-from tests.fixture_tenants import TENANT_A, Conn, connect_as
+from tests.fixture_tenants import TENANT_A, Conn, committed, connect_as
 
 POOL = "bounded"
 BOUND = "30s"
@@ -41,10 +39,8 @@ def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
               database: str) -> Iterator[PgBouncer]:
-    pool = f"{POOL} = host=127.0.0.1 port={postgres.port} dbname={database} pool_size=1\n"
-    ini = local_pgbouncer_ini(postgres, database, extra_databases=pool)
-    userlist = app_user_userlist(role_passwords["app_user"])
-    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
+    with pgbouncer_with_pools_of_one(postgres, role_passwords, database,
+                                     {POOL: database}) as bouncer:
         yield bouncer
 
 
@@ -55,35 +51,22 @@ def client(pgbouncer: PgBouncer, role_passwords: dict[str, str]) -> Iterator[Con
     conn.close()
 
 
-def in_transaction(conn: Conn, *statements: str) -> list[list[object]]:
-    """Run `statements` in one transaction that sets tenant A; the last one's rows."""
-    conn.run("BEGIN")
-    try:
-        conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-        rows: list[list[object]] = []
-        for statement in statements:
-            rows = conn.run(statement)
-        conn.run("COMMIT")
-    except BaseException:
-        conn.run("ROLLBACK")
-        raise
-    return rows
-
-
 def test_a_pooled_app_user_session_starts_with_the_bound(client: Conn) -> None:
-    assert in_transaction(client, "SHOW statement_timeout") == [[BOUND]]
+    assert committed(client, TENANT_A, "SHOW statement_timeout") == [[BOUND]]
 
 
 def test_a_transaction_raises_the_bound_for_itself_alone(
         pgbouncer: PgBouncer, role_passwords: dict[str, str], client: Conn) -> None:
     # Given a transaction that raised the bound for a slow report
-    raised = in_transaction(client, "SET LOCAL statement_timeout = '5min'",
-                            f"SELECT current_setting('statement_timeout'), ({BACKEND})")
+    raised = committed(client, TENANT_A,
+                       f"SELECT current_setting('statement_timeout'), ({BACKEND})",
+                       local_settings={"statement_timeout": "5min"})
     assert raised[0][0] == "5min"
     # Then the next transaction on that server connection, another client's, has the bound
     other = pooler_connection(pgbouncer, POOL, role_passwords["app_user"])
     try:
-        after = in_transaction(other, f"SELECT current_setting('statement_timeout'), ({BACKEND})")
+        after = committed(other, TENANT_A,
+                          f"SELECT current_setting('statement_timeout'), ({BACKEND})")
     finally:
         other.close()
     assert after == [[BOUND, raised[0][1]]]
@@ -92,15 +75,16 @@ def test_a_transaction_raises_the_bound_for_itself_alone(
 def test_a_statement_over_the_bound_fails_and_the_pool_serves_the_next_client(
         pgbouncer: PgBouncer, role_passwords: dict[str, str], client: Conn) -> None:
     # Given a statement that runs past the bound (lowered here, so the test need not wait 30 s)
-    backend = in_transaction(client, BACKEND)[0][0]
+    backend = committed(client, TENANT_A, BACKEND)[0][0]
     with pytest.raises(pg8000.native.DatabaseError, match="statement timeout") as cancelled:
-        in_transaction(client, "SET LOCAL statement_timeout = '200ms'", "SELECT pg_sleep(5)")
+        committed(client, TENANT_A, "SELECT pg_sleep(5)",
+                  local_settings={"statement_timeout": "200ms"})
     assert cancelled.value.args[0]["C"] == "57014"
     # Then the server connection is back in the pool, serving the next client with the bound
     other = pooler_connection(pgbouncer, POOL, role_passwords["app_user"])
     try:
-        assert in_transaction(other, f"SELECT current_setting('statement_timeout'), "
-                              f"({BACKEND})") == [[BOUND, backend]]
+        assert committed(other, TENANT_A, f"SELECT current_setting('statement_timeout'), "
+                         f"({BACKEND})") == [[BOUND, backend]]
     finally:
         other.close()
 
@@ -112,7 +96,7 @@ def test_a_client_cannot_drop_the_bound_when_it_connects(
     unbound = pooler_connection(pgbouncer, POOL, role_passwords["app_user"],
                                 startup_params={"options": "-c statement_timeout=0"})
     try:
-        assert in_transaction(unbound, "SHOW statement_timeout") == [[BOUND]]
+        assert committed(unbound, TENANT_A, "SHOW statement_timeout") == [[BOUND]]
     finally:
         unbound.close()
     # and a setting sent as its own startup parameter (node-postgres sends these) is refused

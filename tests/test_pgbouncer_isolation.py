@@ -14,11 +14,9 @@ import pytest
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
-    app_user_userlist,
-    local_pgbouncer_ini,
+    pgbouncer_with_pools_of_one,
     pooler_connection,
     run_clients,
-    running_pgbouncer,
 )
 
 CLIENTS, TENANTS, TRANSACTIONS_PER_CLIENT = 50, 10, 60
@@ -28,11 +26,8 @@ CLIENTS, TENANTS, TRANSACTIONS_PER_CLIENT = 50, 10, 60
 def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
               tenant_db: str) -> Iterator[PgBouncer]:
     # One extra pool of a single server connection, so the control's clients must share it.
-    control = (f"control = host=127.0.0.1 port={postgres.port} dbname={tenant_db} "
-               "pool_size=1\n")
-    ini = local_pgbouncer_ini(postgres, tenant_db, extra_databases=control)
-    userlist = app_user_userlist(role_passwords["app_user"])
-    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
+    with pgbouncer_with_pools_of_one(postgres, role_passwords, tenant_db,
+                                     {"control": tenant_db}) as bouncer:
         yield bouncer
 
 

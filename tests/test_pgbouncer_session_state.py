@@ -16,11 +16,9 @@ import pytest
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
-    app_user_userlist,
     bootstrapped_database,
-    local_pgbouncer_ini,
+    pgbouncer_with_pools_of_one,
     pooler_connection,
-    running_pgbouncer,
 )
 from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, seed_two_tenants
 
@@ -40,12 +38,8 @@ def earlier_database(postgres: PostgresServer, role_passwords: dict[str, str]) -
 @pytest.fixture(scope="module")
 def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str], seeded: str,
               earlier_database: str) -> Iterator[PgBouncer]:
-    pools = "".join(f"{name} = host=127.0.0.1 port={postgres.port} dbname={database} "
-                    "pool_size=1\n"
-                    for name, database in ((LATEST, seeded), (EARLIER, earlier_database)))
-    ini = local_pgbouncer_ini(postgres, seeded, extra_databases=pools)
-    userlist = app_user_userlist(role_passwords["app_user"])
-    with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as bouncer:
+    with pgbouncer_with_pools_of_one(postgres, role_passwords, seeded,
+                                     {LATEST: seeded, EARLIER: earlier_database}) as bouncer:
         yield bouncer
 
 

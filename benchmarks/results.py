@@ -110,9 +110,10 @@ leaks through the pooler (a session-level SET survives for the next client), so 
 a candidate, only the ceiling an RLS design reaches here. pgbench, {setup['clients']} clients,
 2 threads, {setup['seconds']} s per run, {setup['rounds']} interleaved rounds of the five.
 Latencies in ms from pgbench's per-transaction log (client side, through PgBouncer). CPU in
-microseconds per transaction from /proc: PostgreSQL and PgBouncer processes ("db+pooler"), and
-pgbench; "(b)/its CPU" is the throughput ratio the CPU cost predicts when the machine is
-saturated (it agrees with "tps / (b)" when the run is sound).
+microseconds per transaction from /proc: the benchmark's own PostgreSQL and PgBouncer, each
+process with its descendants ("db+pooler"), and pgbench; "(b)/its CPU" is the throughput
+ratio the CPU cost predicts when the machine is saturated (it agrees with "tps / (b)" when the
+run is sound).
 
 {runs.table()}
 

@@ -144,10 +144,11 @@ def table_shape(conn: pg8000.native.Connection, table: str) -> str:
     return re.sub(r"INDEX \S+ ", "INDEX ", str(rows[0][0]))
 
 
-def pgbench(bouncer: PgBouncer, database: str, password: str, script: str, clients: int,
-            seconds: int, mode: str = "simple") -> dict[str, float]:
+def pgbench(servers: list[int], bouncer: PgBouncer, database: str, password: str,
+            script: str, clients: int, seconds: int, mode: str = "simple") -> dict[str, float]:
     """pgbench through PgBouncer as the pods require clients to connect: TLS, certificate
-    verified (libpq negotiates TLS 1.3, the only version PgBouncer accepts)."""
+    verified (libpq negotiates TLS 1.3, the only version PgBouncer accepts). `servers`: the
+    processes (postmaster, pgbouncer) whose CPU time is the run's server time."""
     logdir = Path(tempfile.mkdtemp(prefix="pgbench-"))
     # -M prepared: pgbench prepares each statement with a blocking PQprepare() on a client's
     # first use, which stops every other client of that pgbench thread. Through a pool smaller
@@ -159,12 +160,12 @@ def pgbench(bouncer: PgBouncer, database: str, password: str, script: str, clien
            "-U app_user "
            f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
            f"-D last={LAST_TENANT} -f {HERE / script} -l --log-prefix={logdir}/tx {database}")
-    server, client = process_cpu.server_seconds(), process_cpu.children_seconds()
+    server, client = process_cpu.tree_seconds(servers), process_cpu.children_seconds()
     tls = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bouncer.client_ca)}
     result = subprocess.run(["bash", "-c", cmd],
                             env={**os.environ, "PGPASSWORD": password, **tls},
                             capture_output=True, text=True, check=False)
-    server = process_cpu.server_seconds() - server
+    server = process_cpu.tree_seconds(servers) - server
     client = process_cpu.children_seconds() - client
     if result.returncode != 0:
         raise RuntimeError(f"pgbench {script} failed: {result.stderr[-2000:]}")
@@ -260,13 +261,15 @@ def main() -> None:
         between = partial(settle, postgres, list(databases.values()))
         with running_pgbouncer(ini, f'"app_user" "{passwords["app_user"]}"\n',
                                client_ca=postgres.ca_file) as bouncer:
+            servers = [postgres.postmaster_pid, bouncer.pid]
             runs = interleaved({
-                key: partial(pgbench, bouncer, databases[database], passwords["app_user"],
-                             script, CLIENTS, SECONDS)
+                key: partial(pgbench, servers, bouncer, databases[database],
+                             passwords["app_user"], script, CLIENTS, SECONDS)
                 for key, (_, script, database) in WORKLOADS.items()}, between)
             prepared = interleaved({
-                key: partial(pgbench, bouncer, databases["latest"], passwords["app_user"],
-                             script, CLIENTS, PREPARED_SECONDS, mode="prepared")
+                key: partial(pgbench, servers, bouncer, databases["latest"],
+                             passwords["app_user"], script, CLIENTS, PREPARED_SECONDS,
+                             mode="prepared")
                 for key, (_, script) in PREPARED.items()}, between)
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
@@ -275,7 +278,7 @@ def main() -> None:
             record_statement_times(postgres, databases["latest"], on=True)
             watcher.start()
             try:
-                held = pgbench(bouncer, databases["latest"], passwords["app_user"],
+                held = pgbench(servers, bouncer, databases["latest"], passwords["app_user"],
                                "rls.sql", 1000, SECONDS)
             finally:  # stop polling before the server goes away, also when pgbench failed
                 stop.set()

@@ -112,6 +112,12 @@ class PostgresServer:
             user or self.user, host=self.host, port=port or self.port, database=database,
             password=password if user else self.password, ssl_context=context, timeout=30)
 
+    @property
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of its postmaster.pid); after a
+        restart, the new one."""
+        return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+
     def create_database(self, prefix: str = "boom") -> str:
         name = f"{prefix}_{secrets.token_hex(4)}"
         conn = self.connect()

@@ -60,7 +60,9 @@ def test_concurrent_tenants_never_see_each_other(pgbouncer: PgBouncer, tenant_db
     # Given 50 clients over 10 tenants, each running transactions that set the tenant locally
     tenants = [uuid.uuid4() for _ in range(TENANTS)]
     foreign_rows: list[tuple[uuid.UUID, object]] = []
-    done: list[int] = []
+    saw_own_row: list[bool] = []
+    tenants_by_backend: dict[int, set[uuid.UUID]] = {}
+    backends_by_client: dict[int, set[int]] = {}
 
     def client(index: int) -> None:
         rng = random.Random(index)
@@ -68,20 +70,27 @@ def test_concurrent_tenants_never_see_each_other(pgbouncer: PgBouncer, tenant_db
         for _ in range(TRANSACTIONS_PER_CLIENT):
             tenant = rng.choice(tenants)
             conn.run("BEGIN")
-            conn.run("SELECT app.set_tenant(:t)", t=tenant)
+            [[pid]] = conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)
+            tenants_by_backend.setdefault(pid, set()).add(tenant)
+            backends_by_client.setdefault(index, set()).add(pid)
             conn.run("INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES "
                      "('load', now(), now() + interval '30 minutes')")
             seen = conn.run("SELECT DISTINCT tenant_id FROM app.bookings")
             foreign_rows.extend((tenant, row[0]) for row in seen if row[0] != tenant)
+            saw_own_row.append([tenant] in seen)
             conn.run("COMMIT")
-            done.append(1)
         conn.close()
 
     errors = run_clients(CLIENTS, client)
-    # Then every transaction ran and none saw a row of another tenant
+    # Then every transaction ran and read its own tenant's rows, and none saw another's ...
     assert errors == []
-    assert len(done) == CLIENTS * TRANSACTIONS_PER_CLIENT
+    assert len(saw_own_row) == CLIENTS * TRANSACTIONS_PER_CLIENT and all(saw_own_row)
     assert foreign_rows == []
+    # ... while the pooler really moved clients between server connections, per transaction,
+    # and server connections from tenant to tenant
+    assert len(tenants_by_backend) <= 30  # default_pool_size 25 + reserve_pool_size 5
+    assert any(len(used) > 1 for used in backends_by_client.values())
+    assert any(len(served) > 1 for served in tenants_by_backend.values())
 
 
 def test_negative_control_session_set_leaks_but_reads_fail_closed(

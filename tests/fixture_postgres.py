@@ -48,6 +48,16 @@ def backend_alive(conn: pg8000.native.Connection, pid: int) -> bool:
                          p=pid)[0][0])
 
 
+def backend_ended(watcher: pg8000.native.Connection, pid: int, *, within: float) -> bool:
+    """Whether the backend `pid` is gone from pg_stat_activity within `within` seconds."""
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        if not backend_alive(watcher, pid):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

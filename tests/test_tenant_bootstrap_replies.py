@@ -25,7 +25,7 @@ from lambdas.tenant_bootstrap import bootstrap, handler
 from lambdas.tenant_bootstrap.connection import Connection, close, connect
 from lambdas.tenant_bootstrap.deadline import REPLY_GRACE_SECONDS
 from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress
-from tests.fixture_postgres import PostgresServer, backend_alive
+from tests.fixture_postgres import PostgresServer, backend_ended
 
 CONNECT_TIMEOUT = 1  # seconds: every wait below is longer
 RESUME_AFTER = 20.0  # seconds: a stopped backend is resumed by then whatever happens
@@ -106,16 +106,6 @@ def stopped_when(postgres: PostgresServer, pid: int, condition: str) -> Iterator
         watcher.close()
     assert stopped.is_set(), f"the backend never showed {condition}"
     assert ended, "the backend outlived its client"
-
-
-def backend_ended(watcher: pg8000.native.Connection, pid: int, *, within: float) -> bool:
-    """Whether the backend `pid` is gone from pg_stat_activity within `within` seconds."""
-    until = time.monotonic() + within
-    while time.monotonic() < until:
-        if not backend_alive(watcher, pid):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_database_that_stops_answering_ends_the_run_before_lambda_would(

@@ -17,7 +17,9 @@ from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_tenants import TENANT_A, Conn, committed, connect_as
 
-DECLARED = [["app_user", ["search_path=app", "statement_timeout=30s"]],
+DECLARED = [["app_user", ["search_path=app", "statement_timeout=30s", "lock_timeout=0",
+                          "default_transaction_read_only=off",
+                          "default_transaction_isolation=read committed", "row_security=on"]],
             ["boom_owner", ["search_path=app"]]]
 
 
@@ -69,7 +71,7 @@ def test_settings_app_user_gives_itself_are_undone_by_the_next_run(
         book(postgres, role_passwords, database)
     admin = postgres.connect(database, tls=True)
     assert [row[0] for row in admin.run("SELECT * FROM app.audit_role_settings()")] == \
-        ["app_user"] * 4 + ["boom_owner"]
+        ["app_user"] * 5 + ["boom_owner"]  # has and lacks: read_only, search_path
     # When the bootstrap runs
     result = bootstrap.apply(admin)
     # Then the roles have exactly the declared settings again, it says which it changed

@@ -23,7 +23,7 @@ from tests.fixture_postgres import (
     pgbouncer_with_pools_of_one,
     pooler_connection,
 )
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, seed_two_tenants
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, connect_as, seed_two_tenants
 
 EARLIER_VERSION = 10  # before 0011
 LATEST, EARLIER = "latest", "version_10"
@@ -199,6 +199,20 @@ def test_a_set_local_after_set_tenant_is_kept(connect: Connect) -> None:
     begin(client, TENANT_A)
     assert show(client, "statement_timeout") == "30s"  # it ended with its transaction
     client.run("COMMIT")
+
+
+def test_boom_owner_keeps_its_own_settings(
+        postgres: PostgresServer, role_passwords: dict[str, str],
+        databases: dict[str, str]) -> None:
+    # A data migration binds tenants as boom_owner, directly: its settings are its own (no
+    # statement bound, say), and set_tenant leaves them be.
+    owner = connect_as(postgres, role_passwords, databases[LATEST], "boom_owner")
+    owner.run("SET lock_timeout = '5s'")
+    begin(owner, TENANT_A)
+    assert (show(owner, "statement_timeout"), show(owner, "lock_timeout")) == ("0", "5s")
+    owner.run("COMMIT")
+    assert warnings(owner) == []
+    owner.close()
 
 
 def test_control_at_version_10_a_read_only_default_fails_the_next_tenants_write(

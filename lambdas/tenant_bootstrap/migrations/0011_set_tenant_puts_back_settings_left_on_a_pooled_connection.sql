@@ -60,7 +60,8 @@ $$;
 
 -- 0005's function, plus `drifted` and its loop. The values below are app_user's declared
 -- settings as SHOW prints them; test_pgbouncer_session_settings.py walks
--- declared_role_settings() so that one added there and not here fails.
+-- declared_role_settings() so that one added there and not here fails. Only app_user's
+-- sessions are checked: boom_owner (a data migration binding a tenant) has its own settings.
 CREATE OR REPLACE FUNCTION app.set_tenant(tenant uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -75,14 +76,15 @@ BEGIN
   END IF;
   SELECT EXISTS (SELECT FROM pg_catalog.pg_cursor() c WHERE c.is_holdable),
          EXISTS (SELECT FROM pg_catalog.pg_listening_channels()),
-         pg_catalog.current_setting('statement_timeout') OPERATOR(pg_catalog.<>) '30s'
+         pg_catalog.current_user() OPERATOR(pg_catalog.=) 'app_user' AND (
+           pg_catalog.current_setting('statement_timeout') OPERATOR(pg_catalog.<>) '30s'
            OR pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) 'app'
            OR pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.<>) '0'
            OR pg_catalog.current_setting('default_transaction_read_only')
               OPERATOR(pg_catalog.<>) 'off'
            OR pg_catalog.current_setting('default_transaction_isolation')
               OPERATOR(pg_catalog.<>) 'read committed'
-           OR pg_catalog.current_setting('row_security') OPERATOR(pg_catalog.<>) 'on',
+           OR pg_catalog.current_setting('row_security') OPERATOR(pg_catalog.<>) 'on'),
          pg_catalog.set_config('boom.tenant_id', tenant::pg_catalog.text, true),
          pg_catalog.set_config('boom.tenant_tx', (pg_catalog.date_part(
            'epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*)

@@ -37,8 +37,8 @@
 -- settings that change only how fast or how values print (work_mem, enable_*, ...): the
 -- statement bound, pinned, caps the first, and the contract still forbids session-level SET.
 --
--- Cost: six current_setting() comparisons in the statement that sets the tenant, about half a
--- microsecond; the rest runs only when something differs. The check cannot tell a
+-- Cost: six current_setting() comparisons in the statement that sets the tenant, about 3 us
+-- of CPU per transaction (benchmarks/ANALYSIS.md); the rest runs only when something differs. The check cannot tell a
 -- session-level SET from a SET LOCAL made earlier in the same transaction, so SET LOCAL comes
 -- after set_tenant(), as the contract already says.
 

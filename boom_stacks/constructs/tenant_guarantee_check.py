@@ -58,7 +58,8 @@ class TenantGuaranteeCheck(Construct):
             alarm_description=(
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
-                "settings, TEMPORARY) have drifted since the last deploy, or the check cannot "
+                "settings, TEMPORARY, the shipped functions) have drifted since the last "
+                "deploy, or the check cannot "
                 "run. The function's log names each finding; a repair (README: Between "
                 "deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the

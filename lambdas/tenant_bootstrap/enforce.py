@@ -34,7 +34,8 @@ def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
 def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
     """Puts back what an operator or a role may have undone; says what it put back."""
     return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
-            *_privileges(conn), *_role_settings(conn), *_temporary(conn))
+            *_privileges(conn), *_role_settings(conn), *_temporary(conn),
+            *_creation_rights(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -43,6 +44,8 @@ def gaps(conn: pg8000.native.Connection) -> list[str]:
                 for subject, problem in conn.run(f"SELECT table_name, problem FROM {audit}")]
     if _exists(conn, "app.audit_database()"):  # 0005
         problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
+    if _exists(conn, "app.audit_app_user_creations()"):  # 0013
+        problems += conn.run("SELECT subject, problem FROM app.audit_app_user_creations()")
     if _exists(conn, "app.audit_shipped_functions()"):  # 0012
         problems += conn.run("SELECT 'function ' || function_name, problem "
                              "FROM app.audit_shipped_functions()")
@@ -127,6 +130,27 @@ def _temporary(conn: pg8000.native.Connection) -> list[str]:
     conn.run(f"REVOKE TEMPORARY ON DATABASE {pg8000.native.identifier(database)} "
              "FROM PUBLIC, app_user")
     return ["TEMPORARY on the database revoked from PUBLIC and app_user"]
+
+
+def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
+    """(0013) CREATE on a schema or on the database, granted to app_user or PUBLIC: revoked
+    where this user acts as the owner. A grant it cannot reach, one through a role
+    membership, and objects app_user already made stay, and the audit makes the run refuse."""
+    if not _exists(conn, "app.audit_app_user_creations()"):
+        return []
+    found = conn.run(
+        "SELECT 'schema', nspname FROM pg_namespace "
+        "WHERE nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%' "
+        "AND has_schema_privilege('app_user', oid, 'CREATE') AND pg_has_role(nspowner, 'USAGE') "
+        "UNION ALL SELECT 'database', datname FROM pg_database "
+        "WHERE datname = current_database() "
+        "AND has_database_privilege('app_user', datname, 'CREATE') "
+        "AND pg_has_role(datdba, 'USAGE') ORDER BY 1, 2")
+    for kind, name in found:
+        conn.run(f"REVOKE CREATE ON {kind.upper()} {pg8000.native.identifier(name)} "
+                 "FROM PUBLIC, app_user")
+    return [f"CREATE on {kind} {name} revoked from PUBLIC and app_user" for kind, name in found]
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

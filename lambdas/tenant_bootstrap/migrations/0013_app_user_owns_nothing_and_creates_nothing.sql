@@ -1,0 +1,102 @@
+-- 0013: app_user owns nothing and can create nothing, and a run keeps it so.
+--
+-- 0001 gave app_user USAGE on app and no CREATE anywhere, and 0005 took TEMPORARY away: a
+-- table of app_user's own has no row level security, so what one tenant's transaction copies
+-- into it, the next tenant's reads. Nothing checked that this stayed so. A migration's
+-- GRANT ALL ON SCHEMA app TO app_user (a common idiom), GRANT CREATE ON SCHEMA public TO
+-- PUBLIC (PostgreSQL's default before 15), or CREATE on the database (a schema of its own)
+-- gave app_user such a table again, permanent this time: shown at version 12
+-- (test_tenant_creation_rights.py), tenant A's transaction copied its bookings into
+-- app.stash with CREATE TABLE ... AS, tenant B's read them, and every audit passed.
+--
+-- Now app.audit_app_user_creations() reports CREATE on any schema of the database or on the
+-- database itself that app_user holds (granted to it or to PUBLIC, or through a role it may
+-- SET ROLE to), and any object app_user owns. Every bootstrap run revokes CREATE from
+-- PUBLIC and app_user where it acts as the schema's or database's owner, and says so; a grant
+-- it cannot reach, a role membership, or an object app_user already made (it may hold
+-- several tenants' rows: someone must look) make the run refuse, naming the fix.
+
+CREATE OR REPLACE FUNCTION app.audit_app_user_creations()
+RETURNS TABLE (subject text, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH becomes AS (  -- app_user, and every role it may SET ROLE to (it is NOINHERIT)
+    SELECT r.oid, r.rolname FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  ),
+  schemas AS (
+    SELECT n.oid, n.nspname FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+  ),
+  why AS (
+    SELECT 'a table of its own has no row level security: what one tenant''s transaction '
+           || 'copies into it, the next tenant''s reads' AS text
+  )
+  SELECT 'schema ' || quote_ident(s.nspname),
+         'app_user may create objects in it'
+         || CASE WHEN b.rolname = 'app_user' THEN ' (granted to it or to PUBLIC)'
+                 ELSE ' through ' || quote_ident(b.rolname) || ' (role membership)' END
+         || ': ' || (SELECT text FROM why) || '. '
+         || CASE WHEN b.rolname = 'app_user'
+                 THEN 'REVOKE CREATE ON SCHEMA ' || quote_ident(s.nspname)
+                      || ' FROM PUBLIC, app_user as its owner (a run does, where it can)'
+                 ELSE 'REVOKE ' || quote_ident(b.rolname) || ' FROM app_user' END
+  FROM schemas s CROSS JOIN becomes b
+  WHERE has_schema_privilege(b.oid, s.oid, 'CREATE')
+  UNION ALL
+  SELECT 'database ' || quote_ident(current_database()),
+         'app_user may create schemas in it'
+         || CASE WHEN b.rolname = 'app_user' THEN ' (granted to it or to PUBLIC)'
+                 ELSE ' through ' || quote_ident(b.rolname) || ' (role membership)' END
+         || ': ' || (SELECT text FROM why) || '. '
+         || CASE WHEN b.rolname = 'app_user'
+                 THEN 'REVOKE CREATE ON DATABASE ' || quote_ident(current_database())
+                      || ' FROM PUBLIC, app_user as its owner (a run does, where it can)'
+                 ELSE 'REVOKE ' || quote_ident(b.rolname) || ' FROM app_user' END
+  FROM becomes b
+  WHERE has_database_privilege(b.oid, current_database(), 'CREATE')
+  UNION ALL
+  SELECT owned.kind || ' ' || owned.name,
+         'app_user owns it, which it cannot have made under these rules: it may hold '
+         || 'several tenants'' rows. Look at it, then drop it, or ALTER ... OWNER TO '
+         || 'boom_owner if it belongs to the application'
+  FROM (
+    SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+                WHEN 'f' THEN 'foreign table' ELSE 'relation' END AS kind,
+           c.oid::regclass::text AS name
+    FROM pg_class c
+    WHERE c.relowner = 'app_user'::regrole AND c.relkind NOT IN ('i', 'I', 't', 'c')
+      AND c.relnamespace NOT IN (SELECT n.oid FROM pg_namespace n
+                                 WHERE n.nspname LIKE 'pg_temp%' OR n.nspname LIKE 'pg_toast%')
+    UNION ALL
+    SELECT 'function', p.oid::regprocedure::text FROM pg_proc p
+    WHERE p.proowner = 'app_user'::regrole
+    UNION ALL
+    SELECT 'schema', quote_ident(n.nspname) FROM pg_namespace n
+    WHERE n.nspowner = 'app_user'::regrole
+    UNION ALL
+    SELECT 'type', t.oid::regtype::text FROM pg_type t
+    WHERE t.typowner = 'app_user'::regrole AND t.typrelid = 0 AND t.typcategory <> 'A'
+  ) AS owned
+  ORDER BY 1, 2
+$$;
+REVOKE ALL ON FUNCTION app.audit_app_user_creations() FROM PUBLIC;
+
+-- A function the bootstrap ships (0012).
+CREATE OR REPLACE FUNCTION app.shipped_functions() RETURNS SETOF text
+LANGUAGE sql IMMUTABLE
+AS $$
+  VALUES ('app.audit_app_user_creations()'),
+         ('app.audit_database()'), ('app.audit_role_settings()'),
+         ('app.audit_shipped_functions()'), ('app.audit_tenant_expression_statistics()'),
+         ('app.audit_tenant_keys()'), ('app.audit_tenant_privileges()'),
+         ('app.audit_tenant_statistics()'), ('app.audit_tenant_tables()'),
+         ('app.cross_tenant_keys(regclass)'), ('app.cross_tenant_references(regclass)'),
+         ('app.current_tenant_id()'), ('app.declared_role_settings()'),
+         ('app.protect_new_tenant_tables()'), ('app.protect_tenant_table(regclass)'),
+         ('app.restore_role_settings()'), ('app.set_tenant(uuid)'),
+         ('app.shipped_functions()'), ('app.tenant_tables()'),
+         ('app.tenant_tables_behind(regclass)')
+$$;

@@ -1,0 +1,144 @@
+"""app_user owns nothing and can create nothing (migration 0013), on real PostgreSQL 15: a
+table of its own has no row level security, so it would carry one tenant's rows to the next.
+The negative control shows it did at version 12, after a migration's GRANT ALL ON SCHEMA.
+Roles are cluster-wide: a test that makes one drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.errors import BootstrapError
+from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_tenants import (
+    ROWS_PER_TENANT,
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    committed,
+    connect_as,
+    seed_two_tenants,
+)
+
+EARLIER_VERSION = 12  # before 0013
+STASH = "CREATE TABLE app.stash AS SELECT resource FROM bookings"  # no tenant_id: no policy
+
+
+@pytest.fixture
+def database(postgres: PostgresServer, role_passwords: dict[str, str],
+             request: pytest.FixtureRequest) -> str:
+    """A new database with two tenants' rows, at the version the test's parameter names
+    (the latest without one)."""
+    name = bootstrapped_database(postgres, role_passwords,
+                                 target_version=getattr(request, "param", None))
+    seed_two_tenants(postgres, role_passwords, name)
+    return name
+
+
+@pytest.fixture
+def admin(postgres: PostgresServer, database: str) -> Iterator[Conn]:
+    """The user that runs the bootstrap."""
+    conn = postgres.connect(database, tls=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def owner(postgres: PostgresServer, role_passwords: dict[str, str],
+          database: str) -> Iterator[Conn]:
+    """boom_owner, as an application migration runs."""
+    conn = connect_as(postgres, role_passwords, database, "boom_owner")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def app(postgres: PostgresServer, role_passwords: dict[str, str],
+        database: str) -> Iterator[Conn]:
+    conn = connect_as(postgres, role_passwords, database, "app_user")
+    yield conn
+    conn.close()
+
+
+def may_create_in_app(admin: Conn) -> bool:
+    return bool(admin.run("SELECT has_schema_privilege('app_user', 'app', 'CREATE')")[0][0])
+
+
+@pytest.mark.parametrize("database", [EARLIER_VERSION], indirect=True)
+def test_control_at_version_12_a_table_of_app_users_carries_a_tenants_rows_to_the_next(
+        owner: Conn, app: Conn, admin: Conn) -> None:
+    # Given a migration's GRANT ALL ON SCHEMA app TO app_user
+    owner.run("GRANT ALL ON SCHEMA app TO app_user")
+    # When tenant A's transaction copies its bookings into a table of app_user's own
+    committed(app, TENANT_A, STASH)
+    # Then tenant B's transaction reads them, and a run at that version sees nothing wrong
+    assert committed(app, TENANT_B, "SELECT count(*) FROM app.stash") == [[ROWS_PER_TENANT]]
+    assert bootstrap.apply(admin, target_version=EARLIER_VERSION).repaired == ()
+
+
+def test_app_user_may_create_nothing_after_a_bootstrap(admin: Conn, app: Conn) -> None:
+    assert admin.run("SELECT * FROM app.audit_app_user_creations()") == []
+    for statement in (STASH, "CREATE TABLE public.stash (resource text)", "CREATE SCHEMA mine"):
+        with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
+            committed(app, TENANT_A, statement)
+
+
+@pytest.mark.parametrize("grant", [
+    "GRANT ALL ON SCHEMA app TO app_user",
+    "GRANT CREATE ON SCHEMA public TO PUBLIC",
+])
+def test_a_run_revokes_create_on_a_schema(
+        owner: Conn, admin: Conn, app: Conn, database: str, grant: str) -> None:
+    schema = grant.split(" ON SCHEMA ")[1].split()[0]
+    (admin if schema == "public" else owner).run(grant)
+    expected = f"CREATE on schema {schema} revoked from PUBLIC and app_user"
+    assert f"would restore: {expected}" in bootstrap.check(admin).findings
+    assert expected in bootstrap.apply(admin).repaired
+    with pytest.raises(pg8000.native.DatabaseError, match=f"permission denied for schema {schema}"):
+        committed(app, TENANT_A, f"CREATE TABLE {schema}.stash (resource text)")
+    assert admin.run("SELECT * FROM app.audit_app_user_creations()") == []
+
+
+def test_a_run_revokes_create_on_the_database(admin: Conn, app: Conn, database: str) -> None:
+    admin.run(f"GRANT CREATE ON DATABASE {database} TO app_user")
+    assert (f"CREATE on database {database} revoked from PUBLIC and app_user"
+            in bootstrap.apply(admin).repaired)
+    with pytest.raises(pg8000.native.DatabaseError, match="permission denied for database"):
+        app.run("CREATE SCHEMA mine")
+
+
+def test_a_table_app_user_already_made_makes_the_run_refuse_and_change_nothing(
+        owner: Conn, admin: Conn, app: Conn) -> None:
+    # Given app_user could create, and did, before any run noticed
+    owner.run("GRANT ALL ON SCHEMA app TO app_user")
+    committed(app, TENANT_A, STASH)
+    # Then the run refuses, naming the table, and leaves even the grant it would revoke
+    with pytest.raises(BootstrapError, match="table app.stash: app_user owns it"):
+        bootstrap.apply(admin)
+    assert may_create_in_app(admin)
+    # until someone has looked at the table and dropped it
+    admin.run("DROP TABLE app.stash")
+    assert "CREATE on schema app revoked from PUBLIC and app_user" in bootstrap.apply(
+        admin).repaired
+    assert not may_create_in_app(admin)
+
+
+def test_create_through_a_role_app_user_may_become_makes_the_run_refuse(
+        postgres: PostgresServer, admin: Conn, database: str) -> None:
+    role = f"creator_{database}"
+    admin.run(f"CREATE ROLE {role}")
+    try:
+        admin.run(f"GRANT CREATE ON SCHEMA app TO {role}")
+        admin.run(f"GRANT {role} TO app_user")
+        with pytest.raises(BootstrapError) as refused:
+            bootstrap.apply(admin)
+        assert (f"schema app: app_user may create objects in it through {role} (role "
+                f"membership)") in str(refused.value)
+        assert f"REVOKE {role} FROM app_user" in str(refused.value)
+    finally:
+        admin.run(f"REVOKE CREATE ON SCHEMA app FROM {role}")
+        admin.run(f"DROP ROLE {role}")

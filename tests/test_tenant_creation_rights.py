@@ -127,6 +127,20 @@ def test_a_table_app_user_already_made_makes_the_run_refuse_and_change_nothing(
     assert not may_create_in_app(admin)
 
 
+def test_a_large_object_of_app_users_is_readable_by_every_tenant_and_makes_the_run_refuse(
+        admin: Conn, app: Conn) -> None:
+    # Any role may create a large object; every session of its owner may read it, whatever
+    # the tenant: shown, then reported.
+    [[number]] = committed(app, TENANT_A,
+                           "SELECT lo_from_bytea(0, convert_to('tenant A only', 'UTF8'))")
+    assert committed(app, TENANT_B, "SELECT convert_from(lo_get(:n), 'UTF8')",
+                     n=number) == [["tenant A only"]]
+    with pytest.raises(BootstrapError, match=f"large object {number}: app_user owns it"):
+        bootstrap.apply(admin)
+    admin.run("SELECT lo_unlink(:n)", n=number)
+    assert bootstrap.apply(admin).repaired == ()
+
+
 def test_create_through_a_role_app_user_may_become_makes_the_run_refuse(
         postgres: PostgresServer, admin: Conn, database: str) -> None:
     role = f"creator_{database}"

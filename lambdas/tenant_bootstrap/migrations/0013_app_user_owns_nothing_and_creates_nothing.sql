@@ -11,7 +11,10 @@
 --
 -- Now app.audit_app_user_creations() reports CREATE on any schema of the database or on the
 -- database itself that app_user holds (granted to it or to PUBLIC, or through a role it may
--- SET ROLE to), and any object app_user owns. Every bootstrap run revokes CREATE from
+-- SET ROLE to), and any object app_user owns. That includes large objects, which any role
+-- may create without a privilege (lo_from_bytea()): tenant B's transaction read, by its
+-- number, one that tenant A's had made. Creating them cannot be refused (the RDS master does
+-- not own lo_create and its kin), so the contract forbids them and the audit reports one. Every bootstrap run revokes CREATE from
 -- PUBLIC and app_user where it acts as the schema's or database's owner, and says so; a grant
 -- it cannot reach, a role membership, or an object app_user already made (it may hold
 -- several tenants' rows: someone must look) make the run refuse, naming the fix.
@@ -58,9 +61,13 @@ AS $$
   WHERE has_database_privilege(b.oid, current_database(), 'CREATE')
   UNION ALL
   SELECT owned.kind || ' ' || owned.name,
-         'app_user owns it, which it cannot have made under these rules: it may hold '
-         || 'several tenants'' rows. Look at it, then drop it, or ALTER ... OWNER TO '
-         || 'boom_owner if it belongs to the application'
+         CASE owned.kind
+           WHEN 'large object' THEN 'app_user owns it, so every app_user session, whatever its '
+             || 'tenant, may read it by its number: large objects have no row level security. '
+             || 'Keep the contents in a tenant table (bytea) instead, then lo_unlink it'
+           ELSE 'app_user owns it, which it cannot have made under these rules: it may hold '
+             || 'several tenants'' rows. Look at it, then drop it, or ALTER ... OWNER TO '
+             || 'boom_owner if it belongs to the application' END
   FROM (
     SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
                 WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
@@ -79,6 +86,9 @@ AS $$
     UNION ALL
     SELECT 'type', t.oid::regtype::text FROM pg_type t
     WHERE t.typowner = 'app_user'::regrole AND t.typrelid = 0 AND t.typcategory <> 'A'
+    UNION ALL
+    SELECT 'large object', l.oid::text FROM pg_largeobject_metadata l
+    WHERE l.lomowner = 'app_user'::regrole
   ) AS owned
   ORDER BY 1, 2
 $$;

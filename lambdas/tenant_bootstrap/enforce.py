@@ -44,11 +44,11 @@ def gaps(conn: pg8000.native.Connection) -> list[str]:
                 for subject, problem in conn.run(f"SELECT table_name, problem FROM {audit}")]
     if _exists(conn, "app.audit_database()"):  # 0005
         problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
-    if _exists(conn, "app.audit_app_user_creations()"):  # 0013
-        problems += conn.run("SELECT subject, problem FROM app.audit_app_user_creations()")
     if _exists(conn, "app.audit_shipped_functions()"):  # 0012
         problems += conn.run("SELECT 'function ' || function_name, problem "
                              "FROM app.audit_shipped_functions()")
+    if _exists(conn, "app.audit_app_user_creations()"):  # 0013
+        problems += conn.run("SELECT subject, problem FROM app.audit_app_user_creations()")
     return [f"{subject}: {problem}" for subject, problem in problems]
 
 

@@ -72,7 +72,9 @@ def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statement
             # app_user and boom_owner may not change their own passwords (the master may).
             "rds.restrict_password_commands": "1",
             "max_connections": str(synthesized.config.database.max_connections),
-            "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms)}),
+            "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms),
+            # without their bind values, tenants' data (test_database_logs.py)
+            "log_parameter_max_length": "0", "log_parameter_max_length_on_error": "0"}),
     })
 
 

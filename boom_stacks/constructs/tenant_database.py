@@ -22,6 +22,9 @@ MASTER_USERNAME = "boom_admin"
 # PostgreSQL's TCP keepalive towards its clients (the PgBouncer pods): see the parameter group.
 DEAD_CLIENT_KEEPALIVE = {"tcp_keepalives_idle": 60, "tcp_keepalives_interval": 10,
                          "tcp_keepalives_count": 3}
+# Logged statements keep their text and lose their bind values: see the parameter group.
+SLOW_STATEMENT_VALUES_UNLOGGED = {"log_parameter_max_length": "0",
+                                  "log_parameter_max_length_on_error": "0"}
 
 
 class TenantDatabase(Construct):
@@ -47,6 +50,11 @@ class TenantDatabase(Construct):
                 "rds.force_ssl": "1",
                 "ssl_min_protocol_version": "TLSv1.2",
                 "log_min_duration_statement": str(db.slow_statement_ms),
+                # Slow and failed statements are logged with their text, never their bind
+                # values: those are tenants' data (names, e-mail addresses), which would sit
+                # in CloudWatch Logs for everyone who reads them (PostgreSQL logs a slow
+                # statement's values in full by default). The contract requires bind values.
+                **SLOW_STATEMENT_VALUES_UNLOGGED,
                 "log_connections": "1",
                 "log_disconnections": "1",
                 # Only rds_password members (the master user, through rds_superuser) may set

@@ -101,6 +101,32 @@ def owner(postgres: PostgresServer, role_passwords: dict[str, str],
 
 
 @pytest.fixture
+def new_db(postgres: PostgresServer, role_passwords: dict[str, str],
+           request: pytest.FixtureRequest) -> str:
+    """A new database of the test's own with fixture_tenants' two tenants' rows, at the
+    version the test's parameter names (parametrize with indirect=True; else the latest)."""
+    name = bootstrapped_database(postgres, role_passwords,
+                                 target_version=getattr(request, "param", None))
+    seed_two_tenants(postgres, role_passwords, name)
+    return name
+
+
+@pytest.fixture
+def new_db_owner(postgres: PostgresServer, role_passwords: dict[str, str],
+                 new_db: str) -> Iterator[Conn]:
+    """boom_owner on new_db, as an application migration runs."""
+    yield from login(postgres, role_passwords, new_db, "boom_owner")
+
+
+@pytest.fixture
+def new_db_admin(postgres: PostgresServer, new_db: str) -> Iterator[Conn]:
+    """The user that runs the bootstrap, on new_db, over TLS as the bootstrap connects."""
+    conn = postgres.connect(new_db, tls=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
 def admin(postgres: PostgresServer, seeded: str) -> Iterator[Conn]:
     """The superuser on the seeded database (stands in for an operator or a careless migration)."""
     conn = postgres.connect(seeded)

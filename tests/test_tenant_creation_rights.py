@@ -13,7 +13,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.errors import BootstrapError
-from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import (
     ROWS_PER_TENANT,
     TENANT_A,
@@ -21,7 +21,6 @@ from tests.fixture_tenants import (
     Conn,
     committed,
     connect_as,
-    seed_two_tenants,
 )
 
 EARLIER_VERSION = 12  # before 0013
@@ -29,37 +28,10 @@ STASH = "CREATE TABLE app.stash AS SELECT resource FROM bookings"  # no tenant_i
 
 
 @pytest.fixture
-def database(postgres: PostgresServer, role_passwords: dict[str, str],
-             request: pytest.FixtureRequest) -> str:
-    """A new database with two tenants' rows, at the version the test's parameter names
-    (the latest without one)."""
-    name = bootstrapped_database(postgres, role_passwords,
-                                 target_version=getattr(request, "param", None))
-    seed_two_tenants(postgres, role_passwords, name)
-    return name
-
-
-@pytest.fixture
-def admin(postgres: PostgresServer, database: str) -> Iterator[Conn]:
-    """The user that runs the bootstrap."""
-    conn = postgres.connect(database, tls=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def owner(postgres: PostgresServer, role_passwords: dict[str, str],
-          database: str) -> Iterator[Conn]:
-    """boom_owner, as an application migration runs."""
-    conn = connect_as(postgres, role_passwords, database, "boom_owner")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def app(postgres: PostgresServer, role_passwords: dict[str, str],
-        database: str) -> Iterator[Conn]:
-    conn = connect_as(postgres, role_passwords, database, "app_user")
+        new_db: str) -> Iterator[Conn]:
+    """app_user on new_db, directly (the tests bind tenants themselves)."""
+    conn = connect_as(postgres, role_passwords, new_db, "app_user")
     yield conn
     conn.close()
 
@@ -68,20 +40,20 @@ def may_create_in_app(admin: Conn) -> bool:
     return bool(admin.run("SELECT has_schema_privilege('app_user', 'app', 'CREATE')")[0][0])
 
 
-@pytest.mark.parametrize("database", [EARLIER_VERSION], indirect=True)
+@pytest.mark.parametrize("new_db", [EARLIER_VERSION], indirect=True)
 def test_control_at_version_12_a_table_of_app_users_carries_a_tenants_rows_to_the_next(
-        owner: Conn, app: Conn, admin: Conn) -> None:
+        new_db_owner: Conn, app: Conn, new_db_admin: Conn) -> None:
     # Given a migration's GRANT ALL ON SCHEMA app TO app_user
-    owner.run("GRANT ALL ON SCHEMA app TO app_user")
+    new_db_owner.run("GRANT ALL ON SCHEMA app TO app_user")
     # When tenant A's transaction copies its bookings into a table of app_user's own
     committed(app, TENANT_A, STASH)
     # Then tenant B's transaction reads them, and a run at that version sees nothing wrong
     assert committed(app, TENANT_B, "SELECT count(*) FROM app.stash") == [[ROWS_PER_TENANT]]
-    assert bootstrap.apply(admin, target_version=EARLIER_VERSION).repaired == ()
+    assert bootstrap.apply(new_db_admin, target_version=EARLIER_VERSION).repaired == ()
 
 
-def test_app_user_may_create_nothing_after_a_bootstrap(admin: Conn, app: Conn) -> None:
-    assert admin.run("SELECT * FROM app.audit_app_user_creations()") == []
+def test_app_user_may_create_nothing_after_a_bootstrap(new_db_admin: Conn, app: Conn) -> None:
+    assert new_db_admin.run("SELECT * FROM app.audit_app_user_creations()") == []
     for statement in (STASH, "CREATE TABLE public.stash (resource text)", "CREATE SCHEMA mine"):
         with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
             committed(app, TENANT_A, statement)
@@ -92,43 +64,43 @@ def test_app_user_may_create_nothing_after_a_bootstrap(admin: Conn, app: Conn) -
     "GRANT CREATE ON SCHEMA public TO PUBLIC",
 ])
 def test_a_run_revokes_create_on_a_schema(
-        owner: Conn, admin: Conn, app: Conn, database: str, grant: str) -> None:
+        new_db_owner: Conn, new_db_admin: Conn, app: Conn, grant: str) -> None:
     schema = grant.split(" ON SCHEMA ")[1].split()[0]
-    (admin if schema == "public" else owner).run(grant)
+    (new_db_admin if schema == "public" else new_db_owner).run(grant)
     expected = f"CREATE on schema {schema} revoked from PUBLIC and app_user"
-    assert f"would restore: {expected}" in bootstrap.check(admin).findings
-    assert expected in bootstrap.apply(admin).repaired
+    assert f"would restore: {expected}" in bootstrap.check(new_db_admin).findings
+    assert expected in bootstrap.apply(new_db_admin).repaired
     with pytest.raises(pg8000.native.DatabaseError, match=f"permission denied for schema {schema}"):
         committed(app, TENANT_A, f"CREATE TABLE {schema}.stash (resource text)")
-    assert admin.run("SELECT * FROM app.audit_app_user_creations()") == []
+    assert new_db_admin.run("SELECT * FROM app.audit_app_user_creations()") == []
 
 
-def test_a_run_revokes_create_on_the_database(admin: Conn, app: Conn, database: str) -> None:
-    admin.run(f"GRANT CREATE ON DATABASE {database} TO app_user")
-    assert (f"CREATE on database {database} revoked from PUBLIC and app_user"
-            in bootstrap.apply(admin).repaired)
+def test_a_run_revokes_create_on_the_database(new_db_admin: Conn, app: Conn, new_db: str) -> None:
+    new_db_admin.run(f"GRANT CREATE ON DATABASE {new_db} TO app_user")
+    assert (f"CREATE on database {new_db} revoked from PUBLIC and app_user"
+            in bootstrap.apply(new_db_admin).repaired)
     with pytest.raises(pg8000.native.DatabaseError, match="permission denied for database"):
         app.run("CREATE SCHEMA mine")
 
 
 def test_a_table_app_user_already_made_makes_the_run_refuse_and_change_nothing(
-        owner: Conn, admin: Conn, app: Conn) -> None:
+        new_db_owner: Conn, new_db_admin: Conn, app: Conn) -> None:
     # Given app_user could create, and did, before any run noticed
-    owner.run("GRANT ALL ON SCHEMA app TO app_user")
+    new_db_owner.run("GRANT ALL ON SCHEMA app TO app_user")
     committed(app, TENANT_A, STASH)
     # Then the run refuses, naming the table, and leaves even the grant it would revoke
     with pytest.raises(BootstrapError, match="table app.stash: app_user owns it"):
-        bootstrap.apply(admin)
-    assert may_create_in_app(admin)
+        bootstrap.apply(new_db_admin)
+    assert may_create_in_app(new_db_admin)
     # until someone has looked at the table and dropped it
-    admin.run("DROP TABLE app.stash")
+    new_db_admin.run("DROP TABLE app.stash")
     assert "CREATE on schema app revoked from PUBLIC and app_user" in bootstrap.apply(
-        admin).repaired
-    assert not may_create_in_app(admin)
+        new_db_admin).repaired
+    assert not may_create_in_app(new_db_admin)
 
 
 def test_a_large_object_of_app_users_is_readable_by_every_tenant_and_makes_the_run_refuse(
-        admin: Conn, app: Conn) -> None:
+        new_db_admin: Conn, app: Conn) -> None:
     # Any role may create a large object; every session of its owner may read it, whatever
     # the tenant: shown, then reported.
     [[number]] = committed(app, TENANT_A,
@@ -136,23 +108,23 @@ def test_a_large_object_of_app_users_is_readable_by_every_tenant_and_makes_the_r
     assert committed(app, TENANT_B, "SELECT convert_from(lo_get(:n), 'UTF8')",
                      n=number) == [["tenant A only"]]
     with pytest.raises(BootstrapError, match=f"large object {number}: app_user owns it"):
-        bootstrap.apply(admin)
-    admin.run("SELECT lo_unlink(:n)", n=number)
-    assert bootstrap.apply(admin).repaired == ()
+        bootstrap.apply(new_db_admin)
+    new_db_admin.run("SELECT lo_unlink(:n)", n=number)
+    assert bootstrap.apply(new_db_admin).repaired == ()
 
 
 def test_create_through_a_role_app_user_may_become_makes_the_run_refuse(
-        postgres: PostgresServer, admin: Conn, database: str) -> None:
-    role = f"creator_{database}"
-    admin.run(f"CREATE ROLE {role}")
+        postgres: PostgresServer, new_db_admin: Conn, new_db: str) -> None:
+    role = f"creator_{new_db}"
+    new_db_admin.run(f"CREATE ROLE {role}")
     try:
-        admin.run(f"GRANT CREATE ON SCHEMA app TO {role}")
-        admin.run(f"GRANT {role} TO app_user")
+        new_db_admin.run(f"GRANT CREATE ON SCHEMA app TO {role}")
+        new_db_admin.run(f"GRANT {role} TO app_user")
         with pytest.raises(BootstrapError) as refused:
-            bootstrap.apply(admin)
+            bootstrap.apply(new_db_admin)
         assert (f"schema app: app_user may create objects in it through {role} (role "
                 f"membership)") in str(refused.value)
         assert f"REVOKE {role} FROM app_user" in str(refused.value)
     finally:
-        admin.run(f"REVOKE CREATE ON SCHEMA app FROM {role}")
-        admin.run(f"DROP ROLE {role}")
+        new_db_admin.run(f"REVOKE CREATE ON SCHEMA app FROM {role}")
+        new_db_admin.run(f"DROP ROLE {role}")

@@ -24,8 +24,8 @@
 -- - default_transaction_isolation = 'read committed': a stricter level fails transactions
 --   with serialization errors that read committed would run;
 -- - default_transaction_read_only = off: 'on' fails every write.
--- The first three act per statement: set_tenant RESETs them and the transaction runs as
--- declared. The last two act when a transaction begins, before set_tenant runs. A stricter
+-- The first four settings act per statement: set_tenant RESETs them and the transaction
+-- runs as declared. The last two act when a transaction begins, before set_tenant runs. A stricter
 -- isolation level still gives correct results, so set_tenant RESETs it for the transactions
 -- after this one. A read-only transaction cannot be made to write, and if it fails and rolls
 -- back, a RESET would roll back with it and leave the setting for the next client: so
@@ -33,14 +33,15 @@
 -- and the setting with it. The client gets a broken connection, which the contract's retry
 -- rule covers, and PgBouncer opens a new server connection.
 -- Not pinned: idle_in_transaction_session_timeout (a tiny one ends the server connection, and
--- the setting with it, at the first pause: one transaction, which the retry rule covers), and
--- settings that change only how fast or how values print (work_mem, enable_*, ...): the
--- statement bound, pinned, caps the first, and the contract still forbids session-level SET.
+-- the setting with it, at the first pause: one transaction, which the retry rule covers),
+-- settings that change how fast a statement runs or how values print (enable_*, ...; the
+-- pinned statement bound caps the first), and work_mem, which teams tune in the parameter
+-- group: pinning it here would override that. The contract still forbids session-level SET.
 --
 -- Cost: six current_setting() comparisons in the statement that sets the tenant, about 3 us
--- of CPU per transaction (benchmarks/ANALYSIS.md); the rest runs only when something differs. The check cannot tell a
--- session-level SET from a SET LOCAL made earlier in the same transaction, so SET LOCAL comes
--- after set_tenant(), as the contract already says.
+-- of CPU per transaction (benchmarks/ANALYSIS.md); the rest runs only when something differs.
+-- The check cannot tell a session-level SET from a SET LOCAL made earlier in the same
+-- transaction, so SET LOCAL comes after set_tenant(), as the contract already says.
 
 ALTER ROLE app_user SET lock_timeout = 0;
 ALTER ROLE app_user SET default_transaction_read_only = off;

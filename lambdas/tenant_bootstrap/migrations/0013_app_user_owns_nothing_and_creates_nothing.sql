@@ -14,10 +14,11 @@
 -- SET ROLE to), and any object app_user owns. That includes large objects, which any role
 -- may create without a privilege (lo_from_bytea()): tenant B's transaction read, by its
 -- number, one that tenant A's had made. Creating them cannot be refused (the RDS master does
--- not own lo_create and its kin), so the contract forbids them and the audit reports one. Every bootstrap run revokes CREATE from
--- PUBLIC and app_user where it acts as the schema's or database's owner, and says so; a grant
--- it cannot reach, a role membership, or an object app_user already made (it may hold
--- several tenants' rows: someone must look) make the run refuse, naming the fix.
+-- not own lo_create and its kin), so the contract forbids them and the audit reports one.
+-- Every bootstrap run revokes CREATE from PUBLIC and app_user where it acts as the schema's
+-- or database's owner, and says so; a grant it cannot reach, a role membership, or an object
+-- app_user already made (it may hold several tenants' rows: someone must look) make the run
+-- refuse, naming the fix.
 
 CREATE OR REPLACE FUNCTION app.audit_app_user_creations()
 RETURNS TABLE (subject text, problem text)

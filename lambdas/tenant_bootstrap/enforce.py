@@ -134,23 +134,16 @@ def _temporary(conn: pg8000.native.Connection) -> list[str]:
 
 def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
     """(0013) CREATE on a schema or on the database, granted to app_user or PUBLIC: revoked
-    where this user acts as the owner. A grant it cannot reach, one through a role
-    membership, and objects app_user already made stay, and the audit makes the run refuse."""
+    where this user acts as the owner, as the audit's run_revokes says. A grant it cannot
+    reach, one through a role membership, and objects app_user already made stay, and the
+    audit makes the run refuse."""
     if not _exists(conn, "app.audit_app_user_creations()"):
         return []
-    found = conn.run(
-        "SELECT 'schema', nspname FROM pg_namespace "
-        "WHERE nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%' "
-        "AND has_schema_privilege('app_user', oid, 'CREATE') AND pg_has_role(nspowner, 'USAGE') "
-        "UNION ALL SELECT 'database', datname FROM pg_database "
-        "WHERE datname = current_database() "
-        "AND has_database_privilege('app_user', datname, 'CREATE') "
-        "AND pg_has_role(datdba, 'USAGE') ORDER BY 1, 2")
-    for kind, name in found:
-        conn.run(f"REVOKE CREATE ON {kind.upper()} {pg8000.native.identifier(name)} "
-                 "FROM PUBLIC, app_user")
-    return [f"CREATE on {kind} {name} revoked from PUBLIC and app_user" for kind, name in found]
+    found = conn.run("SELECT subject, run_revokes FROM app.audit_app_user_creations() "
+                     "WHERE run_revokes IS NOT NULL ORDER BY 1")
+    for _, revoke in found:
+        conn.run(revoke)
+    return [f"CREATE on {subject} revoked from PUBLIC and app_user" for subject, _ in found]
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

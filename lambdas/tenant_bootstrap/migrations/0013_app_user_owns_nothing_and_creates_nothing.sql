@@ -20,46 +20,44 @@
 -- app_user already made (it may hold several tenants' rows: someone must look) make the run
 -- refuse, naming the fix.
 
+-- run_revokes: the REVOKE a bootstrap run makes for the row (enforce.py), where it acts as
+-- the owner and the grant is app_user's or PUBLIC's; NULL where only a person can fix it.
 CREATE OR REPLACE FUNCTION app.audit_app_user_creations()
-RETURNS TABLE (subject text, problem text)
+RETURNS TABLE (subject text, problem text, run_revokes text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH becomes AS (  -- app_user, and every role it may SET ROLE to (it is NOINHERIT)
     SELECT r.oid, r.rolname FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
   ),
-  schemas AS (
-    SELECT n.oid, n.nspname FROM pg_namespace n
+  creatable AS (  -- CREATE on a schema makes tables; on the database, schemas
+    SELECT 'schema' AS kind, n.nspname AS name, n.nspowner AS owner, 'objects' AS what,
+           b.rolname
+    FROM pg_namespace n CROSS JOIN becomes b
     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND has_schema_privilege(b.oid, n.oid, 'CREATE')
+    UNION ALL
+    SELECT 'database', d.datname, d.datdba, 'schemas', b.rolname
+    FROM pg_database d CROSS JOIN becomes b
+    WHERE d.datname = current_database() AND has_database_privilege(b.oid, d.oid, 'CREATE')
   ),
-  why AS (
-    SELECT 'a table of its own has no row level security: what one tenant''s transaction '
-           || 'copies into it, the next tenant''s reads' AS text
+  revocable AS (
+    SELECT c.*, 'REVOKE CREATE ON ' || upper(c.kind) || ' ' || quote_ident(c.name)
+                || ' FROM PUBLIC, app_user' AS revoke
+    FROM creatable c
   )
-  SELECT 'schema ' || quote_ident(s.nspname),
-         'app_user may create objects in it'
-         || CASE WHEN b.rolname = 'app_user' THEN ' (granted to it or to PUBLIC)'
-                 ELSE ' through ' || quote_ident(b.rolname) || ' (role membership)' END
-         || ': ' || (SELECT text FROM why) || '. '
-         || CASE WHEN b.rolname = 'app_user'
-                 THEN 'REVOKE CREATE ON SCHEMA ' || quote_ident(s.nspname)
-                      || ' FROM PUBLIC, app_user as its owner (a run does, where it can)'
-                 ELSE 'REVOKE ' || quote_ident(b.rolname) || ' FROM app_user' END
-  FROM schemas s CROSS JOIN becomes b
-  WHERE has_schema_privilege(b.oid, s.oid, 'CREATE')
-  UNION ALL
-  SELECT 'database ' || quote_ident(current_database()),
-         'app_user may create schemas in it'
-         || CASE WHEN b.rolname = 'app_user' THEN ' (granted to it or to PUBLIC)'
-                 ELSE ' through ' || quote_ident(b.rolname) || ' (role membership)' END
-         || ': ' || (SELECT text FROM why) || '. '
-         || CASE WHEN b.rolname = 'app_user'
-                 THEN 'REVOKE CREATE ON DATABASE ' || quote_ident(current_database())
-                      || ' FROM PUBLIC, app_user as its owner (a run does, where it can)'
-                 ELSE 'REVOKE ' || quote_ident(b.rolname) || ' FROM app_user' END
-  FROM becomes b
-  WHERE has_database_privilege(b.oid, current_database(), 'CREATE')
+  SELECT c.kind || ' ' || quote_ident(c.name),
+         'app_user may create ' || c.what || ' in it'
+         || CASE WHEN c.rolname = 'app_user' THEN ' (granted to it or to PUBLIC)'
+                 ELSE ' through ' || quote_ident(c.rolname) || ' (role membership)' END
+         || ': a table of its own has no row level security: what one tenant''s transaction '
+         || 'copies into it, the next tenant''s reads. '
+         || CASE WHEN c.rolname = 'app_user'
+                 THEN c.revoke || ' as its owner (a run does, where it can)'
+                 ELSE 'REVOKE ' || quote_ident(c.rolname) || ' FROM app_user' END,
+         CASE WHEN c.rolname = 'app_user' AND pg_has_role(c.owner, 'USAGE') THEN c.revoke END
+  FROM revocable c
   UNION ALL
   SELECT owned.kind || ' ' || owned.name,
          CASE owned.kind
@@ -68,7 +66,8 @@ AS $$
              || 'Keep the contents in a tenant table (bytea) instead, then lo_unlink it'
            ELSE 'app_user owns it, which it cannot have made under these rules: it may hold '
              || 'several tenants'' rows. Look at it, then drop it, or ALTER ... OWNER TO '
-             || 'boom_owner if it belongs to the application' END
+             || 'boom_owner if it belongs to the application' END,
+         NULL
   FROM (
     SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
                 WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'

@@ -32,7 +32,8 @@ def refusal(admin: Conn) -> str:
 def test_every_function_in_app_is_shipped_and_belongs_to_the_bootstrap(new_db_admin: Conn) -> None:
     in_app = {row[0] for row in new_db_admin.run(
         "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'app'::regnamespace")}
-    assert in_app == {row[0] for row in new_db_admin.run("SELECT * FROM app.shipped_functions()")}
+    assert in_app == {row[0] for row in new_db_admin.run(
+        "SELECT signature FROM boom_meta.shipped_functions")}
     assert new_db_admin.run("SELECT DISTINCT proowner::regrole::text = current_user "
                             "FROM pg_proc WHERE pronamespace = 'app'::regnamespace") == [[True]]
     assert new_db_admin.run("SELECT * FROM app.audit_shipped_functions()") == []

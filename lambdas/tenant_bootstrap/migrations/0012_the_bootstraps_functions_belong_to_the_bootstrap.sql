@@ -15,23 +15,20 @@
 -- literal, SELECT app.set_tenant('...'), may resolve to a text overload instead), and every
 -- bootstrap run refuses to finish while it does: the bootstrap cannot tell a re-created
 -- function from its own.
--- A migration that ships a new function adds it to app.shipped_functions();
--- test_tenant_shipped_functions.py fails while a function in app is not listed there.
+-- The list is a table in boom_meta, which the bootstrap's user owns: a migration that ships a
+-- new function adds a row (INSERT), and test_tenant_shipped_functions.py fails while a
+-- function in app is not listed there.
 
-CREATE OR REPLACE FUNCTION app.shipped_functions() RETURNS SETOF text
-LANGUAGE sql IMMUTABLE
-AS $$
-  VALUES ('app.audit_database()'), ('app.audit_role_settings()'),
-         ('app.audit_shipped_functions()'), ('app.audit_tenant_expression_statistics()'),
-         ('app.audit_tenant_keys()'), ('app.audit_tenant_privileges()'),
-         ('app.audit_tenant_statistics()'), ('app.audit_tenant_tables()'),
-         ('app.cross_tenant_keys(regclass)'), ('app.cross_tenant_references(regclass)'),
-         ('app.current_tenant_id()'), ('app.declared_role_settings()'),
-         ('app.protect_new_tenant_tables()'), ('app.protect_tenant_table(regclass)'),
-         ('app.restore_role_settings()'), ('app.set_tenant(uuid)'),
-         ('app.shipped_functions()'), ('app.tenant_tables()'),
-         ('app.tenant_tables_behind(regclass)')
-$$;
+CREATE TABLE boom_meta.shipped_functions (signature text PRIMARY KEY);
+INSERT INTO boom_meta.shipped_functions (signature) VALUES
+  ('app.audit_database()'), ('app.audit_role_settings()'), ('app.audit_shipped_functions()'),
+  ('app.audit_tenant_expression_statistics()'), ('app.audit_tenant_keys()'),
+  ('app.audit_tenant_privileges()'), ('app.audit_tenant_statistics()'),
+  ('app.audit_tenant_tables()'), ('app.cross_tenant_keys(regclass)'),
+  ('app.cross_tenant_references(regclass)'), ('app.current_tenant_id()'),
+  ('app.declared_role_settings()'), ('app.protect_new_tenant_tables()'),
+  ('app.protect_tenant_table(regclass)'), ('app.restore_role_settings()'),
+  ('app.set_tenant(uuid)'), ('app.tenant_tables()'), ('app.tenant_tables_behind(regclass)');
 
 CREATE OR REPLACE FUNCTION app.audit_shipped_functions()
 RETURNS TABLE (function_name text, problem text)
@@ -41,7 +38,7 @@ AS $$
   WITH shipped AS (
     SELECT s.signature, to_regprocedure(s.signature) AS proc,
            substring(s.signature FROM '^app\.([a-z_]+)\(') AS name
-    FROM app.shipped_functions() AS s (signature)
+    FROM boom_meta.shipped_functions s
   )
   SELECT s.signature, 'is missing: a migration dropped it, and with it what it keeps. Create '
          || 'it again, as the bootstrap''s user, as the latest migration in '
@@ -72,7 +69,7 @@ AS $$
   ORDER BY 1, 2
 $$;
 
-REVOKE ALL ON FUNCTION app.shipped_functions(), app.audit_shipped_functions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION app.audit_shipped_functions() FROM PUBLIC;
 
 -- Before taking them over, make sure no migration redefined one already: the fingerprint of
 -- each function boom_owner owned (body, SECURITY DEFINER, SET clauses) as the migration named
@@ -129,7 +126,7 @@ BEGIN
   IF trigger_on THEN
     ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE;
   END IF;
-  FOR signature IN SELECT * FROM app.shipped_functions() LOOP
+  FOR signature IN SELECT s.signature FROM boom_meta.shipped_functions s LOOP
     was_boom_owners := (SELECT proowner FROM pg_proc WHERE oid = signature::regprocedure)
                        = 'boom_owner'::regrole;
     EXECUTE format('ALTER FUNCTION %s OWNER TO CURRENT_USER', signature);

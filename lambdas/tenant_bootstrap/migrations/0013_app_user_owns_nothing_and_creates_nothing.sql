@@ -95,18 +95,4 @@ $$;
 REVOKE ALL ON FUNCTION app.audit_app_user_creations() FROM PUBLIC;
 
 -- A function the bootstrap ships (0012).
-CREATE OR REPLACE FUNCTION app.shipped_functions() RETURNS SETOF text
-LANGUAGE sql IMMUTABLE
-AS $$
-  VALUES ('app.audit_app_user_creations()'),
-         ('app.audit_database()'), ('app.audit_role_settings()'),
-         ('app.audit_shipped_functions()'), ('app.audit_tenant_expression_statistics()'),
-         ('app.audit_tenant_keys()'), ('app.audit_tenant_privileges()'),
-         ('app.audit_tenant_statistics()'), ('app.audit_tenant_tables()'),
-         ('app.cross_tenant_keys(regclass)'), ('app.cross_tenant_references(regclass)'),
-         ('app.current_tenant_id()'), ('app.declared_role_settings()'),
-         ('app.protect_new_tenant_tables()'), ('app.protect_tenant_table(regclass)'),
-         ('app.restore_role_settings()'), ('app.set_tenant(uuid)'),
-         ('app.shipped_functions()'), ('app.tenant_tables()'),
-         ('app.tenant_tables_behind(regclass)')
-$$;
+INSERT INTO boom_meta.shipped_functions (signature) VALUES ('app.audit_app_user_creations()');

@@ -34,15 +34,18 @@ $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# PostgreSQL 15, PgBouncer's build dependency, and iproute2 (`tc` and `ip`, which make a
-# database go silent in test_pgbouncer_silent_database.py), for the integration tests (we run
-# as root; apt only if missing).
+# PostgreSQL 15 with pg_cron (the parameter group loads it: test_app_user_transaction_bound.py),
+# PgBouncer's build dependency, and iproute2 (`tc` and `ip`, which make a database go silent in
+# test_pgbouncer_silent_database.py), for the integration tests (we run as root; apt only if
+# missing).
 system-packages: $(BOOM_PGBOUNCER)
 
-.make/apt.stamp:
-	@if [ ! -x $(PG_BIN)/postgres ] || ! dpkg -s libevent-dev iproute2 >/dev/null 2>&1; then \
+.make/apt.stamp: Makefile
+	@if [ ! -x $(PG_BIN)/postgres ] || \
+	    ! dpkg -s postgresql-15-cron libevent-dev iproute2 >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends postgresql-15 postgresql-client-15 libevent-dev iproute2 \
+	    --no-install-recommends postgresql-15 postgresql-client-15 postgresql-15-cron \
+	    libevent-dev iproute2 \
 	    >/dev/null; \
 	fi
 	@mkdir -p .make && touch $@

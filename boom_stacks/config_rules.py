@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from boom_stacks.instance_memory import BYTES_PER_CONNECTION, max_connections_ceiling
+from lambdas.tenant_bootstrap.bootstrap import MAX_TRANSACTION_MINUTES
 
 if TYPE_CHECKING:
     from boom_stacks.config import (
@@ -134,6 +135,9 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
             (1, 5, 10, 15, 30, 60))
     _in_range(f"{prefix}.secret_rotation_days", db.secret_rotation_days, 1, 365)
     _in_range(f"{prefix}.slow_statement_ms", db.slow_statement_ms, 1, 60_000)
+    # What the bootstrap accepts (lambdas/tenant_bootstrap: a deploy would fail on more).
+    _in_range(f"{prefix}.app_user_transaction_minutes", db.app_user_transaction_minutes, 1,
+              MAX_TRANSACTION_MINUTES)
     _one_of(f"{prefix}.log_retention_days", db.log_retention_days, LOG_RETENTION_DAYS)
     _windows_apart(prefix, "backup_window", db.backup_window, db.maintenance_window, "RDS")
 

@@ -173,11 +173,18 @@ def older_database(postgres: PostgresServer) -> str:
      "AppUserConnectionLimit '0' is not a whole number of at least 1"),
     (lambda e: e["ResourceProperties"].update(AppUserConnectionLimit="lots"),
      "AppUserConnectionLimit 'lots' is not a whole number"),
+    (lambda e: e["ResourceProperties"].update(AppUserTransactionMinutes="0"),
+     "AppUserTransactionMinutes '0' is not a whole number from 1 to 1440"),
+    (lambda e: e["ResourceProperties"].update(AppUserTransactionMinutes="1441"),
+     "AppUserTransactionMinutes '1441' is not a whole number from 1 to 1440"),
+    (lambda e: e["ResourceProperties"].update(AppUserTransactionMinutes="10m"),
+     "AppUserTransactionMinutes '10m' is not a whole number"),
     (lambda e: e["ResourceProperties"].update(MasterSecretArn=[e["ResourceProperties"]
                                                                ["MasterSecretArn"]]),
      "ResourceProperties MasterSecretArn: expected a string, not a list or an object"),
 ], ids=["no-properties", "null-properties", "no-master", "no-role-secrets", "version-word",
-        "version-unknown", "request-type", "limit-zero", "limit-word", "master-list"])
+        "version-unknown", "request-type", "limit-zero", "limit-word", "minutes-zero",
+        "minutes-day-and-one", "minutes-unit", "master-list"])
 def test_bad_events_fail_clearly_and_change_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         change: Any, message: str) -> None:

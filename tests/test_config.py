@@ -130,6 +130,10 @@ def test_overlapping_backup_and_maintenance_windows() -> None:
     # db.t3.medium has 4 GiB: RDS budgets 9531392 bytes per connection, so at most 450.
     ("max_connections", 451, "more than db.t3.medium's memory allows: at most 450"),
     ("instance_class", "db.x2g.large", "no known memory"),
+    # pg_cron's job ends app_user transactions after this (0014); the bootstrap takes 1-1440.
+    ("app_user_transaction_minutes", 0, "range 1-1440"),
+    ("app_user_transaction_minutes", 1441, "range 1-1440"),
+    ("app_user_transaction_minutes", True, "range 1-1440"),
 ])
 def test_database_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.database\.{field} = .*{message}"):

@@ -78,6 +78,19 @@ def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statement
     })
 
 
+def test_parameter_group_loads_pg_cron_for_the_tenant_database(synthesized: Synthesized) -> None:
+    # pg_cron runs the job that ends long app_user transactions, in the database the
+    # bootstrap installs it in (test_app_user_transaction_bound.py); RDS's default library
+    # stays loaded beside it.
+    group = only(synthesized.template("Data"), "AWS::RDS::DBParameterGroup")
+    parameters = group["Properties"]["Parameters"]
+    assert parameters["shared_preload_libraries"].split(",") == ["pg_stat_statements",
+                                                                 "pg_cron"]
+    assert parameters["cron.database_name"] == synthesized.config.database.database_name
+    instance = only(synthesized.template("Data"), "AWS::RDS::DBInstance")
+    assert instance["Properties"]["DBName"] == synthesized.config.database.database_name
+
+
 def test_master_secret_is_generated_encrypted_and_rotated(synthesized: Synthesized) -> None:
     template = synthesized.template("Data")
     template.has_resource_properties("AWS::SecretsManager::Secret", {

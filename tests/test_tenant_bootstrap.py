@@ -200,6 +200,10 @@ def test_a_password_in_a_bad_dsn_never_reaches_the_error(
     (["--target-version", "99"], "--target-version: '99': this bootstrap has versions 1 to"),
     (["--app-user-connection-limit", "0"], "--app-user-connection-limit: '0': use a whole"),
     (["--app-user-connection-limit", "-5"], "--app-user-connection-limit: '-5': use a whole"),
+    (["--app-user-transaction-minutes", "0"],
+     "--app-user-transaction-minutes: '0': use a whole number of minutes from 1 to 1440"),
+    (["--app-user-transaction-minutes", "2h"], "--app-user-transaction-minutes: '2h': use a"),
+    (["--check", "--app-user-transaction-minutes", "5"], "--check takes only --dsn"),
 ])
 def test_cli_refuses_bad_arguments_before_connecting(
         args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

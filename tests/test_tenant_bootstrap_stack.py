@@ -32,6 +32,9 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     # PostgreSQL caps app_user at the PgBouncer pools' worst case (config_rules' budget).
     assert props["AppUserConnectionLimit"] == str(
         synthesized.config.pgbouncer.rollout_server_connections)
+    # pg_cron's job ends app_user transactions older than config's bound (0014).
+    assert props["AppUserTransactionMinutes"] == str(
+        synthesized.config.database.app_user_transaction_minutes) == "10"
     # The master secret is the one attached to the instance (it holds host, port, dbname).
     assert props["MasterSecretArn"] == {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"}
     assert props["AppUserSecretArn"]["Ref"].startswith("TenantBootstrapAppUserSecret")

@@ -108,6 +108,8 @@ class TenantBootstrap(Construct):
                 # PostgreSQL itself caps app_user at the PgBouncer pools' worst case, so the
                 # rest stays free for migrations and operators whatever runs in the cluster.
                 "AppUserConnectionLimit": str(config.pgbouncer.rollout_server_connections),
+                # pg_cron's job (the parameter group loads it) ends longer transactions.
+                "AppUserTransactionMinutes": str(config.database.app_user_transaction_minutes),
             })
         # Connect only once the instance is up and the database admits the Lambda: the
         # ingress rule is a resource of its own, which CloudFormation could create later.

@@ -22,6 +22,8 @@ MASTER_USERNAME = "boom_admin"
 # PostgreSQL's TCP keepalive towards its clients (the PgBouncer pods): see the parameter group.
 DEAD_CLIENT_KEEPALIVE = {"tcp_keepalives_idle": 60, "tcp_keepalives_interval": 10,
                          "tcp_keepalives_count": 3}
+# RDS's default for postgres15 (pg_stat_statements), and pg_cron for the bootstrap's job.
+PRELOADED_LIBRARIES = "pg_stat_statements,pg_cron"
 # Logged statements keep their text and lose their bind values: see the parameter group.
 SLOW_STATEMENT_VALUES_UNLOGGED = {"log_parameter_max_length": "0",
                                   "log_parameter_max_length_on_error": "0"}
@@ -67,6 +69,12 @@ class TenantDatabase(Construct):
                 # PostgreSQL finds them dead by keepalive: here after 60 s idle and 3
                 # unanswered probes 10 s apart, 90 s in all (RDS's defaults: 300 s, 2 x 30 s).
                 **{name: str(value) for name, value in DEAD_CLIENT_KEEPALIVE.items()},
+                # pg_cron runs the job that ends app_user transactions longer than
+                # config.database.app_user_transaction_minutes (PostgreSQL 15 has no
+                # transaction_timeout), in this database, where the bootstrap installs it.
+                # Static, like the rest: RDS's default library stays loaded beside it.
+                "shared_preload_libraries": PRELOADED_LIBRARIES,
+                "cron.database_name": db.database_name,
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.

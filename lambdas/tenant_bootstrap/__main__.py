@@ -13,7 +13,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .bootstrap import LATEST_VERSION, apply, check, check_role_passwords
+from .bootstrap import (
+    LATEST_VERSION,
+    MAX_TRANSACTION_MINUTES,
+    apply,
+    check,
+    check_role_passwords,
+)
 from .connection import Connection, close, connect
 from .errors import BootstrapError
 
@@ -79,6 +85,14 @@ def _connection_limit(raw: str) -> int:
     return int(raw)
 
 
+def _transaction_minutes(raw: str) -> int:
+    """--app-user-transaction-minutes, checked before anything connects."""
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TRANSACTION_MINUTES:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: use a whole number of minutes from 1 to {MAX_TRANSACTION_MINUTES}")
+    return int(raw)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     parser = argparse.ArgumentParser(prog="python -m lambdas.tenant_bootstrap",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
@@ -92,11 +106,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
                         metavar="N",
                         help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
                              "pools' worst case; default: leave it as it is)")
+    parser.add_argument("--app-user-transaction-minutes", type=_transaction_minutes,
+                        default=None, metavar="N",
+                        help="end app_user transactions older than N minutes (pg_cron's job, "
+                             "where the server loads pg_cron for this database; the deploy "
+                             "sets config's; default: leave the database's bound as it is)")
     parser.add_argument("--check", action="store_true",
                         help="change nothing: list what a run would apply, restore or refuse, "
                              f"and exit {CHECK_FOUND} if anything (0: all is well)")
     args = parser.parse_args(argv)
-    if args.check and (args.target_version or args.app_user_connection_limit):
+    if args.check and (args.target_version or args.app_user_connection_limit
+                       or args.app_user_transaction_minutes):
         parser.error("--check takes only --dsn: it checks the database against this "
                      "bootstrap's latest version and changes nothing")
     if args.check:
@@ -108,7 +128,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         conn = connect(target)
         try:
             result = apply(conn, target_version=args.target_version, role_passwords=passwords,
-                           app_user_connection_limit=args.app_user_connection_limit)
+                           app_user_connection_limit=args.app_user_connection_limit,
+                           app_user_transaction_minutes=args.app_user_transaction_minutes)
         finally:
             close(conn)
     except BootstrapError as err:

@@ -40,6 +40,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
+# (0014) The version that bounds app_user's transactions; the longest bound a run sets (a day:
+# longer would keep VACUUM from cleaning up behind the transaction for longer than that).
+TRANSACTION_BOUND_VERSION = 14
+MAX_TRANSACTION_MINUTES = 1440
 MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # A check waits this long at most for a table lock: a check only asks for one where drift
@@ -131,6 +135,7 @@ def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
           role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
           app_user_connection_limit: int | None = None,
+          app_user_transaction_minutes: int | None = None,
           lock_wait: LockWait = DEFAULT_LOCK_WAIT, deadline: float | None = None,
           migrate: bool = True) -> Result:
     """Applies migrations newer than the database's version, up to `target_version`.
@@ -141,6 +146,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     `app_user_connection_limit` caps app_user's connections in PostgreSQL itself (the
     PgBouncer budget, config_rules), so the rest stays free for migrations and operators even
     if more PgBouncers run than config allows; None leaves the role's limit as it is.
+    `app_user_transaction_minutes` (version 14 on) is how long an app_user transaction may
+    run before pg_cron's job ends it (0014); None leaves the database's bound as it is.
     A table lock that another transaction holds for longer than `lock_wait.timeout_ms` rolls
     the run back and tries again later (locks.py), so the application never queues behind it
     for longer than that. `deadline` (a `time.monotonic()` value; the handler's is Lambda's
@@ -154,12 +161,13 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     if not 1 <= target <= len(migrations):
         raise BootstrapError(f"unknown version {target}: this bootstrap has versions "
                              f"1 to {len(migrations)}")
-    if app_user_connection_limit is not None and (
-            isinstance(app_user_connection_limit, bool)
-            or not isinstance(app_user_connection_limit, int)
-            or app_user_connection_limit < 1):
+    if app_user_connection_limit is not None and not _whole(app_user_connection_limit, 1):
         raise BootstrapError(f"app_user connection limit {app_user_connection_limit!r}: use a "
                              "whole number of at least 1 (the PgBouncer pools' worst case)")
+    if app_user_transaction_minutes is not None and not _whole(
+            app_user_transaction_minutes, 1, MAX_TRANSACTION_MINUTES):
+        raise BootstrapError(f"app_user transaction minutes {app_user_transaction_minutes!r}: "
+                             f"use a whole number from 1 to {MAX_TRANSACTION_MINUTES}")
     check_role_passwords(role_passwords or {})
     run = Deadline(deadline, task="bootstrap" if migrate else "repair")
     pauses = lock_wait.pauses()
@@ -167,7 +175,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
         try:
             return _one_attempt(conn, run, lambda: _apply_in_transaction(
                 conn, migrations, target, role_passwords or {}, keep_newer,
-                app_user_connection_limit, lock_wait.timeout_ms, run, migrate),
+                app_user_connection_limit, app_user_transaction_minutes,
+                lock_wait.timeout_ms, run, migrate),
                 lock_timeout_ms=lock_wait.timeout_ms)
         except _Blocked as blocked_attempt:
             holders = _described_lock_holders(conn)
@@ -289,6 +298,7 @@ def current_version(conn: pg8000.native.Connection) -> int:
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
                           target: int, role_passwords: Mapping[str, str],
                           keep_newer: bool, app_user_connection_limit: int | None,
+                          app_user_transaction_minutes: int | None,
                           lock_timeout_ms: int, run: Deadline, migrate: bool) -> Result:
     _take_the_database(conn, run, lock_timeout_ms, wait=True)
     conn.execute_simple(META_DDL)
@@ -321,10 +331,30 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                  f"{pg8000.native.literal(scram_verifier(password))}")
     if app_user_connection_limit is not None:
         conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
+    if app_user_transaction_minutes is not None:
+        _set_transaction_bound(conn, app_user_transaction_minutes)
     run.bound_statements(conn)
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
+
+
+def _set_transaction_bound(conn: pg8000.native.Connection, minutes: int) -> None:
+    """(0014) The bound pg_cron's job ends app_user transactions at, in minutes."""
+    if not conn.run("SELECT to_regclass('boom_meta.app_user_transaction_bound') IS NOT NULL"
+                    )[0][0]:
+        raise BootstrapError(f"an app_user transaction bound needs schema version "
+                             f"{TRANSACTION_BOUND_VERSION} or later, and this run stays older: "
+                             "leave the bound out, or target a newer version; nothing was "
+                             "changed")
+    conn.run("UPDATE boom_meta.app_user_transaction_bound SET bound = make_interval(mins => :m)",
+             m=int(minutes))
+
+
+def _whole(value: object, low: int, high: int | None = None) -> bool:
+    """Whether `value` is an int (not a bool) from `low` to `high` (no upper end if None)."""
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
 
 
 def _take_the_database(conn: pg8000.native.Connection, run: Deadline, lock_timeout_ms: int, *,

@@ -16,6 +16,16 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
                 "app.audit_tenant_privileges()",  # 0008
                 "app.audit_tenant_expression_statistics()")  # 0009
+# (0014) pg_cron's jobs, by name: (schedule, command). The first ends app_user transactions
+# older than the bound, every minute; the second keeps pg_cron's run history (a row a minute,
+# which pg_cron never deletes) to a week.
+BOUND_JOB = "boom-end-long-app-user-transactions"
+HISTORY_JOB = "boom-purge-cron-run-details"
+CRON_JOBS = {
+    BOUND_JOB: ("* * * * *", "SELECT app.end_long_app_user_transactions()"),
+    HISTORY_JOB: ("17 3 * * *", "DELETE FROM cron.job_run_details "
+                                "WHERE end_time < now() - interval '7 days'"),
+}
 
 
 def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
@@ -35,7 +45,7 @@ def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
     """Puts back what an operator or a role may have undone; says what it put back."""
     return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
             *_privileges(conn), *_role_settings(conn), *_temporary(conn),
-            *_creation_rights(conn))
+            *_creation_rights(conn), *_transaction_bound(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -144,6 +154,36 @@ def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
     for _, revoke in found:
         conn.run(revoke)
     return [f"CREATE on {subject} revoked from PUBLIC and app_user" for subject, _ in found]
+
+
+def _transaction_bound(conn: pg8000.native.Connection) -> list[str]:
+    """(0014) pg_cron's jobs (CRON_JOBS), each scheduled once as this user in this database,
+    active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
+    for this database (the parameter group's cron.database_name): elsewhere (a local
+    database, say) there is nothing to schedule with, and nothing is reported."""
+    if not _exists(conn, "app.end_long_app_user_transactions()"):
+        return []
+    [[loaded, installed]] = conn.run(
+        "SELECT current_setting('cron.database_name', true) = current_database(), "
+        "EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")
+    if not loaded:
+        return []
+    done = []
+    if not installed:
+        conn.run("CREATE EXTENSION pg_cron")
+        done.append("pg_cron installed")
+    for name, (schedule, command) in CRON_JOBS.items():
+        jobs = conn.run("SELECT jobid, schedule, command, active, "
+                        "database = current_database() FROM cron.job "
+                        "WHERE jobname = :n AND username = current_user", n=name)
+        if len(jobs) == 1 and jobs[0][1:] == [schedule, command, True, True]:
+            continue
+        for [job, *_] in jobs:  # altered or paused: made again as shipped
+            conn.run("SELECT cron.unschedule(CAST(:j AS bigint))", j=job)
+        conn.run("SELECT cron.schedule(:n, :s, :c)", n=name, s=schedule, c=command)
+        done.append(f"pg_cron job {name} " + (f"restored as shipped ({schedule}, active, this "
+                                              "database)" if jobs else "scheduled"))
+    return done
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

@@ -8,6 +8,8 @@ Properties (CloudFormation passes them as strings):
                  a database that is already newer as it is (see on_event)
   AppUserConnectionLimit  optional: app_user's CONNECTION LIMIT, the PgBouncer pools' worst
                  case from config (config.pgbouncer.rollout_server_connections)
+  AppUserTransactionMinutes  optional: how long an app_user transaction may run before
+                 pg_cron's job ends it (config.database.app_user_transaction_minutes; 0014)
   BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
                  Update and runs the new code
 
@@ -32,7 +34,13 @@ import logging
 import time
 from typing import Any
 
-from .bootstrap import LATEST_VERSION, MIN_PASSWORD_CHARS, BootstrapError, apply
+from .bootstrap import (
+    LATEST_VERSION,
+    MAX_TRANSACTION_MINUTES,
+    MIN_PASSWORD_CHARS,
+    BootstrapError,
+    apply,
+)
 from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secret_json, secrets_client
@@ -40,7 +48,7 @@ from .repair import on_repair
 from .scheduled_check import on_check
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
-OPTIONAL_PROPERTIES = ("AppUserConnectionLimit",)
+OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
 # Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on holding the
 # run's locks until it noticed. The run ends this long before, rolled back, with time to
 # report to CloudFormation.
@@ -90,6 +98,7 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     properties = _properties(raw_properties)
     target_version = _target_version(properties["TargetVersion"])
     connection_limit = _connection_limit(properties.get("AppUserConnectionLimit"))
+    transaction_minutes = _transaction_minutes(properties.get("AppUserTransactionMinutes"))
     secrets = secrets_client()
     passwords = {
         "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
@@ -103,7 +112,8 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         # forward and never drop data, so the older application runs on it).
         result = apply(conn, target_version=target_version, role_passwords=passwords,
                        keep_newer=request == "Update",
-                       app_user_connection_limit=connection_limit, deadline=deadline)
+                       app_user_connection_limit=connection_limit,
+                       app_user_transaction_minutes=transaction_minutes, deadline=deadline)
     finally:
         close(conn)
     if result.version > target_version:
@@ -153,6 +163,20 @@ def _connection_limit(raw: str | None) -> int | None:
                              "1; the TenantBootstrap construct sets it from config "
                              "(config.pgbouncer.rollout_server_connections)")
     return limit
+
+
+def _transaction_minutes(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        minutes = int(raw)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= MAX_TRANSACTION_MINUTES:
+        raise BootstrapError(f"AppUserTransactionMinutes {raw!r} is not a whole number from 1 "
+                             f"to {MAX_TRANSACTION_MINUTES}; the TenantBootstrap construct sets "
+                             "it from config (config.database.app_user_transaction_minutes)")
+    return minutes
 
 
 def _target_version(raw: str) -> int:

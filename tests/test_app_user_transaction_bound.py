@@ -1,0 +1,290 @@
+"""0014: an app_user transaction ends after the bound (10 minutes by default), by pg_cron's job.
+
+A server of its own loads pg_cron for the tenant database, as the Data stack's parameter group
+does (shared_preload_libraries, cron.database_name); the session's shared server does not, as
+a local database would not. pg_cron runs jobs in background workers here (no password for its
+connection); which way it connects does not change what the job runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from boom_stacks.config import ENVIRONMENT_CONFIGS
+from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap.__main__ import main
+from lambdas.tenant_bootstrap.enforce import BOUND_JOB, CRON_JOBS, HISTORY_JOB
+from tests.fixture_bootstrap import FreshDatabase
+from tests.fixture_postgres import (
+    PostgresServer,
+    backend_alive,
+    backend_ended,
+    new_role_passwords,
+    running_postgres,
+)
+from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
+
+# The database the Data stack creates and the parameter group names for pg_cron.
+DATABASE = ENVIRONMENT_CONFIGS["dev"].database.database_name
+CRON = {"shared_preload_libraries": "pg_cron", "cron.database_name": DATABASE,
+        "cron.use_background_workers": "on"}
+ENDED = (pg8000.native.DatabaseError, pg8000.native.InterfaceError)
+
+
+@pytest.fixture(scope="module")
+def cron_server() -> Iterator[PostgresServer]:
+    with running_postgres(CRON) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def passwords() -> dict[str, str]:
+    return new_role_passwords()
+
+
+@pytest.fixture(scope="module")
+def cron_db(cron_server: PostgresServer, passwords: dict[str, str]) -> str:
+    """The tenant database, bootstrapped with the tenants' rows; pg_cron's database."""
+    conn = cron_server.connect()
+    try:
+        conn.run(f"CREATE DATABASE {DATABASE}")
+    finally:
+        conn.close()
+    apply(cron_server, DATABASE, role_passwords=passwords)
+    seed_two_tenants(cron_server, passwords, DATABASE)
+    return DATABASE
+
+
+def apply(server: PostgresServer, database: str, **options: Any) -> bootstrap.Result:
+    """bootstrap.apply on `database` over TLS, as a deploy runs it."""
+    conn = server.connect(database, tls=True)
+    try:
+        return bootstrap.apply(conn, **options)
+    finally:
+        conn.close()
+
+
+def check(server: PostgresServer, database: str) -> tuple[str, ...]:
+    conn = server.connect(database, tls=True)
+    try:
+        return bootstrap.check(conn).findings
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def admin(cron_server: PostgresServer, cron_db: str) -> Iterator[Conn]:
+    """The bootstrap's user on the tenant database. After the test a run puts the job and the
+    default bound back, for the next test."""
+    conn = cron_server.connect(cron_db)
+    yield conn
+    conn.close()
+    apply(cron_server, cron_db, app_user_transaction_minutes=10)
+
+
+def jobs(conn: Conn) -> list[list[object]] | None:
+    """pg_cron's jobs, or None without pg_cron."""
+    if not conn.run("SELECT to_regclass('cron.job') IS NOT NULL")[0][0]:
+        return None
+    return conn.run("SELECT jobname, schedule, command, active, database, username "
+                    "FROM cron.job ORDER BY jobname")
+
+
+# Both jobs, as every run leaves them: as the bootstrap's user, in the tenant database.
+SHIPPED = sorted([name, schedule, command, True, DATABASE, "postgres"]
+                 for name, (schedule, command) in CRON_JOBS.items())
+
+
+def bound(conn: Conn) -> str:
+    return str(conn.run("SELECT bound::text FROM boom_meta.app_user_transaction_bound")[0][0])
+
+
+def in_long_transaction(server: PostgresServer, passwords: dict[str, str], database: str,
+                        role: str = "app_user") -> tuple[Conn, int]:
+    """A session of `role` inside a transaction that has read tenant A's bookings."""
+    conn = connect_as(server, passwords, database, role)
+    conn.run("BEGIN")
+    conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    conn.run("SELECT count(*) FROM app.bookings")
+    return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
+
+
+def test_a_run_installs_pg_cron_and_schedules_the_job_as_its_own_user(
+        cron_server: PostgresServer, admin: Conn) -> None:
+    assert admin.run("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]
+    assert jobs(admin) == SHIPPED
+    assert bound(admin) == "00:10:00"
+    assert check(cron_server, DATABASE) == ()
+
+
+def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
+        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
+    admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
+    long_, long_pid = in_long_transaction(cron_server, passwords, DATABASE)
+    # Left alone: boom_owner's transaction (migrations have their own deadline), and an
+    # app_user session between transactions, as PgBouncer's idle server connections are.
+    owners, owners_pid = in_long_transaction(cron_server, passwords, DATABASE, "boom_owner")
+    idle = connect_as(cron_server, passwords, DATABASE, "app_user")
+    idle_pid = int(idle.run("SELECT pg_backend_pid()")[0][0])
+    try:
+        # pg_cron starts the job at the top of each minute.
+        assert backend_ended(admin, long_pid, within=75), "pg_cron's job did not end it"
+        with pytest.raises(ENDED):
+            long_.run("SELECT count(*) FROM app.bookings")
+        assert backend_alive(admin, owners_pid) and backend_alive(admin, idle_pid)
+        assert idle.run("SELECT 1") == [[1]]
+        [[status, message]] = admin.run(
+            "SELECT d.status, d.return_message FROM cron.job_run_details d "
+            "JOIN cron.job j USING (jobid) WHERE j.jobname = :n ORDER BY d.runid DESC LIMIT 1",
+            n=BOUND_JOB)
+        assert status == "succeeded", message
+        # The server log names the backend and the transaction's age, never its statements.
+        log = (cron_server.root / "postgres.log").read_text()
+        assert f"boom: ended the transaction of app_user backend {long_pid} after" in log
+    finally:
+        for conn in (owners, idle):
+            conn.close()
+
+
+def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_database(
+        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
+    # Another database of the same server, as an operator's scratch copy would be: its
+    # sessions are not this job's, and a run there schedules nothing (pg_cron is not its).
+    other = cron_server.create_database("other")
+    apply(cron_server, other)
+    seed_two_tenants(cron_server, passwords, other)
+    young, young_pid = in_long_transaction(cron_server, passwords, DATABASE)
+    elsewhere, elsewhere_pid = in_long_transaction(cron_server, passwords, other)
+    owners, owners_pid = in_long_transaction(cron_server, passwords, DATABASE, "boom_owner")
+    try:
+        assert admin.run("SELECT app.end_long_app_user_transactions()") == [[0]]
+        old, old_pid = in_long_transaction(cron_server, passwords, DATABASE)
+        time.sleep(1.2)
+        admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
+        young.run("COMMIT")  # its next transaction starts now, within the bound
+        young.run("BEGIN")
+        young.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        assert admin.run("SELECT app.end_long_app_user_transactions()") == [[1]]
+        assert backend_ended(admin, old_pid, within=5)
+        for pid in (young_pid, elsewhere_pid, owners_pid):
+            assert backend_alive(admin, pid)
+        with pytest.raises(ENDED):
+            old.run("SELECT 1")
+        young.run("ROLLBACK")
+    finally:
+        for conn in (young, elsewhere, owners):
+            conn.close()
+    conn = cron_server.connect(other)
+    try:
+        assert conn.run("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") == [[0]]
+    finally:
+        conn.close()
+    assert check(cron_server, other) == ()
+
+
+@pytest.mark.parametrize("role", ["app_user", "boom_owner"])
+@pytest.mark.parametrize("statement", [
+    "SELECT app.end_long_app_user_transactions()",
+    "UPDATE boom_meta.app_user_transaction_bound SET bound = interval '10 years'",
+    f"SELECT cron.unschedule('{BOUND_JOB}')",
+    "UPDATE cron.job SET active = false",
+    "SELECT cron.schedule('mine', '* * * * *', 'LOCK TABLE app.bookings')",
+], ids=["end-others", "lift-bound", "unschedule", "pause", "own-job"])
+def test_the_application_and_its_migrations_cannot_end_others_or_lift_the_bound(
+        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn,
+        role: str, statement: str) -> None:
+    conn = connect_as(cron_server, passwords, DATABASE, role)
+    try:
+        with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
+            conn.run(statement)
+    finally:
+        conn.close()
+    assert jobs(admin) == SHIPPED
+    assert bound(admin) == "00:10:00"
+
+
+def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, admin: Conn) -> None:
+    # A row a minute, which pg_cron never deletes: the nightly job keeps 7 days of them.
+    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=BOUND_JOB)
+    admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, command, "
+              "status, start_time, end_time) SELECT :j, nextval('cron.runid_seq'), "
+              "current_database(), current_user, 'SELECT 1', 'succeeded', at, at "
+              "FROM unnest(ARRAY[now() - interval '8 days', now() - interval '6 days']) at",
+              j=job)
+    admin.run(CRON_JOBS[HISTORY_JOB][1])
+    assert admin.run("SELECT count(*) FROM cron.job_run_details "
+                     "WHERE end_time < now() - interval '7 days'") == [[0]]
+    assert admin.run("SELECT count(*) FROM cron.job_run_details "
+                     "WHERE end_time < now() - interval '5 days'") == [[1]]
+
+
+@pytest.mark.parametrize(("undo", "restored"), [
+    (f"SELECT cron.unschedule('{BOUND_JOB}')", "scheduled"),
+    (f"UPDATE cron.job SET active = false WHERE jobname = '{BOUND_JOB}'",
+     "restored as shipped"),
+    (f"UPDATE cron.job SET schedule = '0 3 * * *' WHERE jobname = '{BOUND_JOB}'",
+     "restored as shipped"),
+    (f"UPDATE cron.job SET command = 'SELECT 1' WHERE jobname = '{BOUND_JOB}'",
+     "restored as shipped"),
+    ("DROP EXTENSION pg_cron", "scheduled"),
+], ids=["unscheduled", "paused", "nightly", "other-command", "extension-dropped"])
+def test_the_check_reports_and_a_run_restores_the_job(
+        cron_server: PostgresServer, admin: Conn, undo: str, restored: str) -> None:
+    admin.run(undo)
+    findings = check(cron_server, DATABASE)
+    assert findings and all(f.startswith("would restore:") for f in findings), findings
+    assert any(f"pg_cron job {BOUND_JOB} {restored}" in f for f in findings), findings
+    assert jobs(admin) != SHIPPED  # the check changed nothing
+    result = apply(cron_server, DATABASE)
+    assert any(f"pg_cron job {BOUND_JOB} {restored}" in r for r in result.repaired)
+    assert jobs(admin) == SHIPPED
+    assert check(cron_server, DATABASE) == ()
+
+
+def test_a_run_sets_the_bound_it_is_given_and_keeps_it_otherwise(
+        cron_server: PostgresServer, admin: Conn) -> None:
+    apply(cron_server, DATABASE, app_user_transaction_minutes=25)
+    assert bound(admin) == "00:25:00"
+    apply(cron_server, DATABASE)
+    assert bound(admin) == "00:25:00"
+
+
+def test_without_pg_cron_a_run_schedules_nothing_and_the_check_reports_nothing(
+        postgres: PostgresServer, new_db_admin: Conn, new_db: str) -> None:
+    # The session's shared server does not load pg_cron, as a developer's would not.
+    assert new_db_admin.run("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") \
+        == [[0]]
+    assert bound(new_db_admin) == "00:10:00"  # the default, there for when pg_cron comes
+    assert check(postgres, new_db) == ()
+
+
+@pytest.mark.parametrize("minutes", [0, 1441, True, "10"])
+def test_a_bad_bound_is_refused_before_anything_changes(fresh: FreshDatabase,
+                                                         minutes: object) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match="transaction minutes .*from 1 to 1440"):
+        bootstrap.apply(fresh.conn, app_user_transaction_minutes=minutes)  # type: ignore[arg-type]
+    assert bootstrap.current_version(fresh.conn) == 0
+
+
+def test_a_bound_for_a_version_without_one_is_refused_and_changes_nothing(
+        fresh: FreshDatabase) -> None:
+    with pytest.raises(bootstrap.BootstrapError, match="needs schema version 14 .*nothing was"):
+        bootstrap.apply(fresh.conn, target_version=13, app_user_transaction_minutes=5)
+    assert bootstrap.current_version(fresh.conn) == 0
+
+
+def test_cli_sets_the_bound(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
+    assert main(["--dsn", dsn, "--app-user-transaction-minutes", "30"],
+                environ={"PGPASSWORD": postgres.password}) == 0
+    conn = postgres.connect(database)
+    try:
+        assert bound(conn) == "00:30:00"
+    finally:
+        conn.close()

@@ -201,7 +201,7 @@ def test_a_password_in_a_bad_dsn_never_reaches_the_error(
     (["--app-user-connection-limit", "0"], "--app-user-connection-limit: '0': use a whole"),
     (["--app-user-connection-limit", "-5"], "--app-user-connection-limit: '-5': use a whole"),
     (["--app-user-transaction-minutes", "0"],
-     "--app-user-transaction-minutes: '0': use a whole number of minutes from 1 to 1440"),
+     "--app-user-transaction-minutes: '0': use a whole number from 1 to 1440 (minutes)"),
     (["--app-user-transaction-minutes", "2h"], "--app-user-transaction-minutes: '2h': use a"),
     (["--check", "--app-user-transaction-minutes", "5"], "--check takes only --dsn"),
 ])

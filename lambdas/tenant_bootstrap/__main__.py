@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .bootstrap import (
@@ -77,20 +77,15 @@ def _version(raw: str) -> int:
     return int(raw)
 
 
-def _connection_limit(raw: str) -> int:
-    """--app-user-connection-limit, checked before anything connects."""
-    if not raw.isdigit() or int(raw) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{raw!r}: use a whole number of at least 1 (the PgBouncer pools' worst case)")
-    return int(raw)
-
-
-def _transaction_minutes(raw: str) -> int:
-    """--app-user-transaction-minutes, checked before anything connects."""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TRANSACTION_MINUTES:
-        raise argparse.ArgumentTypeError(
-            f"{raw!r}: use a whole number of minutes from 1 to {MAX_TRANSACTION_MINUTES}")
-    return int(raw)
+def _whole_number(high: int | None, unit: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 (to `high`), checked before anything connects;
+    `unit` says what it counts, for the message."""
+    def parse(raw: str) -> int:
+        if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+            span = "of at least 1" if high is None else f"from 1 to {high}"
+            raise argparse.ArgumentTypeError(f"{raw!r}: use a whole number {span} ({unit})")
+        return int(raw)
+    return parse
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -102,12 +97,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
                              "the password may come from PGPASSWORD instead")
     parser.add_argument("--target-version", type=_version, default=None, metavar="N",
                         help=f"apply up to this version (default: latest, {LATEST_VERSION})")
-    parser.add_argument("--app-user-connection-limit", type=_connection_limit, default=None,
-                        metavar="N",
+    parser.add_argument("--app-user-connection-limit", default=None, metavar="N",
+                        type=_whole_number(None, "the PgBouncer pools' worst case"),
                         help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
                              "pools' worst case; default: leave it as it is)")
-    parser.add_argument("--app-user-transaction-minutes", type=_transaction_minutes,
-                        default=None, metavar="N",
+    parser.add_argument("--app-user-transaction-minutes", default=None, metavar="N",
+                        type=_whole_number(MAX_TRANSACTION_MINUTES, "minutes"),
                         help="end app_user transactions older than N minutes (pg_cron's job, "
                              "where the server loads pg_cron for this database; the deploy "
                              "sets config's; default: leave the database's bound as it is)")

@@ -40,8 +40,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
 ROLES = ("app_user", "boom_owner")
-# (0014) The version that bounds app_user's transactions; the longest bound a run sets (a day:
-# longer would keep VACUUM from cleaning up behind the transaction for longer than that).
+# (0014) The version that bounds app_user's transactions, and the longest bound a run sets,
+# in minutes (a day: the bound is also how long VACUUM may wait behind one transaction).
 TRANSACTION_BOUND_VERSION = 14
 MAX_TRANSACTION_MINUTES = 1440
 MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker

@@ -97,8 +97,11 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         raise BootstrapError(f"RequestType {request!r}: expected Create, Update or Delete")
     properties = _properties(raw_properties)
     target_version = _target_version(properties["TargetVersion"])
-    connection_limit = _connection_limit(properties.get("AppUserConnectionLimit"))
-    transaction_minutes = _transaction_minutes(properties.get("AppUserTransactionMinutes"))
+    connection_limit = _whole_property(properties, "AppUserConnectionLimit", None,
+                                       "config.pgbouncer.rollout_server_connections")
+    transaction_minutes = _whole_property(properties, "AppUserTransactionMinutes",
+                                          MAX_TRANSACTION_MINUTES,
+                                          "config.database.app_user_transaction_minutes")
     secrets = secrets_client()
     passwords = {
         "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
@@ -151,32 +154,22 @@ def _properties(properties: object) -> dict[str, str]:
     return {name: str(properties[name]) for name in names}
 
 
-def _connection_limit(raw: str | None) -> int | None:
+def _whole_property(properties: dict[str, str], name: str, high: int | None,
+                    source: str) -> int | None:
+    """An optional property that is a whole number from 1 (to `high`), or None if absent;
+    `source` is the config value the construct sets it from, for the message."""
+    raw = properties.get(name)
     if raw is None:
         return None
     try:
-        limit = int(raw)
+        value = int(raw)
     except ValueError:
-        limit = 0
-    if limit < 1:
-        raise BootstrapError(f"AppUserConnectionLimit {raw!r} is not a whole number of at least "
-                             "1; the TenantBootstrap construct sets it from config "
-                             "(config.pgbouncer.rollout_server_connections)")
-    return limit
-
-
-def _transaction_minutes(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        minutes = int(raw)
-    except ValueError:
-        minutes = 0
-    if not 1 <= minutes <= MAX_TRANSACTION_MINUTES:
-        raise BootstrapError(f"AppUserTransactionMinutes {raw!r} is not a whole number from 1 "
-                             f"to {MAX_TRANSACTION_MINUTES}; the TenantBootstrap construct sets "
-                             "it from config (config.database.app_user_transaction_minutes)")
-    return minutes
+        value = 0
+    if value < 1 or (high is not None and value > high):
+        span = "of at least 1" if high is None else f"from 1 to {high}"
+        raise BootstrapError(f"{name} {raw!r} is not a whole number {span}; the TenantBootstrap "
+                             f"construct sets it from config ({source})")
+    return value
 
 
 def _target_version(raw: str) -> int:

@@ -34,7 +34,7 @@ $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# PostgreSQL 15 with pg_cron (the parameter group loads it: test_app_user_transaction_bound.py),
+# PostgreSQL 15 with pg_cron (the parameter group loads it: test_stuck_app_user_backends.py),
 # PgBouncer's build dependency, and iproute2 (`tc` and `ip`, which make a database go silent in
 # test_pgbouncer_silent_database.py), for the integration tests (we run as root; apt only if
 # missing).

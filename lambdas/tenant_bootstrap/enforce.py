@@ -16,13 +16,14 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
                 "app.audit_tenant_privileges()",  # 0008
                 "app.audit_tenant_expression_statistics()")  # 0009
-# (0014) pg_cron's jobs, by name: (schedule, command). The first ends app_user transactions
-# older than the bound, every minute; the second keeps pg_cron's run history (a row a minute,
-# which pg_cron never deletes) to a week.
-BOUND_JOB = "boom-end-long-app-user-transactions"
+# (0014) pg_cron's jobs, by name: (schedule, command). The first ends, every minute, app_user
+# backends that hold up the others (a transaction older than the bound, a session-level
+# advisory lock between transactions); the second keeps pg_cron's run history (a row a
+# minute, which pg_cron never deletes) to a week.
+STUCK_JOB = "boom-end-stuck-app-user-backends"
 HISTORY_JOB = "boom-purge-cron-run-details"
 CRON_JOBS = {
-    BOUND_JOB: ("* * * * *", "SELECT app.end_long_app_user_transactions()"),
+    STUCK_JOB: ("* * * * *", "SELECT app.end_stuck_app_user_backends()"),
     HISTORY_JOB: ("17 3 * * *", "DELETE FROM cron.job_run_details "
                                 "WHERE end_time < now() - interval '7 days'"),
 }
@@ -161,7 +162,7 @@ def _cron_jobs(conn: pg8000.native.Connection) -> list[str]:
     active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
     for this database (the parameter group's cron.database_name): elsewhere (a local
     database, say) there is nothing to schedule with, and nothing is reported."""
-    if not _exists(conn, "app.end_long_app_user_transactions()"):
+    if not _exists(conn, "app.end_stuck_app_user_backends()"):
         return []
     [[loaded, installed]] = conn.run(
         "SELECT current_setting('cron.database_name', true) = current_database(), "

@@ -1,4 +1,6 @@
-"""0014: an app_user transaction ends after the bound (10 minutes by default), by pg_cron's job.
+"""0014: pg_cron's job ends the app_user backends that hold up the others: a transaction older
+than the bound (10 minutes by default), or a session-level advisory lock held between
+transactions (as a pooled server connection keeps one).
 
 A server of its own loads pg_cron for the tenant database, as the Data stack's parameter group
 does (shared_preload_libraries, cron.database_name); the session's shared server does not, as
@@ -18,13 +20,15 @@ import pytest
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from lambdas.tenant_bootstrap.enforce import BOUND_JOB, CRON_JOBS, HISTORY_JOB
+from lambdas.tenant_bootstrap.enforce import CRON_JOBS, HISTORY_JOB, STUCK_JOB
 from tests.fixture_bootstrap import FreshDatabase
 from tests.fixture_postgres import (
     PostgresServer,
     backend_alive,
     backend_ended,
     new_role_passwords,
+    pgbouncer_with_pools_of_one,
+    pooler_connection,
     running_postgres,
 )
 from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
@@ -141,11 +145,11 @@ def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
         [[status, message]] = admin.run(
             "SELECT d.status, d.return_message FROM cron.job_run_details d "
             "JOIN cron.job j USING (jobid) WHERE j.jobname = :n ORDER BY d.runid DESC LIMIT 1",
-            n=BOUND_JOB)
+            n=STUCK_JOB)
         assert status == "succeeded", message
         # The server log names the backend and the transaction's age, never its statements.
         log = (cron_server.root / "postgres.log").read_text()
-        assert f"boom: ended the transaction of app_user backend {long_pid} after" in log
+        assert f"boom: ended app_user backend {long_pid}: its transaction ran 00:00:" in log
     finally:
         for conn in (owners, idle):
             conn.close()
@@ -162,16 +166,16 @@ def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_dat
     elsewhere, elsewhere_pid = in_long_transaction(cron_server, passwords, other)
     owners, owners_pid = in_long_transaction(cron_server, passwords, DATABASE, "boom_owner")
     # pg_cron's own run of the job paused, so that only the calls below end transactions.
-    admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=BOUND_JOB)
+    admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
     try:
-        assert admin.run("SELECT app.end_long_app_user_transactions()") == [[0]]
+        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[0]]
         old, old_pid = in_long_transaction(cron_server, passwords, DATABASE)
         time.sleep(1.2)
         admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
         young.run("COMMIT")  # its next transaction starts now, within the bound
         young.run("BEGIN")
         young.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-        assert admin.run("SELECT app.end_long_app_user_transactions()") == [[1]]
+        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
         assert backend_ended(admin, old_pid, within=5)
         for pid in (young_pid, elsewhere_pid, owners_pid):
             assert backend_alive(admin, pid)
@@ -189,11 +193,73 @@ def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_dat
     assert check(cron_server, other) == ()
 
 
+def test_the_job_ends_an_idle_backend_holding_a_session_advisory_lock(
+        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
+    def session(role: str = "app_user") -> tuple[Conn, int]:
+        conn = connect_as(cron_server, passwords, DATABASE, role)
+        return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
+
+    holder, holder_pid = session()
+    holder.run("SELECT pg_advisory_lock(7)")  # session-level, then idle between transactions
+    idle, idle_pid = session()  # no lock
+    working, working_pid = session()  # a transaction's own advisory lock, in its transaction
+    working.run("BEGIN")
+    working.run("SELECT pg_advisory_xact_lock(8)")
+    owners, owners_pid = session("boom_owner")  # not app_user: left alone
+    owners.run("SELECT pg_advisory_lock(9)")
+    admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
+    try:
+        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
+        assert backend_ended(admin, holder_pid, within=5)
+        for pid in (idle_pid, working_pid, owners_pid):
+            assert backend_alive(admin, pid)
+        assert admin.run("SELECT pg_try_advisory_lock(7)") == [[True]]  # released with it
+        working.run("COMMIT")
+    finally:
+        for conn in (idle, working, owners):
+            conn.close()
+
+
+def test_a_session_advisory_lock_left_on_a_pooled_connection_is_released(
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str,
+        new_db_admin: Conn) -> None:
+    """Through real PgBouncer (a pool of one server connection): a client's session-level lock
+    stays on the server connection after the client has gone. Other connections wait for it,
+    the next client of that connection takes it too, and only the job's run releases it."""
+    with pgbouncer_with_pools_of_one(postgres, role_passwords, new_db,
+                                     {"single": new_db}) as bouncer:
+        def client() -> tuple[Conn, int]:
+            conn = pooler_connection(bouncer, "single", role_passwords["app_user"])
+            return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
+
+        first, pooled_pid = client()
+        first.run("SELECT pg_advisory_lock(7)")
+        first.close()
+        elsewhere = connect_as(postgres, role_passwords, new_db, "app_user")
+        try:
+            assert elsewhere.run("SELECT pg_try_advisory_lock(7)") == [[False]]
+            second, second_pid = client()
+            # The same server connection, and so the same lock, for another client: the
+            # exclusion the lock was for is gone.
+            assert second_pid == pooled_pid
+            assert second.run("SELECT pg_try_advisory_lock(7)") == [[True]]
+            second.close()
+            # The function pg_cron runs each minute (pg_cron is not loaded on this server).
+            assert new_db_admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
+            assert backend_ended(new_db_admin, pooled_pid, within=5)
+            assert elsewhere.run("SELECT pg_try_advisory_lock(7)") == [[True]]
+            third, third_pid = client()  # PgBouncer opened a new server connection
+            assert third_pid != pooled_pid and third.run("SELECT 1") == [[1]]
+            third.close()
+        finally:
+            elsewhere.close()
+
+
 @pytest.mark.parametrize("role", ["app_user", "boom_owner"])
 @pytest.mark.parametrize("statement", [
-    "SELECT app.end_long_app_user_transactions()",
+    "SELECT app.end_stuck_app_user_backends()",
     "UPDATE boom_meta.app_user_transaction_bound SET bound = interval '10 years'",
-    f"SELECT cron.unschedule('{BOUND_JOB}')",
+    f"SELECT cron.unschedule('{STUCK_JOB}')",
     "UPDATE cron.job SET active = false",
     "SELECT cron.schedule('mine', '* * * * *', 'LOCK TABLE app.bookings')",
 ], ids=["end-others", "lift-bound", "unschedule", "pause", "own-job"])
@@ -212,7 +278,7 @@ def test_the_application_and_its_migrations_cannot_end_others_or_lift_the_bound(
 
 def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, admin: Conn) -> None:
     # A row a minute, which pg_cron never deletes: the nightly job keeps 7 days of them.
-    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=BOUND_JOB)
+    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
     admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, command, "
               "status, start_time, end_time) SELECT :j, nextval('cron.runid_seq'), "
               "current_database(), current_user, 'SELECT 1', 'succeeded', at, at "
@@ -226,12 +292,12 @@ def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, admin:
 
 
 @pytest.mark.parametrize(("undo", "restored"), [
-    (f"SELECT cron.unschedule('{BOUND_JOB}')", "scheduled"),
-    (f"UPDATE cron.job SET active = false WHERE jobname = '{BOUND_JOB}'",
+    (f"SELECT cron.unschedule('{STUCK_JOB}')", "scheduled"),
+    (f"UPDATE cron.job SET active = false WHERE jobname = '{STUCK_JOB}'",
      "restored as shipped"),
-    (f"UPDATE cron.job SET schedule = '0 3 * * *' WHERE jobname = '{BOUND_JOB}'",
+    (f"UPDATE cron.job SET schedule = '0 3 * * *' WHERE jobname = '{STUCK_JOB}'",
      "restored as shipped"),
-    (f"UPDATE cron.job SET command = 'SELECT 1' WHERE jobname = '{BOUND_JOB}'",
+    (f"UPDATE cron.job SET command = 'SELECT 1' WHERE jobname = '{STUCK_JOB}'",
      "restored as shipped"),
     ("DROP EXTENSION pg_cron", "scheduled"),
 ], ids=["unscheduled", "paused", "nightly", "other-command", "extension-dropped"])
@@ -240,10 +306,10 @@ def test_the_check_reports_and_a_run_restores_the_job(
     admin.run(undo)
     findings = check(cron_server, DATABASE)
     assert findings and all(f.startswith("would restore:") for f in findings), findings
-    assert any(f"pg_cron job {BOUND_JOB} {restored}" in f for f in findings), findings
+    assert any(f"pg_cron job {STUCK_JOB} {restored}" in f for f in findings), findings
     assert jobs(admin) != SHIPPED  # the check changed nothing
     result = apply(cron_server, DATABASE)
-    assert any(f"pg_cron job {BOUND_JOB} {restored}" in r for r in result.repaired)
+    assert any(f"pg_cron job {STUCK_JOB} {restored}" in r for r in result.repaired)
     assert jobs(admin) == SHIPPED
     assert check(cron_server, DATABASE) == ()
 

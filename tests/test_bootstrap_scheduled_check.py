@@ -94,6 +94,21 @@ def test_drift_is_counted_and_named_and_nothing_changes(
     assert postgres.password not in out and role_passwords["app_user"] not in out
 
 
+def test_a_server_without_pg_cron_is_a_finding_where_the_schedule_requires_it(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The Data stack's schedule says the parameter group loads pg_cron; this server does not
+    # (as an instance whose new parameter group waits for a reboot): nothing ends stuck
+    # app_user backends. Where pg_cron runs, test_stuck_app_user_backends.py finds nothing.
+    database = bootstrapped_database(postgres, role_passwords)
+    master = aws.master(**master_values(postgres, database))
+    response = handler.on_event(check_event(master, RequirePgCron=True))
+    assert response["Findings"] == [bootstrap.PG_CRON_NOT_LOADED]
+    [document] = emitted(capsys.readouterr().out)
+    assert document[scheduled_check.METRIC_NAME] == 1
+    assert handler.on_event(check_event(master, RequirePgCron=False))["Findings"] == []
+
+
 @pytest.mark.parametrize("problem", ["unreachable", "wrong password"])
 def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
@@ -136,6 +151,8 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
      "the check event lacks MasterSecretArn"),
     ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": ""},
      "the check event lacks Environment"),
+    ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": "dev",
+      "RequirePgCron": "yes"}, "RequirePgCron 'yes': expected true or false"),
 ])
 def test_a_malformed_check_event_is_refused_by_name_before_connecting(
         aws: Secrets, capsys: pytest.CaptureFixture[str], event: dict[str, Any],

@@ -74,9 +74,10 @@ def apply(server: PostgresServer, database: str, **options: Any) -> bootstrap.Re
 
 
 def check(server: PostgresServer, database: str) -> tuple[str, ...]:
+    """What the Data stack's scheduled check finds (its parameter group loads pg_cron)."""
     conn = server.connect(database, tls=True)
     try:
-        return bootstrap.check(conn).findings
+        return bootstrap.check(conn, require_pg_cron=database == DATABASE).findings
     finally:
         conn.close()
 

@@ -45,8 +45,11 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
         "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret"))
     # What the handler dispatches on and requires, and nothing it would refuse
     assert event == {"Check": scheduled_check.CHECK, "MasterSecretArn": "arn:master-secret",
-                     "Environment": synthesized.config.name}
-    assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS}
+                     "Environment": synthesized.config.name,
+                     # the parameter group loads pg_cron: a server without it is a finding
+                     scheduled_check.REQUIRE_PG_CRON: True}
+    assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS,
+                          scheduled_check.REQUIRE_PG_CRON}
     # EventBridge may invoke it, and only from this rule
     permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
                    .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
@@ -72,6 +75,7 @@ def test_the_stack_outputs_the_repair_an_operator_sends_the_function_the_schedul
     # The check's own event, "Repair" for "Check": same secret reference, same environment
     repair_event = json.loads(rendered(outputs["TenantRepairEvent"]["Value"]))
     check_event = json.loads(rendered(target["Input"]))
+    del check_event[scheduled_check.REQUIRE_PG_CRON]  # the check's alone: a repair cannot boot
     assert repair_event == {"Repair": check_event.pop("Check"), **check_event}
     assert repair_event["Repair"] == scheduled_check.CHECK
     assert repair_event["MasterSecretArn"].startswith("<DatabaseInstanceSecretAttachment")

@@ -22,7 +22,12 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct, IDependable
 
 from boom_stacks.config import EnvironmentConfig
-from lambdas.tenant_bootstrap.scheduled_check import CHECK, METRIC_NAME, METRIC_NAMESPACE
+from lambdas.tenant_bootstrap.scheduled_check import (
+    CHECK,
+    METRIC_NAME,
+    METRIC_NAMESPACE,
+    REQUIRE_PG_CRON,
+)
 
 EVERY = Duration.minutes(15)
 # In 2 of the last 4 checks: drift stays until a run repairs it, so it alarms within about
@@ -43,7 +48,9 @@ class TenantGuaranteeCheck(Construct):
             function, retry_attempts=0,  # the next check comes in 15 minutes
             event=events.RuleTargetInput.from_object({
                 "Check": CHECK, "MasterSecretArn": master_secret.secret_arn,
-                "Environment": config.name})))
+                "Environment": config.name,
+                # The parameter group loads pg_cron: a server without it is a finding.
+                REQUIRE_PG_CRON: True})))
         # Checks start once the deploy's bootstrap run has succeeded (`after`): before, a
         # first deploy's database would be a finding (version 0).
         self.schedule.node.add_dependency(after)
@@ -58,7 +65,8 @@ class TenantGuaranteeCheck(Construct):
             alarm_description=(
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
-                "settings, TEMPORARY and CREATE, the shipped functions) have drifted since "
+                "settings, TEMPORARY and CREATE, the shipped functions, pg_cron's jobs) have "
+                "drifted since "
                 "the last deploy, or the check cannot run. The function's log names each "
                 "finding; a repair (README: Between deploys) restores what it can and names "
                 "the rest"))

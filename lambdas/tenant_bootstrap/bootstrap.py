@@ -28,7 +28,7 @@ from .connection import Connection as Connection  # re-exported for callers and 
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .deadline import Deadline
-from .enforce import enforce, gaps, restore, tables_to_protect
+from .enforce import enforce, gaps, pg_cron_loaded, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -44,6 +44,11 @@ ROLES = ("app_user", "boom_owner")
 # in minutes (a day: the bound is also how long VACUUM may wait behind one transaction).
 TRANSACTION_BOUND_VERSION = 14
 MAX_TRANSACTION_MINUTES = 1440
+PG_CRON_NOT_LOADED = (
+    "pg_cron is not loaded for this database, so nothing ends stuck app_user backends (0014): "
+    "the parameter group's shared_preload_libraries and cron.database_name apply when the "
+    "instance starts. Reboot it at a quiet moment (RDS shows the group as pending-reboot); "
+    "the next run or repair then schedules the jobs")
 MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # A check waits this long at most for a table lock: a check only asks for one where drift
@@ -224,12 +229,15 @@ def _one_attempt(conn: pg8000.native.Connection, run: Deadline, work: Callable[[
 
 
 def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_TIMEOUT_MS,
-          deadline: float | None = None) -> Check:
+          deadline: float | None = None, require_pg_cron: bool = False) -> Check:
     """What a bootstrap run would do now, changing nothing: the restoring part of a run, in a
     transaction that is always rolled back, then the audits. For the scheduled check between
     deploys (scheduled_check.py) and `--check` (the CLI). A restore that must alter a table
     takes its lock for the moment of the check, waiting at most `lock_timeout_ms` for it;
     if the table is in use for longer, the finding names the tables a run would alter.
+    `require_pg_cron` (the Data stack's check: its parameter group loads pg_cron) makes a
+    server that does not run pg_cron for this database a finding: nothing would end stuck
+    app_user backends (0014).
     """
     run = Deadline(deadline, task="check")
 
@@ -239,7 +247,10 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_T
             raise BootstrapRunning("check skipped: a bootstrap run is in progress (it holds the "
                                    "bootstrap's advisory lock); the next check looks again")
         version = current_version(conn)
-        return Check(version, _findings(conn, version, load_migrations()))
+        findings = _findings(conn, version, load_migrations())
+        if require_pg_cron and version >= TRANSACTION_BOUND_VERSION and not pg_cron_loaded(conn):
+            findings += (PG_CRON_NOT_LOADED,)
+        return Check(version, findings)
 
     try:
         return _one_attempt(conn, run, dry_run, lock_timeout_ms=lock_timeout_ms, keep=False)

@@ -162,15 +162,10 @@ def _cron_jobs(conn: pg8000.native.Connection) -> list[str]:
     active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
     for this database (the parameter group's cron.database_name): elsewhere (a local
     database, say) there is nothing to schedule with, and nothing is reported."""
-    if not _exists(conn, "app.end_stuck_app_user_backends()"):
-        return []
-    [[loaded, installed]] = conn.run(
-        "SELECT current_setting('cron.database_name', true) = current_database(), "
-        "EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")
-    if not loaded:
+    if not _exists(conn, "app.end_stuck_app_user_backends()") or not pg_cron_loaded(conn):
         return []
     done = []
-    if not installed:
+    if not conn.run("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]:
         conn.run("CREATE EXTENSION pg_cron")
         done.append("pg_cron installed")
     for name, (schedule, command) in CRON_JOBS.items():
@@ -185,6 +180,13 @@ def _cron_jobs(conn: pg8000.native.Connection) -> list[str]:
         done.append(f"pg_cron job {name} " + (f"restored as shipped ({schedule}, active, this "
                                               "database)" if jobs else "scheduled"))
     return done
+
+
+def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:
+    """Whether the server runs pg_cron for this database (shared_preload_libraries and
+    cron.database_name, both read at the server's start)."""
+    return bool(conn.run("SELECT coalesce(current_setting('cron.database_name', true) = "
+                         "current_database(), false)")[0][0])
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

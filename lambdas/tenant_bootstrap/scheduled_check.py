@@ -1,9 +1,9 @@
 """The scheduled check between deploys: an EventBridge schedule (TenantGuaranteeCheck in the
 Data stack) sends the bootstrap function {"Check": "tenant-guarantees", "MasterSecretArn": ...,
-"Environment": ...}; this runs bootstrap.check(), which changes nothing, and logs the number of
-findings as a CloudWatch metric in the embedded metric format. A check that cannot run counts
-as one finding, and fails; one that finds a bootstrap run in progress emits no metric and waits
-for the next.
+"Environment": ..., "RequirePgCron": true}; this runs bootstrap.check(), which changes
+nothing, and logs the number of findings as a CloudWatch metric in the embedded metric format.
+A check that cannot run counts as one finding, and fails; one that finds a bootstrap run in
+progress emits no metric and waits for the next.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from .master_secret import connect_as_master, secrets_client
 
 CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
 CHECK_FIELDS = ("MasterSecretArn", "Environment")
+# Optional, in the check's event only: true where the parameter group loads pg_cron for the
+# database, so that a server not running it (a reboot pending) is a finding (0014).
+REQUIRE_PG_CRON = "RequirePgCron"
 METRIC_NAMESPACE = "Boom/TenantDatabase"
 METRIC_NAME = "GuaranteeFindings"  # per Environment; the Data stack alarms on it
 MAX_LOGGED_FINDINGS = 50
@@ -45,10 +48,14 @@ def event_fields(event: dict[str, Any], kind: str, sender: str) -> tuple[str, st
 def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     arn, environment = event_fields(event, "Check",
                                     "the TenantGuaranteeCheck construct's schedule")
+    require_pg_cron = event.get(REQUIRE_PG_CRON, False)
+    if not isinstance(require_pg_cron, bool):
+        raise BootstrapError(f"{REQUIRE_PG_CRON} {require_pg_cron!r}: expected true or false "
+                             "(the TenantGuaranteeCheck construct's schedule sends true)")
     try:
         master, conn = connect_as_master(secrets_client(), arn)
         try:
-            result = check(conn, deadline=deadline)
+            result = check(conn, deadline=deadline, require_pg_cron=require_pg_cron)
         finally:
             close(conn)
     except BootstrapRunning as running:

@@ -60,7 +60,8 @@ class DatabaseConfig:
     secret_rotation_days: int = 30
     slow_statement_ms: int = 500
     # An app_user transaction running longer is ended by pg_cron's job (migration 0014),
-    # within a minute after: it holds locks, a pooled server connection and VACUUM's horizon.
+    # within a minute after: it holds locks, a pooled server connection and the oldest
+    # snapshot, behind which VACUUM cannot clean up.
     # Above the longest statement a transaction may ask for (an export's SET LOCAL
     # statement_timeout = '5min', README), far below what stalls the pool for long.
     app_user_transaction_minutes: int = 10

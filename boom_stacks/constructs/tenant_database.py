@@ -71,8 +71,9 @@ class TenantDatabase(Construct):
                 **{name: str(value) for name, value in DEAD_CLIENT_KEEPALIVE.items()},
                 # pg_cron runs the job that ends app_user transactions longer than
                 # config.database.app_user_transaction_minutes (PostgreSQL 15 has no
-                # transaction_timeout), in this database, where the bootstrap installs it.
-                # Static, like the rest: RDS's default library stays loaded beside it.
+                # transaction_timeout) and pooled connections left holding a session-level
+                # advisory lock (migration 0014), in this database, where the bootstrap
+                # installs it. Static: applied when the instance starts.
                 "shared_preload_libraries": PRELOADED_LIBRARIES,
                 "cron.database_name": db.database_name,
             },

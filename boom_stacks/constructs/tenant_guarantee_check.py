@@ -66,10 +66,9 @@ class TenantGuaranteeCheck(Construct):
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
                 "settings, TEMPORARY and CREATE, the shipped functions, pg_cron's jobs) have "
-                "drifted since "
-                "the last deploy, or the check cannot run. The function's log names each "
-                "finding; a repair (README: Between deploys) restores what it can and names "
-                "the rest"))
+                "drifted since the last deploy, or the check cannot run. The function's log "
+                "names each finding; a repair (README: Between deploys) restores what it can "
+                "and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the
         # return to OK, which tells whoever acted (a repair, a deploy) that it worked, and
         # resolves the incident in tools that pair the two (Alertmanager, PagerDuty).

@@ -20,7 +20,12 @@ import pytest
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from lambdas.tenant_bootstrap.enforce import CRON_JOBS, HISTORY_JOB, STUCK_JOB
+from lambdas.tenant_bootstrap.enforce import (
+    CRON_JOBS,
+    HISTORY_JOB,
+    STUCK_BACKEND_LOG,
+    STUCK_JOB,
+)
 from tests.fixture_bootstrap import FreshDatabase
 from tests.fixture_postgres import (
     PostgresServer,
@@ -150,7 +155,7 @@ def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
         assert status == "succeeded", message
         # The server log names the backend and the transaction's age, never its statements.
         log = (cron_server.root / "postgres.log").read_text()
-        assert f"boom: ended app_user backend {long_pid}: its transaction ran 00:00:" in log
+        assert f"{STUCK_BACKEND_LOG} {long_pid}: its transaction ran 00:00:" in log
     finally:
         for conn in (owners, idle):
             conn.close()

@@ -79,12 +79,13 @@ class TenantDatabase(Construct):
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.
-        log_groups = [
-            encrypted_log_group(self, f"{export.capitalize()}Logs", key=log_key,
-                                retention_days=db.log_retention_days, retain=retain,
-                                log_group_name=f"/aws/rds/instance/{self.identifier}/{export}")
+        self.log_groups = {
+            export: encrypted_log_group(
+                self, f"{export.capitalize()}Logs", key=log_key,
+                retention_days=db.log_retention_days, retain=retain,
+                log_group_name=f"/aws/rds/instance/{self.identifier}/{export}")
             for export in LOG_EXPORTS
-        ]
+        }
         self.instance = rds.DatabaseInstance(
             self, "Instance",
             instance_identifier=self.identifier,
@@ -122,7 +123,7 @@ class TenantDatabase(Construct):
             cloudwatch_logs_exports=list(LOG_EXPORTS),
             ca_certificate=rds.CaCertificate.RDS_CA_RSA2048_G1,
         )
-        for log_group in log_groups:
+        for log_group in self.log_groups.values():
             self.instance.node.add_dependency(log_group)
         # The rotation Lambda needs Secrets Manager: it runs where there is egress.
         self.instance.add_rotation_single_user(

@@ -15,6 +15,7 @@ from boom_stacks.constructs.backup_bucket import BackupBucket
 from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
 from boom_stacks.constructs.keys import rotating_key
 from boom_stacks.constructs.session_cache import SessionCache
+from boom_stacks.constructs.stuck_backend_alarm import StuckBackendAlarm
 from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from boom_stacks.constructs.tenant_guarantee_check import TenantGuaranteeCheck
@@ -50,6 +51,9 @@ class DataStack(BoomStack):
             self, "TenantGuaranteeCheck", config=config, function=self.tenant_bootstrap.function,
             master_secret=self.database.master_secret, alarm_topic=self.alarm_topic,
             after=self.tenant_bootstrap.resource)
+        self.stuck_backend_alarm = StuckBackendAlarm(
+            self, "StuckBackendAlarm", config=config,
+            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -21,6 +21,9 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
 # advisory lock between transactions); the second keeps pg_cron's run history (a row a
 # minute, which pg_cron never deletes) to a week.
 STUCK_JOB = "boom-end-stuck-app-user-backends"
+# How the server log line of each backend the job ends begins (0014's RAISE LOG), which the
+# Data stack's metric filter counts.
+STUCK_BACKEND_LOG = "boom: ended app_user backend"
 HISTORY_JOB = "boom-purge-cron-run-details"
 CRON_JOBS = {
     STUCK_JOB: ("* * * * *", "SELECT app.end_stuck_app_user_backends()"),

@@ -48,8 +48,8 @@ class StuckBackendAlarm(Construct):
                 f"Boom {config.name}: pg_cron's job ended app_user backends that held up the "
                 "others (a transaction older than database.app_user_transaction_minutes, or a "
                 "pooled connection left holding a session-level advisory lock). Their "
-                "clients' transactions failed; the PostgreSQL log's 'boom: ended app_user "
-                "backend' lines give each pid and reason. Look for a loop inside one "
+                f"clients' transactions failed; the PostgreSQL log's '{STUCK_BACKEND_LOG}' "
+                "lines give each pid and reason. Look for a loop inside one "
                 "transaction or pg_advisory_lock in the application (README: 0014)"))
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)

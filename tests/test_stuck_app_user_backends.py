@@ -10,6 +10,7 @@ connection); which way it connects does not change what the job runs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,7 +37,13 @@ from tests.fixture_postgres import (
     pooler_connection,
     running_postgres,
 )
-from tests.fixture_tenants import TENANT_A, Conn, connect_as, seed_two_tenants
+from tests.fixture_tenants import (
+    ROWS_PER_TENANT,
+    TENANT_A,
+    Conn,
+    connect_as,
+    seed_two_tenants,
+)
 
 # The database the Data stack creates and the parameter group names for pg_cron.
 DATABASE = ENVIRONMENT_CONFIGS["dev"].database.database_name
@@ -259,6 +266,37 @@ def test_a_session_advisory_lock_left_on_a_pooled_connection_is_released(
             third.close()
         finally:
             elsewhere.close()
+
+
+def test_a_long_transaction_through_pgbouncer_fails_and_the_next_client_is_served(
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str,
+        new_db_admin: Conn) -> None:
+    """What a client sees when the job ends its transaction through PgBouncer: an error on its
+    next statement, and the pool serves the next client on a new server connection."""
+    with pgbouncer_with_pools_of_one(postgres, role_passwords, new_db,
+                                     {"single": new_db}) as bouncer:
+        slow = pooler_connection(bouncer, "single", role_passwords["app_user"])
+        slow.run("BEGIN")
+        slow.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        pooled_pid = int(slow.run("SELECT pg_backend_pid()")[0][0])
+        time.sleep(1.2)
+        new_db_admin.run("UPDATE boom_meta.app_user_transaction_bound "
+                         "SET bound = interval '1 second'")
+        assert new_db_admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
+        assert backend_ended(new_db_admin, pooled_pid, within=5)
+        with pytest.raises(ENDED):
+            slow.run("SELECT count(*) FROM app.bookings")
+        with contextlib.suppress(*ENDED):
+            slow.close()
+        following = pooler_connection(bouncer, "single", role_passwords["app_user"])
+        try:
+            following.run("BEGIN")
+            following.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+            assert following.run("SELECT count(*) FROM app.bookings") == [[ROWS_PER_TENANT]]
+            assert int(following.run("SELECT pg_backend_pid()")[0][0]) != pooled_pid
+            following.run("COMMIT")
+        finally:
+            following.close()
 
 
 @pytest.mark.parametrize("role", ["app_user", "boom_owner"])

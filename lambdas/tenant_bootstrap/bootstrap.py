@@ -28,7 +28,7 @@ from .connection import Connection as Connection  # re-exported for callers and 
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .deadline import Deadline
-from .enforce import enforce, gaps, pg_cron_loaded, restore, tables_to_protect
+from .enforce import cron_jobs, enforce, gaps, pg_cron_loaded, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -344,6 +344,8 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
         conn.run(f"ALTER ROLE app_user CONNECTION LIMIT {int(app_user_connection_limit)}")
     if app_user_transaction_minutes is not None:
         _set_transaction_bound(conn, app_user_transaction_minutes)
+    if TRANSACTION_BOUND_VERSION in done:
+        cron_jobs(conn)  # made with the migration that needs them: not a repair
     run.bound_statements(conn)
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),

@@ -49,7 +49,7 @@ def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
     """Puts back what an operator or a role may have undone; says what it put back."""
     return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
             *_privileges(conn), *_role_settings(conn), *_temporary(conn),
-            *_creation_rights(conn), *_cron_jobs(conn))
+            *_creation_rights(conn), *cron_jobs(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -160,7 +160,7 @@ def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
     return [f"CREATE on {subject} revoked from PUBLIC and app_user" for subject, _ in found]
 
 
-def _cron_jobs(conn: pg8000.native.Connection) -> list[str]:
+def cron_jobs(conn: pg8000.native.Connection) -> list[str]:
     """(0014) pg_cron's jobs (CRON_JOBS), each scheduled once as this user in this database,
     active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
     for this database (the parameter group's cron.database_name): elsewhere (a local

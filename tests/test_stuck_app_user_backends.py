@@ -123,6 +123,20 @@ def bound(conn: Conn) -> str:
     return str(conn.run("SELECT bound::text FROM boom_meta.app_user_transaction_bound")[0][0])
 
 
+def finished_run(conn: Conn, within: float = 15) -> tuple[str, str]:
+    """Status and message of the stuck job's latest run once pg_cron has recorded its end
+    (the run is still 'running' for a moment after it has ended a backend)."""
+    until = time.monotonic() + within
+    while True:
+        [[status, message]] = conn.run(
+            "SELECT d.status, d.return_message FROM cron.job_run_details d "
+            "JOIN cron.job j USING (jobid) WHERE j.jobname = :n ORDER BY d.runid DESC LIMIT 1",
+            n=STUCK_JOB)
+        if status not in ("starting", "running") or time.monotonic() > until:
+            return str(status), str(message)
+        time.sleep(0.1)
+
+
 def in_long_transaction(server: PostgresServer, passwords: dict[str, str], database: str,
                         role: str = "app_user") -> tuple[Conn, int]:
     """A session of `role` inside a transaction that has read tenant A's bookings."""
@@ -157,10 +171,7 @@ def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
             long_.run("SELECT count(*) FROM app.bookings")
         assert backend_alive(admin, owners_pid) and backend_alive(admin, idle_pid)
         assert idle.run("SELECT 1") == [[1]]
-        [[status, message]] = admin.run(
-            "SELECT d.status, d.return_message FROM cron.job_run_details d "
-            "JOIN cron.job j USING (jobid) WHERE j.jobname = :n ORDER BY d.runid DESC LIMIT 1",
-            n=STUCK_JOB)
+        status, message = finished_run(admin)
         assert status == "succeeded", message
         # The server log names the backend and the transaction's age, never its statements.
         log = (cron_server.root / "postgres.log").read_text()
@@ -335,6 +346,29 @@ def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, admin:
                      "WHERE end_time < now() - interval '7 days'") == [[0]]
     assert admin.run("SELECT count(*) FROM cron.job_run_details "
                      "WHERE end_time < now() - interval '5 days'") == [[1]]
+
+
+def test_the_check_reports_a_job_whose_latest_run_failed(cron_server: PostgresServer,
+                                                          admin: Conn) -> None:
+    # As on an RDS where the bootstrap's user could not end app_user's backends: the job
+    # fails every minute and nothing else would say so. Run ids above pg_cron's own, so that
+    # its real runs meanwhile are not the latest.
+    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
+
+    def latest_run(status: str, message: str) -> None:
+        admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, "
+                  "command, status, return_message, start_time, end_time) SELECT :j, "
+                  "coalesce(max(runid), 0) + 1000000, current_database(), current_user, "
+                  "'SELECT app.end_stuck_app_user_backends()', :s, :m, now(), now() "
+                  "FROM cron.job_run_details", j=job, s=status, m=message)
+
+    latest_run("failed", "ERROR:  must be a member of the role whose process is being "
+                         "terminated or member of pg_signal_backend")
+    findings = check(cron_server, DATABASE)
+    [failed] = [f for f in findings if f.startswith(f"pg_cron job {STUCK_JOB} failed")]
+    assert "member of pg_signal_backend" in failed and "next run clears this" in failed
+    latest_run("succeeded", "SELECT 1")
+    assert check(cron_server, DATABASE) == ()
 
 
 @pytest.mark.parametrize(("undo", "restored"), [

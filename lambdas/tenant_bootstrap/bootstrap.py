@@ -28,7 +28,15 @@ from .connection import Connection as Connection  # re-exported for callers and 
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .deadline import Deadline
-from .enforce import cron_jobs, enforce, gaps, pg_cron_loaded, restore, tables_to_protect
+from .enforce import (
+    cron_jobs,
+    enforce,
+    failed_cron_jobs,
+    gaps,
+    pg_cron_loaded,
+    restore,
+    tables_to_protect,
+)
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -283,9 +291,10 @@ def _findings(conn: pg8000.native.Connection, version: int,
         return (f"database at version {version}, newer than this bootstrap's {latest} (a "
                 "deploy rolled back after migrating, or an older stack): deploy the code that "
                 "migrated it; this one cannot vouch for a schema it does not know",)
+    failed = failed_cron_jobs(conn)  # before restore, which may make a job anew
     restored = restore(conn, event_trigger_sql(migrations))
     return (*(f"would restore: {item}" for item in restored),
-            *(f"would refuse: {gap}" for gap in gaps(conn)))
+            *(f"would refuse: {gap}" for gap in gaps(conn)), *failed)
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:

@@ -185,6 +185,26 @@ def cron_jobs(conn: pg8000.native.Connection) -> list[str]:
     return done
 
 
+def failed_cron_jobs(conn: pg8000.native.Connection) -> list[str]:
+    """(0014) A shipped pg_cron job whose latest run failed: what no run can restore, and what
+    nothing else would say (the job fails every minute, quietly). Needs pg_cron's run history
+    (cron.log_run, on by default)."""
+    if not pg_cron_loaded(conn) or not conn.run(
+            "SELECT to_regclass('cron.job_run_details') IS NOT NULL")[0][0]:
+        return []
+    failed = conn.run(
+        "SELECT j.jobname, to_char(r.end_time, 'YYYY-MM-DD HH24:MI:SS TZ'), "
+        "left(r.return_message, 300) "
+        "FROM cron.job j CROSS JOIN LATERAL (SELECT d.status, d.end_time, d.return_message "
+        "  FROM cron.job_run_details d WHERE d.jobid = j.jobid ORDER BY d.runid DESC LIMIT 1) r "
+        "WHERE j.jobname = ANY(CAST(:names AS text[])) AND j.username = current_user "
+        "AND r.status = 'failed' ORDER BY 1", names=list(CRON_JOBS))
+    return [f"pg_cron job {name} failed its latest run ({ended}): {message}. It runs as the "
+            "bootstrap's user: give that user what the message asks (on RDS, rds_superuser "
+            "has pg_signal_backend), and the next run clears this"
+            for name, ended, message in failed]
+
+
 def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:
     """Whether the server runs pg_cron for this database (shared_preload_libraries and
     cron.database_name, both read at the server's start)."""

@@ -21,7 +21,7 @@ import pytest
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from lambdas.tenant_bootstrap.enforce import (
+from lambdas.tenant_bootstrap.cron import (
     CRON_JOBS,
     HISTORY_JOB,
     STUCK_BACKEND_LOG,

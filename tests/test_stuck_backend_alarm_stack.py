@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lambdas.tenant_bootstrap.bootstrap import MIGRATIONS_DIR
-from lambdas.tenant_bootstrap.enforce import STUCK_BACKEND_LOG
+from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
 from tests.fixture_synth import Synthesized
 from tests.fixture_synth import one_data_resource_with_id as one

@@ -18,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
-from lambdas.tenant_bootstrap.enforce import STUCK_BACKEND_LOG
+from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
 
 # A metric filter cannot add a fixed dimension, as the scheduled check's Environment is: the

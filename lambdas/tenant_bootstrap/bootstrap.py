@@ -27,16 +27,9 @@ from .connection import CONNECTION_LOST, DRIVER_ERRORS
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
+from .cron import failed_jobs, pg_cron_loaded, schedule_jobs
 from .deadline import Deadline
-from .enforce import (
-    cron_jobs,
-    enforce,
-    failed_cron_jobs,
-    gaps,
-    pg_cron_loaded,
-    restore,
-    tables_to_protect,
-)
+from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -291,7 +284,7 @@ def _findings(conn: pg8000.native.Connection, version: int,
         return (f"database at version {version}, newer than this bootstrap's {latest} (a "
                 "deploy rolled back after migrating, or an older stack): deploy the code that "
                 "migrated it; this one cannot vouch for a schema it does not know",)
-    failed = failed_cron_jobs(conn)  # before restore, which may make a job anew
+    failed = failed_jobs(conn)  # before restore, which may make a job anew
     restored = restore(conn, event_trigger_sql(migrations))
     return (*(f"would restore: {item}" for item in restored),
             *(f"would refuse: {gap}" for gap in gaps(conn)), *failed)
@@ -354,7 +347,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     if app_user_transaction_minutes is not None:
         _set_transaction_bound(conn, app_user_transaction_minutes)
     if TRANSACTION_BOUND_VERSION in done:
-        cron_jobs(conn)  # made with the migration that needs them: not a repair
+        schedule_jobs(conn)  # made with the migration that needs them: not a repair
     run.bound_statements(conn)
     repaired = enforce(conn, event_trigger_sql(migrations))
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pg8000.native
 
+from .cron import schedule_jobs
 from .errors import BootstrapError
 
 EVENT_TRIGGER = "boom_protect_tenant_tables"
@@ -16,20 +17,7 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
                 "app.audit_tenant_privileges()",  # 0008
                 "app.audit_tenant_expression_statistics()")  # 0009
-# (0014) pg_cron's jobs, by name: (schedule, command). The first ends, every minute, app_user
-# backends that hold up the others (a transaction older than the bound, a session-level
-# advisory lock between transactions); the second keeps pg_cron's run history (a row a
-# minute, which pg_cron never deletes) to a week.
-STUCK_JOB = "boom-end-stuck-app-user-backends"
-# How the server log line of each backend the job ends begins (0014's RAISE LOG), which the
-# Data stack's metric filter counts.
-STUCK_BACKEND_LOG = "boom: ended app_user backend"
-HISTORY_JOB = "boom-purge-cron-run-details"
-CRON_JOBS = {
-    STUCK_JOB: ("* * * * *", "SELECT app.end_stuck_app_user_backends()"),
-    HISTORY_JOB: ("17 3 * * *", "DELETE FROM cron.job_run_details "
-                                "WHERE end_time < now() - interval '7 days'"),
-}
+
 
 
 def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
@@ -49,7 +37,7 @@ def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
     """Puts back what an operator or a role may have undone; says what it put back."""
     return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
             *_privileges(conn), *_role_settings(conn), *_temporary(conn),
-            *_creation_rights(conn), *cron_jobs(conn))
+            *_creation_rights(conn), *schedule_jobs(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -158,58 +146,6 @@ def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
     for _, revoke in found:
         conn.run(revoke)
     return [f"CREATE on {subject} revoked from PUBLIC and app_user" for subject, _ in found]
-
-
-def cron_jobs(conn: pg8000.native.Connection) -> list[str]:
-    """(0014) pg_cron's jobs (CRON_JOBS), each scheduled once as this user in this database,
-    active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
-    for this database (the parameter group's cron.database_name): elsewhere (a local
-    database, say) there is nothing to schedule with, and nothing is reported."""
-    if not _exists(conn, "app.end_stuck_app_user_backends()") or not pg_cron_loaded(conn):
-        return []
-    done = []
-    if not conn.run("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]:
-        conn.run("CREATE EXTENSION pg_cron")
-        done.append("pg_cron installed")
-    for name, (schedule, command) in CRON_JOBS.items():
-        jobs = conn.run("SELECT jobid, schedule, command, active, "
-                        "database = current_database() FROM cron.job "
-                        "WHERE jobname = :n AND username = current_user", n=name)
-        if len(jobs) == 1 and jobs[0][1:] == [schedule, command, True, True]:
-            continue
-        for [job, *_] in jobs:  # altered or paused: made again as shipped
-            conn.run("SELECT cron.unschedule(CAST(:j AS bigint))", j=job)
-        conn.run("SELECT cron.schedule(:n, :s, :c)", n=name, s=schedule, c=command)
-        done.append(f"pg_cron job {name} " + (f"restored as shipped ({schedule}, active, this "
-                                              "database)" if jobs else "scheduled"))
-    return done
-
-
-def failed_cron_jobs(conn: pg8000.native.Connection) -> list[str]:
-    """(0014) A shipped pg_cron job whose latest run failed: what no run can restore, and what
-    nothing else would say (the job fails every minute, quietly). Needs pg_cron's run history
-    (cron.log_run, on by default)."""
-    if not pg_cron_loaded(conn) or not conn.run(
-            "SELECT to_regclass('cron.job_run_details') IS NOT NULL")[0][0]:
-        return []
-    failed = conn.run(
-        "SELECT j.jobname, to_char(r.end_time, 'YYYY-MM-DD HH24:MI:SS TZ'), "
-        "left(r.return_message, 300) "
-        "FROM cron.job j CROSS JOIN LATERAL (SELECT d.status, d.end_time, d.return_message "
-        "  FROM cron.job_run_details d WHERE d.jobid = j.jobid ORDER BY d.runid DESC LIMIT 1) r "
-        "WHERE j.jobname = ANY(CAST(:names AS text[])) AND j.username = current_user "
-        "AND r.status = 'failed' ORDER BY 1", names=list(CRON_JOBS))
-    return [f"pg_cron job {name} failed its latest run ({ended}): {message}. It runs as the "
-            "bootstrap's user: give that user what the message asks (on RDS, rds_superuser "
-            "has pg_signal_backend), and the next run clears this"
-            for name, ended, message in failed]
-
-
-def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:
-    """Whether the server runs pg_cron for this database (shared_preload_libraries and
-    cron.database_name, both read at the server's start)."""
-    return bool(conn.run("SELECT coalesce(current_setting('cron.database_name', true) = "
-                         "current_database(), false)")[0][0])
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

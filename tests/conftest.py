@@ -119,6 +119,13 @@ def new_db_owner(postgres: PostgresServer, role_passwords: dict[str, str],
 
 
 @pytest.fixture
+def new_db_app_user(postgres: PostgresServer, role_passwords: dict[str, str],
+                    new_db: str) -> Iterator[Conn]:
+    """app_user on new_db, directly (the tests bind tenants themselves)."""
+    yield from login(postgres, role_passwords, new_db, "app_user")
+
+
+@pytest.fixture
 def new_db_admin(postgres: PostgresServer, new_db: str) -> Iterator[Conn]:
     """The user that runs the bootstrap, on new_db, over TLS as the bootstrap connects."""
     conn = postgres.connect(new_db, tls=True)

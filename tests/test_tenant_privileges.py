@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 
 import pg8000.native
 import pytest
@@ -34,21 +33,6 @@ from tests.fixture_tenants import (
 
 BEFORE_0008 = 7
 UNCOVERED = "row level security does not cover"
-
-
-@pytest.fixture
-def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
-    name = bootstrapped_database(postgres, role_passwords)
-    seed_two_tenants(postgres, role_passwords, name)
-    return name
-
-
-@pytest.fixture
-def owner(postgres: PostgresServer, role_passwords: dict[str, str],
-          database: str) -> Iterator[Conn]:
-    conn = connect_as(postgres, role_passwords, database, "boom_owner")
-    yield conn
-    conn.close()
 
 
 def bookings_of(owner: Conn, tenant: uuid.UUID) -> int:
@@ -77,50 +61,51 @@ def test_negative_control_before_0008_a_grant_all_lets_one_tenant_empty_every_te
     "GRANT REFERENCES (id) ON app.bookings TO app_user",
 ])
 def test_a_grant_of_what_rls_does_not_cover_is_refused_at_once(
-        postgres: PostgresServer, role_passwords: dict[str, str], database: str, owner: Conn,
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str, new_db_owner: Conn,
         grant: str) -> None:
     with pytest.raises(pg8000.native.DatabaseError, match=f"app.bookings: app_user holds "
                                                           f"[A-Z]+, which {UNCOVERED}"):
-        owner.run(grant)
-    app = connect_as(postgres, role_passwords, database, "app_user")
+        new_db_owner.run(grant)
+    app = connect_as(postgres, role_passwords, new_db, "app_user")
     with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
         committed(app, TENANT_A, "TRUNCATE app.bookings")
     app.close()
-    assert bookings_of(owner, TENANT_B) == ROWS_PER_TENANT
+    assert bookings_of(new_db_owner, TENANT_B) == ROWS_PER_TENANT
     # What RLS covers may still be granted, and grants elsewhere are untouched
-    owner.run("GRANT SELECT, INSERT, UPDATE, DELETE ON app.bookings TO app_user")
-    owner.run("CREATE TABLE app.resources (name text PRIMARY KEY)")  # no tenant_id
-    owner.run("GRANT ALL ON app.resources TO app_user")
+    new_db_owner.run("GRANT SELECT, INSERT, UPDATE, DELETE ON app.bookings TO app_user")
+    new_db_owner.run("CREATE TABLE app.resources (name text PRIMARY KEY)")  # no tenant_id
+    new_db_owner.run("GRANT ALL ON app.resources TO app_user")
 
 
-def test_a_tenant_table_created_with_such_default_privileges_is_refused(owner: Conn) -> None:
-    owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT ALL ON TABLES TO app_user")
+def test_a_tenant_table_created_with_such_default_privileges_is_refused(new_db_owner: Conn) -> None:
+    new_db_owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT ALL ON TABLES TO app_user")
     try:
         with pytest.raises(pg8000.native.DatabaseError,
                            match=f"app.invoices: app_user holds [A-Z]+, which {UNCOVERED}"):
-            owner.run("CREATE TABLE app.invoices (id bigint, tenant_id uuid)")
-        owner.run("CREATE TABLE app.currencies (code text)")  # not a tenant table: allowed
+            new_db_owner.run("CREATE TABLE app.invoices (id bigint, tenant_id uuid)")
+        new_db_owner.run("CREATE TABLE app.currencies (code text)")  # not a tenant table: allowed
     finally:
-        owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app REVOKE ALL ON TABLES FROM app_user")
-        owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app "
-                  "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_user")
+        new_db_owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app "
+                         "REVOKE ALL ON TABLES FROM app_user")
+        new_db_owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app "
+                         "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_user")
 
 
 def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next_run(
-        postgres: PostgresServer, role_passwords: dict[str, str], database: str,
-        owner: Conn) -> None:
-    admin = postgres.connect(database, tls=True)
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str,
+        new_db_owner: Conn) -> None:
+    admin = postgres.connect(new_db, tls=True)
     with trigger_off(admin):
-        owner.run("GRANT ALL ON ALL TABLES IN SCHEMA app TO app_user")
+        new_db_owner.run("GRANT ALL ON ALL TABLES IN SCHEMA app TO app_user")
     # Until it is revoked, any GRANT is refused, naming it
     with pytest.raises(pg8000.native.DatabaseError,
                        match=f"app.bookings: app_user holds REFERENCES, which {UNCOVERED}"):
-        owner.run("GRANT SELECT ON app.bookings TO app_user")
+        new_db_owner.run("GRANT SELECT ON app.bookings TO app_user")
     restored = "REFERENCES, TRIGGER, TRUNCATE on app.bookings revoked from app_user and PUBLIC"
     assert bootstrap.check(admin).findings == (f"would restore: {restored}",)
     assert bootstrap.apply(admin).repaired == (restored,)
-    assert owner.run("SELECT * FROM app.audit_tenant_privileges()") == []
-    app = connect_as(postgres, role_passwords, database, "app_user")
+    assert new_db_owner.run("SELECT * FROM app.audit_tenant_privileges()") == []
+    app = connect_as(postgres, role_passwords, new_db, "app_user")
     with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
         committed(app, TENANT_A, "TRUNCATE app.bookings")
     # What RLS covers stays granted
@@ -136,31 +121,31 @@ def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next
                           "bypasses row level security (SUPERUSER or BYPASSRLS)"),
 ])
 def test_a_role_app_user_may_become_is_audited_and_makes_the_run_refuse_naming_it(
-        postgres: PostgresServer, role_passwords: dict[str, str], database: str, owner: Conn,
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str, new_db_owner: Conn,
         role: str, problem: str) -> None:
     # app_user is NOINHERIT, but may SET ROLE to any role it is a member of. Roles are
     # cluster-wide: this one is dropped again whatever happens.
-    admin = postgres.connect(database, tls=True)
+    admin = postgres.connect(new_db, tls=True)
     admin.run(f"CREATE ROLE boom_test_role {role}")
     try:
-        owner.run("GRANT USAGE ON SCHEMA app TO boom_test_role")
-        owner.run("GRANT TRUNCATE ON app.bookings TO boom_test_role")  # not app_user's, yet
+        new_db_owner.run("GRANT USAGE ON SCHEMA app TO boom_test_role")
+        new_db_owner.run("GRANT TRUNCATE ON app.bookings TO boom_test_role")  # not app_user's, yet
         admin.run("GRANT boom_test_role TO app_user")  # cluster-wide: no event trigger sees it
-        app = connect_as(postgres, role_passwords, database, "app_user")
+        app = connect_as(postgres, role_passwords, new_db, "app_user")
         with rolled_back(app):  # what the audit guards against
             app.run("SET LOCAL ROLE boom_test_role")
             app.run("TRUNCATE app.bookings")
         app.close()
         assert f"would refuse: app.bookings: {problem}" in bootstrap.check(admin).findings
-        before = owner.run("SELECT count(*) FROM app.audit_tenant_privileges()")
+        before = new_db_owner.run("SELECT count(*) FROM app.audit_tenant_privileges()")
         with pytest.raises(bootstrap.BootstrapError, match=re.escape(
                 f"gaps the bootstrap will not override: app.bookings: {problem}")):
             bootstrap.apply(admin)
-        assert owner.run("SELECT count(*) FROM app.audit_tenant_privileges()") == before
+        assert new_db_owner.run("SELECT count(*) FROM app.audit_tenant_privileges()") == before
     finally:
         admin.run("REVOKE boom_test_role FROM app_user")
-        owner.run("REVOKE ALL ON app.bookings FROM boom_test_role")
-        owner.run("REVOKE ALL ON SCHEMA app FROM boom_test_role")
+        new_db_owner.run("REVOKE ALL ON app.bookings FROM boom_test_role")
+        new_db_owner.run("REVOKE ALL ON SCHEMA app FROM boom_test_role")
         admin.run("DROP ROLE boom_test_role")
         admin.close()
 

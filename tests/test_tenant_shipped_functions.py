@@ -12,7 +12,7 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.errors import BootstrapError
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import TENANT_A, Conn, connect_as
+from tests.fixture_tenants import TENANT_A, Conn
 
 EARLIER_VERSION = 11  # before 0012
 # The textbook tenant check, without 0003/0005's stamp: a session-level SET passes it.
@@ -47,16 +47,13 @@ def test_a_migration_cannot_redefine_the_tenant_check(new_db_owner: Conn) -> Non
 
 @pytest.mark.parametrize("new_db", [EARLIER_VERSION], indirect=True)
 def test_control_at_version_11_a_redefined_tenant_check_leaks_and_no_run_notices(
-        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str, new_db_owner: Conn,
-        new_db_admin: Conn) -> None:
+        new_db_owner: Conn, new_db_app_user: Conn, new_db_admin: Conn) -> None:
     # Given a migration "simplifies" the tenant check
     new_db_owner.run(TEXTBOOK)
     # Then a tenant set for the session (as one pooled client leaves it) reaches a later
     # transaction that sets none
-    app = connect_as(postgres, role_passwords, new_db, "app_user")
-    app.run(f"SET boom.tenant_id = '{TENANT_A}'")
-    assert app.run("SELECT DISTINCT tenant_id FROM bookings") == [[TENANT_A]]
-    app.close()
+    new_db_app_user.run(f"SET boom.tenant_id = '{TENANT_A}'")
+    assert new_db_app_user.run("SELECT DISTINCT tenant_id FROM bookings") == [[TENANT_A]]
     # and a run at that version finds nothing to restore or refuse
     assert bootstrap.apply(new_db_admin, target_version=EARLIER_VERSION).repaired == ()
     # The upgrade to 0012 does not take the redefined function over: it refuses, naming it
@@ -116,15 +113,12 @@ def test_a_dropped_audit_makes_every_run_refuse(new_db_owner: Conn, new_db_admin
 
 
 def test_an_overload_a_call_would_resolve_to_is_reported(
-        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str, new_db_owner: Conn,
-        new_db_admin: Conn) -> None:
+        new_db_owner: Conn, new_db_app_user: Conn, new_db_admin: Conn) -> None:
     # Given a migration adds set_tenant(text), which PUBLIC may execute by default
     new_db_owner.run("CREATE FUNCTION app.set_tenant(tenant text) RETURNS text LANGUAGE sql AS "
                      "$$ SELECT 'the overload' $$")
     # then the application's call with an untyped literal reaches it, not the bootstrap's
-    app = connect_as(postgres, role_passwords, new_db, "app_user")
-    assert app.run(f"SELECT app.set_tenant('{TENANT_A}')") == [["the overload"]]
-    app.close()
+    assert new_db_app_user.run(f"SELECT app.set_tenant('{TENANT_A}')") == [["the overload"]]
     # and every run refuses, naming it
     assert ("function app.set_tenant(text): has the name of the bootstrap's "
             "app.set_tenant(uuid) with other arguments" in refusal(new_db_admin))

@@ -42,6 +42,7 @@ from tests.fixture_tenants import (
     TENANT_A,
     Conn,
     connect_as,
+    left_open,
     seed_two_tenants,
 )
 
@@ -141,9 +142,7 @@ def in_long_transaction(server: PostgresServer, passwords: dict[str, str], datab
                         role: str = "app_user") -> tuple[Conn, int]:
     """A session of `role` inside a transaction that has read tenant A's bookings."""
     conn = connect_as(server, passwords, database, role)
-    conn.run("BEGIN")
-    conn.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-    conn.run("SELECT count(*) FROM app.bookings")
+    left_open(conn, TENANT_A, "SELECT count(*) FROM app.bookings")
     return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
 
 
@@ -199,8 +198,7 @@ def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_dat
         time.sleep(1.2)
         admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
         young.run("COMMIT")  # its next transaction starts now, within the bound
-        young.run("BEGIN")
-        young.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        left_open(young, TENANT_A, "SELECT 1")
         assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
         assert backend_ended(admin, old_pid, within=5)
         for pid in (young_pid, elsewhere_pid, owners_pid):
@@ -289,8 +287,7 @@ def test_a_long_transaction_through_pgbouncer_fails_and_the_next_client_is_serve
     with pgbouncer_with_pools_of_one(postgres, role_passwords, new_db,
                                      {"single": new_db}) as bouncer:
         slow = pooler_connection(bouncer, "single", role_passwords["app_user"])
-        slow.run("BEGIN")
-        slow.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        left_open(slow, TENANT_A, "SELECT 1")
         pooled_pid = int(slow.run("SELECT pg_backend_pid()")[0][0])
         time.sleep(1.2)
         new_db_admin.run("UPDATE boom_meta.app_user_transaction_bound "
@@ -303,9 +300,8 @@ def test_a_long_transaction_through_pgbouncer_fails_and_the_next_client_is_serve
             slow.close()
         following = pooler_connection(bouncer, "single", role_passwords["app_user"])
         try:
-            following.run("BEGIN")
-            following.run("SELECT app.set_tenant(:t)", t=TENANT_A)
-            assert following.run("SELECT count(*) FROM app.bookings") == [[ROWS_PER_TENANT]]
+            assert left_open(following, TENANT_A,
+                             "SELECT count(*) FROM app.bookings") == [[ROWS_PER_TENANT]]
             assert int(following.run("SELECT pg_backend_pid()")[0][0]) != pooled_pid
             following.run("COMMIT")
         finally:

@@ -9,6 +9,7 @@ import pytest
 
 from boom_stacks.config import ENVIRONMENTS
 from tests.fixture_bootstrap import FreshDatabase
+from tests.fixture_cron import CRON, DATABASE, apply
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
@@ -139,3 +140,40 @@ def admin(postgres: PostgresServer, seeded: str) -> Iterator[Conn]:
     conn = postgres.connect(seeded)
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def cron_server() -> Iterator[PostgresServer]:
+    """A server of its own that loads pg_cron for the tenant database (fixture_cron)."""
+    with running_postgres(CRON) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cron_passwords() -> dict[str, str]:
+    return new_role_passwords()
+
+
+@pytest.fixture(scope="session")
+def cron_db(cron_server: PostgresServer, cron_passwords: dict[str, str]) -> str:
+    """The tenant database, bootstrapped with the tenants' rows; pg_cron's database."""
+    conn = cron_server.connect()
+    try:
+        conn.run(f"CREATE DATABASE {DATABASE}")
+    finally:
+        conn.close()
+    first = apply(cron_server, DATABASE, role_passwords=cron_passwords)
+    # The run that applies 0014 makes the jobs with it; its repairs list none of that.
+    assert first.repaired == (), first.repaired
+    seed_two_tenants(cron_server, cron_passwords, DATABASE)
+    return DATABASE
+
+
+@pytest.fixture
+def cron_admin(cron_server: PostgresServer, cron_db: str) -> Iterator[Conn]:
+    """The bootstrap's user on cron_db. After the test a run puts the jobs and the default
+    bound back, for the next test."""
+    conn = cron_server.connect(cron_db)
+    yield conn
+    conn.close()
+    apply(cron_server, cron_db, app_user_transaction_minutes=10)

@@ -1,24 +1,17 @@
 """0014: pg_cron's job ends the app_user backends that hold up the others: a transaction older
 than the bound (10 minutes by default), or a session-level advisory lock held between
-transactions (as a pooled server connection keeps one).
-
-A server of its own loads pg_cron for the tenant database, as the Data stack's parameter group
-does (shared_preload_libraries, cron.database_name); the session's shared server does not, as
-a local database would not. pg_cron runs jobs in background workers here (no password for its
-connection); which way it connects does not change what the job runs.
+transactions (as a pooled server connection keeps one). On a server that loads pg_cron for
+the tenant database (fixture_cron), and on the session's shared server, which does not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pg8000.native
 import pytest
 
-from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
 from lambdas.tenant_bootstrap.cron import (
@@ -28,14 +21,13 @@ from lambdas.tenant_bootstrap.cron import (
     STUCK_JOB,
 )
 from tests.fixture_bootstrap import FreshDatabase
+from tests.fixture_cron import DATABASE, SHIPPED, apply, bound, check, jobs
 from tests.fixture_postgres import (
     PostgresServer,
     backend_alive,
     backend_ended,
-    new_role_passwords,
     pgbouncer_with_pools_of_one,
     pooler_connection,
-    running_postgres,
 )
 from tests.fixture_tenants import (
     ROWS_PER_TENANT,
@@ -46,82 +38,7 @@ from tests.fixture_tenants import (
     seed_two_tenants,
 )
 
-# The database the Data stack creates and the parameter group names for pg_cron.
-DATABASE = ENVIRONMENT_CONFIGS["dev"].database.database_name
-CRON = {"shared_preload_libraries": "pg_cron", "cron.database_name": DATABASE,
-        "cron.use_background_workers": "on"}
 ENDED = (pg8000.native.DatabaseError, pg8000.native.InterfaceError)
-
-
-@pytest.fixture(scope="module")
-def cron_server() -> Iterator[PostgresServer]:
-    with running_postgres(CRON) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def passwords() -> dict[str, str]:
-    return new_role_passwords()
-
-
-@pytest.fixture(scope="module")
-def cron_db(cron_server: PostgresServer, passwords: dict[str, str]) -> str:
-    """The tenant database, bootstrapped with the tenants' rows; pg_cron's database."""
-    conn = cron_server.connect()
-    try:
-        conn.run(f"CREATE DATABASE {DATABASE}")
-    finally:
-        conn.close()
-    first = apply(cron_server, DATABASE, role_passwords=passwords)
-    # The run that applies 0014 makes the jobs with it; its repairs list none of that.
-    assert first.repaired == (), first.repaired
-    seed_two_tenants(cron_server, passwords, DATABASE)
-    return DATABASE
-
-
-def apply(server: PostgresServer, database: str, **options: Any) -> bootstrap.Result:
-    """bootstrap.apply on `database` over TLS, as a deploy runs it."""
-    conn = server.connect(database, tls=True)
-    try:
-        return bootstrap.apply(conn, **options)
-    finally:
-        conn.close()
-
-
-def check(server: PostgresServer, database: str) -> tuple[str, ...]:
-    """What the Data stack's scheduled check finds (its parameter group loads pg_cron)."""
-    conn = server.connect(database, tls=True)
-    try:
-        return bootstrap.check(conn, require_pg_cron=database == DATABASE).findings
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def admin(cron_server: PostgresServer, cron_db: str) -> Iterator[Conn]:
-    """The bootstrap's user on the tenant database. After the test a run puts the job and the
-    default bound back, for the next test."""
-    conn = cron_server.connect(cron_db)
-    yield conn
-    conn.close()
-    apply(cron_server, cron_db, app_user_transaction_minutes=10)
-
-
-def jobs(conn: Conn) -> list[list[object]] | None:
-    """pg_cron's jobs, or None without pg_cron."""
-    if not conn.run("SELECT to_regclass('cron.job') IS NOT NULL")[0][0]:
-        return None
-    return conn.run("SELECT jobname, schedule, command, active, database, username "
-                    "FROM cron.job ORDER BY jobname")
-
-
-# Both jobs, as every run leaves them: as the bootstrap's user, in the tenant database.
-SHIPPED = sorted([name, schedule, command, True, DATABASE, "postgres"]
-                 for name, (schedule, command) in CRON_JOBS.items())
-
-
-def bound(conn: Conn) -> str:
-    return str(conn.run("SELECT bound::text FROM boom_meta.app_user_transaction_bound")[0][0])
 
 
 def finished_run(conn: Conn, within: float = 15) -> tuple[str, str]:
@@ -138,39 +55,40 @@ def finished_run(conn: Conn, within: float = 15) -> tuple[str, str]:
         time.sleep(0.1)
 
 
-def in_long_transaction(server: PostgresServer, passwords: dict[str, str], database: str,
+def in_long_transaction(server: PostgresServer, cron_passwords: dict[str, str], database: str,
                         role: str = "app_user") -> tuple[Conn, int]:
     """A session of `role` inside a transaction that has read tenant A's bookings."""
-    conn = connect_as(server, passwords, database, role)
+    conn = connect_as(server, cron_passwords, database, role)
     left_open(conn, TENANT_A, "SELECT count(*) FROM app.bookings")
     return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
 
 
 def test_a_run_installs_pg_cron_and_schedules_the_job_as_its_own_user(
-        cron_server: PostgresServer, admin: Conn) -> None:
-    assert admin.run("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]
-    assert jobs(admin) == SHIPPED
-    assert bound(admin) == "00:10:00"
+        cron_server: PostgresServer, cron_admin: Conn) -> None:
+    assert cron_admin.run(
+        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]
+    assert jobs(cron_admin) == SHIPPED
+    assert bound(cron_admin) == "00:10:00"
     assert check(cron_server, DATABASE) == ()
 
 
 def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
-        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
-    admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
-    long_, long_pid = in_long_transaction(cron_server, passwords, DATABASE)
+        cron_server: PostgresServer, cron_passwords: dict[str, str], cron_admin: Conn) -> None:
+    cron_admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
+    long_, long_pid = in_long_transaction(cron_server, cron_passwords, DATABASE)
     # Left alone: boom_owner's transaction (migrations have their own deadline), and an
     # app_user session between transactions, as PgBouncer's idle server connections are.
-    owners, owners_pid = in_long_transaction(cron_server, passwords, DATABASE, "boom_owner")
-    idle = connect_as(cron_server, passwords, DATABASE, "app_user")
+    owners, owners_pid = in_long_transaction(cron_server, cron_passwords, DATABASE, "boom_owner")
+    idle = connect_as(cron_server, cron_passwords, DATABASE, "app_user")
     idle_pid = int(idle.run("SELECT pg_backend_pid()")[0][0])
     try:
         # pg_cron starts the job at the top of each minute.
-        assert backend_ended(admin, long_pid, within=75), "pg_cron's job did not end it"
+        assert backend_ended(cron_admin, long_pid, within=75), "pg_cron's job did not end it"
         with pytest.raises(ENDED):
             long_.run("SELECT count(*) FROM app.bookings")
-        assert backend_alive(admin, owners_pid) and backend_alive(admin, idle_pid)
+        assert backend_alive(cron_admin, owners_pid) and backend_alive(cron_admin, idle_pid)
         assert idle.run("SELECT 1") == [[1]]
-        status, message = finished_run(admin)
+        status, message = finished_run(cron_admin)
         assert status == "succeeded", message
         # The server log names the backend and the transaction's age, never its statements.
         log = (cron_server.root / "postgres.log").read_text()
@@ -181,28 +99,29 @@ def test_pg_cron_ends_an_app_user_transaction_older_than_the_bound(
 
 
 def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_database(
-        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
+        cron_server: PostgresServer, cron_passwords: dict[str, str], cron_admin: Conn) -> None:
     # Another database of the same server, as an operator's scratch copy would be: its
     # sessions are not this job's, and a run there schedules nothing (pg_cron is not its).
     other = cron_server.create_database("other")
     apply(cron_server, other)
-    seed_two_tenants(cron_server, passwords, other)
-    young, young_pid = in_long_transaction(cron_server, passwords, DATABASE)
-    elsewhere, elsewhere_pid = in_long_transaction(cron_server, passwords, other)
-    owners, owners_pid = in_long_transaction(cron_server, passwords, DATABASE, "boom_owner")
+    seed_two_tenants(cron_server, cron_passwords, other)
+    young, young_pid = in_long_transaction(cron_server, cron_passwords, DATABASE)
+    elsewhere, elsewhere_pid = in_long_transaction(cron_server, cron_passwords, other)
+    owners, owners_pid = in_long_transaction(cron_server, cron_passwords, DATABASE, "boom_owner")
     # pg_cron's own run of the job paused, so that only the calls below end transactions.
-    admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
+    cron_admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
     try:
-        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[0]]
-        old, old_pid = in_long_transaction(cron_server, passwords, DATABASE)
+        assert cron_admin.run("SELECT app.end_stuck_app_user_backends()") == [[0]]
+        old, old_pid = in_long_transaction(cron_server, cron_passwords, DATABASE)
         time.sleep(1.2)
-        admin.run("UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
+        cron_admin.run(
+            "UPDATE boom_meta.app_user_transaction_bound SET bound = interval '1 second'")
         young.run("COMMIT")  # its next transaction starts now, within the bound
         left_open(young, TENANT_A, "SELECT 1")
-        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
-        assert backend_ended(admin, old_pid, within=5)
+        assert cron_admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
+        assert backend_ended(cron_admin, old_pid, within=5)
         for pid in (young_pid, elsewhere_pid, owners_pid):
-            assert backend_alive(admin, pid)
+            assert backend_alive(cron_admin, pid)
         with pytest.raises(ENDED):
             old.run("SELECT 1")
         young.run("ROLLBACK")
@@ -218,9 +137,9 @@ def test_the_job_ends_only_app_user_transactions_older_than_the_bound_in_its_dat
 
 
 def test_the_job_ends_an_idle_backend_holding_a_session_advisory_lock(
-        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn) -> None:
+        cron_server: PostgresServer, cron_passwords: dict[str, str], cron_admin: Conn) -> None:
     def session(role: str = "app_user") -> tuple[Conn, int]:
-        conn = connect_as(cron_server, passwords, DATABASE, role)
+        conn = connect_as(cron_server, cron_passwords, DATABASE, role)
         return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
 
     holder, holder_pid = session()
@@ -231,13 +150,13 @@ def test_the_job_ends_an_idle_backend_holding_a_session_advisory_lock(
     working.run("SELECT pg_advisory_xact_lock(8)")
     owners, owners_pid = session("boom_owner")  # not app_user: left alone
     owners.run("SELECT pg_advisory_lock(9)")
-    admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
+    cron_admin.run("UPDATE cron.job SET active = false WHERE jobname = :n", n=STUCK_JOB)
     try:
-        assert admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
-        assert backend_ended(admin, holder_pid, within=5)
+        assert cron_admin.run("SELECT app.end_stuck_app_user_backends()") == [[1]]
+        assert backend_ended(cron_admin, holder_pid, within=5)
         for pid in (idle_pid, working_pid, owners_pid):
-            assert backend_alive(admin, pid)
-        assert admin.run("SELECT pg_try_advisory_lock(7)") == [[True]]  # released with it
+            assert backend_alive(cron_admin, pid)
+        assert cron_admin.run("SELECT pg_try_advisory_lock(7)") == [[True]]  # released with it
         working.run("COMMIT")
     finally:
         for conn in (idle, working, owners):
@@ -317,42 +236,42 @@ def test_a_long_transaction_through_pgbouncer_fails_and_the_next_client_is_serve
     "SELECT cron.schedule('mine', '* * * * *', 'LOCK TABLE app.bookings')",
 ], ids=["end-others", "lift-bound", "unschedule", "pause", "own-job"])
 def test_the_application_and_its_migrations_cannot_end_others_or_lift_the_bound(
-        cron_server: PostgresServer, passwords: dict[str, str], admin: Conn,
+        cron_server: PostgresServer, cron_passwords: dict[str, str], cron_admin: Conn,
         role: str, statement: str) -> None:
-    conn = connect_as(cron_server, passwords, DATABASE, role)
+    conn = connect_as(cron_server, cron_passwords, DATABASE, role)
     try:
         with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
             conn.run(statement)
     finally:
         conn.close()
-    assert jobs(admin) == SHIPPED
-    assert bound(admin) == "00:10:00"
+    assert jobs(cron_admin) == SHIPPED
+    assert bound(cron_admin) == "00:10:00"
 
 
-def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, admin: Conn) -> None:
+def test_pg_cron_keeps_a_week_of_run_history(cron_server: PostgresServer, cron_admin: Conn) -> None:
     # A row a minute, which pg_cron never deletes: the nightly job keeps 7 days of them.
-    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
-    admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, command, "
+    [[job]] = cron_admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
+    cron_admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, command, "
               "status, start_time, end_time) SELECT :j, nextval('cron.runid_seq'), "
               "current_database(), current_user, 'SELECT 1', 'succeeded', at, at "
               "FROM unnest(ARRAY[now() - interval '8 days', now() - interval '6 days']) at",
               j=job)
-    admin.run(CRON_JOBS[HISTORY_JOB][1])
-    assert admin.run("SELECT count(*) FROM cron.job_run_details "
+    cron_admin.run(CRON_JOBS[HISTORY_JOB].command)
+    assert cron_admin.run("SELECT count(*) FROM cron.job_run_details "
                      "WHERE end_time < now() - interval '7 days'") == [[0]]
-    assert admin.run("SELECT count(*) FROM cron.job_run_details "
+    assert cron_admin.run("SELECT count(*) FROM cron.job_run_details "
                      "WHERE end_time < now() - interval '5 days'") == [[1]]
 
 
 def test_the_check_reports_a_job_whose_latest_run_failed(cron_server: PostgresServer,
-                                                          admin: Conn) -> None:
+                                                          cron_admin: Conn) -> None:
     # As on an RDS where the bootstrap's user could not end app_user's backends: the job
     # fails every minute and nothing else would say so. Run ids above pg_cron's own, so that
     # its real runs meanwhile are not the latest.
-    [[job]] = admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
+    [[job]] = cron_admin.run("SELECT jobid FROM cron.job WHERE jobname = :n", n=STUCK_JOB)
 
     def latest_run(status: str, message: str) -> None:
-        admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, "
+        cron_admin.run("INSERT INTO cron.job_run_details (jobid, runid, database, username, "
                   "command, status, return_message, start_time, end_time) SELECT :j, "
                   "coalesce(max(runid), 0) + 1000000, current_database(), current_user, "
                   "'SELECT app.end_stuck_app_user_backends()', :s, :m, now(), now() "
@@ -378,24 +297,24 @@ def test_the_check_reports_a_job_whose_latest_run_failed(cron_server: PostgresSe
     ("DROP EXTENSION pg_cron", "scheduled"),
 ], ids=["unscheduled", "paused", "nightly", "other-command", "extension-dropped"])
 def test_the_check_reports_and_a_run_restores_the_job(
-        cron_server: PostgresServer, admin: Conn, undo: str, restored: str) -> None:
-    admin.run(undo)
+        cron_server: PostgresServer, cron_admin: Conn, undo: str, restored: str) -> None:
+    cron_admin.run(undo)
     findings = check(cron_server, DATABASE)
     assert findings and all(f.startswith("would restore:") for f in findings), findings
     assert any(f"pg_cron job {STUCK_JOB} {restored}" in f for f in findings), findings
-    assert jobs(admin) != SHIPPED  # the check changed nothing
+    assert jobs(cron_admin) != SHIPPED  # the check changed nothing
     result = apply(cron_server, DATABASE)
     assert any(f"pg_cron job {STUCK_JOB} {restored}" in r for r in result.repaired)
-    assert jobs(admin) == SHIPPED
+    assert jobs(cron_admin) == SHIPPED
     assert check(cron_server, DATABASE) == ()
 
 
 def test_a_run_sets_the_bound_it_is_given_and_keeps_it_otherwise(
-        cron_server: PostgresServer, admin: Conn) -> None:
+        cron_server: PostgresServer, cron_admin: Conn) -> None:
     apply(cron_server, DATABASE, app_user_transaction_minutes=25)
-    assert bound(admin) == "00:25:00"
+    assert bound(cron_admin) == "00:25:00"
     apply(cron_server, DATABASE)
-    assert bound(admin) == "00:25:00"
+    assert bound(cron_admin) == "00:25:00"
 
 
 def test_without_pg_cron_a_run_schedules_nothing_and_the_check_reports_nothing(

@@ -27,7 +27,7 @@ from .connection import CONNECTION_LOST, DRIVER_ERRORS
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
-from .cron import failed_jobs, pg_cron_loaded, schedule_jobs
+from .cron import failed_jobs, overdue_jobs, pg_cron_loaded, schedule_jobs
 from .deadline import Deadline
 from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
@@ -284,10 +284,11 @@ def _findings(conn: pg8000.native.Connection, version: int,
         return (f"database at version {version}, newer than this bootstrap's {latest} (a "
                 "deploy rolled back after migrating, or an older stack): deploy the code that "
                 "migrated it; this one cannot vouch for a schema it does not know",)
-    failed = failed_jobs(conn)  # before restore, which may make a job anew
+    # Before restore, which may make a job anew.
+    stopped = (*failed_jobs(conn), *overdue_jobs(conn))
     restored = restore(conn, event_trigger_sql(migrations))
     return (*(f"would restore: {item}" for item in restored),
-            *(f"would refuse: {gap}" for gap in gaps(conn)), *failed)
+            *(f"would refuse: {gap}" for gap in gaps(conn)), *stopped)
 
 
 def event_trigger_sql(migrations: list[Migration]) -> str:

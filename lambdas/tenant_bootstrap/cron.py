@@ -1,17 +1,31 @@
-"""pg_cron's jobs (migration 0014): scheduling them as shipped where the server runs pg_cron for
-this database, and the run history's failures, for the check. The job ends the app_user
-backends that hold up the others (app.end_stuck_app_user_backends()); PostgreSQL 15 has no
-transaction_timeout, and nothing else runs in the database on a schedule.
+"""pg_cron's jobs (migrations 0014, 0015): scheduling them as shipped where the server runs
+pg_cron for this database, and, for the check, the jobs whose latest run failed or that have
+stopped running. The job ends the app_user backends that hold up the others
+(app.end_stuck_app_user_backends()); PostgreSQL 15 has no transaction_timeout, and nothing
+else runs in the database on a schedule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import NamedTuple
+
 import pg8000.native
 
-# (0014) pg_cron's jobs, by name: (schedule, command). The first ends, every minute, app_user
-# backends that hold up the others (a transaction older than the bound, a session-level
-# advisory lock between transactions); the second keeps pg_cron's run history (a row a
-# minute, which pg_cron never deletes) to a week.
+
+class CronJob(NamedTuple):
+    schedule: str
+    command: str
+    # (0015) How long after its latest run started the job is late: its period and a margin
+    # for a busy scheduler. The check reports a job as shipped that is late.
+    late_after: timedelta
+
+
+# (0014) pg_cron's jobs, by name. The first ends, every minute, app_user backends that hold up
+# the others (a transaction older than the bound, a session-level advisory lock between
+# transactions); the second keeps pg_cron's run history (a row a minute, which pg_cron never
+# deletes) to a week.
 STUCK_JOB = "boom-end-stuck-app-user-backends"
 STUCK_FUNCTION = "app.end_stuck_app_user_backends()"
 # How the server log line of each backend the job ends begins (0014's RAISE LOG), which the
@@ -19,17 +33,20 @@ STUCK_FUNCTION = "app.end_stuck_app_user_backends()"
 STUCK_BACKEND_LOG = "boom: ended app_user backend"
 HISTORY_JOB = "boom-purge-cron-run-details"
 CRON_JOBS = {
-    STUCK_JOB: ("* * * * *", f"SELECT {STUCK_FUNCTION}"),
-    HISTORY_JOB: ("17 3 * * *", "DELETE FROM cron.job_run_details "
-                                "WHERE end_time < now() - interval '7 days'"),
+    STUCK_JOB: CronJob("* * * * *", f"SELECT {STUCK_FUNCTION}", timedelta(minutes=5)),
+    HISTORY_JOB: CronJob("17 3 * * *", "DELETE FROM cron.job_run_details "
+                                       "WHERE end_time < now() - interval '7 days'",
+                         timedelta(hours=26)),
 }
+_SCHEDULED = "boom_meta.cron_jobs_scheduled"  # (0015) when each job was made, by job id
 
 
 def schedule_jobs(conn: pg8000.native.Connection) -> list[str]:
     """(0014) pg_cron's jobs (CRON_JOBS), each scheduled once as this user in this database,
     active, exactly as shipped; pg_cron installed first. Only where the server loads pg_cron
     for this database (the parameter group's cron.database_name): elsewhere (a local
-    database, say) there is nothing to schedule with, and nothing is reported."""
+    database, say) there is nothing to schedule with, and nothing is reported. (0015) Records
+    when each job was made, or first found as shipped, for overdue_jobs()."""
     if not conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=STUCK_FUNCTION)[0][0] \
             or not pg_cron_loaded(conn):
         return []
@@ -37,18 +54,29 @@ def schedule_jobs(conn: pg8000.native.Connection) -> list[str]:
     if not conn.run("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')")[0][0]:
         conn.run("CREATE EXTENSION pg_cron")
         done.append("pg_cron installed")
-    for name, (schedule, command) in CRON_JOBS.items():
+    for name, (schedule, command, _) in CRON_JOBS.items():
         jobs = conn.run("SELECT jobid, schedule, command, active, "
                         "database = current_database() FROM cron.job "
                         "WHERE jobname = :n AND username = current_user", n=name)
-        if len(jobs) == 1 and jobs[0][1:] == [schedule, command, True, True]:
-            continue
-        for [job, *_] in jobs:  # altered or paused: made again as shipped
-            conn.run("SELECT cron.unschedule(CAST(:j AS bigint))", j=job)
-        conn.run("SELECT cron.schedule(:n, :s, :c)", n=name, s=schedule, c=command)
-        done.append(f"pg_cron job {name} " + (f"restored as shipped ({schedule}, active, this "
-                                              "database)" if jobs else "scheduled"))
+        if not (len(jobs) == 1 and jobs[0][1:] == [schedule, command, True, True]):
+            for [job, *_] in jobs:  # altered or paused: made again as shipped
+                conn.run("SELECT cron.unschedule(CAST(:j AS bigint))", j=job)
+            conn.run("SELECT cron.schedule(:n, :s, :c)", n=name, s=schedule, c=command)
+            done.append(f"pg_cron job {name} " + (
+                f"restored as shipped ({schedule}, active, this database)" if jobs
+                else "scheduled"))
+        _record_scheduled(conn, name)
     return done
+
+
+def _record_scheduled(conn: pg8000.native.Connection, name: str) -> None:
+    """(0015) The job's id, and now if it is not the id recorded (a job made anew)."""
+    if conn.run("SELECT to_regclass(:t) IS NOT NULL", t=_SCHEDULED)[0][0]:
+        conn.run(f"INSERT INTO {_SCHEDULED} AS s (jobname, jobid) "
+                 "SELECT jobname, jobid FROM cron.job "
+                 "WHERE jobname = :n AND username = current_user "
+                 "ON CONFLICT (jobname) DO UPDATE SET jobid = excluded.jobid, scheduled_at = now() "
+                 "WHERE s.jobid <> excluded.jobid", n=name)
 
 
 def failed_jobs(conn: pg8000.native.Connection) -> list[str]:
@@ -69,6 +97,72 @@ def failed_jobs(conn: pg8000.native.Connection) -> list[str]:
             "bootstrap's user: give that user what the message asks (on RDS, rds_superuser "
             "has pg_signal_backend), and the next run clears this"
             for name, ended, message in failed]
+
+
+def overdue_jobs(conn: pg8000.native.Connection,
+                 jobs: Mapping[str, CronJob] = CRON_JOBS) -> list[str]:
+    """(0015) A job as shipped (active, this database, its schedule and command) that has not
+    started a run for longer than its `late_after`, although it has been scheduled, and the
+    server up, for that long: pg_cron has stopped running it. A job that is missing or
+    altered is not late but restored (schedule_jobs); one made before this bootstrap recorded
+    it is judged from its latest run alone."""
+    if not pg_cron_loaded(conn) or not conn.run(
+            "SELECT to_regclass('cron.job_run_details') IS NOT NULL "
+            "AND to_regclass(:t) IS NOT NULL", t=_SCHEDULED)[0][0]:
+        return []
+    late = conn.run(
+        "SELECT j.jobname, to_char(r.started, 'YYYY-MM-DD HH24:MI:SS TZ'), "
+        "to_char(s.scheduled_at, 'YYYY-MM-DD HH24:MI:SS TZ'), l.status, l.job_pid "
+        "FROM unnest(CAST(:names AS text[]), CAST(:schedules AS text[]), "
+        "            CAST(:commands AS text[]), CAST(:late AS interval[])) "
+        "  AS shipped (jobname, schedule, command, late_after) "
+        "JOIN cron.job j ON j.jobname = shipped.jobname AND j.schedule = shipped.schedule "
+        "  AND j.command = shipped.command AND j.active AND j.database = current_database() "
+        "  AND j.username = current_user "
+        f"LEFT JOIN {_SCHEDULED} s ON s.jobname = j.jobname AND s.jobid = j.jobid "
+        "CROSS JOIN LATERAL (SELECT max(d.start_time) AS started "
+        "  FROM cron.job_run_details d WHERE d.jobid = j.jobid) r "
+        "LEFT JOIN LATERAL (SELECT d.status, d.job_pid FROM cron.job_run_details d "
+        "  WHERE d.jobid = j.jobid ORDER BY d.runid DESC LIMIT 1) l ON true "
+        "WHERE coalesce(r.started, '-infinity') < now() - shipped.late_after "
+        # Known to have been scheduled, and the server up, for longer than that.
+        "AND coalesce(s.scheduled_at, r.started) IS NOT NULL "
+        "AND greatest(s.scheduled_at, r.started, pg_postmaster_start_time()) "
+        "    < now() - shipped.late_after "
+        "ORDER BY 1",
+        names=list(jobs), schedules=[job.schedule for job in jobs.values()],
+        commands=[job.command for job in jobs.values()],
+        late=[f"{job.late_after.total_seconds():.0f} seconds" for job in jobs.values()])
+    return [_late(name, started, scheduled, status, pid, jobs[name])
+            for name, started, scheduled, status, pid in late]
+
+
+def _late(name: str, started: str | None, scheduled: str | None, status: str | None,
+          pid: int | None, job: CronJob) -> str:
+    since = (f"its latest run started {started}" if started
+             else f"no run is recorded since it was scheduled ({scheduled})")
+    if status in ("starting", "running"):
+        why = (f"That run is still {status}" + (f" (pid {pid})" if pid else "")
+               + ", and pg_cron starts no other run of a job until it ends: look at what "
+               "it waits for (pg_stat_activity), and end it with pg_cancel_backend")
+    else:
+        why = ("pg_cron's scheduler is not starting it: see pg_cron's lines in the "
+               "PostgreSQL log (no free background worker: max_worker_processes, "
+               "cron.max_running_jobs; run history turned off: cron.log_run), and reboot "
+               "at a quiet moment if the scheduler has stopped")
+    what = ("app_user transactions are not bounded" if name == STUCK_JOB
+            else "its work is not being done")
+    return (f"pg_cron job {name} ({job.schedule}) has started no run for over "
+            f"{_duration(job.late_after)}: {since}, so {what}. {why}")
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}" + ("s" if count != 1 else "")
+    raise AssertionError("unreachable")
 
 
 def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:

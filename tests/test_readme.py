@@ -1,0 +1,31 @@
+"""The README keeps up with the code it indexes: every migration has its line in the
+migrations table, and every test module is named (or matched by a glob) in the tests table."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+from lambdas.tenant_bootstrap.bootstrap import load_migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def section(heading: str) -> str:
+    start = README.index(f"\n{heading}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end != -1 else None]
+
+
+def test_every_migration_has_its_line_in_order() -> None:
+    listed = [int(v) for v in re.findall(r"^\| (\d{4}) \| ", README, re.MULTILINE)]
+    assert listed == [m.version for m in load_migrations()]
+
+
+def test_every_test_module_is_in_the_tests_table() -> None:
+    names = re.findall(r"`(test_[a-z0-9_*]+\.py)`", section("## Tests"))
+    unlisted = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))
+                if not any(fnmatch.fnmatch(path.name, name) for name in names)]
+    assert unlisted == []

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pg8000.native
 import pytest
 
+from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 from tests.fixture_postgres import PostgresServer, backend_alive, backend_ended
 from tests.fixture_tenants import (
     ROWS_PER_TENANT,
@@ -115,8 +116,9 @@ def test_an_app_user_table_lock_others_wait_for_is_ended(
         assert waiting.result() == [[ROWS_PER_TENANT]]  # tenant B's rows, and only those
     log = (postgres.root / "postgres.log").read_text()
     lock = mode.title().replace(" ", "") + "Lock"
-    assert (f"boom: ended app_user backend {holder_pid}: it held {lock} on app.bookings while "
-            "others waited for it") in log
+    # The line the Data stack's metric filter counts (StuckBackendAlarm).
+    assert (f"{STUCK_BACKEND_LOG} {holder_pid}: it held {lock} on app.bookings while others "
+            "waited for it") in log
 
 
 def test_what_the_function_leaves_alone(

@@ -12,12 +12,9 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.errors import BootstrapError
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import TENANT_A, Conn
+from tests.fixture_tenants import TENANT_A, TEXTBOOK, Conn
 
 EARLIER_VERSION = 11  # before 0012
-# The textbook tenant check, without 0003/0005's stamp: a session-level SET passes it.
-TEXTBOOK = ("CREATE OR REPLACE FUNCTION app.current_tenant_id() RETURNS uuid LANGUAGE sql "
-            "STABLE AS $$ SELECT current_setting('boom.tenant_id', true)::uuid $$")
 # A unique key across tenants, which app.audit_tenant_keys() reports (0006).
 CROSS_TENANT_KEY = "CREATE UNIQUE INDEX id_and_resource ON app.bookings (id, resource)"
 

@@ -33,6 +33,7 @@ from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
+from .shipped import definitions
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -286,7 +287,7 @@ def _findings(conn: pg8000.native.Connection, version: int,
                 "migrated it; this one cannot vouch for a schema it does not know",)
     # Before restore, which may make a job anew.
     stopped = (*failed_jobs(conn), *overdue_jobs(conn))
-    restored = restore(conn, event_trigger_sql(migrations))
+    restored = restore(conn, event_trigger_sql(migrations), definitions(migrations))
     return (*(f"would restore: {item}" for item in restored),
             *(f"would refuse: {gap}" for gap in gaps(conn)), *stopped)
 
@@ -350,7 +351,11 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     if TRANSACTION_BOUND_VERSION in done:
         schedule_jobs(conn)  # made with the migration that needs them: not a repair
     run.bound_statements(conn)
-    repaired = enforce(conn, event_trigger_sql(migrations))
+    # The shipped functions as the database's version defines them; none from a version
+    # this code does not know (a rolled-back deploy keeps the newer schema).
+    version = max(previous, target)
+    functions = definitions(migrations[:version]) if version <= len(migrations) else {}
+    repaired = enforce(conn, event_trigger_sql(migrations), functions)
     return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
                   repaired=repaired)
 

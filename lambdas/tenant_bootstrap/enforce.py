@@ -6,10 +6,13 @@ where the database has them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pg8000.native
 
 from .cron import schedule_jobs
 from .errors import BootstrapError
+from .shipped import Definition, restore_functions
 
 EVENT_TRIGGER = "boom_protect_tenant_tables"
 # Audits of tenant tables, (table_name, problem) each, by the migration that added them.
@@ -20,10 +23,11 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
 
 
 
-def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
+def enforce(conn: pg8000.native.Connection, create_event_trigger: str,
+            functions: Mapping[str, Definition]) -> tuple[str, ...]:
     """The guarantees in place, or BootstrapError (the caller rolls back). Returns what it
     restored, for the resource's `Repaired` and the CLI's `repaired:` lines."""
-    repaired = restore(conn, create_event_trigger)
+    repaired = restore(conn, create_event_trigger, functions)
     remaining = gaps(conn)
     if remaining:
         raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
@@ -33,9 +37,13 @@ def enforce(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[
     return repaired
 
 
-def restore(conn: pg8000.native.Connection, create_event_trigger: str) -> tuple[str, ...]:
-    """Puts back what an operator or a role may have undone; says what it put back."""
-    return (*_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
+def restore(conn: pg8000.native.Connection, create_event_trigger: str,
+            functions: Mapping[str, Definition]) -> tuple[str, ...]:
+    """Puts back what an operator or a role may have undone; says what it put back. The
+    shipped functions first (shipped.py), `functions` being their definitions at the
+    database's version: the restores after them call some."""
+    return (*restore_functions(conn, functions),
+            *_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
             *_privileges(conn), *_role_settings(conn), *_temporary(conn),
             *_creation_rights(conn), *schedule_jobs(conn))
 

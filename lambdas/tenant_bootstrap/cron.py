@@ -165,6 +165,23 @@ def _duration(span: timedelta) -> str:
     raise AssertionError("unreachable")
 
 
+def blind_to_app_user(conn: pg8000.native.Connection) -> list[str]:
+    """(0014) Whether this user, as whom pg_cron runs the job, sees app_user's sessions. One it
+    may not see (pg_stat_activity then shows no state, no transaction start) is one the job
+    can never end, and the job succeeds all the same: nothing else would say so. Judged from
+    the sessions there are now, so it says nothing while app_user has none."""
+    if not conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=STUCK_FUNCTION)[0][0]:
+        return []
+    [[unseen]] = conn.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
+                          "AND datname = current_database() AND state IS NULL")
+    if not unseen:
+        return []
+    return [f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB}, cannot see app_user's "
+            f"sessions ({unseen} show no state in pg_stat_activity), so the job ends none of "
+            "them and still succeeds: GRANT pg_read_all_stats (and pg_signal_backend, to end "
+            "them) to it, or run the bootstrap as a user that has them"]
+
+
 def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:
     """Whether the server runs pg_cron for this database (shared_preload_libraries and
     cron.database_name, both read at the server's start)."""

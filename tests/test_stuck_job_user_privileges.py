@@ -1,0 +1,85 @@
+"""What the user that runs the bootstrap, and so pg_cron's job, needs for the job to end stuck
+app_user backends (0014, 0016): to see app_user's sessions (pg_read_all_stats), and to end
+them (pg_signal_backend). Without the first, the job ends nothing and succeeds all the same,
+so the check reports it; without the second, the job fails, which the check reports as a
+failed run (test_stuck_app_user_backends.py). On the session's shared server, with an
+operator role that has the superuser's objects (member of postgres) but not its attribute,
+as RDS's master has rds_superuser's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap
+from tests.fixture_postgres import PostgresServer, backend_alive
+from tests.fixture_tenants import TENANT_A, Conn, connect_as, left_open
+
+BLIND = "cannot see app_user's sessions"
+END = "SELECT app.end_stuck_app_user_backends()"
+
+
+@pytest.fixture
+def operator(postgres: PostgresServer) -> Iterator[str]:
+    """A role with the privileges of postgres's objects, not of a superuser; dropped after."""
+    name = "boom_test_operator"
+    admin = postgres.connect()
+    admin.run(f"CREATE ROLE {name} NOLOGIN")
+    admin.run(f"GRANT postgres TO {name}")
+    try:
+        yield name
+    finally:
+        admin.run(f"DROP ROLE {name}")
+        admin.close()
+
+
+def findings_as(conn: Conn, role: str) -> tuple[str, ...]:
+    """The Data stack's check (its parameter group loads pg_cron), run as `role`."""
+    conn.run(f"SET ROLE {role}")
+    try:
+        return bootstrap.check(conn, require_pg_cron=True).findings
+    finally:
+        conn.run("RESET ROLE")
+
+
+def test_a_job_user_that_cannot_see_app_user_sessions_is_a_finding(
+        postgres: PostgresServer, role_passwords: dict[str, str], new_db: str,
+        new_db_admin: Conn, operator: str) -> None:
+    new_db_admin.run("UPDATE boom_meta.app_user_transaction_bound "
+                     "SET bound = interval '1 second'")
+    stuck = connect_as(postgres, role_passwords, new_db, "app_user")
+    try:
+        left_open(stuck, TENANT_A, "SELECT 1")
+        [[pid]] = stuck.run("SELECT pg_backend_pid()")
+        new_db_admin.run("SELECT pg_sleep(1.2)")
+        # A user that sees app_user's sessions (here the superuser): nothing to say
+        assert not [f for f in bootstrap.check(new_db_admin, require_pg_cron=True).findings
+                    if BLIND in f]
+        # One that does not: the job would end nothing, and succeed
+        new_db_admin.run(f"SET ROLE {operator}")
+        assert new_db_admin.run(END) == [[0]]
+        new_db_admin.run("RESET ROLE")
+        assert backend_alive(new_db_admin, pid)
+        [blind] = [f for f in findings_as(new_db_admin, operator) if BLIND in f]
+        assert "(1 show no state in pg_stat_activity)" in blind
+        assert "GRANT pg_read_all_stats" in blind
+        # Seeing them without pg_signal_backend: the job fails, as failed_jobs reports
+        new_db_admin.run(f"GRANT pg_read_all_stats TO {operator}")
+        assert not [f for f in findings_as(new_db_admin, operator) if BLIND in f]
+        new_db_admin.run(f"SET ROLE {operator}")
+        with pytest.raises(pg8000.native.DatabaseError, match="pg_signal_backend"):
+            new_db_admin.run(END)
+        new_db_admin.run("RESET ROLE")
+        # With both, it ends the transaction
+        new_db_admin.run(f"GRANT pg_signal_backend TO {operator}")
+        new_db_admin.run(f"SET ROLE {operator}")
+        assert new_db_admin.run(END) == [[1]]
+        new_db_admin.run("RESET ROLE")
+    finally:
+        with contextlib.suppress(pg8000.native.InterfaceError, pg8000.native.DatabaseError,
+                                 OSError):
+            stuck.close()

@@ -40,29 +40,22 @@ MORE_TABLES = tuple(f"CREATE TABLE app.{name} (id bigint NOT NULL, tenant_id uui
 
 
 @pytest.fixture
-def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
-    """A database of the test's own, with the tenants' bookings and two more tenant tables."""
+def new_db(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
+    """conftest's new_db (so new_db_admin is the bootstrap's user on it, as pg_cron runs the
+    job), with two more tenant tables."""
     name = database_with(postgres, role_passwords, *MORE_TABLES)
     seed_two_tenants(postgres, role_passwords, name)
     return name
 
 
 @pytest.fixture
-def admin(postgres: PostgresServer, database: str) -> Iterator[Conn]:
-    """The bootstrap's user, as pg_cron runs the job."""
-    conn = postgres.connect(database, tls=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def sessions(postgres: PostgresServer, role_passwords: dict[str, str],
-             database: str) -> Iterator[Callable[[str], tuple[Conn, int]]]:
+             new_db: str) -> Iterator[Callable[[str], tuple[Conn, int]]]:
     """Opens sessions of a role (and their pids); closes those still open after the test."""
     opened: list[Conn] = []
 
     def session(role: str = "app_user") -> tuple[Conn, int]:
-        conn = connect_as(postgres, role_passwords, database, role)
+        conn = connect_as(postgres, role_passwords, new_db, role)
         opened.append(conn)
         return conn, int(conn.run("SELECT pg_backend_pid()")[0][0])
 
@@ -99,16 +92,16 @@ def blocked(pool: ThreadPoolExecutor, conn: Conn, tenant: object, sql: str,
     ("SHARE UPDATE EXCLUSIVE", "boom_owner", "LOCK TABLE app.bookings IN SHARE MODE"),
 ], ids=["access-exclusive", "share", "exclusive", "share-update-exclusive"])
 def test_an_app_user_table_lock_others_wait_for_is_ended(
-        postgres: PostgresServer, admin: Conn, sessions: Callable[[str], tuple[Conn, int]],
+        postgres: PostgresServer, new_db_admin: Conn, sessions: Callable[[str], tuple[Conn, int]],
         pool: ThreadPoolExecutor, mode: str, role: str, wanting: str) -> None:
     holder, holder_pid = sessions("app_user")
     left_open(holder, TENANT_A, f"LOCK TABLE app.bookings IN {mode} MODE")
     waiter, waiter_pid = sessions(role)
-    waiting = blocked(pool, waiter, TENANT_B, wanting, admin, waiter_pid)
-    assert admin.run(END) == [[0]]  # a moment's wait: left alone
+    waiting = blocked(pool, waiter, TENANT_B, wanting, new_db_admin, waiter_pid)
+    assert new_db_admin.run(END) == [[0]]  # a moment's wait: left alone
     time.sleep(WAITED + 0.5)
-    assert admin.run(END) == [[1]]
-    assert backend_ended(admin, holder_pid, within=5)
+    assert new_db_admin.run(END) == [[1]]
+    assert backend_ended(new_db_admin, holder_pid, within=5)
     with pytest.raises(ENDED):
         holder.run("SELECT 1")
     waiting.result(timeout=10)  # the lock came
@@ -122,7 +115,7 @@ def test_an_app_user_table_lock_others_wait_for_is_ended(
 
 
 def test_what_the_function_leaves_alone(
-        admin: Conn, sessions: Callable[[str], tuple[Conn, int]],
+        new_db_admin: Conn, sessions: Callable[[str], tuple[Conn, int]],
         pool: ThreadPoolExecutor) -> None:
     # A row lock another session of the same tenant waits for: the tenant's own business.
     row_holder, row_holder_pid = sessions("app_user")
@@ -131,7 +124,8 @@ def test_what_the_function_leaves_alone(
     row_waiter, row_waiter_pid = sessions("app_user")
     row_waiting = blocked(pool, row_waiter, TENANT_A,
                           "UPDATE app.bookings SET resource = resource "
-                          "WHERE id = (SELECT min(id) FROM app.bookings)", admin, row_waiter_pid)
+                          "WHERE id = (SELECT min(id) FROM app.bookings)", new_db_admin,
+                          row_waiter_pid)
     # Only ROW EXCLUSIVE on the table (what writes take), which a migration's ALTER TABLE
     # waits for: the migration's lock_timeout is its own to keep.
     migration, migration_pid = sessions("boom_owner")
@@ -147,14 +141,14 @@ def test_what_the_function_leaves_alone(
     owner.run("LOCK TABLE app.desks IN SHARE MODE")
     queued, queued_pid = sessions("app_user")
     queued_waiting = blocked(pool, queued, TENANT_B, "INSERT INTO app.desks (id) VALUES (1)",
-                             admin, queued_pid)
+                             new_db_admin, queued_pid)
     time.sleep(WAITED + 0.5)
-    assert admin.run("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p",
+    assert new_db_admin.run("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p",
                      p=migration_pid) == [["Lock"]]
-    assert admin.run(END) == [[0]]
+    assert new_db_admin.run(END) == [[0]]
     for pid in (row_holder_pid, row_waiter_pid, migration_pid, idle_lock_pid, owner_pid,
                 queued_pid):
-        assert backend_alive(admin, pid)
+        assert backend_alive(new_db_admin, pid)
     for conn in (row_holder, idle_lock, owner):
         conn.run("ROLLBACK")
     row_waiting.result(timeout=10)

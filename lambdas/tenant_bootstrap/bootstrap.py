@@ -358,7 +358,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     version = max(previous, target)
     functions = definitions(migrations[:version]) if version <= len(migrations) else {}
     repaired = enforce(conn, event_trigger_sql(migrations), functions)
-    return Result(previous_version=previous, version=max(previous, target), applied=tuple(done),
+    return Result(previous_version=previous, version=version, applied=tuple(done),
                   repaired=repaired)
 
 

@@ -114,7 +114,7 @@ def test_a_job_just_scheduled_is_not_late(cron_server: PostgresServer,
 def test_the_check_reports_a_job_whose_run_hangs(cron_server: PostgresServer,
                                                  cron_admin: Conn) -> None:
     """A real run that never ends: pg_cron starts no other run of the job meanwhile, so no
-    app_user transaction is bounded. Here the run waits for a lock on the bound's row."""
+    app_user transaction is bounded. Here the run waits for a lock on the bound's table."""
     blocker = cron_server.connect(DATABASE)
     try:
         blocker.run("BEGIN")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lambdas.tenant_bootstrap.bootstrap import MIGRATIONS_DIR
+from lambdas.tenant_bootstrap.bootstrap import MIGRATIONS_DIR, load_migrations
 from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
+from lambdas.tenant_bootstrap.shipped import definitions
 from tests.fixture_synth import Synthesized
 from tests.fixture_synth import one_data_resource_with_id as one
 
@@ -33,10 +34,21 @@ def test_the_filter_counts_the_job_s_log_lines_in_the_exported_postgresql_log(
 
 
 def test_the_phrase_is_the_one_the_job_s_function_logs() -> None:
-    # The migration's RAISE LOG begins with the phrase the filter looks for (its run on real
-    # PostgreSQL logs it: test_stuck_app_user_backends.py).
+    # Each migration's RAISE LOG begins with the phrase the filter looks for (its run on real
+    # PostgreSQL logs it: test_stuck_app_user_backends.py, test_app_user_table_locks.py):
+    # 0014's, and the definition in force, the latest (0016's).
     [migration] = sorted(Path(MIGRATIONS_DIR).glob("0014_*.sql"))
     assert f"RAISE LOG '{STUCK_BACKEND_LOG} %: %'" in migration.read_text()
+    latest = definitions(load_migrations())["app.end_stuck_app_user_backends"]
+    assert f"RAISE LOG '{STUCK_BACKEND_LOG} %: %'" in latest.sql
+
+
+def test_the_alarm_names_every_reason_the_job_ends_a_backend(synthesized: Synthesized) -> None:
+    _, alarm = one(synthesized, "AWS::CloudWatch::Alarm", "StuckBackendAlarm")
+    description = alarm["Properties"]["AlarmDescription"]
+    for reason in ("app_user_transaction_minutes", "session-level advisory lock",
+                   "table lock others waited for", "LOCK TABLE"):
+        assert reason in description
 
 
 def test_one_ended_backend_notifies(synthesized: Synthesized) -> None:

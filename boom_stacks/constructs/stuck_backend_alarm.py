@@ -1,8 +1,9 @@
 """Notifies when pg_cron's job has ended app_user backends that held up the others (migration
 0014: a transaction older than the bound, a pooled connection left holding a session-level
-advisory lock). Each such end is a client's transaction lost, and the sign of a bug in the
-application (a loop inside one transaction, pg_advisory_lock through PgBouncer) or of SQL
-injection: someone should look, though nothing stays stuck.
+advisory lock; 0016: a LOCK TABLE others waited for). Each such end is a client's transaction
+lost, and the sign of a bug in the application (a loop inside one transaction,
+pg_advisory_lock through PgBouncer, LOCK TABLE) or of SQL injection: someone should look,
+though nothing stays stuck.
 
 The job logs one line per backend to the PostgreSQL log, which RDS exports to CloudWatch Logs;
 a metric filter counts them. No Lambda, API call or permission is involved.
@@ -46,11 +47,12 @@ class StuckBackendAlarm(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=(
                 f"Boom {config.name}: pg_cron's job ended app_user backends that held up the "
-                "others (a transaction older than database.app_user_transaction_minutes, or a "
-                "pooled connection left holding a session-level advisory lock). Their "
-                f"clients' transactions failed; the PostgreSQL log's '{STUCK_BACKEND_LOG}' "
-                "lines give each pid and reason. Look for a loop inside one "
-                "transaction or pg_advisory_lock in the application (README: 0014)"))
+                "others (a transaction older than database.app_user_transaction_minutes, a "
+                "pooled connection left holding a session-level advisory lock, or a table "
+                "lock others waited for). Their clients' transactions failed; the PostgreSQL "
+                f"log's '{STUCK_BACKEND_LOG}' lines give each pid and reason. Look for a "
+                "loop inside one transaction, pg_advisory_lock or LOCK TABLE in the "
+                "application (README: 0014, 0016)"))
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)
         self.alarm.add_ok_action(notify)

@@ -94,21 +94,15 @@ _LAMBDA_MANAGED = {
                                        "actions have no resource-level permissions",
 }
 _INLINE_GRANTS = ("CDK grants write this role's statements: read three named secrets, decrypt "
-                  "with the database key, invoke one function. Each statement names its "
-                  "resource ARN and the role serves one function, so the policy is never "
-                  "shared; a managed copy would add nothing but drift from the grants")
-_ROLE_SECRET = ("32 random characters, KMS encrypted, readable only by the bootstrap Lambda; "
-                "the master secret rotates")
-_ROLE_ROTATION = {
-    "AppUser": ("Rotating app_user's password needs PgBouncer's auth to follow the new one "
-                "(the cluster issue's External Secrets refresh); until then a rotation would "
-                f"cut the application off. {_ROLE_SECRET}"),
-    "Owner": ("boom_owner connects directly, not through PgBouncer, but every bootstrap run "
-              "sets its password from the secret's current version: a run between a "
-              "rotation's setSecret and finishSecret would undo the pending password. A "
-              "rotation function must first make the run skip a secret mid-rotation (planned, "
-              f"README). {_ROLE_SECRET}"),
-}
+                  "with the database key, invoke one function, and write the versions of the "
+                  "one secret it rotates (boom_owner's). Each statement names its resource "
+                  "ARN and the role serves one function, so the policy is never shared; a "
+                  "managed copy would add nothing but drift from the grants")
+_APP_USER_ROTATION = ("Rotating app_user's password needs PgBouncer's auth to follow the new "
+                      "one (the cluster issue's External Secrets refresh); until then a "
+                      "rotation would cut the application off. 32 random characters, KMS "
+                      "encrypted, readable only by the bootstrap Lambda; boom_owner's and the "
+                      "master secret rotate")
 _CONCURRENCY = ("Invoked by CloudFormation through the custom-resource provider, once per "
                 "deploy that changes the resource, by the guarantee check every 15 minutes, "
                 "and by an operator's repair; deploy runs and repairs are serialised by an "
@@ -174,8 +168,8 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
                     "AwsSolutions-IAM5[Resource::<TenantBootstrapFunctionC4F0E7D3.Arn>:*]",
                     "CDK's provider framework may invoke any version or alias of the one "
                     "bootstrap function (ARN:*); the wildcard never reaches another function"),
-    *(Acknowledgement("Data", f"TenantBootstrap/{secret}Secret/Resource", rule, reason)
-      for secret, reason in _ROLE_ROTATION.items()
+    *(Acknowledgement("Data", "TenantBootstrap/AppUserSecret/Resource", rule,
+                      _APP_USER_ROTATION)
       for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled")),
     *(Acknowledgement("Data", f"{function}/Resource", f"NIST.800.53.R5-{rule}", reason)
       for function in _LAMBDA_ROLES

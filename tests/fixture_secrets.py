@@ -1,9 +1,12 @@
 """The bootstrap handler's AWS side in tests: moto's Secrets Manager holding the master and
-role secrets, and what the tests compare a database by before and after a run."""
+role secrets, the custom resource's events, a rotation started as Secrets Manager starts one,
+and what the tests compare a database by before and after a run."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.tenant_bootstrap import master_secret
+from lambdas.tenant_bootstrap import bootstrap, master_secret
 from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer
 
@@ -22,6 +25,7 @@ class Secrets:
     client: Any
     app_user: str
     owner: str
+    rotation_function: str = ""  # moto's stand-in, made by the first start_rotation
 
     def master(self, **values: object) -> str:
         return self.put("master", values)
@@ -30,6 +34,49 @@ class Secrets:
         body = value if isinstance(value, str) else json.dumps(value)
         return str(self.client.create_secret(Name=f"boom/test/{name}/{_counter()}",
                                              SecretString=body)["ARN"])
+
+    def start_rotation(self, arn: str) -> str:
+        """What RotateSecret does before the rotation function's steps, in moto as in AWS:
+        rotation enabled (the first time), and an empty AWSPENDING version whose id is the
+        steps' ClientRequestToken, returned. moto's stand-in function runs no code; the test
+        then sends the four steps to the handler, as Secrets Manager would."""
+        if not self.rotation_function:
+            self.rotation_function = _stand_in_function()
+        return str(self.client.rotate_secret(
+            SecretId=arn, RotationLambdaARN=self.rotation_function,
+            RotationRules={"AutomaticallyAfterDays": 30})["VersionId"])
+
+    def current(self, arn: str) -> dict[str, Any]:
+        return dict(json.loads(self.client.get_secret_value(
+            SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]))
+
+    def stages(self, arn: str) -> dict[str, list[str]]:
+        """Each version's staging labels, versions without one left out."""
+        versions = self.client.describe_secret(SecretId=arn)["VersionIdsToStages"]
+        return {version: sorted(labels) for version, labels in versions.items() if labels}
+
+
+def _stand_in_function() -> str:
+    """A function in moto's Lambda for RotateSecret to name (it refuses an unknown ARN)."""
+    role = boto3.client("iam").create_role(RoleName=f"rotation-{_counter()}",
+                                           AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("stand_in.py", "def handler(event, context):\n    return None\n")
+    return str(boto3.client("lambda").create_function(
+        FunctionName=f"rotation-{_counter()}", Runtime="python3.13", Role=role,
+        Handler="stand_in.handler", Code={"ZipFile": code.getvalue()})["FunctionArn"])
+
+
+def resource_event(request: str, secrets: Secrets, master_arn: str, version: object = None,
+                   **extra: Any) -> dict[str, Any]:
+    """The custom resource's event as CloudFormation sends it, with `secrets`' role secrets."""
+    properties = {"ServiceToken": "arn:aws:lambda:eu-west-1:111111111111:function:provider",
+                  "MasterSecretArn": master_arn, "AppUserSecretArn": secrets.app_user,
+                  "OwnerSecretArn": secrets.owner,
+                  "TargetVersion": str(version or bootstrap.LATEST_VERSION)}
+    return {"RequestType": request, "LogicalResourceId": "TenantBootstrap",
+            "ResourceProperties": properties, **extra}
 
 
 _count = iter(range(1_000_000))
@@ -49,7 +96,9 @@ def aws(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer,
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(master_secret.CA_FILE_VARIABLE, str(postgres.ca_file))
     monkeypatch.setattr(master_secret, "RETRY_WAIT_SECONDS", 0)
-    with mock_aws():
+    # moto's Lambda runs no code without Docker: a function there only stands in for the
+    # rotation function that RotateSecret names (start_rotation).
+    with mock_aws(config={"lambda": {"use_docker": False}}):
         client = boto3.client("secretsmanager")
         secrets = Secrets(client, "", "")
         # Roles are cluster-wide: the session's passwords, which other tests log in with.

@@ -24,17 +24,8 @@ from lambdas.tenant_bootstrap import bootstrap, handler, master_secret
 from tests.fixture_bootstrap import bootstrap_run_in_progress
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_secrets import Secrets, master_values, state
+from tests.fixture_secrets import resource_event as event
 from tests.fixture_tenants import app_user_connection_limit
-
-
-def event(request: str, secrets: Secrets, master_arn: str, version: object = None,
-          **extra: Any) -> dict[str, Any]:
-    properties = {"ServiceToken": "arn:aws:lambda:eu-west-1:111111111111:function:provider",
-                  "MasterSecretArn": master_arn, "AppUserSecretArn": secrets.app_user,
-                  "OwnerSecretArn": secrets.owner,
-                  "TargetVersion": str(version or bootstrap.LATEST_VERSION)}
-    return {"RequestType": request, "LogicalResourceId": "TenantBootstrap",
-            "ResourceProperties": properties, **extra}
 
 
 def test_create_applies_the_bootstrap_and_sets_role_passwords(

@@ -1,12 +1,15 @@
-"""The packaged Lambda (custom resource and scheduled check), run as Lambda runs it: the
+"""The packaged Lambda (custom resource, scheduled check, rotation), run as Lambda runs it: the
 bundled asset on the runtime's Python version (3.13, from pyenv) with no site-packages, the
 runtime's boto3 beside it, Secrets Manager emulated by moto's server over HTTP, and the real
 PostgreSQL over verified TLS."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lambdas.tenant_bootstrap import bootstrap, master_secret, scheduled_check
+from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
 from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
-from tests.fixture_postgres import PostgresServer, free_port
+from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
 
 INVOKE = """
 import json, sys
@@ -49,11 +52,12 @@ def secrets_endpoint() -> Iterator[str]:
 
 
 def invoke(lambda_dirs: tuple[Path, Path], endpoint: str, ca_file: Path,
-           event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+           event: dict[str, Any], environment: dict[str, str] | None = None,
+           ) -> tuple[int, dict[str, Any]]:
     task, runtime = lambda_dirs
     env = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           master_secret.CA_FILE_VARIABLE: str(ca_file)}
+           master_secret.CA_FILE_VARIABLE: str(ca_file), **(environment or {})}
     result = subprocess.run([runtime_interpreter(), "-I", "-S", "-B", "-c", INVOKE, str(task),
                              str(runtime), json.dumps(event)],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -109,3 +113,53 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
     assert "MasterSecretArn" in response["errorMessage"]
     assert "cannot read the secret (ResourceNotFoundException" in response["errorMessage"]
     assert postgres.password not in json.dumps(response)
+
+
+def test_the_packaged_lambda_rotates_boom_owners_password(
+        lambda_dirs: tuple[Path, Path], secrets_endpoint: str, postgres: PostgresServer,
+        role_passwords: dict[str, str]) -> None:
+    """Secrets Manager's four steps, each a separate invocation of the asset, as Secrets
+    Manager sends them after moto's RotateSecret made the pending version."""
+    aws = {"endpoint_url": secrets_endpoint, "region_name": "us-east-1",
+           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    # moto's Lambda without Docker: the function RotateSecret names only stands in.
+    configure = urllib.request.Request(
+        f"{secrets_endpoint}/moto-api/config", method="POST",
+        data=json.dumps({"lambda": {"use_docker": False}}).encode())
+    with urllib.request.urlopen(configure, timeout=10) as answer:
+        assert answer.status == 201
+    client = boto3.client("secretsmanager", **aws)
+    database = bootstrapped_database(postgres, role_passwords)
+    master = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
+              "dbname": database, "username": "postgres", "password": postgres.password}
+    master_arn = client.create_secret(Name=f"boom/e2e/{database}/master",
+                                      SecretString=json.dumps(master))["ARN"]
+    owner = client.create_secret(Name=f"boom/e2e/{database}/owner", SecretString=json.dumps(
+        {"username": "boom_owner", "password": role_passwords["boom_owner"]}))["ARN"]
+    role = boto3.client("iam", **aws).create_role(RoleName=f"e2e-{database}",
+                                                  AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as code:
+        code.writestr("stand_in.py", "def handler(event, context):\n    return None\n")
+    stand_in = boto3.client("lambda", **aws).create_function(
+        FunctionName=f"e2e-{database}", Runtime="python3.13", Role=role,
+        Handler="stand_in.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+    token = client.rotate_secret(SecretId=owner, RotationLambdaARN=stand_in,
+                                 RotationRules={"AutomaticallyAfterDays": 30})["VersionId"]
+    try:
+        for step in rotation.STEPS:
+            code, response = invoke(
+                lambda_dirs, secrets_endpoint, postgres.ca_file,
+                {"Step": step, "SecretId": owner, "ClientRequestToken": token},
+                {rotation.MASTER_SECRET_VARIABLE: master_arn})
+            assert (code, response) == (0, {"Step": step, "Done": "ok"})
+        new = json.loads(client.get_secret_value(SecretId=owner, VersionStage="AWSCURRENT")[
+            "SecretString"])["password"]
+        assert new != role_passwords["boom_owner"]
+        conn = postgres.connect(database, user="boom_owner", password=new, tls=True)
+        assert conn.run("SELECT current_user") == [["boom_owner"]]
+        conn.close()
+    finally:  # roles are cluster-wide: the session's password back
+        conn = postgres.connect(database, tls=True)
+        bootstrap.apply(conn, role_passwords=role_passwords)
+        conn.close()

@@ -17,9 +17,10 @@ from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
 from lambdas.tenant_bootstrap import master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
+from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_synth import Synthesized
+from tests.fixture_synth import Synthesized, one_data_resource_with_id
 from tests.fixture_synth import data_resources as resources
 from tests.fixture_synth import one_data_resource as one
 
@@ -104,7 +105,7 @@ def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(
         assert secret["DeletionPolicy"] == expected
 
 
-def test_the_function_runs_in_private_subnets_and_reads_only_its_three_secrets(
+def test_the_function_runs_in_private_subnets_reads_three_secrets_writes_one(
         synthesized: Synthesized) -> None:
     function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
     props = function["Properties"]
@@ -114,10 +115,44 @@ def test_the_function_runs_in_private_subnets_and_reads_only_its_three_secrets(
     policy = one(synthesized, "AWS::IAM::Policy", "TenantBootstrapFunctionServiceRoleDefault")
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statements] == [
-        ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]]
+        ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+        ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]]
     assert sorted(r["Ref"] for r in statements[0]["Resource"]) == sorted([
         "DatabaseInstanceSecretAttachmentFCA06D38", "TenantBootstrapAppUserSecret9F293F7E",
         "TenantBootstrapOwnerSecret29F44626"])
+    # It writes versions of boom_owner's secret only (its rotation), and asks Secrets Manager
+    # for no random password: that would need "*".
+    assert statements[1]["Resource"] == {"Ref": "TenantBootstrapOwnerSecret29F44626"}
+    assert "GetRandomPassword" not in json.dumps(synthesized.template("Data").to_json())
+
+
+def test_boom_owners_secret_rotates_by_the_function_once_the_role_exists(
+        synthesized: Synthesized) -> None:
+    schedules = resources(synthesized, "AWS::SecretsManager::RotationSchedule",
+                          "TenantBootstrap")
+    assert len(schedules) == 1, "only boom_owner's secret rotates (app_user's waits for PgBouncer)"
+    schedule = next(iter(schedules.values()))
+    function_id = next(iter(resources(synthesized, "AWS::Lambda::Function",
+                                      "TenantBootstrapFunction")))
+    assert schedule["Properties"] == {
+        "SecretId": {"Ref": "TenantBootstrapOwnerSecret29F44626"},
+        "RotationLambdaARN": {"Fn::GetAtt": [function_id, "Arn"]},
+        "RotationRules": {"ScheduleExpression":
+                          f"rate({synthesized.config.database.secret_rotation_days} days)"}}
+    # A rotation starts as the schedule is made: after the bootstrap made boom_owner, and
+    # once the function may be invoked and may write the secret.
+    permission_id, permission = one_data_resource_with_id(
+        synthesized, "AWS::Lambda::Permission", "TenantBootstrapFunctionOwnerSecretRotation")
+    policy_id = next(iter(resources(synthesized, "AWS::IAM::Policy",
+                                    "TenantBootstrapFunctionServiceRoleDefault")))
+    bootstrap_id = next(iter(resources(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")))
+    assert {bootstrap_id, permission_id, policy_id} <= set(schedule["DependsOn"])
+    assert permission["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
+    assert permission["Properties"]["SourceAccount"] == synthesized.config.account
+    # The steps connect with the master secret, named by ARN in the environment.
+    function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
+    assert function["Properties"]["Environment"]["Variables"] == {
+        MASTER_SECRET_VARIABLE: {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"}}
 
 
 def test_the_provider_framework_also_runs_in_the_vpc(synthesized: Synthesized) -> None:

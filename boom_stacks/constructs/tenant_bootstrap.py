@@ -3,15 +3,17 @@
 A Lambda in the private subnets reads the master secret and two generated role secrets
 (app_user, boom_owner), connects over verified TLS and applies the versioned SQL; the
 `custom_resources.Provider` framework reports the outcome to CloudFormation. Passwords exist
-only in Secrets Manager: the template holds ARNs.
+only in Secrets Manager: the template holds ARNs. The same function rotates boom_owner's
+secret on the master secret's schedule (rotation.py).
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -24,6 +26,7 @@ from boom_stacks.constructs.log_groups import encrypted_log_group
 from boom_stacks.constructs.python_bundle import LAMBDAS_DIR, source_digest, vendored_python_code
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 
 # 3.13, not 3.14: the tests run the bundled asset on the runtime's own Python minor version
 # (pyenv's 3.13 on these machines, which have no 3.14), so what ships is what was tested.
@@ -81,6 +84,8 @@ class TenantBootstrap(Construct):
             retry_attempts=0,
             memory_size=256,
             vpc=vpc, vpc_subnets=private, security_groups=[self.security_group],
+            # An ARN, not a secret: the rotation's steps connect with the master secret.
+            environment={MASTER_SECRET_VARIABLE: database.master_secret.secret_arn},
             environment_encryption=key,
             log_group=self._log_group("FunctionLogs", config, log_key),
         )
@@ -114,6 +119,32 @@ class TenantBootstrap(Construct):
         # Connect only once the instance is up and the database admits the Lambda: the
         # ingress rule is a resource of its own, which CloudFormation could create later.
         self.resource.node.add_dependency(database.instance, ingress, self.security_group)
+        self.owner_rotation = self._rotate_owner_secret(config, key)
+
+    def _rotate_owner_secret(self, config: EnvironmentConfig,
+                             key: kms.IKey) -> secretsmanager.CfnRotationSchedule:
+        """boom_owner's password rotates on the master secret's schedule, by this function
+        (rotation.py). The L1 resource, not Secret.add_rotation_schedule: that also grants
+        secretsmanager:GetRandomPassword on "*", which the function does not call."""
+        owner = self.role_secrets["boom_owner"]
+        self.function.add_permission(
+            "OwnerSecretRotation", principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
+            source_account=Stack.of(self).account)
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+            resources=[owner.secret_arn]))
+        # PutSecretValue encrypts the new version with the secret's key, through the service.
+        key.grant(kms.ViaServicePrincipal(f"secretsmanager.{Stack.of(self).region}.amazonaws.com",
+                                          self.function.grant_principal), "kms:GenerateDataKey")
+        rotation = secretsmanager.CfnRotationSchedule(
+            self, "OwnerSecretRotation", secret_id=owner.secret_arn,
+            rotation_lambda_arn=self.function.function_arn,
+            rotation_rules=secretsmanager.CfnRotationSchedule.RotationRulesProperty(
+                schedule_expression=f"rate({config.database.secret_rotation_days} days)"))
+        # A rotation starts when the schedule is made: boom_owner must exist by then, and the
+        # function be allowed to run it (its permission and policy are the function's).
+        rotation.node.add_dependency(self.resource, self.function)
+        return rotation
 
     def _log_group(self, id_: str, config: EnvironmentConfig, key: kms.IKey) -> logs.LogGroup:
         return encrypted_log_group(self, id_, key=key,

@@ -139,8 +139,13 @@ def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
                              "'import secrets; print(secrets.token_urlsafe(24))'")
 
 
+# Role passwords, or what reads them once the run holds the database (handler.py: a rotation
+# in progress must be seen under the lock its setSecret takes, rotation.py).
+Passwords = Mapping[str, str] | Callable[[], Mapping[str, str]]
+
+
 def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
-          role_passwords: Mapping[str, str] | None = None, keep_newer: bool = False,
+          role_passwords: Passwords | None = None, keep_newer: bool = False,
           app_user_connection_limit: int | None = None,
           app_user_transaction_minutes: int | None = None,
           lock_wait: LockWait = DEFAULT_LOCK_WAIT, deadline: float | None = None,
@@ -150,6 +155,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
     A database already newer than `target_version` is refused, unless `keep_newer`: then it is
     left at its version (migrations only go forward) and the run only sets the passwords and
     checks the guarantees. CloudFormation asks exactly that when it rolls back an update.
+    `role_passwords` may be a function: each attempt calls it after taking the bootstrap's
+    advisory lock, and a password it leaves out is left as it is.
     `app_user_connection_limit` caps app_user's connections in PostgreSQL itself (the
     PgBouncer budget, config_rules), so the rest stays free for migrations and operators even
     if more PgBouncers run than config allows; None leaves the role's limit as it is.
@@ -175,7 +182,8 @@ def apply(conn: pg8000.native.Connection, *, target_version: int | None = None,
             app_user_transaction_minutes, 1, MAX_TRANSACTION_MINUTES):
         raise BootstrapError(f"app_user transaction minutes {app_user_transaction_minutes!r}: "
                              f"use a whole number from 1 to {MAX_TRANSACTION_MINUTES}")
-    check_role_passwords(role_passwords or {})
+    if not callable(role_passwords):
+        check_role_passwords(role_passwords or {})
     run = Deadline(deadline, task="bootstrap" if migrate else "repair")
     pauses = lock_wait.pauses()
     for attempt in itertools.count(1):
@@ -313,11 +321,14 @@ def current_version(conn: pg8000.native.Connection) -> int:
 
 
 def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migration],
-                          target: int, role_passwords: Mapping[str, str],
+                          target: int, role_passwords: Passwords,
                           keep_newer: bool, app_user_connection_limit: int | None,
                           app_user_transaction_minutes: int | None,
                           lock_timeout_ms: int, run: Deadline, migrate: bool) -> Result:
     _take_the_database(conn, run, lock_timeout_ms, wait=True)
+    # Read before any table is locked: a secret's read may take seconds.
+    passwords = role_passwords() if callable(role_passwords) else role_passwords
+    check_role_passwords(passwords)
     conn.execute_simple(META_DDL)
     applied = {int(v): c for v, c in conn.run(
         "SELECT version, checksum FROM boom_meta.schema_versions")}
@@ -343,7 +354,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
                  "VALUES (:v, :n, :c)", v=migration.version, n=migration.name,
                  c=migration.checksum)
         done.append(migration.version)
-    for role, password in sorted(role_passwords.items()):
+    for role, password in sorted(passwords.items()):
         conn.run(f"ALTER ROLE {pg8000.native.identifier(role)} PASSWORD "
                  f"{pg8000.native.literal(scram_verifier(password))}")
     if app_user_connection_limit is not None:

@@ -35,6 +35,8 @@ _OUT_OF_TIME = {
                "a table). Invoke the repair again once the deploy or the table is done"),
     "check": ("the check", "a restore waited on a table, or the audit is slow). The next "
               "scheduled check tries again; `--check` shows the findings without a deadline"),
+    "rotation": ("setSecret", "a bootstrap run held the database for that long). Secrets "
+                 "Manager retries the step; a later rotation starts anew"),
 }
 
 

@@ -13,6 +13,9 @@ Properties (CloudFormation passes them as strings):
   BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
                  Update and runs the new code
 
+The function is also the Owner secret's rotation function: Secrets Manager's events
+({"Step": ..., "SecretId": ..., "ClientRequestToken": ...}) go to rotation.py.
+
 The same function checks the database between deploys: an EventBridge schedule sends
 {"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ...}, and the handler
 runs bootstrap.check() (changing nothing) and logs the number of findings as a CloudWatch
@@ -45,10 +48,13 @@ from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secret_json, secrets_client
 from .repair import on_repair
+from .rotation import EVENT_FIELDS as ROTATION_FIELDS
+from .rotation import on_rotate, pending_version
 from .scheduled_check import on_check
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
+ROLE_SECRETS = (("app_user", "AppUserSecretArn"), ("boom_owner", "OwnerSecretArn"))
 # Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on holding the
 # run's locks until it noticed. The run ends this long before, rolled back, with time to
 # report to CloudFormation.
@@ -69,6 +75,8 @@ def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
             return on_check(event, _deadline(context))
         if "Repair" in event:
             return on_repair(event, _deadline(context))
+        if any(field in event for field in ROTATION_FIELDS):
+            return on_rotate(event, _deadline(context))
         return _on_event(event, _deadline(context))
     except BootstrapError as err:
         logger.error("%s", err)
@@ -103,10 +111,21 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
                                           MAX_TRANSACTION_MINUTES,
                                           "config.database.app_user_transaction_minutes")
     secrets = secrets_client()
-    passwords = {
-        "app_user": _password(secrets, properties["AppUserSecretArn"], "AppUserSecretArn"),
-        "boom_owner": _password(secrets, properties["OwnerSecretArn"], "OwnerSecretArn"),
-    }
+
+    def passwords() -> dict[str, str]:
+        # Read under the bootstrap's advisory lock (apply), which a rotation's setSecret
+        # takes too: a role whose secret is mid-rotation keeps the password the rotation is
+        # handling (rotation.py).
+        found = {}
+        for role, field in ROLE_SECRETS:
+            pending = pending_version(secrets, properties[field], field)
+            if pending:
+                logger.warning("%s's secret is mid-rotation (version %s is AWSPENDING): its "
+                               "password is left to the rotation", role, pending)
+            else:
+                found[role] = _password(secrets, properties[field], field)
+        return found
+
     master, conn = connect_as_master(secrets, properties["MasterSecretArn"])
     try:
         # When a stack update fails after this resource was updated, CloudFormation rolls back

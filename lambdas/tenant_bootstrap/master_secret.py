@@ -48,8 +48,11 @@ def secrets_client() -> Any:
 
 
 def secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:
+    """The secret's current version, a JSON object (BootstrapError naming `field` if not)."""
     try:
-        raw = client.get_secret_value(SecretId=arn)["SecretString"]
+        # AWSCURRENT is also the default; said, so that no emulator's idea of a default
+        # (moto's is the version a rotation began) is relied on.
+        raw = client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]
     except (ClientError, BotoCoreError) as err:
         raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
             from None

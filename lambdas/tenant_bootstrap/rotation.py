@@ -1,0 +1,259 @@
+"""boom_owner's password rotation. Secrets Manager invokes the bootstrap function with
+{"Step": ..., "SecretId": ..., "ClientRequestToken": ...} for each of four steps, in order,
+on the Owner secret's schedule (the TenantBootstrap construct's RotationSchedule):
+
+  createSecret  a new random password as the AWSPENDING version of the secret
+  setSecret     the role's password set to it, as the master user, under the bootstrap's
+                advisory lock (so never in the middle of a bootstrap run)
+  testSecret    boom_owner logs in with it, over verified TLS
+  finishSecret  the pending version becomes AWSCURRENT
+
+Each step can be retried and does nothing it already did. Only boom_owner rotates this way:
+app_user's password is also PgBouncer's, which must follow a new one first (the cluster issue).
+
+A bootstrap run sets each role's password from its secret's current version; between setSecret
+and finishSecret that is the old password, and would undo the rotation. So the run reads the
+secrets after taking the advisory lock, and leaves alone the password of a role whose secret
+is mid-rotation (`pending_version`): setSecret takes the same lock, so a run sees either no
+rotation yet, or one whose AWSPENDING version already exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import string
+from typing import Any
+
+import pg8000.native
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .bootstrap import ADVISORY_LOCK, MIN_PASSWORD_CHARS, scram_verifier
+from .connection import DRIVER_ERRORS, Connection, close, connect
+from .deadline import Deadline
+from .errors import BootstrapError, reason
+from .master_secret import (
+    aws_reason,
+    connect_as_master,
+    master_connection,
+    secret_json,
+    secrets_client,
+)
+
+ROTATED_ROLE = "boom_owner"
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+EVENT_FIELDS = ("Step", "SecretId", "ClientRequestToken")
+# The master secret's ARN, in the function's environment: Secrets Manager's event names only
+# the secret it rotates.
+MASTER_SECRET_VARIABLE = "BOOM_MASTER_SECRET_ARN"
+# As the construct's generated secrets: 32 letters and digits (no punctuation to escape in a
+# DSN), from Python's CSPRNG; secretsmanager:GetRandomPassword would need IAM on "*".
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 32
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+def on_rotate(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    step, arn, token = _rotation_event(event)
+    client = secrets_client()
+    stages = _version_stages(client, arn, token)
+    if "AWSCURRENT" in stages:
+        # A retry after finishSecret, or a version Secrets Manager made current already.
+        logger.info("%s of %s: version %s is already AWSCURRENT, nothing to do", step, arn,
+                    token)
+        return {"Step": step, "Done": "already current"}
+    if "AWSPENDING" not in stages:
+        raise BootstrapError(f"{step} of {arn}: version {token} is not AWSPENDING; only the "
+                             "rotation Secrets Manager started may be completed. Start one "
+                             "with `aws secretsmanager rotate-secret`")
+    logger.info("%s of %s, version %s", step, arn, token)
+    if step == "createSecret":
+        _create(client, arn, token)
+    elif step == "setSecret":
+        _set(client, arn, token, Deadline(deadline, task="rotation"))
+    elif step == "testSecret":
+        _test(client, arn, token)
+    else:
+        _finish(client, arn, token)
+    return {"Step": step, "Done": "ok"}
+
+
+def pending_version(client: Any, arn: str, field: str) -> str | None:
+    """The version of the secret a rotation has begun and not finished (AWSPENDING on a
+    version that is not AWSCURRENT), or None."""
+    for version, stages in _describe(client, arn, field).get("VersionIdsToStages", {}).items():
+        if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
+            return str(version)
+    return None
+
+
+def new_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def _rotation_event(event: dict[str, Any]) -> tuple[str, str, str]:
+    missing = [name for name in EVENT_FIELDS
+               if not isinstance(event.get(name), str) or not event[name]]
+    if missing:
+        raise BootstrapError(f"the rotation event lacks {', '.join(missing)}: Secrets Manager "
+                             "sends them; start a rotation with `aws secretsmanager "
+                             "rotate-secret --secret-id <the Owner secret>`")
+    if event["Step"] not in STEPS:
+        raise BootstrapError(f"Step {event['Step']!r}: expected one of {', '.join(STEPS)}")
+    return event["Step"], event["SecretId"], event["ClientRequestToken"]
+
+
+def _describe(client: Any, arn: str, field: str) -> dict[str, Any]:
+    try:
+        return dict(client.describe_secret(SecretId=arn))
+    except (ClientError, BotoCoreError) as err:
+        raise BootstrapError(f"{field} {arn}: cannot describe the secret "
+                             f"({aws_reason(err)})") from None
+
+
+def _version_stages(client: Any, arn: str, token: str) -> list[str]:
+    metadata = _describe(client, arn, "SecretId")
+    if not metadata.get("RotationEnabled"):
+        raise BootstrapError(f"SecretId {arn}: rotation is not enabled for this secret; the "
+                             "TenantBootstrap construct's rotation schedule enables it")
+    versions = metadata.get("VersionIdsToStages", {})
+    if token not in versions:
+        raise BootstrapError(f"SecretId {arn}: no version {token} (ClientRequestToken); "
+                             "Secrets Manager makes it when it starts the rotation")
+    return list(versions[token])
+
+
+def _pending(client: Any, arn: str, token: str) -> dict[str, Any] | None:
+    """The pending version's value, or None while it has none (before createSecret)."""
+    try:
+        raw = client.get_secret_value(SecretId=arn, VersionId=token,
+                                      VersionStage="AWSPENDING")["SecretString"]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise BootstrapError(f"SecretId {arn}: cannot read version {token} "
+                             f"({aws_reason(err)})") from None
+    except BotoCoreError as err:
+        raise BootstrapError(f"SecretId {arn}: cannot read version {token} "
+                             f"({aws_reason(err)})") from None
+    value = _json_object(raw)
+    if value is None:
+        raise BootstrapError(f"SecretId {arn}: version {token} is not a JSON object")
+    return value
+
+
+def _role_secret(value: dict[str, Any], arn: str, what: str) -> dict[str, Any]:
+    """`value` if it is boom_owner's, with a password long enough; never echoes the value."""
+    if value.get("username") != ROTATED_ROLE:
+        raise BootstrapError(
+            f"SecretId {arn}: the {what} version's username is not {ROTATED_ROLE}; this "
+            f"function rotates only {ROTATED_ROLE}'s secret (app_user's waits for PgBouncer "
+            "to follow a new password)")
+    password = value.get("password")
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise BootstrapError(f"SecretId {arn}: the {what} version needs a \"password\" of at "
+                             f"least {MIN_PASSWORD_CHARS} characters")
+    return value
+
+
+def _create(client: Any, arn: str, token: str) -> None:
+    current = _role_secret(secret_json(client, arn, "SecretId"), arn, "current")
+    if _pending(client, arn, token) is not None:
+        logger.info("createSecret: version %s already holds a password", token)
+        return
+    try:
+        client.put_secret_value(SecretId=arn, ClientRequestToken=token,
+                                SecretString=json.dumps({**current, "password": new_password()}),
+                                VersionStages=["AWSPENDING"])
+    except (ClientError, BotoCoreError) as err:
+        raise BootstrapError(f"createSecret of {arn}: cannot store the new version "
+                             f"({aws_reason(err)})") from None
+
+
+def _pending_password(client: Any, arn: str, token: str, step: str) -> str:
+    pending = _pending(client, arn, token)
+    if pending is None:
+        raise BootstrapError(f"{step} of {arn}: version {token} has no value yet; "
+                             "createSecret makes it")
+    return str(_role_secret(pending, arn, "pending")["password"])
+
+
+def _set(client: Any, arn: str, token: str, run: Deadline) -> None:
+    password = _pending_password(client, arn, token, "setSecret")
+    _, conn = connect_as_master(client, _master_secret_arn())
+    try:
+        run.bound_replies(conn)
+        conn.run("BEGIN")
+        run.bound_statements(conn)
+        # Waits for a bootstrap run to end: the run sets passwords too (see the docstring).
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=ADVISORY_LOCK)
+        run.bound_statements(conn)
+        conn.run(f"ALTER ROLE {pg8000.native.identifier(ROTATED_ROLE)} PASSWORD "
+                 f"{pg8000.native.literal(scram_verifier(password))}")
+        conn.run("COMMIT")
+    except DRIVER_ERRORS as err:
+        if run.cancelled(err):
+            raise run.out_of_time() from None
+        raise BootstrapError(f"setSecret of {arn} failed, {ROTATED_ROLE}'s password is "
+                             f"unchanged: {reason(err)}") from None
+    finally:
+        close(conn)
+
+
+def _test(client: Any, arn: str, token: str) -> None:
+    password = _pending_password(client, arn, token, "testSecret")
+    master = master_connection(secret_json(client, _master_secret_arn(), "MasterSecretArn"))
+    target = Connection(host=master.host, port=master.port, database=master.database,
+                        user=ROTATED_ROLE, password=password, ca_file=master.ca_file)
+    try:
+        conn = connect(target)  # verified TLS, as the master's
+    except BootstrapError as err:
+        raise BootstrapError(f"testSecret of {arn}: {err}") from None
+    try:
+        user = conn.run("SELECT current_user")[0][0]
+    except DRIVER_ERRORS as err:
+        raise BootstrapError(f"testSecret of {arn}: {ROTATED_ROLE} logged in with the pending "
+                             f"password, then could not query: {reason(err)}") from None
+    finally:
+        close(conn)
+    if user != ROTATED_ROLE:
+        raise BootstrapError(f"testSecret of {arn}: logged in as {user}, not {ROTATED_ROLE}")
+
+
+def _finish(client: Any, arn: str, token: str) -> None:
+    """The pending version becomes current (the current one AWSPREVIOUS, by Secrets Manager),
+    then loses AWSPENDING: a rotation that ended leaves none, which is what a bootstrap run
+    and the next rotation read as "no rotation in progress"."""
+    versions = _describe(client, arn, "SecretId").get("VersionIdsToStages", {})
+    current = next((str(v) for v, stages in versions.items() if "AWSCURRENT" in stages), None)
+    try:
+        client.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT",
+                                           MoveToVersionId=token,
+                                           **({"RemoveFromVersionId": current}
+                                              if current else {}))
+        client.update_secret_version_stage(SecretId=arn, VersionStage="AWSPENDING",
+                                           RemoveFromVersionId=token)
+    except (ClientError, BotoCoreError) as err:
+        raise BootstrapError(f"finishSecret of {arn}: cannot make version {token} current "
+                             f"({aws_reason(err)})") from None
+
+
+def _master_secret_arn() -> str:
+    arn = os.environ.get(MASTER_SECRET_VARIABLE)
+    if not arn:
+        raise BootstrapError(f"{MASTER_SECRET_VARIABLE} is not set: the TenantBootstrap "
+                             "construct sets it to the master secret's ARN, which a rotation "
+                             "connects with")
+    return arn
+
+
+def _json_object(raw: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,308 @@
+"""boom_owner's password rotation (rotation.py): moto's Secrets Manager starts each rotation
+as RotateSecret does, the test sends the handler Secrets Manager's four steps in order, and the
+real PostgreSQL 15 says which password boom_owner logs in with.
+
+What matters beyond the four steps: a deploy's bootstrap run in the middle of a rotation
+leaves the pending password alone (with a negative control: without that, the run undoes it
+and testSecret fails), the run reads the secrets only once it holds the lock setSecret takes,
+bad events change nothing, and no password ever reaches a log, a response or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, handler, rotation
+from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_secrets import Secrets, master_values
+from tests.fixture_secrets import resource_event as event
+
+
+@dataclass(frozen=True)
+class Rotating:
+    database: str
+    master: str  # the master secret's ARN
+
+
+@pytest.fixture
+def rotating(postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Rotating]:
+    """A database bootstrapped by the handler, the function's environment as the construct
+    sets it. Roles are cluster-wide: both passwords are given back afterwards."""
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, master)
+    handler.on_event(event("Create", aws, master))
+    yield Rotating(database, master)
+    conn = postgres.connect(database, tls=True)
+    try:
+        bootstrap.apply(conn, role_passwords=role_passwords)
+    finally:
+        conn.close()
+
+
+def step(name: str, arn: str, token: str) -> dict[str, Any]:
+    return handler.on_event({"Step": name, "SecretId": arn, "ClientRequestToken": token})
+
+
+def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> None:
+    for name in steps:
+        step(name, arn, token)
+
+
+def logs_in(postgres: PostgresServer, database: str, role: str, password: str) -> bool:
+    try:
+        conn = postgres.connect(database, user=role, password=password, tls=True)
+    except pg8000.native.DatabaseError as err:
+        assert err.args[0]["C"] == "28P01", err  # password authentication failed, nothing else
+        return False
+    conn.close()
+    return True
+
+
+def test_a_rotation_gives_boom_owner_a_new_password_and_changes_nothing_else(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        role_passwords: dict[str, str]) -> None:
+    old = aws.current(aws.owner)
+    old_version = next(iter(aws.stages(aws.owner)))
+    schema = schema_dump(postgres, rotating.database)
+    token = aws.start_rotation(aws.owner)
+    rotate(aws.owner, token)
+    new = aws.current(aws.owner)
+    assert new["username"] == "boom_owner" and new["password"] != old["password"]
+    assert len(new["password"]) == rotation.PASSWORD_LENGTH
+    assert set(new["password"]) <= set(string.ascii_letters + string.digits)
+    # Finished: the new version current, the old one previous, no rotation left pending.
+    assert aws.stages(aws.owner) == {token: ["AWSCURRENT"], old_version: ["AWSPREVIOUS"]}
+    assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") is None
+    assert logs_in(postgres, rotating.database, "boom_owner", new["password"])
+    assert not logs_in(postgres, rotating.database, "boom_owner", old["password"])
+    assert logs_in(postgres, rotating.database, "app_user", role_passwords["app_user"])
+    assert schema_dump(postgres, rotating.database) == schema
+
+
+def test_every_step_can_be_retried(postgres: PostgresServer, aws: Secrets,
+                                   rotating: Rotating) -> None:
+    token = aws.start_rotation(aws.owner)
+    step("createSecret", aws.owner, token)
+    pending = aws.client.get_secret_value(SecretId=aws.owner, VersionStage="AWSPENDING")
+    step("createSecret", aws.owner, token)  # keeps the password it made
+    assert aws.client.get_secret_value(SecretId=aws.owner, VersionStage="AWSPENDING")[
+        "SecretString"] == pending["SecretString"]
+    for name in ("setSecret", "setSecret", "testSecret", "testSecret", "finishSecret"):
+        assert step(name, aws.owner, token) == {"Step": name, "Done": "ok"}
+    assert step("finishSecret", aws.owner, token) == {"Step": "finishSecret",
+                                                      "Done": "already current"}
+    assert aws.stages(aws.owner)[token] == ["AWSCURRENT"]
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
+def test_a_second_rotation_follows_the_first(postgres: PostgresServer, aws: Secrets,
+                                             rotating: Rotating) -> None:
+    first = aws.start_rotation(aws.owner)
+    rotate(aws.owner, first)
+    between = aws.current(aws.owner)["password"]
+    second = aws.start_rotation(aws.owner)
+    rotate(aws.owner, second)
+    assert aws.stages(aws.owner) == {second: ["AWSCURRENT"], first: ["AWSPREVIOUS"]}
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+    assert not logs_in(postgres, rotating.database, "boom_owner", between)
+
+
+def a_deploy(aws: Secrets, rotating: Rotating) -> dict[str, Any]:
+    return handler.on_event(event("Update", aws, rotating.master,
+                                  PhysicalResourceId="tenant-bootstrap"))
+
+
+def test_a_deploy_mid_rotation_leaves_the_pending_password_alone(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        caplog: pytest.LogCaptureFixture) -> None:
+    token = aws.start_rotation(aws.owner)
+    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    # The same run still sets app_user's password from its secret.
+    new_app_user = rotation.new_password()
+    aws.client.put_secret_value(SecretId=aws.app_user, SecretString=(
+        f'{{"username": "app_user", "password": "{new_app_user}"}}'))
+    with caplog.at_level(logging.WARNING):
+        a_deploy(aws, rotating)
+    assert f"boom_owner's secret is mid-rotation (version {token} is AWSPENDING)" in caplog.text
+    assert logs_in(postgres, rotating.database, "app_user", new_app_user)
+    rotate(aws.owner, token, ("testSecret", "finishSecret"))
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+    # Once the rotation has ended, a run sets boom_owner's password again.
+    a_deploy(aws, rotating)
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
+def test_negative_control_a_run_that_ignored_the_rotation_would_undo_it(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    old = aws.current(aws.owner)["password"]
+    token = aws.start_rotation(aws.owner)
+    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    monkeypatch.setattr(handler, "pending_version", lambda *_: None)
+    a_deploy(aws, rotating)
+    with pytest.raises(bootstrap.BootstrapError, match="testSecret of .*: cannot connect to "
+                       "boom_owner@.*password authentication failed"):
+        step("testSecret", aws.owner, token)
+    assert logs_in(postgres, rotating.database, "boom_owner", old)
+
+
+def test_the_run_reads_the_secrets_while_it_holds_the_lock_setSecret_takes(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    held: list[bool] = []
+    read = handler.pending_version
+
+    def watched(*args: Any) -> str | None:
+        watcher = postgres.connect(rotating.database)
+        try:
+            held.append(watcher.run(
+                "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = 0 AND objid = :key AND objsubid = 1",
+                key=bootstrap.ADVISORY_LOCK)[0][0])
+        finally:
+            watcher.close()
+        return read(*args)
+
+    monkeypatch.setattr(handler, "pending_version", watched)
+    a_deploy(aws, rotating)
+    assert held == [True, True]  # app_user's secret, then boom_owner's
+
+
+def test_setSecret_waits_for_a_bootstrap_run_to_end(postgres: PostgresServer, aws: Secrets,
+                                                    rotating: Rotating) -> None:
+    old = aws.current(aws.owner)["password"]
+    token = aws.start_rotation(aws.owner)
+    step("createSecret", aws.owner, token)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def set_secret() -> None:
+        try:
+            step("setSecret", aws.owner, token)
+        except BaseException as err:  # reported by the assertion below
+            errors.append(err)
+        done.set()
+
+    with bootstrap_run_in_progress(postgres, rotating.database):
+        thread = threading.Thread(target=set_secret)
+        thread.start()
+        assert not done.wait(1.5)
+        assert logs_in(postgres, rotating.database, "boom_owner", old)
+    thread.join(30)
+    assert done.is_set() and errors == []
+    rotate(aws.owner, token, ("testSecret", "finishSecret"))
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
+def test_a_password_that_does_not_work_fails_testSecret_and_is_not_made_current(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating) -> None:
+    old = aws.current(aws.owner)
+    token = aws.start_rotation(aws.owner)
+    step("createSecret", aws.owner, token)  # setSecret never ran
+    with pytest.raises(bootstrap.BootstrapError, match="testSecret of .*: cannot connect to "
+                       "boom_owner@.*password authentication failed"):
+        step("testSecret", aws.owner, token)
+    assert aws.current(aws.owner) == old
+    assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") == token
+    assert logs_in(postgres, rotating.database, "boom_owner", old["password"])
+
+
+def unchanged(postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+              role_passwords: dict[str, str]) -> dict[str, object]:
+    """What a refused step must leave as it was."""
+    return {"owner": aws.stages(aws.owner), "app_user": aws.stages(aws.app_user),
+            "owner logs in": logs_in(postgres, rotating.database, "boom_owner",
+                                     role_passwords["boom_owner"]),
+            "app_user logs in": logs_in(postgres, rotating.database, "app_user",
+                                        role_passwords["app_user"])}
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"Step": None}, "the rotation event lacks Step: Secrets Manager sends them"),
+    ({"SecretId": ""}, "the rotation event lacks SecretId"),
+    ({"ClientRequestToken": 7}, "the rotation event lacks ClientRequestToken"),
+    ({"Step": "rotateSecret"}, "Step 'rotateSecret': expected one of createSecret, setSecret, "
+                               "testSecret, finishSecret"),
+    ({"ClientRequestToken": "0" * 36}, r"no version 0{36} \(ClientRequestToken\); Secrets "
+                                       "Manager makes it when it starts the rotation"),
+])
+def test_bad_events_are_refused_and_change_nothing(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        role_passwords: dict[str, str], change: dict[str, Any], match: str) -> None:
+    token = aws.start_rotation(aws.owner)
+    before = unchanged(postgres, aws, rotating, role_passwords)
+    bad = {"Step": "createSecret", "SecretId": aws.owner, "ClientRequestToken": token, **change}
+    with pytest.raises(bootstrap.BootstrapError, match=match):
+        handler.on_event({k: v for k, v in bad.items() if v is not None})
+    assert unchanged(postgres, aws, rotating, role_passwords) == before
+
+
+def test_only_boom_owners_secret_rotates(postgres: PostgresServer, aws: Secrets,
+                                         rotating: Rotating,
+                                         role_passwords: dict[str, str]) -> None:
+    token = next(iter(aws.stages(aws.app_user)))  # its current version
+    with pytest.raises(bootstrap.BootstrapError, match="rotation is not enabled for this "
+                       "secret; the TenantBootstrap construct's rotation schedule enables it"):
+        step("createSecret", aws.app_user, token)
+    token = aws.start_rotation(aws.app_user)
+    before = unchanged(postgres, aws, rotating, role_passwords)
+    with pytest.raises(bootstrap.BootstrapError, match="the current version's username is not "
+                       "boom_owner; this function rotates only boom_owner's secret"):
+        step("createSecret", aws.app_user, token)
+    assert unchanged(postgres, aws, rotating, role_passwords) == before
+
+
+def test_a_version_that_is_not_pending_is_refused(postgres: PostgresServer, aws: Secrets,
+                                                  rotating: Rotating) -> None:
+    first = aws.start_rotation(aws.owner)
+    rotate(aws.owner, first)
+    previous = next(v for v, labels in aws.stages(aws.owner).items() if "AWSPREVIOUS" in labels)
+    with pytest.raises(bootstrap.BootstrapError, match=f"version {previous} is not AWSPENDING; "
+                       "only the rotation Secrets Manager started may be completed"):
+        step("setSecret", aws.owner, previous)
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
+def test_a_function_without_the_master_secret_fails_setSecret_clearly(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        monkeypatch: pytest.MonkeyPatch, role_passwords: dict[str, str]) -> None:
+    token = aws.start_rotation(aws.owner)
+    step("createSecret", aws.owner, token)
+    monkeypatch.delenv(rotation.MASTER_SECRET_VARIABLE)
+    with pytest.raises(bootstrap.BootstrapError, match="BOOM_MASTER_SECRET_ARN is not set: "
+                       "the TenantBootstrap construct sets it to the master secret's ARN"):
+        step("setSecret", aws.owner, token)
+    assert logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
+
+
+def test_no_password_reaches_a_log_a_response_or_an_error(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    old = aws.current(aws.owner)["password"]
+    said: list[str] = []
+    # At the function's level (INFO); botocore's DEBUG lines carry the API's bodies whole.
+    with caplog.at_level(logging.INFO):
+        token = aws.start_rotation(aws.owner)
+        step("createSecret", aws.owner, token)
+        with pytest.raises(bootstrap.BootstrapError) as failure:
+            step("testSecret", aws.owner, token)  # before setSecret: refused
+        said.append(str(failure.value))
+        for name in ("setSecret", "testSecret", "finishSecret"):
+            said.append(repr(step(name, aws.owner, token)))
+        said.append(repr(a_deploy(aws, rotating)))
+    new = aws.current(aws.owner)["password"]
+    output = capsys.readouterr()
+    shown = "\n".join([caplog.text, output.out, output.err, *said])
+    assert "testSecret" in shown and token in shown  # what was captured is the steps' output
+    assert old not in shown and new not in shown

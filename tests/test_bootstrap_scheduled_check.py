@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, scheduled_check
+from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, rotation, scheduled_check
 from tests.fixture_bootstrap import (
     a_tenant_table_made_while_the_trigger_is_off,
     bootstrap_run_in_progress,
@@ -131,6 +132,35 @@ def test_a_check_that_cannot_run_counts_as_a_finding_and_fails(
     assert "not-the-master-password" not in out
 
 
+def test_a_rotation_stopped_midway_is_a_finding_until_it_ends(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs leave boom_owner's password alone while its secret is mid-rotation, and Secrets
+    # Manager starts no other rotation: one whose step failed would stay so, unseen.
+    database = bootstrapped_database(postgres, role_passwords)
+    master = aws.master(**master_values(postgres, database))
+    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, master)
+    token = aws.start_rotation(aws.owner)
+    handler.on_event({"Step": "createSecret", "SecretId": aws.owner, "ClientRequestToken": token})
+    event = check_event(master, OwnerSecretArn=aws.owner)
+    assert handler.on_event(event)["Findings"] == []  # under STUCK_AFTER: still rotating
+    monkeypatch.setattr(rotation, "STUCK_AFTER", timedelta(0))
+    [finding] = handler.on_event(event)["Findings"]
+    assert finding.startswith("boom_owner's password rotation begun ")
+    assert f"(version {token} is still AWSPENDING): a step failed" in finding
+    assert (f"--secret-id {aws.owner} --version-stage AWSPENDING --remove-from-version-id "
+            f"{token}`, then `aws secretsmanager rotate-secret --secret-id {aws.owner}`") in finding
+    assert [d[scheduled_check.METRIC_NAME] for d in emitted(capsys.readouterr().out)] == [0, 1]
+    for step in ("setSecret", "testSecret", "finishSecret"):
+        handler.on_event({"Step": step, "SecretId": aws.owner, "ClientRequestToken": token})
+    try:
+        assert handler.on_event(event)["Findings"] == []
+    finally:  # roles are cluster-wide: the session's password back
+        conn = postgres.connect(database, tls=True)
+        bootstrap.apply(conn, role_passwords=role_passwords)
+        conn.close()
+
+
 def test_a_check_beside_a_bootstrap_run_emits_no_metric(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,6 +183,8 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
      "the check event lacks Environment"),
     ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": "dev",
       "RequirePgCron": "yes"}, "RequirePgCron 'yes': expected true or false"),
+    ({"Check": scheduled_check.CHECK, "MasterSecretArn": "arn", "Environment": "dev",
+      "OwnerSecretArn": ""}, "OwnerSecretArn '': expected the ARN of boom_owner's secret"),
 ])
 def test_a_malformed_check_event_is_refused_by_name_before_connecting(
         aws: Secrets, capsys: pytest.CaptureFixture[str], event: dict[str, Any],

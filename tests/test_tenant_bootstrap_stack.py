@@ -116,7 +116,8 @@ def test_the_function_runs_in_private_subnets_reads_three_secrets_writes_one(
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statements] == [
         ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
-        ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]]
+        ["secretsmanager:ListSecretVersionIds", "secretsmanager:PutSecretValue",
+         "secretsmanager:UpdateSecretVersionStage"]]
     assert sorted(r["Ref"] for r in statements[0]["Resource"]) == sorted([
         "DatabaseInstanceSecretAttachmentFCA06D38", "TenantBootstrapAppUserSecret9F293F7E",
         "TenantBootstrapOwnerSecret29F44626"])

@@ -42,14 +42,17 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
     event = json.loads(rendered(target["Input"]).replace(
-        "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret"))
+        "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret").replace(
+        "<TenantBootstrapOwnerSecret29F44626>", "arn:owner-secret"))
     # What the handler dispatches on and requires, and nothing it would refuse
     assert event == {"Check": scheduled_check.CHECK, "MasterSecretArn": "arn:master-secret",
                      "Environment": synthesized.config.name,
                      # the parameter group loads pg_cron: a server without it is a finding
-                     scheduled_check.REQUIRE_PG_CRON: True}
+                     scheduled_check.REQUIRE_PG_CRON: True,
+                     # boom_owner's secret, whose rotation stopped midway is a finding
+                     scheduled_check.OWNER_SECRET: "arn:owner-secret"}
     assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS,
-                          scheduled_check.REQUIRE_PG_CRON}
+                          scheduled_check.REQUIRE_PG_CRON, scheduled_check.OWNER_SECRET}
     # EventBridge may invoke it, and only from this rule
     permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
                    .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
@@ -76,6 +79,7 @@ def test_the_stack_outputs_the_repair_an_operator_sends_the_function_the_schedul
     repair_event = json.loads(rendered(outputs["TenantRepairEvent"]["Value"]))
     check_event = json.loads(rendered(target["Input"]))
     del check_event[scheduled_check.REQUIRE_PG_CRON]  # the check's alone: a repair cannot boot
+    del check_event[scheduled_check.OWNER_SECRET]  # nor end a rotation
     assert repair_event == {"Repair": check_event.pop("Check"), **check_event}
     assert repair_event["Repair"] == scheduled_check.CHECK
     assert repair_event["MasterSecretArn"].startswith("<DatabaseInstanceSecretAttachment")

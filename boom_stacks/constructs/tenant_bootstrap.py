@@ -131,7 +131,9 @@ class TenantBootstrap(Construct):
             "OwnerSecretRotation", principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
             source_account=Stack.of(self).account)
         self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+            actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
+                     # The scheduled check's: when a rotation began (rotation.stuck_rotation).
+                     "secretsmanager:ListSecretVersionIds"],
             resources=[owner.secret_arn]))
         # PutSecretValue encrypts the new version with the secret's key, through the service.
         key.grant(kms.ViaServicePrincipal(f"secretsmanager.{Stack.of(self).region}.amazonaws.com",

@@ -26,6 +26,7 @@ from lambdas.tenant_bootstrap.scheduled_check import (
     CHECK,
     METRIC_NAME,
     METRIC_NAMESPACE,
+    OWNER_SECRET,
     REQUIRE_PG_CRON,
 )
 
@@ -39,7 +40,8 @@ CHECKS_EVALUATED, CHECKS_TO_ALARM = 4, 2
 class TenantGuaranteeCheck(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
                  function: lambda_.IFunction, master_secret: secretsmanager.ISecret,
-                 alarm_topic: sns.ITopic, after: IDependable) -> None:
+                 owner_secret: secretsmanager.ISecret, alarm_topic: sns.ITopic,
+                 after: IDependable) -> None:
         super().__init__(scope, id_)
         self.schedule = events.Rule(
             self, "Schedule", schedule=events.Schedule.rate(EVERY),
@@ -50,7 +52,9 @@ class TenantGuaranteeCheck(Construct):
                 "Check": CHECK, "MasterSecretArn": master_secret.secret_arn,
                 "Environment": config.name,
                 # The parameter group loads pg_cron: a server without it is a finding.
-                REQUIRE_PG_CRON: True})))
+                REQUIRE_PG_CRON: True,
+                # boom_owner's password rotation stuck midway is a finding too.
+                OWNER_SECRET: owner_secret.secret_arn})))
         # Checks start once the deploy's bootstrap run has succeeded (`after`): before, a
         # first deploy's database would be a finding (version 0).
         self.schedule.node.add_dependency(after)
@@ -66,9 +70,9 @@ class TenantGuaranteeCheck(Construct):
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
                 "settings, TEMPORARY and CREATE, the shipped functions, pg_cron's jobs) have "
-                "drifted since the last deploy, or the check cannot run. The function's log "
-                "names each finding; a repair (README: Between deploys) restores what it can "
-                "and names the rest"))
+                "drifted since the last deploy, boom_owner's password rotation stopped midway, "
+                "or the check cannot run. The function's log names each finding and its fix; a "
+                "repair (README: Between deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the
         # return to OK, which tells whoever acted (a repair, a deploy) that it worked, and
         # resolves the incident in tools that pair the two (Alertmanager, PagerDuty).

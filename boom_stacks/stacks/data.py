@@ -49,8 +49,9 @@ class DataStack(BoomStack):
                                                 log_key=log_key)
         self.guarantee_check = TenantGuaranteeCheck(
             self, "TenantGuaranteeCheck", config=config, function=self.tenant_bootstrap.function,
-            master_secret=self.database.master_secret, alarm_topic=self.alarm_topic,
-            after=self.tenant_bootstrap.resource)
+            master_secret=self.database.master_secret,
+            owner_secret=self.tenant_bootstrap.role_secrets["boom_owner"],
+            alarm_topic=self.alarm_topic, after=self.tenant_bootstrap.resource)
         self.stuck_backend_alarm = StuckBackendAlarm(
             self, "StuckBackendAlarm", config=config,
             postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)

@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import string
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pg8000.native
@@ -52,6 +53,9 @@ MASTER_SECRET_VARIABLE = "BOOM_MASTER_SECRET_ARN"
 # DSN), from Python's CSPRNG; secretsmanager:GetRandomPassword would need IAM on "*".
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
+# A rotation's four steps take seconds. One begun longer ago has failed, and stays in the way:
+# runs leave the role's password alone, and Secrets Manager starts no other rotation.
+STUCK_AFTER = timedelta(hours=1)
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -89,6 +93,33 @@ def pending_version(client: Any, arn: str, field: str) -> str | None:
         if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
             return str(version)
     return None
+
+
+def stuck_rotation(client: Any, arn: str) -> list[str]:
+    """For the scheduled check: a finding when the secret has been mid-rotation for longer
+    than STUCK_AFTER, saying what it means and how to end it; a finding too when the secret
+    cannot be read (the check goes on with the database's findings)."""
+    try:
+        versions = client.list_secret_version_ids(SecretId=arn)["Versions"]
+    except (ClientError, BotoCoreError) as err:
+        return [f"could not check {ROTATED_ROLE}'s password rotation: OwnerSecretArn {arn}: "
+                f"cannot list its versions ({aws_reason(err)})"]
+    now = datetime.now(UTC)
+    for version in versions:
+        stages = version.get("VersionStages", [])
+        if "AWSPENDING" in stages and "AWSCURRENT" not in stages \
+                and now - version["CreatedDate"] > STUCK_AFTER:
+            begun = version["CreatedDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            return [
+                f"{ROTATED_ROLE}'s password rotation begun {begun} has not ended (version "
+                f"{version['VersionId']} is still AWSPENDING): a step failed, see the bootstrap "
+                f"function's log. Until it ends, bootstrap runs leave {ROTATED_ROLE}'s password "
+                "alone, and if setSecret ran, the role logs in only with the pending password. "
+                "End it with `aws secretsmanager update-secret-version-stage --secret-id "
+                f"{arn} --version-stage AWSPENDING --remove-from-version-id "
+                f"{version['VersionId']}`, then `aws secretsmanager rotate-secret --secret-id "
+                f"{arn}`"]
+    return []
 
 
 def new_password() -> str:

@@ -1,7 +1,8 @@
 """The scheduled check between deploys: an EventBridge schedule (TenantGuaranteeCheck in the
 Data stack) sends the bootstrap function {"Check": "tenant-guarantees", "MasterSecretArn": ...,
-"Environment": ..., "RequirePgCron": true}; this runs bootstrap.check(), which changes
-nothing, and logs the number of findings as a CloudWatch metric in the embedded metric format.
+"Environment": ..., "RequirePgCron": true, "OwnerSecretArn": ...}; this runs bootstrap.check(),
+which changes nothing, adds a finding if boom_owner's password rotation is stuck, and logs the
+number of findings as a CloudWatch metric in the embedded metric format.
 A check that cannot run counts as one finding, and fails; one that finds a bootstrap run in
 progress emits no metric and waits for the next.
 """
@@ -17,12 +18,16 @@ from .bootstrap import BootstrapError, check
 from .connection import close
 from .errors import BootstrapRunning, bounded
 from .master_secret import connect_as_master, secrets_client
+from .rotation import stuck_rotation
 
 CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
 CHECK_FIELDS = ("MasterSecretArn", "Environment")
 # Optional, in the check's event only: true where the parameter group loads pg_cron for the
 # database, so that a server not running it (a reboot pending) is a finding (0014).
 REQUIRE_PG_CRON = "RequirePgCron"
+# Optional, in the check's event only: boom_owner's secret, whose rotation stuck midway is a
+# finding (rotation.stuck_rotation).
+OWNER_SECRET = "OwnerSecretArn"
 METRIC_NAMESPACE = "Boom/TenantDatabase"
 METRIC_NAME = "GuaranteeFindings"  # per Environment; the Data stack alarms on it
 MAX_LOGGED_FINDINGS = 50
@@ -52,8 +57,14 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     if not isinstance(require_pg_cron, bool):
         raise BootstrapError(f"{REQUIRE_PG_CRON} {require_pg_cron!r}: expected true or false "
                              "(the TenantGuaranteeCheck construct's schedule sends true)")
+    owner_secret = event.get(OWNER_SECRET)
+    if owner_secret is not None and (not isinstance(owner_secret, str) or not owner_secret):
+        raise BootstrapError(f"{OWNER_SECRET} {owner_secret!r}: expected the ARN of "
+                             "boom_owner's secret (the TenantGuaranteeCheck construct's "
+                             "schedule sends it), or no such field")
+    client = secrets_client()
     try:
-        master, conn = connect_as_master(secrets_client(), arn)
+        master, conn = connect_as_master(client, arn)
         try:
             result = check(conn, deadline=deadline, require_pg_cron=require_pg_cron)
         finally:
@@ -65,11 +76,12 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     except BootstrapError as err:
         _emit_findings(environment, [f"could not check: {err}"])  # an alarm, not silence
         raise
-    _emit_findings(environment, list(result.findings))
+    findings = [*result.findings, *(stuck_rotation(client, owner_secret) if owner_secret else [])]
+    _emit_findings(environment, findings)
     logger.info("database %s at version %s: %d finding(s)", master.database, result.version,
-                len(result.findings))
+                len(findings))
     return {"Environment": environment, "SchemaVersion": str(result.version),
-            "Findings": _shown(list(result.findings))}
+            "Findings": _shown(findings)}
 
 
 def _emit_findings(environment: str, findings: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from boom_stacks.constructs import python_bundle
@@ -41,3 +42,13 @@ def interpreters() -> list[str]:
 def runtime_interpreter() -> str:
     """The runtime's Python version if the machine has it, else this venv's."""
     return interpreters()[-1]
+
+
+@dataclass
+class LambdaContext:
+    """The one method of Lambda's context object the handler reads (a runtime object, not an
+    AWS API call)."""
+    remaining_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

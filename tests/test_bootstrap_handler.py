@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret
 from tests.fixture_bootstrap import bootstrap_run_in_progress
+from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_secrets import Secrets, master_values, state
 from tests.fixture_secrets import resource_event as event
@@ -389,16 +389,6 @@ def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(
     assert reason.startswith("the tenant guarantees have gaps the bootstrap will not override")
     assert len(reason) < 1600 and reason.endswith("more characters in the function's log)")
     assert f"{tables[-1]}: policy everyone widens access" in caplog.text
-
-
-@dataclass
-class LambdaContext:
-    """The one method of Lambda's context object the handler reads (a runtime object, not an
-    AWS API call)."""
-    remaining_ms: int
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def test_the_run_ends_before_lambdas_timeout_with_a_reason_and_nothing_changed(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import string
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, rotation
 from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
+from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import Secrets, master_values
 from tests.fixture_secrets import resource_event as event
@@ -203,6 +205,23 @@ def test_setSecret_waits_for_a_bootstrap_run_to_end(postgres: PostgresServer, aw
     assert done.is_set() and errors == []
     rotate(aws.owner, token, ("testSecret", "finishSecret"))
     assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
+def test_setSecret_gives_up_before_lambdas_timeout_behind_a_long_bootstrap_run(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        role_passwords: dict[str, str]) -> None:
+    token = aws.start_rotation(aws.owner)
+    step("createSecret", aws.owner, token)
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1.5) * 1000))
+    started = time.monotonic()
+    with bootstrap_run_in_progress(postgres, rotating.database), pytest.raises(
+            bootstrap.BootstrapError, match="rotation failed, nothing was changed: setSecret "
+            "would not have ended before the Lambda's timeout .*Secrets Manager retries the "
+            "step"):
+        handler.on_event({"Step": "setSecret", "SecretId": aws.owner,
+                          "ClientRequestToken": token}, context)
+    assert time.monotonic() - started < handler.DEADLINE_MARGIN_SECONDS + 1.5
+    assert logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
 
 
 def test_a_password_that_does_not_work_fails_testSecret_and_is_not_made_current(

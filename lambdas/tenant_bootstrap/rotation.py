@@ -32,7 +32,7 @@ import pg8000.native
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .bootstrap import ADVISORY_LOCK, MIN_PASSWORD_CHARS, scram_verifier
-from .connection import DRIVER_ERRORS, Connection, close, connect
+from .connection import CONNECTION_LOST, DRIVER_ERRORS, Connection, close, connect
 from .deadline import Deadline
 from .errors import BootstrapError, reason
 from .master_secret import (
@@ -226,7 +226,12 @@ def _set(client: Any, arn: str, token: str, run: Deadline) -> None:
         conn.run(f"ALTER ROLE {pg8000.native.identifier(ROTATED_ROLE)} PASSWORD "
                  f"{pg8000.native.literal(scram_verifier(password))}")
         conn.run("COMMIT")
-    except DRIVER_ERRORS as err:
+    except CONNECTION_LOST as err:
+        # Maybe while committing: the step is safe to run again, whichever it was.
+        raise BootstrapError(f"setSecret of {arn} failed: the connection to the database was "
+                             f"lost ({reason(err)}); whether {ROTATED_ROLE}'s password was set "
+                             "is unknown, and the step is safe to retry") from None
+    except pg8000.native.DatabaseError as err:
         if run.cancelled(err):
             raise run.out_of_time() from None
         raise BootstrapError(f"setSecret of {arn} failed, {ROTATED_ROLE}'s password is "

@@ -170,7 +170,8 @@ def test_a_check_beside_a_bootstrap_run_emits_no_metric(
     with bootstrap_run_in_progress(postgres, database):
         response = handler.on_event(check_event(aws.master(**master_values(postgres,
                                                                            database))))
-    assert response["Skipped"].startswith("check skipped: a bootstrap run is in progress")
+    assert response["Skipped"].startswith("check skipped: a bootstrap run, or a rotation's "
+                                          "setSecret, is in progress")
     assert emitted(capsys.readouterr().out) == []
 
 

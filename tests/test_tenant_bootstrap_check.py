@@ -199,8 +199,8 @@ def test_a_check_beside_a_bootstrap_run_is_skipped_not_raced(
     bootstrap.apply(fresh.conn)
     fresh.conn.run(f"ALTER EVENT TRIGGER {TRIGGER} DISABLE")  # drift the check would report
     with bootstrap_run_in_progress(postgres, fresh.name):
-        with pytest.raises(BootstrapRunning, match="check skipped: a bootstrap run is in "
-                                                   "progress"):
+        with pytest.raises(BootstrapRunning, match="check skipped: a bootstrap run, or a "
+                                                   "rotation's setSecret, is in progress"):
             bootstrap.check(fresh.conn)
         assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == 1
         assert "tenant bootstrap: check skipped" in capsys.readouterr().err

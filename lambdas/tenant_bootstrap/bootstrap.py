@@ -254,8 +254,9 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_T
     def dry_run() -> Check:
         # Never beside a run: each would wait on the other's table locks.
         if not _take_the_database(conn, run, lock_timeout_ms, wait=False):
-            raise BootstrapRunning("check skipped: a bootstrap run is in progress (it holds the "
-                                   "bootstrap's advisory lock); the next check looks again")
+            raise BootstrapRunning("check skipped: a bootstrap run, or a rotation's setSecret, "
+                                   "is in progress (it holds the bootstrap's advisory lock); "
+                                   "the next check looks again")
         version = current_version(conn)
         findings = _findings(conn, version, load_migrations())
         if version >= TRANSACTION_BOUND_VERSION and require_pg_cron and not pg_cron_loaded(conn):

@@ -159,6 +159,38 @@ def test_negative_control_a_run_that_ignored_the_rotation_would_undo_it(
     assert logs_in(postgres, rotating.database, "boom_owner", old)
 
 
+def test_deploys_racing_rotations_leave_the_password_the_secret_holds(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating) -> None:
+    """Deploys run back to back while rotations go through their steps: whatever order the
+    advisory lock gives them, every rotation ends, and boom_owner logs in with AWSCURRENT."""
+    rotations_done = threading.Event()
+    deploys: list[BaseException | None] = []
+
+    def deploy_until_done() -> None:
+        while not rotations_done.is_set():
+            try:
+                a_deploy(aws, rotating)
+                deploys.append(None)
+            except BaseException as err:  # reported by the assertion below
+                deploys.append(err)
+
+    deployer = threading.Thread(target=deploy_until_done)
+    deployer.start()
+    try:
+        for _ in range(3):
+            token = aws.start_rotation(aws.owner)
+            for name in rotation.STEPS:
+                step(name, aws.owner, token)
+                time.sleep(0.1)  # room for a deploy between each two steps
+            assert logs_in(postgres, rotating.database, "boom_owner",
+                           aws.current(aws.owner)["password"])
+    finally:
+        rotations_done.set()
+        deployer.join(60)
+    assert len(deploys) >= 3 and set(deploys) == {None}
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
 def test_the_run_reads_the_secrets_while_it_holds_the_lock_setSecret_takes(
         postgres: PostgresServer, aws: Secrets, rotating: Rotating,
         monkeypatch: pytest.MonkeyPatch) -> None:

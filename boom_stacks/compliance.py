@@ -93,9 +93,10 @@ _LAMBDA_MANAGED = {
     "AWSLambdaVPCAccessExecutionRole": "managing the ENIs of a Lambda in a VPC; the EC2 ENI "
                                        "actions have no resource-level permissions",
 }
-_INLINE_GRANTS = ("CDK grants write this role's statements: read three named secrets, decrypt "
-                  "with the database key, invoke one function, and write the versions of the "
-                  "one secret it rotates (boom_owner's). Each statement names its resource "
+_INLINE_GRANTS = ("CDK grants write this role's statements: read three named secrets and list "
+                  "the two role secrets' versions, decrypt with the database key, invoke one "
+                  "function, and write the versions of the one secret it rotates "
+                  "(boom_owner's). Each statement names its resource "
                   "ARN and the role serves one function, so the policy is never shared; a "
                   "managed copy would add nothing but drift from the grants")
 _APP_USER_ROTATION = ("Rotating app_user's password needs PgBouncer's auth to follow the new "

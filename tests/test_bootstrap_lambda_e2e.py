@@ -95,8 +95,10 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, update)
     assert code == 0 and response["Data"]["Applied"] == ""
     # The schedule's check event runs the check (no findings) and prints the metric line
+    # (and logs in as each role with its secret's password)
     check = {"Check": scheduled_check.CHECK, "MasterSecretArn": properties["MasterSecretArn"],
-             "Environment": "dev"}
+             "Environment": "dev", "AppUserSecretArn": properties["AppUserSecretArn"],
+             "OwnerSecretArn": properties["OwnerSecretArn"]}
     code, response = invoke(lambda_dirs, secrets_endpoint, postgres.ca_file, check)
     assert (code, response) == (0, {"Environment": "dev", "Findings": [],
                                     "SchemaVersion": str(bootstrap.LATEST_VERSION)})

@@ -21,7 +21,7 @@ from typing import Any
 import pg8000.native
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler, rotation
+from lambdas.tenant_bootstrap import bootstrap, handler, role_secrets, rotation
 from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer
@@ -151,7 +151,7 @@ def test_negative_control_a_run_that_ignored_the_rotation_would_undo_it(
     old = aws.current(aws.owner)["password"]
     token = aws.start_rotation(aws.owner)
     rotate(aws.owner, token, ("createSecret", "setSecret"))
-    monkeypatch.setattr(handler, "pending_version", lambda *_: None)
+    monkeypatch.setattr(role_secrets, "pending_version", lambda *_: None)
     a_deploy(aws, rotating)
     with pytest.raises(bootstrap.BootstrapError, match="testSecret of .*: cannot connect to "
                        "boom_owner@.*password authentication failed"):
@@ -195,7 +195,7 @@ def test_the_run_reads_the_secrets_while_it_holds_the_lock_setSecret_takes(
         postgres: PostgresServer, aws: Secrets, rotating: Rotating,
         monkeypatch: pytest.MonkeyPatch) -> None:
     held: list[bool] = []
-    read = handler.pending_version
+    read = role_secrets.pending_version
 
     def watched(*args: Any) -> str | None:
         watcher = postgres.connect(rotating.database)
@@ -208,7 +208,7 @@ def test_the_run_reads_the_secrets_while_it_holds_the_lock_setSecret_takes(
             watcher.close()
         return read(*args)
 
-    monkeypatch.setattr(handler, "pending_version", watched)
+    monkeypatch.setattr(role_secrets, "pending_version", watched)
     a_deploy(aws, rotating)
     assert held == [True, True]  # app_user's secret, then boom_owner's
 

@@ -15,6 +15,7 @@ from aws_cdk import aws_kms as kms
 from boom_stacks import compliance, config
 from boom_stacks.constructs.alarm_topic import alarm_topic
 from lambdas.tenant_bootstrap import scheduled_check
+from lambdas.tenant_bootstrap.role_secrets import ROLE_FIELDS
 from tests.fixture_synth import Synthesized
 from tests.fixture_synth import data_resources as resources
 from tests.fixture_synth import one_data_resource_with_id as one
@@ -43,16 +44,19 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
     event = json.loads(rendered(target["Input"]).replace(
         "<DatabaseInstanceSecretAttachmentFCA06D38>", "arn:master-secret").replace(
+        "<TenantBootstrapAppUserSecret9F293F7E>", "arn:app-user-secret").replace(
         "<TenantBootstrapOwnerSecret29F44626>", "arn:owner-secret"))
     # What the handler dispatches on and requires, and nothing it would refuse
     assert event == {"Check": scheduled_check.CHECK, "MasterSecretArn": "arn:master-secret",
                      "Environment": synthesized.config.name,
                      # the parameter group loads pg_cron: a server without it is a finding
                      scheduled_check.REQUIRE_PG_CRON: True,
-                     # boom_owner's secret, whose rotation stopped midway is a finding
-                     scheduled_check.OWNER_SECRET: "arn:owner-secret"}
+                     # the roles log in with their secrets' passwords, and neither secret's
+                     # rotation has stopped midway
+                     "AppUserSecretArn": "arn:app-user-secret",
+                     "OwnerSecretArn": "arn:owner-secret"}
     assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS,
-                          scheduled_check.REQUIRE_PG_CRON, scheduled_check.OWNER_SECRET}
+                          scheduled_check.REQUIRE_PG_CRON, *ROLE_FIELDS.values()}
     # EventBridge may invoke it, and only from this rule
     permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
                    .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
@@ -79,10 +83,12 @@ def test_the_stack_outputs_the_repair_an_operator_sends_the_function_the_schedul
     repair_event = json.loads(rendered(outputs["TenantRepairEvent"]["Value"]))
     check_event = json.loads(rendered(target["Input"]))
     del check_event[scheduled_check.REQUIRE_PG_CRON]  # the check's alone: a repair cannot boot
-    del check_event[scheduled_check.OWNER_SECRET]  # nor end a rotation
     assert repair_event == {"Repair": check_event.pop("Check"), **check_event}
     assert repair_event["Repair"] == scheduled_check.CHECK
     assert repair_event["MasterSecretArn"].startswith("<DatabaseInstanceSecretAttachment")
+    # and the role secrets, whose passwords a repair sets again
+    assert repair_event["AppUserSecretArn"] == "<TenantBootstrapAppUserSecret9F293F7E>"
+    assert repair_event["OwnerSecretArn"] == "<TenantBootstrapOwnerSecret29F44626>"
 
 
 def test_the_alarm_watches_the_metric_the_handler_logs(synthesized: Synthesized) -> None:

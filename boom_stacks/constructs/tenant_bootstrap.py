@@ -92,6 +92,10 @@ class TenantBootstrap(Construct):
         database.master_secret.grant_read(self.function)
         for secret in self.role_secrets.values():
             secret.grant_read(self.function)
+        # The scheduled check's: when a rotation of either began (rotation.stuck_rotation).
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["secretsmanager:ListSecretVersionIds"],
+            resources=[secret.secret_arn for secret in self.role_secrets.values()]))
         provider = cr.Provider(
             self, "Provider", on_event_handler=self.function,
             vpc=vpc, vpc_subnets=private, security_groups=[provider_group],
@@ -131,9 +135,7 @@ class TenantBootstrap(Construct):
             "OwnerSecretRotation", principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
             source_account=Stack.of(self).account)
         self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
-                     # The scheduled check's: when a rotation began (rotation.stuck_rotation).
-                     "secretsmanager:ListSecretVersionIds"],
+            actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
             resources=[owner.secret_arn]))
         # PutSecretValue encrypts the new version with the secret's key, through the service.
         key.grant(kms.ViaServicePrincipal(f"secretsmanager.{Stack.of(self).region}.amazonaws.com",

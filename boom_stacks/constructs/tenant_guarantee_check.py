@@ -11,6 +11,8 @@ A check that cannot run counts as one finding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -22,11 +24,11 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct, IDependable
 
 from boom_stacks.config import EnvironmentConfig
+from lambdas.tenant_bootstrap.role_secrets import ROLE_FIELDS
 from lambdas.tenant_bootstrap.scheduled_check import (
     CHECK,
     METRIC_NAME,
     METRIC_NAMESPACE,
-    OWNER_SECRET,
     REQUIRE_PG_CRON,
 )
 
@@ -40,9 +42,14 @@ CHECKS_EVALUATED, CHECKS_TO_ALARM = 4, 2
 class TenantGuaranteeCheck(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
                  function: lambda_.IFunction, master_secret: secretsmanager.ISecret,
-                 owner_secret: secretsmanager.ISecret, alarm_topic: sns.ITopic,
+                 role_secrets: Mapping[str, secretsmanager.ISecret], alarm_topic: sns.ITopic,
                  after: IDependable) -> None:
         super().__init__(scope, id_)
+        # The role secrets, by the fields the check and the repair read (role_secrets.py): the
+        # check logs in as each role with its secret's password, and looks for a rotation
+        # stopped midway; the repair sets the passwords from them.
+        role_secret_arns = {ROLE_FIELDS[role]: secret.secret_arn
+                            for role, secret in role_secrets.items()}
         self.schedule = events.Rule(
             self, "Schedule", schedule=events.Schedule.rate(EVERY),
             description=f"Boom {config.name}: check the tenant guarantees between deploys")
@@ -52,9 +59,7 @@ class TenantGuaranteeCheck(Construct):
                 "Check": CHECK, "MasterSecretArn": master_secret.secret_arn,
                 "Environment": config.name,
                 # The parameter group loads pg_cron: a server without it is a finding.
-                REQUIRE_PG_CRON: True,
-                # boom_owner's password rotation stuck midway is a finding too.
-                OWNER_SECRET: owner_secret.secret_arn})))
+                REQUIRE_PG_CRON: True, **role_secret_arns})))
         # Checks start once the deploy's bootstrap run has succeeded (`after`): before, a
         # first deploy's database would be a finding (version 0).
         self.schedule.node.add_dependency(after)
@@ -70,8 +75,9 @@ class TenantGuaranteeCheck(Construct):
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
                 "settings, TEMPORARY and CREATE, the shipped functions, pg_cron's jobs) have "
-                "drifted since the last deploy, boom_owner's password rotation stopped midway, "
-                "or the check cannot run. The function's log names each finding and its fix; a "
+                "drifted since the last deploy, a role does not log in with its secret's "
+                "password, boom_owner's password rotation stopped midway, or the check cannot "
+                "run. The function's log names each finding and its fix; a "
                 "repair (README: Between deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the
         # return to OK, which tells whoever acted (a repair, a deploy) that it worked, and
@@ -87,7 +93,7 @@ class TenantGuaranteeCheck(Construct):
                  "tenant guarantees between deploys"),
                 ("TenantRepairEvent", Stack.of(self).to_json_string({
                     "Repair": CHECK, "MasterSecretArn": master_secret.secret_arn,
-                    "Environment": config.name}),
+                    "Environment": config.name, **role_secret_arns}),
                  "The event that makes the bootstrap function repair (README: Between deploys)")):
             output = CfnOutput(self, output_id, value=value, description=description)
             output.override_logical_id(output_id)  # a stable key for describe-stacks

@@ -50,7 +50,7 @@ class DataStack(BoomStack):
         self.guarantee_check = TenantGuaranteeCheck(
             self, "TenantGuaranteeCheck", config=config, function=self.tenant_bootstrap.function,
             master_secret=self.database.master_secret,
-            owner_secret=self.tenant_bootstrap.role_secrets["boom_owner"],
+            role_secrets=self.tenant_bootstrap.role_secrets,
             alarm_topic=self.alarm_topic, after=self.tenant_bootstrap.resource)
         self.stuck_backend_alarm = StuckBackendAlarm(
             self, "StuckBackendAlarm", config=config,

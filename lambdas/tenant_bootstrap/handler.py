@@ -40,21 +40,20 @@ from typing import Any
 from .bootstrap import (
     LATEST_VERSION,
     MAX_TRANSACTION_MINUTES,
-    MIN_PASSWORD_CHARS,
     BootstrapError,
     apply,
 )
 from .connection import close
 from .errors import bounded
-from .master_secret import connect_as_master, secret_json, secrets_client
+from .master_secret import connect_as_master, secrets_client
 from .repair import on_repair
+from .role_secrets import ROLE_FIELDS, current_passwords
 from .rotation import EVENT_FIELDS as ROTATION_FIELDS
-from .rotation import on_rotate, pending_version
+from .rotation import on_rotate
 from .scheduled_check import on_check
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
-ROLE_SECRETS = (("app_user", "AppUserSecretArn"), ("boom_owner", "OwnerSecretArn"))
 # Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on holding the
 # run's locks until it noticed. The run ends this long before, rolled back, with time to
 # report to CloudFormation.
@@ -111,20 +110,13 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
                                           MAX_TRANSACTION_MINUTES,
                                           "config.database.app_user_transaction_minutes")
     secrets = secrets_client()
+    role_arns = {role: properties[field] for role, field in ROLE_FIELDS.items()}
 
     def passwords() -> dict[str, str]:
         # Read under the bootstrap's advisory lock (apply), which a rotation's setSecret
         # takes too: a role whose secret is mid-rotation keeps the password the rotation is
         # handling (rotation.py).
-        found = {}
-        for role, field in ROLE_SECRETS:
-            pending = pending_version(secrets, properties[field], field)
-            if pending:
-                logger.warning("%s's secret is mid-rotation (version %s is AWSPENDING): its "
-                               "password is left to the rotation", role, pending)
-            else:
-                found[role] = _password(secrets, properties[field], field)
-        return found
+        return current_passwords(secrets, role_arns)
 
     master, conn = connect_as_master(secrets, properties["MasterSecretArn"])
     try:
@@ -201,13 +193,3 @@ def _target_version(raw: str) -> int:
         raise BootstrapError(f"TargetVersion {version}: this bootstrap has versions 1 to "
                              f"{LATEST_VERSION}")
     return version
-
-
-def _password(client: Any, arn: str, field: str) -> str:
-    password = secret_json(client, arn, field).get("password")
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
-        raise BootstrapError(f"{field} {arn}: the secret needs a \"password\" of at least "
-                             f"{MIN_PASSWORD_CHARS} characters")
-    return password
-
-

@@ -6,8 +6,10 @@ naming them, the gaps it will not paper over (enforce.py).
 
 A deploy runs the bootstrap only when the resource's properties change, so after drift a
 plain `cdk deploy` does nothing; and the CLI needs a route into the isolated subnets. This
-needs neither. It applies no migration and sets no password: a database that is not at this
-code's version is refused (migrations are the deploy's, under CloudFormation). A deploy's run
+needs neither. It applies no migration: a database that is not at this code's version is
+refused (migrations are the deploy's, under CloudFormation). It sets the role passwords from
+the secrets the event names (AppUserSecretArn, OwnerSecretArn), as a deploy's run does, so it
+also mends a role the check found not logging in with its secret's password. A deploy's run
 in progress is waited for (the bootstrap's advisory lock), as one run waits for another.
 """
 
@@ -20,18 +22,23 @@ from .bootstrap import LATEST_VERSION, apply
 from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secrets_client
-from .scheduled_check import event_fields
+from .role_secrets import current_passwords
+from .scheduled_check import event_fields, role_secret_arns
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
 
 def on_repair(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
-    arn, environment = event_fields(event, "Repair",
-                                    "the Data stack's TenantRepairEvent output")
-    master, conn = connect_as_master(secrets_client(), arn)
+    sender = "the Data stack's TenantRepairEvent output"
+    arn, environment = event_fields(event, "Repair", sender)
+    role_arns = role_secret_arns(event, sender)
+    client = secrets_client()
+    master, conn = connect_as_master(client, arn)
     try:
-        result = apply(conn, target_version=LATEST_VERSION, migrate=False, deadline=deadline)
+        result = apply(conn, target_version=LATEST_VERSION, migrate=False, deadline=deadline,
+                       # Read under the bootstrap's advisory lock, as a deploy's run reads them.
+                       role_passwords=lambda: current_passwords(client, role_arns))
     finally:
         close(conn)
     logger.info("repair of %s (%s) at version %s: repaired %s", master.database, environment,

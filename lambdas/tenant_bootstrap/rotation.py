@@ -95,15 +95,15 @@ def pending_version(client: Any, arn: str, field: str) -> str | None:
     return None
 
 
-def stuck_rotation(client: Any, arn: str) -> list[str]:
-    """For the scheduled check: a finding when the secret has been mid-rotation for longer
-    than STUCK_AFTER, saying what it means and how to end it; a finding too when the secret
-    cannot be read (the check goes on with the database's findings)."""
+def stuck_rotation(client: Any, arn: str, role: str = ROTATED_ROLE) -> list[str]:
+    """For the scheduled check: a finding when `role`'s secret has been mid-rotation for
+    longer than STUCK_AFTER, saying what it means and how to end it; a finding too when the
+    secret's versions cannot be listed (the check goes on with the database's findings)."""
     try:
         versions = client.list_secret_version_ids(SecretId=arn)["Versions"]
     except (ClientError, BotoCoreError) as err:
-        return [f"could not check {ROTATED_ROLE}'s password rotation: OwnerSecretArn {arn}: "
-                f"cannot list its versions ({aws_reason(err)})"]
+        return [f"could not check {role}'s password rotation: {arn}: cannot list the secret's "
+                f"versions ({aws_reason(err)})"]
     now = datetime.now(UTC)
     for version in versions:
         stages = version.get("VersionStages", [])
@@ -111,9 +111,9 @@ def stuck_rotation(client: Any, arn: str) -> list[str]:
                 and now - version["CreatedDate"] > STUCK_AFTER:
             begun = version["CreatedDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
             return [
-                f"{ROTATED_ROLE}'s password rotation begun {begun} has not ended (version "
+                f"{role}'s password rotation begun {begun} has not ended (version "
                 f"{version['VersionId']} is still AWSPENDING): a step failed, see the bootstrap "
-                f"function's log. Until it ends, bootstrap runs leave {ROTATED_ROLE}'s password "
+                f"function's log. Until it ends, bootstrap runs leave {role}'s password "
                 "alone, and if setSecret ran, the role logs in only with the pending password. "
                 "End it with `aws secretsmanager update-secret-version-stage --secret-id "
                 f"{arn} --version-stage AWSPENDING --remove-from-version-id "

@@ -1,8 +1,9 @@
 """The scheduled check between deploys: an EventBridge schedule (TenantGuaranteeCheck in the
 Data stack) sends the bootstrap function {"Check": "tenant-guarantees", "MasterSecretArn": ...,
-"Environment": ..., "RequirePgCron": true, "OwnerSecretArn": ...}; this runs bootstrap.check(),
-which changes nothing, adds a finding if boom_owner's password rotation is stuck, and logs the
-number of findings as a CloudWatch metric in the embedded metric format.
+"Environment": ..., "RequirePgCron": true, "AppUserSecretArn": ..., "OwnerSecretArn": ...};
+this runs bootstrap.check(), which changes nothing, adds a finding for a role that does not
+log in with its secret's password or whose rotation stopped midway (role_secrets.py), and logs
+the number of findings as a CloudWatch metric in the embedded metric format.
 A check that cannot run counts as one finding, and fails; one that finds a bootstrap run in
 progress emits no metric and waits for the next.
 """
@@ -18,6 +19,7 @@ from .bootstrap import BootstrapError, check
 from .connection import close
 from .errors import BootstrapRunning, bounded
 from .master_secret import connect_as_master, secrets_client
+from .role_secrets import ROLE_FIELDS, login_findings
 from .rotation import stuck_rotation
 
 CHECK = "tenant-guarantees"  # the scheduled check's event: {"Check": CHECK, ...}
@@ -25,9 +27,6 @@ CHECK_FIELDS = ("MasterSecretArn", "Environment")
 # Optional, in the check's event only: true where the parameter group loads pg_cron for the
 # database, so that a server not running it (a reboot pending) is a finding (0014).
 REQUIRE_PG_CRON = "RequirePgCron"
-# Optional, in the check's event only: boom_owner's secret, whose rotation stuck midway is a
-# finding (rotation.stuck_rotation).
-OWNER_SECRET = "OwnerSecretArn"
 METRIC_NAMESPACE = "Boom/TenantDatabase"
 METRIC_NAME = "GuaranteeFindings"  # per Environment; the Data stack alarms on it
 MAX_LOGGED_FINDINGS = 50
@@ -50,18 +49,29 @@ def event_fields(event: dict[str, Any], kind: str, sender: str) -> tuple[str, st
     return event["MasterSecretArn"], event["Environment"]
 
 
+def role_secret_arns(event: dict[str, Any], sender: str) -> dict[str, str]:
+    """The role secrets a check or repair event names (role -> ARN; each of ROLE_FIELDS is
+    optional), or BootstrapError for a field that is not an ARN; nothing connects before."""
+    arns = {}
+    for role, field in ROLE_FIELDS.items():
+        value = event.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise BootstrapError(f"{field} {value!r}: expected the ARN of {role}'s secret "
+                                 f"({sender} sends it), or no such field")
+        arns[role] = value
+    return arns
+
+
 def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
-    arn, environment = event_fields(event, "Check",
-                                    "the TenantGuaranteeCheck construct's schedule")
+    sender = "the TenantGuaranteeCheck construct's schedule"
+    arn, environment = event_fields(event, "Check", sender)
     require_pg_cron = event.get(REQUIRE_PG_CRON, False)
     if not isinstance(require_pg_cron, bool):
         raise BootstrapError(f"{REQUIRE_PG_CRON} {require_pg_cron!r}: expected true or false "
                              "(the TenantGuaranteeCheck construct's schedule sends true)")
-    owner_secret = event.get(OWNER_SECRET)
-    if owner_secret is not None and (not isinstance(owner_secret, str) or not owner_secret):
-        raise BootstrapError(f"{OWNER_SECRET} {owner_secret!r}: expected the ARN of "
-                             "boom_owner's secret (the TenantGuaranteeCheck construct's "
-                             "schedule sends it), or no such field")
+    role_arns = role_secret_arns(event, sender)
     client = secrets_client()
     try:
         master, conn = connect_as_master(client, arn)
@@ -76,7 +86,10 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     except BootstrapError as err:
         _emit_findings(environment, [f"could not check: {err}"])  # an alarm, not silence
         raise
-    findings = [*result.findings, *(stuck_rotation(client, owner_secret) if owner_secret else [])]
+    # The roles log in with their secrets' passwords; none is stuck mid-rotation.
+    findings = [*result.findings, *login_findings(client, master, role_arns),
+                *(finding for role, role_arn in role_arns.items()
+                  for finding in stuck_rotation(client, role_arn, role))]
     _emit_findings(environment, findings)
     logger.info("database %s at version %s: %d finding(s)", master.database, result.version,
                 len(findings))

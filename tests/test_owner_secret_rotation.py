@@ -108,6 +108,15 @@ def test_every_step_can_be_retried(postgres: PostgresServer, aws: Secrets,
     assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
 
 
+def test_the_steps_spelt_as_the_user_guide_lists_them_work_too(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating) -> None:
+    token = aws.start_rotation(aws.owner)
+    for name in ("create_secret", "set_secret", "test_secret", "finish_secret"):
+        assert step(name, aws.owner, token)["Done"] == "ok"
+    assert aws.stages(aws.owner)[token] == ["AWSCURRENT"]
+    assert logs_in(postgres, rotating.database, "boom_owner", aws.current(aws.owner)["password"])
+
+
 def test_a_second_rotation_follows_the_first(postgres: PostgresServer, aws: Secrets,
                                              rotating: Rotating) -> None:
     first = aws.start_rotation(aws.owner)

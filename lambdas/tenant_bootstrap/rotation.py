@@ -45,6 +45,10 @@ from .master_secret import (
 
 ROTATED_ROLE = "boom_owner"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+# AWS's rotation templates (and moto) send the steps as above; the user guide's parameter list
+# spells them create_secret, ...: both are taken.
+_STEP_ALIASES = {"create_secret": "createSecret", "set_secret": "setSecret",
+                 "test_secret": "testSecret", "finish_secret": "finishSecret"}
 EVENT_FIELDS = ("Step", "SecretId", "ClientRequestToken")
 # The master secret's ARN, in the function's environment: Secrets Manager's event names only
 # the secret it rotates.
@@ -133,9 +137,10 @@ def _rotation_event(event: dict[str, Any]) -> tuple[str, str, str]:
         raise BootstrapError(f"the rotation event lacks {', '.join(missing)}: Secrets Manager "
                              "sends them; start a rotation with `aws secretsmanager "
                              "rotate-secret --secret-id <the Owner secret>`")
-    if event["Step"] not in STEPS:
+    step = _STEP_ALIASES.get(event["Step"], event["Step"])
+    if step not in STEPS:
         raise BootstrapError(f"Step {event['Step']!r}: expected one of {', '.join(STEPS)}")
-    return event["Step"], event["SecretId"], event["ClientRequestToken"]
+    return step, event["SecretId"], event["ClientRequestToken"]
 
 
 def _describe(client: Any, arn: str, field: str) -> dict[str, Any]:

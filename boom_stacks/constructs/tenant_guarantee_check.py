@@ -3,9 +3,10 @@
 A deploy's bootstrap run restores the guarantees, but between deploys an operator may drop the
 event trigger (RDS asks for that before a major upgrade) and forget the run after it, or
 app_user may change its own role settings. Every 15 minutes an EventBridge schedule sends the
-bootstrap function a check event; it runs `bootstrap.check()`, which changes nothing, and logs
-the number of findings as the metric Boom/TenantDatabase GuaranteeFindings (dimension
-Environment) in CloudWatch's embedded metric format: no API call, permission or route needed.
+bootstrap function a check event; it runs `bootstrap.check()`, which changes nothing, logs in
+as each role with its secret's password (role_secrets.py), and logs the number of findings as
+the metric Boom/TenantDatabase GuaranteeFindings (dimension Environment) in CloudWatch's
+embedded metric format: no API call, permission or route needed.
 A check that cannot run counts as one finding.
 """
 

@@ -17,11 +17,12 @@ The function is also the Owner secret's rotation function: Secrets Manager's eve
 ({"Step": ..., "SecretId": ..., "ClientRequestToken": ...}) go to rotation.py.
 
 The same function checks the database between deploys: an EventBridge schedule sends
-{"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ...}, and the handler
-runs bootstrap.check() (changing nothing) and logs the number of findings as a CloudWatch
-metric in the embedded metric format (a failed check counts as one finding). An operator
-acting on its alarm sends the same event with "Repair" for "Check" (repair.py): a run that
-restores the guarantees without migrating.
+{"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ..., ...}, and the
+handler runs bootstrap.check() (changing nothing), logs in as each role whose secret the
+event names, and logs the number of findings as a CloudWatch metric in the embedded metric
+format (a failed check counts as one finding; scheduled_check.py). An operator acting on its
+alarm sends the same event with "Repair" for "Check" (repair.py): a run that restores the
+guarantees and sets the role passwords, without migrating.
 
 Create and Update connect over TLS with certificate and host name verification, then apply the
 migrations in one transaction: any error leaves the database as it was. Retries are safe (an

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENTS
@@ -68,6 +69,23 @@ def role_passwords() -> dict[str, str]:
 def tenant_db(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
     """A database bootstrapped to the latest version, shared by the isolation tests."""
     return bootstrapped_database(postgres, role_passwords)
+
+
+@pytest.fixture
+def role_passwords_back(postgres: PostgresServer,
+                        role_passwords: dict[str, str]) -> Iterator[None]:
+    """For tests that change a role's password (a rotation, drift by hand): roles are
+    cluster-wide, so give both back the session's passwords for the tests after."""
+    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
+
+    yield
+    conn = postgres.connect()
+    try:
+        for role, password in role_passwords.items():
+            conn.run(f"ALTER ROLE {role} PASSWORD "
+                     f"{pg8000.native.literal(scram_verifier(password))}")
+    finally:
+        conn.close()
 
 
 @pytest.fixture

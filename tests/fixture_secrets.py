@@ -41,7 +41,7 @@ class Secrets:
         steps' ClientRequestToken, returned. moto's stand-in function runs no code; the test
         then sends the four steps to the handler, as Secrets Manager would."""
         if not self.rotation_function:
-            self.rotation_function = _stand_in_function()
+            self.rotation_function = stand_in_function()
         return str(self.client.rotate_secret(
             SecretId=arn, RotationLambdaARN=self.rotation_function,
             RotationRules={"AutomaticallyAfterDays": 30})["VersionId"])
@@ -56,14 +56,15 @@ class Secrets:
         return {version: sorted(labels) for version, labels in versions.items() if labels}
 
 
-def _stand_in_function() -> str:
-    """A function in moto's Lambda for RotateSecret to name (it refuses an unknown ARN)."""
-    role = boto3.client("iam").create_role(RoleName=f"rotation-{_counter()}",
-                                           AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+def stand_in_function(**client_args: str) -> str:
+    """A function in moto's Lambda for RotateSecret to name (it refuses an unknown ARN); it
+    runs no code. `client_args` point boto3 at moto's server, where one is used."""
+    role = boto3.client("iam", **client_args).create_role(
+        RoleName=f"rotation-{_counter()}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("stand_in.py", "def handler(event, context):\n    return None\n")
-    return str(boto3.client("lambda").create_function(
+    return str(boto3.client("lambda", **client_args).create_function(
         FunctionName=f"rotation-{_counter()}", Runtime="python3.13", Role=role,
         Handler="stand_in.handler", Code={"ZipFile": code.getvalue()})["FunctionArn"])
 

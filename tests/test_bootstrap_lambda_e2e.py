@@ -5,11 +5,9 @@ PostgreSQL over verified TLS."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
 from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
+from tests.fixture_secrets import stand_in_function
 
 INVOKE = """
 import json, sys
@@ -117,6 +116,7 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
     assert postgres.password not in json.dumps(response)
 
 
+@pytest.mark.usefixtures("role_passwords_back")
 def test_the_packaged_lambda_rotates_boom_owners_password(
         lambda_dirs: tuple[Path, Path], secrets_endpoint: str, postgres: PostgresServer,
         role_passwords: dict[str, str]) -> None:
@@ -138,30 +138,17 @@ def test_the_packaged_lambda_rotates_boom_owners_password(
                                       SecretString=json.dumps(master))["ARN"]
     owner = client.create_secret(Name=f"boom/e2e/{database}/owner", SecretString=json.dumps(
         {"username": "boom_owner", "password": role_passwords["boom_owner"]}))["ARN"]
-    role = boto3.client("iam", **aws).create_role(RoleName=f"e2e-{database}",
-                                                  AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as code:
-        code.writestr("stand_in.py", "def handler(event, context):\n    return None\n")
-    stand_in = boto3.client("lambda", **aws).create_function(
-        FunctionName=f"e2e-{database}", Runtime="python3.13", Role=role,
-        Handler="stand_in.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
-    token = client.rotate_secret(SecretId=owner, RotationLambdaARN=stand_in,
+    token = client.rotate_secret(SecretId=owner, RotationLambdaARN=stand_in_function(**aws),
                                  RotationRules={"AutomaticallyAfterDays": 30})["VersionId"]
-    try:
-        for step in rotation.STEPS:
-            code, response = invoke(
-                lambda_dirs, secrets_endpoint, postgres.ca_file,
-                {"Step": step, "SecretId": owner, "ClientRequestToken": token},
-                {rotation.MASTER_SECRET_VARIABLE: master_arn})
-            assert (code, response) == (0, {"Step": step, "Done": "ok"})
-        new = json.loads(client.get_secret_value(SecretId=owner, VersionStage="AWSCURRENT")[
-            "SecretString"])["password"]
-        assert new != role_passwords["boom_owner"]
-        conn = postgres.connect(database, user="boom_owner", password=new, tls=True)
-        assert conn.run("SELECT current_user") == [["boom_owner"]]
-        conn.close()
-    finally:  # roles are cluster-wide: the session's password back
-        conn = postgres.connect(database, tls=True)
-        bootstrap.apply(conn, role_passwords=role_passwords)
-        conn.close()
+    for step in rotation.STEPS:
+        code, response = invoke(
+            lambda_dirs, secrets_endpoint, postgres.ca_file,
+            {"Step": step, "SecretId": owner, "ClientRequestToken": token},
+            {rotation.MASTER_SECRET_VARIABLE: master_arn})
+        assert (code, response) == (0, {"Step": step, "Done": "ok"})
+    new = json.loads(client.get_secret_value(SecretId=owner, VersionStage="AWSCURRENT")[
+        "SecretString"])["password"]
+    assert new != role_passwords["boom_owner"]
+    conn = postgres.connect(database, user="boom_owner", password=new, tls=True)
+    assert conn.run("SELECT current_user") == [["boom_owner"]]
+    conn.close()

@@ -14,7 +14,6 @@ import logging
 import string
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,20 +35,15 @@ class Rotating:
 
 
 @pytest.fixture
-def rotating(postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Rotating]:
+def rotating(postgres: PostgresServer, aws: Secrets, role_passwords_back: None,
+             monkeypatch: pytest.MonkeyPatch) -> Rotating:
     """A database bootstrapped by the handler, the function's environment as the construct
     sets it. Roles are cluster-wide: both passwords are given back afterwards."""
     database = postgres.create_database()
     master = aws.master(**master_values(postgres, database))
     monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, master)
     handler.on_event(event("Create", aws, master))
-    yield Rotating(database, master)
-    conn = postgres.connect(database, tls=True)
-    try:
-        bootstrap.apply(conn, role_passwords=role_passwords)
-    finally:
-        conn.close()
+    return Rotating(database, master)
 
 
 def step(name: str, arn: str, token: str) -> dict[str, Any]:

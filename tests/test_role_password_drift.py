@@ -8,25 +8,19 @@ Roles are cluster-wide: every test gives both roles the session's passwords back
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler, rotation, scheduled_check
+from lambdas.tenant_bootstrap import handler, rotation, scheduled_check
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_secrets import Secrets, master_values
 
 
 @pytest.fixture
-def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterator[str]:
-    name = bootstrapped_database(postgres, role_passwords)
-    yield name
-    conn = postgres.connect(name, tls=True)
-    try:
-        bootstrap.apply(conn, role_passwords=role_passwords)
-    finally:
-        conn.close()
+def database(postgres: PostgresServer, role_passwords: dict[str, str],
+             role_passwords_back: None) -> str:
+    return bootstrapped_database(postgres, role_passwords)
 
 
 def event(kind: str, aws: Secrets, master: str, *, with_secrets: bool = True) -> dict[str, Any]:

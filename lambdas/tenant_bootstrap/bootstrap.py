@@ -18,7 +18,7 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 import pg8000.native
 from scramp import ScramMechanism
@@ -124,6 +124,11 @@ def scram_verifier(password: str) -> str:
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
+def long_enough(password: object) -> TypeGuard[str]:
+    """Whether `password` is a string of at least MIN_PASSWORD_CHARS characters."""
+    return isinstance(password, str) and len(password) >= MIN_PASSWORD_CHARS
+
+
 def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
     """BootstrapError unless each password is for one of ROLES and long enough; it names
     roles, never values. Runs before anything connects or changes."""
@@ -132,7 +137,7 @@ def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
         raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
                              f"roles are {', '.join(ROLES)}")
     weak = sorted(role for role, password in role_passwords.items()
-                  if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS)
+                  if not long_enough(password))
     if weak:
         raise BootstrapError(f"the password given for {', '.join(weak)} is shorter than "
                              f"{MIN_PASSWORD_CHARS} characters: generate one, e.g. python -c "

@@ -25,7 +25,7 @@ MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
 # that window is read again rather than failing the run.
 PASSWORD_ATTEMPTS = 3
 RETRY_WAIT_SECONDS = 5.0
-_PASSWORD_REFUSED = "SQLSTATE 28P01"
+PASSWORD_REFUSED = "SQLSTATE 28P01"  # how connect()'s error says a password was refused
 
 # botocore's defaults wait 60 s to connect and 60 s for each reply, over up to 5 attempts:
 # minutes against an endpoint that drops packets (a security group, a missing route), past the
@@ -49,11 +49,27 @@ def secrets_client() -> Any:
 
 def secret_json(client: Any, arn: str, field: str) -> dict[str, Any]:
     """The secret's current version, a JSON object (BootstrapError naming `field` if not)."""
+    # AWSCURRENT is also the default; said, so that no emulator's idea of a default (moto's
+    # is the version a rotation began) is relied on.
+    value = secret_version_json(client, arn, field, VersionStage="AWSCURRENT")
+    assert value is not None  # only a version asked for by id may have no value yet
+    return value
+
+
+def secret_version_json(client: Any, arn: str, field: str,
+                        **version: str) -> dict[str, Any] | None:
+    """One version of the secret (`version`: get_secret_value's VersionId and VersionStage), a
+    JSON object (BootstrapError naming `field` if not), or None if that version has no value
+    yet: a rotation's AWSPENDING version before createSecret."""
     try:
-        # AWSCURRENT is also the default; said, so that no emulator's idea of a default
-        # (moto's is the version a rotation began) is relied on.
-        raw = client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]
-    except (ClientError, BotoCoreError) as err:
+        raw = client.get_secret_value(SecretId=arn, **version)["SecretString"]
+    except ClientError as err:
+        missing = err.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+        if missing and "VersionId" in version:
+            return None
+        raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
+            from None
+    except BotoCoreError as err:
         raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
             from None
     except KeyError:
@@ -74,7 +90,7 @@ def connect_as_master(client: Any, arn: str) -> tuple[Connection, Any]:
         try:
             return master, connect(master)
         except BootstrapError as err:
-            if _PASSWORD_REFUSED not in str(err) or attempt == PASSWORD_ATTEMPTS:
+            if PASSWORD_REFUSED not in str(err) or attempt == PASSWORD_ATTEMPTS:
                 raise
             logger.warning("master password refused (attempt %d of %d); the secret may be "
                            "mid-rotation, reading it again", attempt, PASSWORD_ATTEMPTS)

@@ -4,18 +4,18 @@ check). Events name the secrets by the fields in ROLE_FIELDS."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .bootstrap import MIN_PASSWORD_CHARS
+from .bootstrap import MIN_PASSWORD_CHARS, long_enough
 from .connection import Connection, close, connect
 from .errors import BootstrapError
-from .master_secret import secret_json
+from .master_secret import PASSWORD_REFUSED, secret_json
 from .rotation import pending_version
 
 ROLE_FIELDS = {"app_user": "AppUserSecretArn", "boom_owner": "OwnerSecretArn"}
-_PASSWORD_REFUSED = "SQLSTATE 28P01"
 # PostgreSQL checks a role's CONNECTION LIMIT after the password: at the limit, it was right.
 _AT_CONNECTION_LIMIT = "SQLSTATE 53300"
 
@@ -39,7 +39,7 @@ def current_passwords(client: Any, arns: Mapping[str, str]) -> dict[str, str]:
 
 def password(client: Any, arn: str, field: str) -> str:
     value = secret_json(client, arn, field).get("password")
-    if not isinstance(value, str) or len(value) < MIN_PASSWORD_CHARS:
+    if not long_enough(value):
         raise BootstrapError(f"{field} {arn}: the secret needs a \"password\" of at least "
                              f"{MIN_PASSWORD_CHARS} characters")
     return value
@@ -56,14 +56,13 @@ def login_findings(client: Any, master: Connection, arns: Mapping[str, str]) -> 
         try:
             if pending_version(client, arn, field):
                 continue
-            target = Connection(host=master.host, port=master.port, database=master.database,
-                                user=role, password=password(client, arn, field),
-                                ca_file=master.ca_file)
-            close(connect(target))
+            # The master's database, host and verified TLS, as the role.
+            close(connect(dataclasses.replace(master, user=role,
+                                              password=password(client, arn, field))))
         except BootstrapError as err:
             if _AT_CONNECTION_LIMIT in str(err):
                 continue
-            if _PASSWORD_REFUSED in str(err):
+            if PASSWORD_REFUSED in str(err):
                 findings.append(
                     f"{role} does not log in with the password in its secret ({field} {arn}): "
                     "the database has another (set by hand, or by a rotation that stopped). "

@@ -20,6 +20,7 @@ rotation yet, or one whose AWSPENDING version already exists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,8 +32,8 @@ from typing import Any
 import pg8000.native
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .bootstrap import ADVISORY_LOCK, MIN_PASSWORD_CHARS, scram_verifier
-from .connection import CONNECTION_LOST, DRIVER_ERRORS, Connection, close, connect
+from .bootstrap import ADVISORY_LOCK, MIN_PASSWORD_CHARS, long_enough, scram_verifier
+from .connection import CONNECTION_LOST, DRIVER_ERRORS, close, connect
 from .deadline import Deadline
 from .errors import BootstrapError, reason
 from .master_secret import (
@@ -40,6 +41,7 @@ from .master_secret import (
     connect_as_master,
     master_connection,
     secret_json,
+    secret_version_json,
     secrets_client,
 )
 
@@ -99,7 +101,7 @@ def pending_version(client: Any, arn: str, field: str) -> str | None:
     return None
 
 
-def stuck_rotation(client: Any, arn: str, role: str = ROTATED_ROLE) -> list[str]:
+def stuck_rotation(client: Any, arn: str, role: str) -> list[str]:
     """For the scheduled check: a finding when `role`'s secret has been mid-rotation for
     longer than STUCK_AFTER, saying what it means and how to end it; a finding too when the
     secret's versions cannot be listed (the check goes on with the database's findings)."""
@@ -165,21 +167,8 @@ def _version_stages(client: Any, arn: str, token: str) -> list[str]:
 
 def _pending(client: Any, arn: str, token: str) -> dict[str, Any] | None:
     """The pending version's value, or None while it has none (before createSecret)."""
-    try:
-        raw = client.get_secret_value(SecretId=arn, VersionId=token,
-                                      VersionStage="AWSPENDING")["SecretString"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return None
-        raise BootstrapError(f"SecretId {arn}: cannot read version {token} "
-                             f"({aws_reason(err)})") from None
-    except BotoCoreError as err:
-        raise BootstrapError(f"SecretId {arn}: cannot read version {token} "
-                             f"({aws_reason(err)})") from None
-    value = _json_object(raw)
-    if value is None:
-        raise BootstrapError(f"SecretId {arn}: version {token} is not a JSON object")
-    return value
+    return secret_version_json(client, arn, "SecretId", VersionId=token,
+                               VersionStage="AWSPENDING")
 
 
 def _role_secret(value: dict[str, Any], arn: str, what: str) -> dict[str, Any]:
@@ -189,8 +178,7 @@ def _role_secret(value: dict[str, Any], arn: str, what: str) -> dict[str, Any]:
             f"SecretId {arn}: the {what} version's username is not {ROTATED_ROLE}; this "
             f"function rotates only {ROTATED_ROLE}'s secret (app_user's waits for PgBouncer "
             "to follow a new password)")
-    password = value.get("password")
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+    if not long_enough(value.get("password")):
         raise BootstrapError(f"SecretId {arn}: the {what} version needs a \"password\" of at "
                              f"least {MIN_PASSWORD_CHARS} characters")
     return value
@@ -248,10 +236,9 @@ def _set(client: Any, arn: str, token: str, run: Deadline) -> None:
 def _test(client: Any, arn: str, token: str) -> None:
     password = _pending_password(client, arn, token, "testSecret")
     master = master_connection(secret_json(client, _master_secret_arn(), "MasterSecretArn"))
-    target = Connection(host=master.host, port=master.port, database=master.database,
-                        user=ROTATED_ROLE, password=password, ca_file=master.ca_file)
     try:
-        conn = connect(target)  # verified TLS, as the master's
+        # The master's database, host and verified TLS, as boom_owner.
+        conn = connect(dataclasses.replace(master, user=ROTATED_ROLE, password=password))
     except BootstrapError as err:
         raise BootstrapError(f"testSecret of {arn}: {err}") from None
     try:
@@ -290,11 +277,3 @@ def _master_secret_arn() -> str:
                              "construct sets it to the master secret's ARN, which a rotation "
                              "connects with")
     return arn
-
-
-def _json_object(raw: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    return value if isinstance(value, dict) else None

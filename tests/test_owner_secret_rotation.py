@@ -10,6 +10,7 @@ bad events change nothing, and no password ever reaches a log, a response or an 
 
 from __future__ import annotations
 
+import json
 import logging
 import string
 import threading
@@ -270,6 +271,31 @@ def test_a_password_that_does_not_work_fails_testSecret_and_is_not_made_current(
     assert aws.current(aws.owner) == old
     assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") == token
     assert logs_in(postgres, rotating.database, "boom_owner", old["password"])
+
+
+def test_a_pending_version_holding_the_current_password_is_refused_as_no_rotation(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        role_passwords: dict[str, str]) -> None:
+    # Given a rotation whose pending version already holds the current value (RotateSecret
+    # leaves it empty; someone, or something, filled it)
+    old = aws.current(aws.owner)
+    token = aws.start_rotation(aws.owner)
+    aws.client.put_secret_value(SecretId=aws.owner, ClientRequestToken=token,
+                                SecretString=json.dumps(old), VersionStages=["AWSPENDING"])
+    # When createSecret runs, then it refuses, naming the way out, and publishes nothing
+    with pytest.raises(bootstrap.BootstrapError, match=f"version {token} holds the current "
+                       "password, so the rotation would change nothing. Remove its label"):
+        step("createSecret", aws.owner, token)
+    assert aws.current(aws.owner) == old
+    assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") == token
+    # The way out the message names: the label removed, a new rotation rotates
+    aws.client.update_secret_version_stage(SecretId=aws.owner, VersionStage="AWSPENDING",
+                                           RemoveFromVersionId=token)
+    rotate(aws.owner, aws.start_rotation(aws.owner))
+    new = aws.current(aws.owner)["password"]
+    assert new != old["password"]
+    assert logs_in(postgres, rotating.database, "boom_owner", new)
+    assert not logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
 
 
 def unchanged(postgres: PostgresServer, aws: Secrets, rotating: Rotating,

@@ -186,7 +186,16 @@ def _role_secret(value: dict[str, Any], arn: str, what: str) -> dict[str, Any]:
 
 def _create(client: Any, arn: str, token: str) -> None:
     current = _role_secret(secret_json(client, arn, "SecretId"), arn, "current")
-    if _pending(client, arn, token) is not None:
+    pending = _pending(client, arn, token)
+    if pending is not None:
+        # A retry: keep the password the first try made. The current one is no rotation:
+        # the steps would "succeed" and leave the role's password as it was.
+        if _role_secret(pending, arn, "pending")["password"] == current["password"]:
+            raise BootstrapError(
+                f"createSecret of {arn}: version {token} holds the current password, so the "
+                "rotation would change nothing. Remove its label (`aws secretsmanager "
+                f"update-secret-version-stage --secret-id {arn} --version-stage AWSPENDING "
+                f"--remove-from-version-id {token}`) and start a new rotation")
         logger.info("createSecret: version %s already holds a password", token)
         return
     try:

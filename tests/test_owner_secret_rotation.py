@@ -10,6 +10,7 @@ bad events change nothing, and no password ever reaches a log, a response or an 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import string
@@ -22,8 +23,10 @@ import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, role_secrets, rotation
+from lambdas.tenant_bootstrap.connection import Connection
 from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
 from tests.fixture_lambda import LambdaContext
+from tests.fixture_network import silent
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import Secrets, master_values
 from tests.fixture_secrets import resource_event as event
@@ -258,6 +261,33 @@ def test_setSecret_gives_up_before_lambdas_timeout_behind_a_long_bootstrap_run(
                           "ClientRequestToken": token}, context)
     assert time.monotonic() - started < handler.DEADLINE_MARGIN_SECONDS + 1.5
     assert logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
+
+
+def test_testSecret_fails_before_lambdas_timeout_when_the_database_stops_answering(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a rotation whose password is set, and a database that goes silent (drops every
+    # packet, as a host that is gone does) right after boom_owner has logged in to test it
+    token = aws.start_rotation(aws.owner)
+    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    silenced = contextlib.ExitStack()
+    real_connect = rotation.connect
+
+    def connect_then_go_silent(target: Connection) -> pg8000.native.Connection:
+        conn = real_connect(target)
+        silenced.enter_context(silent(postgres.port))
+        return conn
+
+    monkeypatch.setattr(rotation, "connect", connect_then_go_silent)
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1) * 1000))
+    started = time.monotonic()
+    # When testSecret runs, then it fails, saying so, before Lambda would have killed it
+    with silenced, pytest.raises(bootstrap.BootstrapError, match="testSecret of .*: boom_owner "
+                                 "logged in with the pending password, then could not query"):
+        handler.on_event({"Step": "testSecret", "SecretId": aws.owner,
+                          "ClientRequestToken": token}, context)
+    assert time.monotonic() - started < handler.DEADLINE_MARGIN_SECONDS + 1
+    assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") == token
 
 
 def test_a_password_that_does_not_work_fails_testSecret_and_is_not_made_current(

@@ -86,7 +86,7 @@ def on_rotate(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     elif step == "setSecret":
         _set(client, arn, token, Deadline(deadline, task="rotation"))
     elif step == "testSecret":
-        _test(client, arn, token)
+        _test(client, arn, token, Deadline(deadline, task="rotation"))
     else:
         _finish(client, arn, token)
     return {"Step": step, "Done": "ok"}
@@ -242,7 +242,7 @@ def _set(client: Any, arn: str, token: str, run: Deadline) -> None:
         close(conn)
 
 
-def _test(client: Any, arn: str, token: str) -> None:
+def _test(client: Any, arn: str, token: str, run: Deadline) -> None:
     password = _pending_password(client, arn, token, "testSecret")
     master = master_connection(secret_json(client, _master_secret_arn(), "MasterSecretArn"))
     try:
@@ -251,6 +251,7 @@ def _test(client: Any, arn: str, token: str) -> None:
     except BootstrapError as err:
         raise BootstrapError(f"testSecret of {arn}: {err}") from None
     try:
+        run.bound_replies(conn)  # a database that stops answering fails the step in time
         user = conn.run("SELECT current_user")[0][0]
     except DRIVER_ERRORS as err:
         raise BootstrapError(f"testSecret of {arn}: {ROTATED_ROLE} logged in with the pending "

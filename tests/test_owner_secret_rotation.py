@@ -328,6 +328,25 @@ def test_a_pending_version_holding_the_current_password_is_refused_as_no_rotatio
     assert not logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
 
 
+@pytest.mark.parametrize(("pending", "match"), [
+    ({"username": "app_user", "password": "a" * 32},
+     "the pending version's username is not boom_owner"),
+    ({"username": "boom_owner", "password": "short"},
+     "the pending version needs a \"password\" of at least"),
+])
+def test_createSecret_refuses_a_pending_value_a_later_step_could_not_use(
+        postgres: PostgresServer, aws: Secrets, rotating: Rotating,
+        role_passwords: dict[str, str], pending: dict[str, str], match: str) -> None:
+    old = aws.current(aws.owner)
+    token = aws.start_rotation(aws.owner)
+    aws.client.put_secret_value(SecretId=aws.owner, ClientRequestToken=token,
+                                SecretString=json.dumps(pending), VersionStages=["AWSPENDING"])
+    with pytest.raises(bootstrap.BootstrapError, match=match):
+        step("createSecret", aws.owner, token)
+    assert aws.current(aws.owner) == old
+    assert logs_in(postgres, rotating.database, "boom_owner", role_passwords["boom_owner"])
+
+
 def unchanged(postgres: PostgresServer, aws: Secrets, rotating: Rotating,
               role_passwords: dict[str, str]) -> dict[str, object]:
     """What a refused step must leave as it was."""

@@ -74,12 +74,13 @@ def _pgbouncer_version() -> str:
                           check=True).stdout.splitlines()[0]
 
 
-def write_results(path: Path, runs: Results, prepared: Results, held: dict[str, float],
-                  server: dict[str, float], peak: int, limit: int,
+def write_results(path: Path, runs: Results, prepared: Results, heavier: Results,
+                  held: dict[str, float], server: dict[str, float], peak: int, limit: int,
                   setup: dict[str, int]) -> None:
-    """Workloads by key: a, b, a0, c, d in `runs`; a, b in `prepared` (tenant_rls.py)."""
-    def added(key: str) -> str:
-        return f"{runs.cpu_us(key) - runs.cpu_us('b'):+.0f}"
+    """Workloads by key: a, b, a0, c, d in `runs`; a, b in `prepared` and in `heavier`
+    (tenant_rls.py)."""
+    def added(key: str, results: Results = runs) -> str:
+        return f"{results.cpu_us(key) - results.cpu_us('b'):+.0f}"
 
     ratio, by_cpu = runs.ratio("a"), runs.cpu_us("b") / runs.cpu_us("a")
     per_round = runs.round_ratios("a")
@@ -141,6 +142,21 @@ through the same PgBouncer: {setup['clients']} clients, one pgbench thread per c
 {prepared.table()}
 
 (a)/(b) with prepared statements: {prepared.ratio('a'):.3f}.
+
+## A heavier read: 200 bookings
+
+(a) and (b) again, each reading a tenant's 200 latest bookings instead of 20 (then the same
+insert), through the same PgBouncer, simple protocol, {setup['clients']} clients,
+{setup['seconds']} s per run, {setup['rounds']} interleaved rounds. What binding the tenant
+and RLS cost is about the same per transaction however many rows it reads, so the ratio
+depends on the transaction's size.
+
+{heavier.table()}
+
+(a)/(b) with a 200-booking read: {heavier.ratio('a'):.3f} (per round: {
+    ", ".join(f"{r:.3f}" for r in heavier.round_ratios("a"))}). (a) adds {added('a', heavier)} us
+of CPU to (b)'s {heavier.cpu_us('b'):.0f} us (with the 20-booking read: {added('a')} us to
+{runs.cpu_us('b'):.0f} us).
 
 ## 1000 clients through PgBouncer
 

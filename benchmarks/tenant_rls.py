@@ -8,7 +8,7 @@ which separates the cost of setting the tenant from the cost of RLS; and (d), th
 design (`SET LOCAL` and a policy that reads the setting directly), which leaks through the
 pooler and is measured only as the ceiling an RLS design reaches on this machine.
 Then (a) and (b) with prepared statements through PgBouncer (1.24+ pools them by default, as the
-pods' 1.26 does), and
+pods' 1.26 does), (a) and (b) with a ten times heavier read (200 bookings), and
 1000 clients through PgBouncer (max_db_connections = 100), with server-side statement times from
 pg_stat_statements. Writes benchmarks/RESULTS.md. Run with `make bench-db`.
 """
@@ -79,6 +79,14 @@ PREPARED = {
     "b": ("(b) explicit WHERE tenant_id, prepared", "explicit_prepared.sql"),
 }
 PREPARED_SECONDS = 10
+# The same transaction with a heavier read, 200 bookings instead of 20, (a) and (b) only: the
+# binding costs about the same per transaction whatever the read, so what the ratio is at
+# another transaction size is measured, not inferred (ANALYSIS.md: "What would change the
+# verdict").
+HEAVIER = {
+    "a": ("(a) RLS, a 200-booking read", "rls_200.sql"),
+    "b": ("(b) explicit WHERE tenant_id, a 200-booking read", "explicit_200.sql"),
+}
 
 
 def seed(postgres: PostgresServer, database: str, passwords: dict[str, str],
@@ -271,6 +279,10 @@ def main() -> None:
                              passwords["app_user"], script, CLIENTS, PREPARED_SECONDS,
                              mode="prepared")
                 for key, (_, script) in PREPARED.items()}, between)
+            heavier = interleaved({
+                key: partial(pgbench, servers, bouncer, databases["latest"],
+                             passwords["app_user"], script, CLIENTS, SECONDS)
+                for key, (_, script) in HEAVIER.items()}, between)
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
                                        args=(postgres, databases["latest"], stop, peak))
@@ -286,8 +298,9 @@ def main() -> None:
             server = server_statement_times(postgres, databases["latest"])
     labels = {key: label for key, (label, *_) in WORKLOADS.items()}
     prepared_labels = {key: label for key, (label, _) in PREPARED.items()}
+    heavier_labels = {key: label for key, (label, _) in HEAVIER.items()}
     write_results(HERE / "RESULTS.md", Results(runs, labels), Results(prepared, prepared_labels),
-                  held, server, max(peak),
+                  Results(heavier, heavier_labels), held, server, max(peak),
                   pool.max_db_connections,
                   {"tenants": TENANTS, "rows": ROWS_PER_TENANT, "clients": CLIENTS,
                    "seconds": SECONDS, "rounds": ROUNDS, "baseline": BASELINE_VERSION,

@@ -20,11 +20,14 @@ def rounds(tps: float, server_us: float) -> list[dict[str, float]]:
 
 
 def render(runs: Results, directory: Path) -> str:
-    """RESULTS.md for `runs`, with fixed prepared-statement and 1000-client numbers."""
+    """RESULTS.md for `runs`, with fixed prepared-statement, heavier-read and 1000-client
+    numbers."""
     prepared = Results({"b": rounds(2000.0, 200.0), "a": rounds(1500.0, 250.0)},
                        {"a": "prepared a", "b": "prepared b"})
+    heavier = Results({"b": rounds(1000.0, 600.0), "a": rounds(900.0, 700.0)},
+                      {"a": "heavier a", "b": "heavier b"})
     path = directory / "RESULTS.md"
-    write_results(path, runs, prepared, {"tps": 1.0, "mean": 1.0, "p50": 1.0, "p95": 1.0,
+    write_results(path, runs, prepared, heavier, {"tps": 1.0, "mean": 1.0, "p50": 1.0, "p95": 1.0,
                                          "p99": 1.0},
                   {"calls": 10.0, "mean": 0.05, "worst": 0.2}, 25, 100,
                   {"tenants": 10, "rows": 2000, "clients": 50, "seconds": 15, "rounds": 2,
@@ -51,6 +54,11 @@ def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
     for key in KEYS:
         assert f"| label {key} | " in text
     assert "| prepared a | 1575 | 0.750 |" in text
+    # Heavier read: (a) 900 tps, (b) 1000 tps; CPU 800 us vs 700 us (client 100 us each).
+    assert "(a)/(b) with a 200-booking read: 0.900 (per round: 0.900, 0.900)" in text
+    assert ("(a) adds +100 us\nof CPU to (b)'s 700 us (with the 20-booking read: +100 us to\n"
+            "400 us)") in text
+    assert "| heavier a | 945 | 0.900 |" in text
 
 
 def test_the_interval_is_students_t_over_the_rounds() -> None:

@@ -59,6 +59,14 @@ def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> Non
         step(name, arn, token)
 
 
+def midway(aws: Secrets) -> str:
+    """A rotation of boom_owner's secret begun and its password set (createSecret,
+    setSecret), not yet tested or finished; its token."""
+    token = aws.start_rotation(aws.owner)
+    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    return token
+
+
 def logs_in(postgres: PostgresServer, database: str, role: str, password: str) -> bool:
     try:
         conn = postgres.connect(database, user=role, password=password, tls=True)
@@ -135,8 +143,7 @@ def a_deploy(aws: Secrets, rotating: Rotating) -> dict[str, Any]:
 def test_a_deploy_mid_rotation_leaves_the_pending_password_alone(
         postgres: PostgresServer, aws: Secrets, rotating: Rotating,
         caplog: pytest.LogCaptureFixture) -> None:
-    token = aws.start_rotation(aws.owner)
-    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    token = midway(aws)
     # The same run still sets app_user's password from its secret.
     new_app_user = rotation.new_password()
     aws.client.put_secret_value(SecretId=aws.app_user, SecretString=(
@@ -156,8 +163,7 @@ def test_negative_control_a_run_that_ignored_the_rotation_would_undo_it(
         postgres: PostgresServer, aws: Secrets, rotating: Rotating,
         monkeypatch: pytest.MonkeyPatch) -> None:
     old = aws.current(aws.owner)["password"]
-    token = aws.start_rotation(aws.owner)
-    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    token = midway(aws)
     monkeypatch.setattr(role_secrets, "pending_version", lambda *_: None)
     a_deploy(aws, rotating)
     with pytest.raises(bootstrap.BootstrapError, match="testSecret of .*: cannot connect to "
@@ -268,8 +274,7 @@ def test_testSecret_fails_before_lambdas_timeout_when_the_database_stops_answeri
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a rotation whose password is set, and a database that goes silent (drops every
     # packet, as a host that is gone does) right after boom_owner has logged in to test it
-    token = aws.start_rotation(aws.owner)
-    rotate(aws.owner, token, ("createSecret", "setSecret"))
+    token = midway(aws)
     silenced = contextlib.ExitStack()
     real_connect = rotation.connect
 

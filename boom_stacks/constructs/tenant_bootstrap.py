@@ -4,7 +4,7 @@ A Lambda in the private subnets reads the master secret and two generated role s
 (app_user, boom_owner), connects over verified TLS and applies the versioned SQL; the
 `custom_resources.Provider` framework reports the outcome to CloudFormation. Passwords exist
 only in Secrets Manager: the template holds ARNs. The same function rotates boom_owner's
-secret on the master secret's schedule (rotation.py).
+secret, every config.database.secret_rotation_days as the master secret (rotation.py).
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ class TenantBootstrap(Construct):
 
     def _rotate_owner_secret(self, config: EnvironmentConfig,
                              key: kms.IKey) -> secretsmanager.CfnRotationSchedule:
-        """boom_owner's password rotates on the master secret's schedule, by this function
-        (rotation.py). The L1 resource, not Secret.add_rotation_schedule: that also grants
+        """boom_owner's password rotates every secret_rotation_days, as the master's, by this
+        function (rotation.py). The L1 resource, not Secret.add_rotation_schedule: that also grants
         secretsmanager:GetRandomPassword on "*", which the function does not call."""
         owner = self.role_secrets["boom_owner"]
         self.function.add_permission(

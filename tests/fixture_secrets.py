@@ -8,12 +8,14 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core import enable_iam_authentication
 
 from lambdas.tenant_bootstrap import bootstrap, master_secret
 from tests.fixture_bootstrap import schema_dump
@@ -67,6 +69,30 @@ def stand_in_function(**client_args: str) -> str:
     return str(boto3.client("lambda", **client_args).create_function(
         FunctionName=f"rotation-{_counter()}", Runtime="python3.13", Role=role,
         Handler="stand_in.handler", Code={"ZipFile": code.getvalue()})["FunctionArn"])
+
+
+@contextmanager
+def denied(monkeypatch: pytest.MonkeyPatch, action: str) -> Iterator[None]:
+    """moto enforcing IAM on the code under test, whose credentials (the environment's, as a
+    Lambda function's role gives them) are a user's allowed every Secrets Manager action but
+    `action`: a function whose role lacks one permission. moto judges the action, not the
+    resource, so `action` is denied on every secret. Meanwhile the test's own client (its
+    credentials are nobody's) is refused too."""
+    iam = boto3.client("iam")
+    user = f"function-{_counter()}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="secrets", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+                      {"Effect": "Deny", "Action": f"secretsmanager:{action}",
+                       "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    with monkeypatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        patch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        patch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it first read
+        with enable_iam_authentication():
+            yield
 
 
 def resource_event(request: str, secrets: Secrets, master_arn: str, version: object = None,

@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, rotation, scheduled_check
+from lambdas.tenant_bootstrap import (
+    bootstrap,
+    handler,
+    master_secret,
+    role_secrets,
+    rotation,
+    scheduled_check,
+)
 from tests.fixture_bootstrap import (
     a_tenant_table_made_while_the_trigger_is_off,
     bootstrap_run_in_progress,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
-from tests.fixture_secrets import Secrets, master_values, state
+from tests.fixture_secrets import Secrets, denied, master_values, state
 
 # The embedded metric format's units (CloudWatch's StandardUnit values).
 UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",
@@ -155,6 +162,44 @@ def test_a_rotation_stopped_midway_is_a_finding_until_it_ends(
     for step in ("setSecret", "testSecret", "finishSecret"):
         handler.on_event({"Step": step, "SecretId": aws.owner, "ClientRequestToken": token})
     assert handler.on_event(event)["Findings"] == []
+
+
+@pytest.mark.parametrize(("action", "finding"), [
+    ("ListSecretVersionIds", "could not check {role}'s password rotation: {arn}: cannot list "
+                             "the secret's versions ("),
+    ("DescribeSecret", "could not check that {role} logs in with its secret's password: "
+                       "{field} {arn}: cannot describe the secret ("),
+], ids=["ListSecretVersionIds", "DescribeSecret"])
+def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_checked(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, action: str,
+        finding: str) -> None:
+    # The function's role lacks one permission on the role secrets (a policy edited by
+    # hand, say): each secret it cannot read is a finding that says which and why, and the
+    # database is checked all the same (its drift is reported beside them).
+    database = bootstrapped_database(postgres, role_passwords)
+    admin = postgres.connect(database)
+    a_tenant_table_made_while_the_trigger_is_off(admin)
+    admin.close()
+    event = check_event(aws.master(**master_values(postgres, database)),
+                        AppUserSecretArn=aws.app_user, OwnerSecretArn=aws.owner)
+    with denied(monkeypatch, action):
+        response = handler.on_event(event)
+    drift = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
+             "would restore: app.late protected"]
+    assert response["Findings"][:2] == drift
+    unread = response["Findings"][2:]
+    assert len(unread) == 2
+    for role, arn, said in zip(("app_user", "boom_owner"), (aws.app_user, aws.owner), unread,
+                               strict=True):
+        field = role_secrets.ROLE_FIELDS[role]
+        assert said.startswith(finding.format(role=role, arn=arn, field=field))
+        assert "AccessDenied" in said and f"secretsmanager:{action}" in said
+    [document] = emitted(capsys.readouterr().out)
+    assert document[scheduled_check.METRIC_NAME] == 4 and document["Findings"] == response[
+        "Findings"]
+    # Allowed again, the same check finds the database's drift alone.
+    assert handler.on_event(event)["Findings"] == drift
 
 
 def test_a_check_beside_a_bootstrap_run_emits_no_metric(

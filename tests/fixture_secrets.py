@@ -4,6 +4,7 @@ and what the tests compare a database by before and after a run."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -72,20 +73,15 @@ def stand_in_function(**client_args: str) -> str:
 
 
 @contextmanager
-def denied(monkeypatch: pytest.MonkeyPatch, action: str) -> Iterator[None]:
+def as_function(monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any]) -> Iterator[None]:
     """moto enforcing IAM on the code under test, whose credentials (the environment's, as a
-    Lambda function's role gives them) are a user's allowed every Secrets Manager action but
-    `action`: a function whose role lacks one permission. moto judges the action, not the
-    resource, so `action` is denied on every secret. Meanwhile the test's own client (its
-    credentials are nobody's) is refused too."""
+    Lambda function's role gives them) are those of a user with `policy` alone. moto judges
+    actions, not resources (outside S3): a statement must name "*". Meanwhile the test's own
+    client (its credentials are nobody's) is refused too."""
     iam = boto3.client("iam")
     user = f"function-{_counter()}"
     iam.create_user(UserName=user)
-    iam.put_user_policy(UserName=user, PolicyName="secrets", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
-                      {"Effect": "Deny", "Action": f"secretsmanager:{action}",
-                       "Resource": "*"}]}))
+    iam.put_user_policy(UserName=user, PolicyName="function", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     with monkeypatch.context() as patch:
         patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
@@ -93,6 +89,16 @@ def denied(monkeypatch: pytest.MonkeyPatch, action: str) -> Iterator[None]:
         patch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it first read
         with enable_iam_authentication():
             yield
+
+
+def denied(monkeypatch: pytest.MonkeyPatch, action: str) -> contextlib.AbstractContextManager[None]:
+    """as_function, allowed every Secrets Manager action but `action` (on every secret): a
+    function whose role lacks one permission."""
+    return as_function(monkeypatch, {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+                      {"Effect": "Deny", "Action": f"secretsmanager:{action}",
+                       "Resource": "*"}]})
 
 
 def resource_event(request: str, secrets: Secrets, master_arn: str, version: object = None,

@@ -1,0 +1,137 @@
+"""The bootstrap function's Secrets Manager permissions, exactly the statements the Data
+stack's template gives its role, are what its paths need: enough for every path (a deploy's
+Create, Update and Delete, boom_owner's four rotation steps, the check, the repair) on the real
+PostgreSQL 15, with moto enforcing the role's policy; and no more, as each action dropped
+makes some path fail and name it.
+
+moto judges actions, not resources (outside S3), so here every statement is on "*"; which
+secret each action is on stays asserted in test_tenant_bootstrap_stack.py. The role's managed
+policies (logs, the VPC's network interfaces) grant no Secrets Manager action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, handler, rotation
+from tests.fixture_bootstrap import a_tenant_table_made_while_the_trigger_is_off
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_secrets import Secrets, as_function, master_values, resource_event
+from tests.fixture_synth import Synthesized, one_data_resource_with_id
+
+# The Secrets Manager actions the template grants the function's role (asserted below).
+GRANTED = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+           "secretsmanager:ListSecretVersionIds", "secretsmanager:PutSecretValue",
+           "secretsmanager:UpdateSecretVersionStage"]
+DRIFT = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
+         "would restore: app.late protected"]
+
+
+def role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
+    """The statements of the policies the template attaches to the function's role."""
+    _, function = one_data_resource_with_id(synthesized, "AWS::Lambda::Function",
+                                            "TenantBootstrapFunction")
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    resources = synthesized.template_json("Data")["Resources"]
+    return [statement for resource in resources.values()
+            if resource["Type"] == "AWS::IAM::Policy"
+            and {"Ref": role} in resource["Properties"]["Roles"]
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def on_every_secret(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statements as moto can judge them: each on "*"."""
+    for statement in statements:
+        assert statement["Effect"] == "Allow" and "Condition" not in statement, statement
+    return {"Version": "2012-10-17",
+            "Statement": [{**statement, "Resource": "*"} for statement in statements]}
+
+
+def actions(statements: list[dict[str, Any]]) -> list[str]:
+    return sorted({action for statement in statements
+                   for action in ([statement["Action"]] if isinstance(statement["Action"], str)
+                                  else statement["Action"])})
+
+
+def without(statements: list[dict[str, Any]], dropped: str) -> list[dict[str, Any]]:
+    kept = [{**statement, "Action": [a for a in actions([statement]) if a != dropped]}
+            for statement in statements]
+    return [statement for statement in kept if statement["Action"]]
+
+
+def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.MonkeyPatch,
+               policy: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Each of the function's paths, as a stack's life has them, run with `policy` alone: what
+    was refused (each error, and each check finding that is not the drift made for the
+    repair), and each path's response."""
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, master)
+    refused: list[str] = []
+    responses: dict[str, dict[str, Any]] = {}
+
+    def call(path: str, event: dict[str, Any]) -> None:
+        try:
+            with as_function(monkeypatch, policy):
+                responses[path] = handler.on_event(event)
+        except bootstrap.BootstrapError as err:
+            refused.append(str(err))
+
+    call("Create", resource_event("Create", aws, master))
+    token = aws.start_rotation(aws.owner)  # Secrets Manager's doing, not the function's
+    for step in rotation.STEPS:
+        call(step, {"Step": step, "SecretId": aws.owner, "ClientRequestToken": token})
+    if "Create" in responses:  # drift for the check to find and the repair to mend
+        admin = postgres.connect(database)
+        a_tenant_table_made_while_the_trigger_is_off(admin)
+        admin.close()
+    roles = {"AppUserSecretArn": aws.app_user, "OwnerSecretArn": aws.owner}
+    call("Check", {"Check": "tenant-guarantees", "MasterSecretArn": master,
+                   "Environment": "dev", **roles})
+    refused += [finding for finding in responses.get("Check", {}).get("Findings", [])
+                if finding not in DRIFT]
+    call("Repair", {"Repair": "tenant-guarantees", "MasterSecretArn": master,
+                    "Environment": "dev", **roles})
+    created = resource_event("Create", aws, master)["ResourceProperties"]
+    call("Update", resource_event("Update", aws, master, OldResourceProperties=created))
+    call("Delete", resource_event("Delete", aws, master))
+    return refused, responses
+
+
+@pytest.mark.usefixtures("role_passwords_back")
+def test_the_templates_permissions_let_every_path_through(
+        postgres: PostgresServer, aws: Secrets, dev: Synthesized,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = aws.current(aws.owner)["password"]
+    refused, responses = every_path(postgres, aws, monkeypatch,
+                                    on_every_secret(role_statements(dev)))
+    assert refused == []
+    assert [responses[step]["Done"] for step in rotation.STEPS] == ["ok"] * 4
+    assert responses["Check"]["Findings"] == DRIFT
+    assert [f"would restore: {item}" for item in responses["Repair"]["Repaired"]] == DRIFT
+    assert responses["Create"]["Data"]["SchemaVersion"] == \
+        responses["Update"]["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
+    assert "Delete" in responses
+    # The rotation went through: a new password, current, and the one boom_owner logs in with
+    rotated = aws.current(aws.owner)["password"]
+    assert rotated != before
+    assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") is None
+    conn = postgres.connect("postgres", user="boom_owner", password=rotated, tls=True)
+    conn.close()
+
+
+@pytest.mark.parametrize("dropped", GRANTED)
+@pytest.mark.usefixtures("role_passwords_back")
+def test_each_action_the_template_grants_is_needed_by_some_path(
+        postgres: PostgresServer, aws: Secrets, dev: Synthesized,
+        monkeypatch: pytest.MonkeyPatch, dropped: str) -> None:
+    statements = role_statements(dev)
+    refused, _ = every_path(postgres, aws, monkeypatch,
+                            on_every_secret(without(statements, dropped)))
+    assert refused and any(f"not authorized to perform: {dropped}" in said for said in refused)
+
+
+def test_those_are_the_actions_the_template_grants(synthesized: Synthesized) -> None:
+    # In every environment: each of them was shown needed above, and none is missing.
+    assert actions(role_statements(synthesized)) == GRANTED

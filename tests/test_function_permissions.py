@@ -10,6 +10,7 @@ policies (logs, the VPC's network interfaces) grant no Secrets Manager action.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -135,3 +136,36 @@ def test_each_action_the_template_grants_is_needed_by_some_path(
 def test_those_are_the_actions_the_template_grants(synthesized: Synthesized) -> None:
     # In every environment: each of them was shown needed above, and none is missing.
     assert actions(role_statements(synthesized)) == GRANTED
+
+
+def test_the_secrets_key_serves_the_role_through_secrets_manager_alone(
+        synthesized: Synthesized) -> None:
+    # moto does not judge KMS, so the key's side is asserted on the template: the three
+    # secrets share the database key, and its policy lets the role decrypt (every read) and
+    # make a data key (the rotation's PutSecretValue) as Secrets Manager's caller only; the
+    # role's own policy grants no KMS action.
+    _, function = one_data_resource_with_id(synthesized, "AWS::Lambda::Function",
+                                            "TenantBootstrapFunction")
+    role = function["Properties"]["Role"]
+    resources = synthesized.template_json("Data")["Resources"]
+    secrets = set()
+    for statement in role_statements(synthesized):
+        if any(not action.startswith("secretsmanager:") for action in actions([statement])):
+            continue  # (refused below)
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) \
+                else [statement["Resource"]]:
+            named = resources[resource["Ref"]]
+            if named["Type"] == "AWS::SecretsManager::SecretTargetAttachment":
+                named = resources[named["Properties"]["SecretId"]["Ref"]]  # the master secret
+            assert named["Type"] == "AWS::SecretsManager::Secret"
+            secrets.add(json.dumps(named["Properties"]["KmsKeyId"]))
+    assert len(secrets) == 1
+    [key] = [json.loads(k)["Fn::GetAtt"][0] for k in secrets]
+    statements = [statement for statement in
+                  resources[key]["Properties"]["KeyPolicy"]["Statement"]
+                  if statement["Principal"] == {"AWS": role}]
+    via = {"StringEquals": {"kms:ViaService":
+                            f"secretsmanager.{synthesized.config.primary_region}.amazonaws.com"}}
+    assert [(s["Action"], s["Condition"]) for s in statements] == [
+        ("kms:Decrypt", via), ("kms:GenerateDataKey", via)]
+    assert not [a for a in actions(role_statements(synthesized)) if a.startswith("kms:")]

@@ -9,7 +9,6 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +71,7 @@ def stand_in_function(**client_args: str) -> str:
         Handler="stand_in.handler", Code={"ZipFile": code.getvalue()})["FunctionArn"])
 
 
-@contextmanager
+@contextlib.contextmanager
 def as_function(monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any]) -> Iterator[None]:
     """moto enforcing IAM on the code under test, whose credentials (the environment's, as a
     Lambda function's role gives them) are those of a user with `policy` alone. moto judges

@@ -78,6 +78,11 @@ def bookings_needing_a_locking_repair(conn: pg8000.native.Connection) -> None:
         conn.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
 
 
+# What a run restores after a_tenant_table_made_while_the_trigger_is_off, as it names it.
+LATE_TABLE_RESTORED = ["event trigger boom_protect_tenant_tables re-enabled",
+                       "app.late protected"]
+
+
 def a_tenant_table_made_while_the_trigger_is_off(conn: pg8000.native.Connection) -> None:
     """The event trigger left disabled (as RDS asks before a major upgrade) and a tenant table,
     app.late, made by boom_owner meanwhile: it has no row level security. A run re-enables the

@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
-from lambdas.tenant_bootstrap import bootstrap, master_secret
+from lambdas.tenant_bootstrap import bootstrap, master_secret, scheduled_check
 from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer
 
@@ -98,6 +98,16 @@ def denied(monkeypatch: pytest.MonkeyPatch, action: str) -> contextlib.AbstractC
         "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
                       {"Effect": "Deny", "Action": f"secretsmanager:{action}",
                        "Resource": "*"}]})
+
+
+def guarantee_event(kind: str, master_arn: str, secrets: Secrets | None = None,
+                    environment: str = "dev") -> dict[str, Any]:
+    """The schedule's check event (`kind` "Check"), or the stack's TenantRepairEvent
+    ("Repair"), naming `secrets`' role secrets where given."""
+    roles = ({"AppUserSecretArn": secrets.app_user, "OwnerSecretArn": secrets.owner}
+             if secrets else {})
+    return {kind: scheduled_check.CHECK, "MasterSecretArn": master_arn,
+            "Environment": environment, **roles}
 
 
 def resource_event(request: str, secrets: Secrets, master_arn: str, version: object = None,

@@ -20,6 +20,7 @@ from lambdas.tenant_bootstrap import (
     scheduled_check,
 )
 from tests.fixture_bootstrap import (
+    LATE_TABLE_RESTORED,
     a_tenant_table_made_while_the_trigger_is_off,
     bootstrap_run_in_progress,
 )
@@ -92,8 +93,7 @@ def test_drift_is_counted_and_named_and_nothing_changes(
     admin.close()
     before = state(postgres, database)
     response = handler.on_event(check_event(aws.master(**master_values(postgres, database))))
-    expected = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
-                "would restore: app.late protected"]
+    expected = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
     assert response["Findings"] == expected
     out = capsys.readouterr().out
     [document] = emitted(out)
@@ -185,8 +185,7 @@ def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_ch
                         AppUserSecretArn=aws.app_user, OwnerSecretArn=aws.owner)
     with denied(monkeypatch, action):
         response = handler.on_event(event)
-    drift = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
-             "would restore: app.late protected"]
+    drift = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
     assert response["Findings"][:2] == drift
     unread = response["Findings"][2:]
     assert len(unread) == 2

@@ -16,17 +16,25 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, rotation
-from tests.fixture_bootstrap import a_tenant_table_made_while_the_trigger_is_off
+from tests.fixture_bootstrap import (
+    LATE_TABLE_RESTORED,
+    a_tenant_table_made_while_the_trigger_is_off,
+)
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_secrets import Secrets, as_function, master_values, resource_event
+from tests.fixture_secrets import (
+    Secrets,
+    as_function,
+    guarantee_event,
+    master_values,
+    resource_event,
+)
 from tests.fixture_synth import Synthesized, one_data_resource_with_id
 
 # The Secrets Manager actions the template grants the function's role (asserted below).
 GRANTED = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
            "secretsmanager:ListSecretVersionIds", "secretsmanager:PutSecretValue",
            "secretsmanager:UpdateSecretVersionStage"]
-DRIFT = ["would restore: event trigger boom_protect_tenant_tables re-enabled",
-         "would restore: app.late protected"]
+DRIFT = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
 
 
 def role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
@@ -87,13 +95,10 @@ def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.Monke
         admin = postgres.connect(database)
         a_tenant_table_made_while_the_trigger_is_off(admin)
         admin.close()
-    roles = {"AppUserSecretArn": aws.app_user, "OwnerSecretArn": aws.owner}
-    call("Check", {"Check": "tenant-guarantees", "MasterSecretArn": master,
-                   "Environment": "dev", **roles})
+    call("Check", guarantee_event("Check", master, aws))
     refused += [finding for finding in responses.get("Check", {}).get("Findings", [])
                 if finding not in DRIFT]
-    call("Repair", {"Repair": "tenant-guarantees", "MasterSecretArn": master,
-                    "Environment": "dev", **roles})
+    call("Repair", guarantee_event("Repair", master, aws))
     created = resource_event("Create", aws, master)["ResourceProperties"]
     call("Update", resource_event("Update", aws, master, OldResourceProperties=created))
     call("Delete", resource_event("Delete", aws, master))

@@ -14,7 +14,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import handler, rotation, scheduled_check
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_secrets import Secrets, master_values
+from tests.fixture_secrets import Secrets, guarantee_event, master_values
 
 
 @pytest.fixture
@@ -25,9 +25,7 @@ def database(postgres: PostgresServer, role_passwords: dict[str, str],
 
 def event(kind: str, aws: Secrets, master: str, *, with_secrets: bool = True) -> dict[str, Any]:
     """The schedule's check event, or the stack's TenantRepairEvent ("Repair" for "Check")."""
-    secrets = {"AppUserSecretArn": aws.app_user, "OwnerSecretArn": aws.owner}
-    return {kind: scheduled_check.CHECK, "MasterSecretArn": master, "Environment": "prod",
-            **(secrets if with_secrets else {})}
+    return guarantee_event(kind, master, aws if with_secrets else None, environment="prod")
 
 
 def set_by_hand(postgres: PostgresServer, database: str, sql: str) -> None:

@@ -63,13 +63,10 @@ def secret_version_json(client: Any, arn: str, field: str,
     yet: a rotation's AWSPENDING version before createSecret."""
     try:
         raw = client.get_secret_value(SecretId=arn, **version)["SecretString"]
-    except ClientError as err:
-        missing = err.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
-        if missing and "VersionId" in version:
-            return None
-        raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
-            from None
-    except BotoCoreError as err:
+    except (ClientError, BotoCoreError) as err:
+        if "VersionId" in version and isinstance(err, ClientError) and \
+                err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None  # that version has no value yet
         raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
             from None
     except KeyError:

@@ -82,6 +82,7 @@ def write_results(path: Path, runs: Results, prepared: Results, heavier: Results
     def added(key: str, results: Results = runs) -> str:
         return f"{results.cpu_us(key) - results.cpu_us('b'):+.0f}"
 
+    rows, heavy = setup["read_rows"], setup["heavier_read_rows"]  # bookings a read reads
     ratio, by_cpu = runs.ratio("a"), runs.cpu_us("b") / runs.cpu_us("a")
     per_round = runs.round_ratios("a")
     spread = ", ".join(f"{r:.3f}" for r in per_round)
@@ -101,7 +102,7 @@ autovacuum off, and every run starts after VACUUM ANALYZE of the tables and a CH
 pgbench to PgBouncer and TLS from PgBouncer to PostgreSQL, both verified, as in the pods).
 pgbench in simple-protocol mode.
 Data: {setup['tenants']} tenants x {setup['rows']} bookings in each table. Workload per
-transaction: read a tenant's 20 latest bookings, insert one booking; the tenant is sent as a
+transaction: read a tenant's {rows} latest bookings, insert one booking; the tenant is sent as a
 literal, as an application sends a parameter. (a) sends `set_tenant` and the read in one round
 trip (`\\;`), so all workloads make 4 round trips. (a0) is (a) on a second database at schema
 version {setup['baseline']}, same data: the baseline for migration 0003. (c) is (b) plus (a)'s
@@ -143,19 +144,19 @@ through the same PgBouncer: {setup['clients']} clients, one pgbench thread per c
 
 (a)/(b) with prepared statements: {prepared.ratio('a'):.3f}.
 
-## A heavier read: 200 bookings
+## A heavier read: {heavy} bookings
 
-(a) and (b) again, each reading a tenant's 200 latest bookings instead of 20 (then the same
-insert), through the same PgBouncer, simple protocol, {setup['clients']} clients,
+(a) and (b) again, each reading a tenant's {heavy} latest bookings instead of {rows} (then the
+same insert), through the same PgBouncer, simple protocol, {setup['clients']} clients,
 {setup['seconds']} s per run, {setup['rounds']} interleaved rounds. What binding the tenant
 and RLS cost is about the same per transaction however many rows it reads, so the ratio
 depends on the transaction's size.
 
 {heavier.table()}
 
-(a)/(b) with a 200-booking read: {heavier.ratio('a'):.3f} (per round: {
+(a)/(b) with a {heavy}-booking read: {heavier.ratio('a'):.3f} (per round: {
     ", ".join(f"{r:.3f}" for r in heavier.round_ratios("a"))}). (a) adds {added('a', heavier)} us
-of CPU to (b)'s {heavier.cpu_us('b'):.0f} us (with the 20-booking read: {added('a')} us to
+of CPU to (b)'s {heavier.cpu_us('b'):.0f} us (with the {rows}-booking read: {added('a')} us to
 {runs.cpu_us('b'):.0f} us).
 
 ## 1000 clients through PgBouncer

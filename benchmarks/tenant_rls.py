@@ -44,6 +44,9 @@ from tests.fixture_postgres import (
 
 HERE = Path(__file__).parent
 ROWS_PER_TENANT, TENANTS, CLIENTS, SECONDS, ROUNDS = 2000, 10, 50, 12, 5
+# Bookings a transaction reads: the simple-protocol scripts' `LIMIT :rows`. The prepared
+# scripts spell it (LIMIT 20): as a parameter it would change the plan they are measured with.
+READ_ROWS, HEAVIER_READ_ROWS = 20, 200
 # Tenant n is 00000000-0000-0000-0000-0000000000nn. With two digits the scripts send it as a
 # literal ('...0000000000:t'), as an application sends a parameter, and SET LOCAL can take it.
 FIRST_TENANT = 10
@@ -79,13 +82,13 @@ PREPARED = {
     "b": ("(b) explicit WHERE tenant_id, prepared", "explicit_prepared.sql"),
 }
 PREPARED_SECONDS = 10
-# The same transaction with a heavier read, 200 bookings instead of 20, (a) and (b) only: the
+# The same transaction with a heavier read (HEAVIER_READ_ROWS), (a) and (b) only: the
 # binding costs about the same per transaction whatever the read, so what the ratio is at
 # another transaction size is measured, not inferred (ANALYSIS.md: "What would change the
 # verdict").
 HEAVIER = {
-    "a": ("(a) RLS, a 200-booking read", "rls_200.sql"),
-    "b": ("(b) explicit WHERE tenant_id, a 200-booking read", "explicit_200.sql"),
+    "a": (f"(a) RLS, a {HEAVIER_READ_ROWS}-booking read", "rls.sql"),
+    "b": (f"(b) explicit WHERE tenant_id, a {HEAVIER_READ_ROWS}-booking read", "explicit.sql"),
 }
 
 
@@ -153,7 +156,8 @@ def table_shape(conn: pg8000.native.Connection, table: str) -> str:
 
 
 def pgbench(servers: list[int], bouncer: PgBouncer, database: str, password: str,
-            script: str, clients: int, seconds: int, mode: str = "simple") -> dict[str, float]:
+            script: str, clients: int, seconds: int, mode: str = "simple",
+            rows: int = READ_ROWS) -> dict[str, float]:
     """pgbench through PgBouncer as the pods require clients to connect: TLS, certificate
     verified (libpq negotiates TLS 1.3, the only version PgBouncer accepts). `servers`: the
     processes (postmaster, pgbouncer) whose CPU time is the run's server time."""
@@ -167,7 +171,8 @@ def pgbench(servers: list[int], bouncer: PgBouncer, database: str, password: str
     cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {bouncer.port} "
            "-U app_user "
            f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
-           f"-D last={LAST_TENANT} -f {HERE / script} -l --log-prefix={logdir}/tx {database}")
+           f"-D last={LAST_TENANT} -D rows={rows} "
+           f"-f {HERE / script} -l --log-prefix={logdir}/tx {database}")
     server, client = process_cpu.tree_seconds(servers), process_cpu.children_seconds()
     tls = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bouncer.client_ca)}
     result = subprocess.run(["bash", "-c", cmd],
@@ -281,7 +286,8 @@ def main() -> None:
                 for key, (_, script) in PREPARED.items()}, between)
             heavier = interleaved({
                 key: partial(pgbench, servers, bouncer, databases["latest"],
-                             passwords["app_user"], script, CLIENTS, SECONDS)
+                             passwords["app_user"], script, CLIENTS, SECONDS,
+                             rows=HEAVIER_READ_ROWS)
                 for key, (_, script) in HEAVIER.items()}, between)
             stop, peak = threading.Event(), [0]
             watcher = threading.Thread(target=peak_server_connections,
@@ -304,7 +310,8 @@ def main() -> None:
                   pool.max_db_connections,
                   {"tenants": TENANTS, "rows": ROWS_PER_TENANT, "clients": CLIENTS,
                    "seconds": SECONDS, "rounds": ROUNDS, "baseline": BASELINE_VERSION,
-                   "prepared_seconds": PREPARED_SECONDS})
+                   "prepared_seconds": PREPARED_SECONDS, "read_rows": READ_ROWS,
+                   "heavier_read_rows": HEAVIER_READ_ROWS})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def render(runs: Results, directory: Path) -> str:
                                          "p99": 1.0},
                   {"calls": 10.0, "mean": 0.05, "worst": 0.2}, 25, 100,
                   {"tenants": 10, "rows": 2000, "clients": 50, "seconds": 15, "rounds": 2,
-                   "baseline": 2, "prepared_seconds": 10})
+                   "baseline": 2, "prepared_seconds": 10, "read_rows": 20,
+                   "heavier_read_rows": 200})
     return path.read_text()
 
 

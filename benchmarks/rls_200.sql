@@ -1,5 +1,0 @@
-\set t random(:first, :last)
-BEGIN;
-SELECT app.set_tenant('00000000-0000-0000-0000-0000000000:t') \; SELECT id, resource, starts_at FROM app.bookings ORDER BY starts_at DESC LIMIT 200;
-INSERT INTO app.bookings (resource, starts_at, ends_at) VALUES ('bench', now(), now() + interval '1 hour');
-COMMIT;

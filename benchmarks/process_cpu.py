@@ -30,6 +30,12 @@ def read_stat(stat: Path) -> tuple[str, list[str]]:
 def tree_seconds(roots: Iterable[int]) -> float:
     """CPU seconds of the processes `roots` and all their descendants, each with its reaped
     children. A root that is not running is an error: its figure would silently be zero."""
+    return tree_ticks(roots) / TICKS
+
+
+def tree_ticks(roots: Iterable[int]) -> int:
+    """tree_seconds() in clock ticks, as /proc counts them: whole numbers, so that two
+    readings compare exactly (in seconds, (x + 36) / 100 - x / 100 may be 0.35999...)."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -51,7 +57,7 @@ def tree_seconds(roots: Iterable[int]) -> float:
             pid = parent.get(pid, 0)
         return False
 
-    return sum(value for pid, value in ticks.items() if in_tree(pid)) / TICKS
+    return sum(value for pid, value in ticks.items() if in_tree(pid))
 
 
 def children_seconds() -> float:

@@ -21,18 +21,24 @@ from tests.fixture_postgres import PostgresServer, running_postgres
 BURN = "SELECT count(*) FROM generate_series(1, 5000000)"  # about half a second of CPU
 
 
-def cpu_seconds_of(pid: int) -> float:
+# CPU time is compared in clock ticks, as /proc counts it: whole numbers compare exactly. In
+# seconds, the difference of two sums read 0.35999... for 36 ticks, and `spent <= counted`
+# failed in CI.
+TICKS_TO_SPARE = process_cpu.TICKS  # a second, for the processes' own work meanwhile
+
+
+def cpu_ticks_of(pid: int) -> int:
     _, fields = process_cpu.read_stat(Path(f"/proc/{pid}/stat"))
-    return (int(fields[11]) + int(fields[12])) / process_cpu.TICKS  # utime + stime
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def burn_and_end(server: PostgresServer) -> float:
+def burn_and_end(server: PostgresServer) -> int:
     """Run BURN on a new backend of `server`, end it, wait until it is reaped; the CPU
-    seconds the backend spent."""
+    ticks the backend spent."""
     conn = server.connect()
     pid = conn.run("SELECT pg_backend_pid()")[0][0]
     conn.run(BURN)
-    spent = cpu_seconds_of(pid)
+    spent = cpu_ticks_of(pid)
     conn.close()
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
@@ -43,13 +49,13 @@ def burn_and_end(server: PostgresServer) -> float:
 
 def test_an_ended_backend_still_counts(postgres: PostgresServer) -> None:
     tree = [postgres.postmaster_pid]
-    start = process_cpu.tree_seconds(tree)
+    start = process_cpu.tree_ticks(tree)
     # Given a backend that burns CPU and then ends
     spent = burn_and_end(postgres)
     # Then its CPU time is counted (in the postmaster's reaped children), and only once
-    counted = process_cpu.tree_seconds(tree) - start
-    assert spent > 0.1
-    assert spent <= counted <= spent + 1.0, (spent, counted)
+    counted = process_cpu.tree_ticks(tree) - start
+    assert spent > process_cpu.TICKS // 10
+    assert spent <= counted <= spent + TICKS_TO_SPARE, (spent, counted)
 
 
 def test_another_servers_work_and_exit_do_not_count(postgres: PostgresServer) -> None:
@@ -58,15 +64,15 @@ def test_another_servers_work_and_exit_do_not_count(postgres: PostgresServer) ->
     # that backend's CPU time among its reaped children)
     with running_postgres() as other:
         burn_and_end(other)
-        start = process_cpu.tree_seconds(tree)
+        start = process_cpu.tree_ticks(tree)
         # When it works during the measurement
         spent = burn_and_end(other)
-        during = process_cpu.tree_seconds(tree) - start
+        during = process_cpu.tree_ticks(tree) - start
     # and then stops, taking its CPU time off the machine
-    after = process_cpu.tree_seconds(tree) - start
+    after = process_cpu.tree_ticks(tree) - start
     # Then the measured server's figure moved by neither (its own background processes spend
     # a little meanwhile: far below the other's half second)
-    assert spent > 0.1
+    assert spent > process_cpu.TICKS // 10
     assert 0 <= during < spent / 2, (spent, during)
     assert during <= after < spent / 2, (spent, during, after)
 

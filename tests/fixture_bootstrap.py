@@ -78,9 +78,20 @@ def bookings_needing_a_locking_repair(conn: pg8000.native.Connection) -> None:
         conn.run("ALTER TABLE app.bookings NO FORCE ROW LEVEL SECURITY")
 
 
-# What a run restores after a_tenant_table_made_while_the_trigger_is_off, as it names it.
+# What a run restores after a_tenant_table_made_while_the_trigger_is_off, as it names it,
+# and what a check reports of it.
 LATE_TABLE_RESTORED = ["event trigger boom_protect_tenant_tables re-enabled",
                        "app.late protected"]
+LATE_TABLE_FOUND = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
+
+
+def late_table_drift(postgres: PostgresServer, database: str) -> None:
+    """a_tenant_table_made_while_the_trigger_is_off in `database`, as its superuser."""
+    admin = postgres.connect(database)
+    try:
+        a_tenant_table_made_while_the_trigger_is_off(admin)
+    finally:
+        admin.close()
 
 
 def a_tenant_table_made_while_the_trigger_is_off(conn: pg8000.native.Connection) -> None:

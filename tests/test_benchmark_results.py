@@ -55,10 +55,10 @@ def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
     for key in KEYS:
         assert f"| label {key} | " in text
     assert "| prepared a | 1575 | 0.750 |" in text
-    # Heavier read: (a) 900 tps, (b) 1000 tps; CPU 800 us vs 700 us (client 100 us each).
     # The row counts are the run's (30 and 300 here, unlike the benchmark's 20 and 200).
     assert "read a tenant's 30 latest bookings, insert one booking" in text
     assert "## A heavier read: 300 bookings" in text
+    # Heavier read: (a) 900 tps, (b) 1000 tps; CPU 800 us vs 700 us (client 100 us each).
     assert "(a)/(b) with a 300-booking read: 0.900 (per round: 0.900, 0.900)" in text
     assert ("(a) adds +100 us\nof CPU to (b)'s 700 us (with the 30-booking read: +100 us to\n"
             "400 us)") in text

@@ -11,13 +11,12 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, repair
 from tests.fixture_bootstrap import (
-    a_tenant_table_made_while_the_trigger_is_off,
+    LATE_TABLE_RESTORED,
     bootstrap_run_in_progress,
+    late_table_drift,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_secrets import Secrets, master_values, state
-
-TRIGGER = "boom_protect_tenant_tables"
 
 
 def repair_event(master_arn: str, **overrides: object) -> dict[str, Any]:
@@ -26,27 +25,18 @@ def repair_event(master_arn: str, **overrides: object) -> dict[str, Any]:
             "Environment": "prod", **overrides}
 
 
-def drift(postgres: PostgresServer, database: str) -> None:
-    admin = postgres.connect(database)
-    try:
-        a_tenant_table_made_while_the_trigger_is_off(admin)
-    finally:
-        admin.close()
-
-
 def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         caplog: pytest.LogCaptureFixture) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    drift(postgres, database)
+    late_table_drift(postgres, database)
     master = aws.master(**master_values(postgres, database))
     conn = postgres.connect(database, tls=True)
     found = bootstrap.check(conn).findings
     recorded = state(postgres, database)[1]
     response = handler.on_event(repair_event(master))
     assert response == {"Environment": "prod", "SchemaVersion": str(bootstrap.LATEST_VERSION),
-                        "Repaired": [f"event trigger {TRIGGER} re-enabled",
-                                     "app.late protected"]}
+                        "Repaired": LATE_TABLE_RESTORED}
     # Exactly what the check had found, and nothing left to find
     assert found == tuple(f"would restore: {item}" for item in response["Repaired"])
     assert bootstrap.check(conn).findings == ()
@@ -60,7 +50,7 @@ def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(
 def test_a_repair_waits_for_a_deploys_run_in_progress_then_goes_through(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    drift(postgres, database)
+    late_table_drift(postgres, database)
     event = repair_event(aws.master(**master_values(postgres, database)))
     outcome: dict[str, object] = {}
     with bootstrap_run_in_progress(postgres, database):
@@ -69,7 +59,7 @@ def test_a_repair_waits_for_a_deploys_run_in_progress_then_goes_through(
         repairing.join(1.0)
         assert repairing.is_alive() and outcome == {}  # waiting on the run's advisory lock
     repairing.join(10)
-    assert outcome["Repaired"] == [f"event trigger {TRIGGER} re-enabled", "app.late protected"]
+    assert outcome["Repaired"] == LATE_TABLE_RESTORED
 
 
 @pytest.mark.parametrize("behind", [True, False])
@@ -84,7 +74,7 @@ def test_a_database_not_at_this_codes_version_is_refused_and_unchanged(
         older = bootstrap.load_migrations()[:-1]
         monkeypatch.setattr(bootstrap, "load_migrations", lambda: older)
         monkeypatch.setattr(repair, "LATEST_VERSION", latest - 1)
-    drift(postgres, database)
+    late_table_drift(postgres, database)
     before = state(postgres, database)
     master = aws.master(**master_values(postgres, database))
     with pytest.raises(bootstrap.BootstrapError) as refused:
@@ -101,7 +91,7 @@ def test_a_database_not_at_this_codes_version_is_refused_and_unchanged(
 def test_a_gap_it_will_not_override_fails_naming_it_and_changes_nothing(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    drift(postgres, database)
+    late_table_drift(postgres, database)
     admin = postgres.connect(database)
     admin.run("SET ROLE boom_owner")
     admin.run("CREATE POLICY everyone ON app.bookings USING (true)")  # the trigger is off

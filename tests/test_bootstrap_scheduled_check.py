@@ -20,9 +20,9 @@ from lambdas.tenant_bootstrap import (
     scheduled_check,
 )
 from tests.fixture_bootstrap import (
-    LATE_TABLE_RESTORED,
-    a_tenant_table_made_while_the_trigger_is_off,
+    LATE_TABLE_FOUND,
     bootstrap_run_in_progress,
+    late_table_drift,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
 from tests.fixture_secrets import Secrets, denied, master_values, state
@@ -88,16 +88,13 @@ def test_drift_is_counted_and_named_and_nothing_changes(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
-    admin = postgres.connect(database)
-    a_tenant_table_made_while_the_trigger_is_off(admin)
-    admin.close()
+    late_table_drift(postgres, database)
     before = state(postgres, database)
     response = handler.on_event(check_event(aws.master(**master_values(postgres, database))))
-    expected = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
-    assert response["Findings"] == expected
+    assert response["Findings"] == LATE_TABLE_FOUND
     out = capsys.readouterr().out
     [document] = emitted(out)
-    assert document[scheduled_check.METRIC_NAME] == 2 and document["Findings"] == expected
+    assert document[scheduled_check.METRIC_NAME] == 2 and document["Findings"] == LATE_TABLE_FOUND
     assert state(postgres, database) == before
     assert postgres.password not in out and role_passwords["app_user"] not in out
 
@@ -178,15 +175,12 @@ def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_ch
     # hand, say): each secret it cannot read is a finding that says which and why, and the
     # database is checked all the same (its drift is reported beside them).
     database = bootstrapped_database(postgres, role_passwords)
-    admin = postgres.connect(database)
-    a_tenant_table_made_while_the_trigger_is_off(admin)
-    admin.close()
+    late_table_drift(postgres, database)
     event = check_event(aws.master(**master_values(postgres, database)),
                         AppUserSecretArn=aws.app_user, OwnerSecretArn=aws.owner)
     with denied(monkeypatch, action):
         response = handler.on_event(event)
-    drift = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
-    assert response["Findings"][:2] == drift
+    assert response["Findings"][:2] == LATE_TABLE_FOUND
     unread = response["Findings"][2:]
     assert len(unread) == 2
     for role, arn, said in zip(("app_user", "boom_owner"), (aws.app_user, aws.owner), unread,
@@ -198,7 +192,7 @@ def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_ch
     assert document[scheduled_check.METRIC_NAME] == 4 and document["Findings"] == response[
         "Findings"]
     # Allowed again, the same check finds the database's drift alone.
-    assert handler.on_event(event)["Findings"] == drift
+    assert handler.on_event(event)["Findings"] == LATE_TABLE_FOUND
 
 
 def test_a_check_beside_a_bootstrap_run_emits_no_metric(

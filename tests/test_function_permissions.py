@@ -16,10 +16,7 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, rotation
-from tests.fixture_bootstrap import (
-    LATE_TABLE_RESTORED,
-    a_tenant_table_made_while_the_trigger_is_off,
-)
+from tests.fixture_bootstrap import LATE_TABLE_FOUND, LATE_TABLE_RESTORED, late_table_drift
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import (
     Secrets,
@@ -34,7 +31,6 @@ from tests.fixture_synth import Synthesized, one_data_resource_with_id
 GRANTED = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
            "secretsmanager:ListSecretVersionIds", "secretsmanager:PutSecretValue",
            "secretsmanager:UpdateSecretVersionStage"]
-DRIFT = [f"would restore: {item}" for item in LATE_TABLE_RESTORED]
 
 
 def role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
@@ -92,12 +88,10 @@ def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.Monke
     for step in rotation.STEPS:
         call(step, {"Step": step, "SecretId": aws.owner, "ClientRequestToken": token})
     if "Create" in responses:  # drift for the check to find and the repair to mend
-        admin = postgres.connect(database)
-        a_tenant_table_made_while_the_trigger_is_off(admin)
-        admin.close()
+        late_table_drift(postgres, database)
     call("Check", guarantee_event("Check", master, aws))
     refused += [finding for finding in responses.get("Check", {}).get("Findings", [])
-                if finding not in DRIFT]
+                if finding not in LATE_TABLE_FOUND]
     call("Repair", guarantee_event("Repair", master, aws))
     created = resource_event("Create", aws, master)["ResourceProperties"]
     call("Update", resource_event("Update", aws, master, OldResourceProperties=created))
@@ -114,8 +108,8 @@ def test_the_templates_permissions_let_every_path_through(
                                     on_every_secret(role_statements(dev)))
     assert refused == []
     assert [responses[step]["Done"] for step in rotation.STEPS] == ["ok"] * 4
-    assert responses["Check"]["Findings"] == DRIFT
-    assert [f"would restore: {item}" for item in responses["Repair"]["Repaired"]] == DRIFT
+    assert responses["Check"]["Findings"] == LATE_TABLE_FOUND
+    assert responses["Repair"]["Repaired"] == LATE_TABLE_RESTORED
     assert responses["Create"]["Data"]["SchemaVersion"] == \
         responses["Update"]["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
     assert "Delete" in responses

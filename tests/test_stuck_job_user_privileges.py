@@ -1,10 +1,11 @@
 """What the user that runs the bootstrap, and so pg_cron's job, needs for the job to end stuck
 app_user backends (0014, 0016): to see app_user's sessions (pg_read_all_stats), and to end
-them (pg_signal_backend). Without the first, the job ends nothing and succeeds all the same,
-so the check reports it; without the second, the job fails, which the check reports as a
-failed run (test_stuck_app_user_backends.py). On the session's shared server, with an
-operator role that has the superuser's objects (member of postgres) but not its attribute,
-as RDS's master has rds_superuser's.
+them (pg_signal_backend). Without the first, the job ends nothing and succeeds all the same;
+without the second, the job fails at the first backend it would end (a failed run,
+test_stuck_app_user_backends.py). The check reports either from the user's privileges, before
+any backend is stuck, and the first also from sessions it cannot see. On the session's shared
+server, with an operator role that has the superuser's objects (member of postgres) but not
+its attribute, as RDS's master has rds_superuser's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.fixture_postgres import PostgresServer, backend_alive
 from tests.fixture_tenants import TENANT_A, Conn, connect_as, left_open
 
 BLIND = "cannot see app_user's sessions"
+UNENDING = "may not end app_user's backends"
 END = "SELECT app.end_stuck_app_user_backends()"
 
 
@@ -79,7 +81,33 @@ def test_a_job_user_that_cannot_see_app_user_sessions_is_a_finding(
         new_db_admin.run(f"SET ROLE {operator}")
         assert new_db_admin.run(END) == [[1]]
         new_db_admin.run("RESET ROLE")
+        assert not job_user_gaps(findings_as(new_db_admin, operator))
     finally:
         with contextlib.suppress(pg8000.native.InterfaceError, pg8000.native.DatabaseError,
                                  OSError):
             stuck.close()
+
+
+def job_user_gaps(findings: tuple[str, ...]) -> list[str]:
+    return [f for f in findings if BLIND in f or UNENDING in f]
+
+
+def test_what_the_job_user_lacks_is_a_finding_before_any_backend_is_stuck(
+        new_db_admin: Conn, operator: str) -> None:
+    """No app_user session in the database: the privileges alone decide."""
+    assert new_db_admin.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
+                            "AND datname = current_database()") == [[0]]
+    assert not job_user_gaps(bootstrap.check(new_db_admin, require_pg_cron=True).findings)
+    blind, unending = job_user_gaps(findings_as(new_db_admin, operator))
+    assert BLIND in blind and "(it lacks the privileges of pg_read_all_stats)" in blind
+    assert "GRANT pg_read_all_stats to it" in blind
+    assert UNENDING in unending and "GRANT pg_signal_backend to it" in unending
+    new_db_admin.run(f"GRANT pg_read_all_stats TO {operator}")
+    assert job_user_gaps(findings_as(new_db_admin, operator)) == [unending]
+    new_db_admin.run(f"GRANT pg_signal_backend TO {operator}")
+    assert not job_user_gaps(findings_as(new_db_admin, operator))
+    # A user with app_user's own privileges may see and end its sessions as well
+    new_db_admin.run(f"REVOKE pg_read_all_stats, pg_signal_backend FROM {operator}")
+    assert len(job_user_gaps(findings_as(new_db_admin, operator))) == 2
+    new_db_admin.run(f"GRANT app_user TO {operator}")
+    assert not job_user_gaps(findings_as(new_db_admin, operator))

@@ -27,7 +27,7 @@ from .connection import CONNECTION_LOST, DRIVER_ERRORS
 from .connection import Connection as Connection  # re-exported for callers and tests
 from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
-from .cron import blind_to_app_user, failed_jobs, overdue_jobs, pg_cron_loaded, schedule_jobs
+from .cron import failed_jobs, job_user_gaps, overdue_jobs, pg_cron_loaded, schedule_jobs
 from .deadline import Deadline
 from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
@@ -267,7 +267,7 @@ def check(conn: pg8000.native.Connection, *, lock_timeout_ms: int = CHECK_LOCK_T
         if version >= TRANSACTION_BOUND_VERSION and require_pg_cron and not pg_cron_loaded(conn):
             findings += (PG_CRON_NOT_LOADED,)
         if require_pg_cron or pg_cron_loaded(conn):  # the job runs as this user
-            findings += tuple(blind_to_app_user(conn))
+            findings += tuple(job_user_gaps(conn))
         return Check(version, findings)
 
     try:

@@ -179,20 +179,20 @@ def job_user_gaps(conn: pg8000.native.Connection) -> list[str]:
         "pg_has_role(current_user, 'pg_signal_backend', 'USAGE') OR own "
         "FROM (SELECT coalesce(pg_has_role(current_user, to_regrole('app_user'), 'USAGE'), "
         "                      false) AS own) o")
-    gaps = [*_blind_to_app_user(conn, sees)]
+    missing = _blind_to_app_user(conn, sees)
     if not ends:
-        gaps.append(f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB}, may not end "
+        missing.append(f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB}, may not end "
                     "app_user's backends (it lacks the privileges of pg_signal_backend), so the "
                     "job fails at the first stuck one and leaves it running: GRANT "
                     "pg_signal_backend to it, or run the bootstrap as a user that has it")
-    return gaps
+    return missing
 
 
 def _blind_to_app_user(conn: pg8000.native.Connection, sees: bool) -> list[str]:
     """Whether this user sees app_user's sessions. One it may not see (pg_stat_activity then
     shows no state, no transaction start) is one the job can never end, and the job succeeds
     all the same: nothing else would say so. From its privileges, and from the sessions there
-    are now, in case a server grants the view some other way."""
+    are now, in case a server hides them some other way."""
     [[unseen]] = conn.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
                           "AND datname = current_database() AND state IS NULL")
     if sees and not unseen:

@@ -106,8 +106,14 @@ def test_what_the_job_user_lacks_is_a_finding_before_any_backend_is_stuck(
     assert job_user_gaps(findings_as(new_db_admin, operator)) == [unending]
     new_db_admin.run(f"GRANT pg_signal_backend TO {operator}")
     assert not job_user_gaps(findings_as(new_db_admin, operator))
-    # A user with app_user's own privileges may see and end its sessions as well
     new_db_admin.run(f"REVOKE pg_read_all_stats, pg_signal_backend FROM {operator}")
     assert len(job_user_gaps(findings_as(new_db_admin, operator))) == 2
+    # RDS's shape: its master's rds_superuser is a member of pg_monitor (which holds
+    # pg_read_all_stats) and of pg_signal_backend
+    new_db_admin.run(f"GRANT pg_monitor, pg_signal_backend TO {operator}")
+    assert not job_user_gaps(findings_as(new_db_admin, operator))
+    new_db_admin.run(f"REVOKE pg_monitor, pg_signal_backend FROM {operator}")
+    assert len(job_user_gaps(findings_as(new_db_admin, operator))) == 2
+    # A user with app_user's own privileges may see and end its sessions as well
     new_db_admin.run(f"GRANT app_user TO {operator}")
     assert not job_user_gaps(findings_as(new_db_admin, operator))

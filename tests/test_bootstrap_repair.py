@@ -16,13 +16,12 @@ from tests.fixture_bootstrap import (
     late_table_drift,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_secrets import Secrets, master_values, state
+from tests.fixture_secrets import Secrets, guarantee_event, master_values, state
 
 
 def repair_event(master_arn: str, **overrides: object) -> dict[str, Any]:
     """What an operator sends: the stack's TenantRepairEvent output."""
-    return {"Repair": "tenant-guarantees", "MasterSecretArn": master_arn,
-            "Environment": "prod", **overrides}
+    return {**guarantee_event("Repair", master_arn, environment="prod"), **overrides}
 
 
 def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(

@@ -25,7 +25,7 @@ from tests.fixture_bootstrap import (
     late_table_drift,
 )
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
-from tests.fixture_secrets import Secrets, denied, master_values, state
+from tests.fixture_secrets import Secrets, denied, guarantee_event, master_values, state
 
 # The embedded metric format's units (CloudWatch's StandardUnit values).
 UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",
@@ -61,8 +61,7 @@ def emf_metrics(line: str) -> dict[str, float]:
 
 def check_event(master_arn: str, **overrides: object) -> dict[str, Any]:
     """What the Data stack's EventBridge schedule sends."""
-    return {"Check": scheduled_check.CHECK, "MasterSecretArn": master_arn, "Environment": "staging",
-            **overrides}
+    return {**guarantee_event("Check", master_arn, environment="staging"), **overrides}
 
 
 def emitted(out: str) -> list[dict[str, Any]]:
@@ -176,8 +175,8 @@ def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_ch
     # database is checked all the same (its drift is reported beside them).
     database = bootstrapped_database(postgres, role_passwords)
     late_table_drift(postgres, database)
-    event = check_event(aws.master(**master_values(postgres, database)),
-                        AppUserSecretArn=aws.app_user, OwnerSecretArn=aws.owner)
+    event = guarantee_event("Check", aws.master(**master_values(postgres, database)), aws,
+                            environment="staging")
     with denied(monkeypatch, action):
         response = handler.on_event(event)
     assert response["Findings"][:2] == LATE_TABLE_FOUND

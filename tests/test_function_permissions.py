@@ -33,11 +33,16 @@ GRANTED = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
            "secretsmanager:UpdateSecretVersionStage"]
 
 
-def role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
-    """The statements of the policies the template attaches to the function's role."""
+def function_role(synthesized: Synthesized) -> dict[str, Any]:
+    """The bootstrap function's role, as the template refers to it (Fn::GetAtt)."""
     _, function = one_data_resource_with_id(synthesized, "AWS::Lambda::Function",
                                             "TenantBootstrapFunction")
-    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return dict(function["Properties"]["Role"])
+
+
+def role_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
+    """The statements of the policies the template attaches to the function's role."""
+    role = function_role(synthesized)["Fn::GetAtt"][0]
     resources = synthesized.template_json("Data")["Resources"]
     return [statement for resource in resources.values()
             if resource["Type"] == "AWS::IAM::Policy"
@@ -143,9 +148,7 @@ def test_the_secrets_key_serves_the_role_through_secrets_manager_alone(
     # secrets share the database key, and its policy lets the role decrypt (every read) and
     # make a data key (the rotation's PutSecretValue) as Secrets Manager's caller only; the
     # role's own policy grants no KMS action.
-    _, function = one_data_resource_with_id(synthesized, "AWS::Lambda::Function",
-                                            "TenantBootstrapFunction")
-    role = function["Properties"]["Role"]
+    role = function_role(synthesized)
     resources = synthesized.template_json("Data")["Resources"]
     secrets = set()
     for statement in role_statements(synthesized):

@@ -167,41 +167,39 @@ def _duration(span: timedelta) -> str:
 
 def job_user_gaps(conn: pg8000.native.Connection) -> list[str]:
     """(0014) What this user, as whom pg_cron runs the job, lacks to end stuck app_user
-    backends: to see their sessions (pg_read_all_stats) and to end them (pg_signal_backend).
-    Judged from its privileges, so said before any backend is stuck (a failed run says the
-    second only once the job has one to end). On RDS the master has both: rds_superuser is a
-    member of pg_monitor (which holds pg_read_all_stats) and of pg_signal_backend."""
+    backends. Judged from its privileges, so said before any backend is stuck:
+    - to see their sessions (pg_read_all_stats). A session it may not see (pg_stat_activity
+      then shows no state, no transaction start) is one the job can never end, and the job
+      succeeds all the same: nothing else would say so. Such sessions there are now are
+      counted too, in case a server hides them some other way;
+    - to end them (pg_signal_backend). A failed run says so too, but only once the job has
+      one to end.
+    On RDS the master has both: rds_superuser is a member of pg_monitor (which holds
+    pg_read_all_stats) and of pg_signal_backend."""
     if not conn.run("SELECT to_regprocedure(:f) IS NOT NULL", f=STUCK_FUNCTION)[0][0]:
         return []
     # PostgreSQL 15 lets a role that has app_user's privileges see and end its sessions too.
-    [[sees, ends]] = conn.run(
+    [[sees, ends, unseen]] = conn.run(
         "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') OR own, "
-        "pg_has_role(current_user, 'pg_signal_backend', 'USAGE') OR own "
+        "pg_has_role(current_user, 'pg_signal_backend', 'USAGE') OR own, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
+        " AND datname = current_database() AND state IS NULL) "
         "FROM (SELECT coalesce(pg_has_role(current_user, to_regrole('app_user'), 'USAGE'), "
         "                      false) AS own) o")
-    missing = _blind_to_app_user(conn, sees)
+    job_user = f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB},"
+    missing = []
+    if unseen or not sees:
+        why = (f"{unseen} show no state in pg_stat_activity" if unseen
+               else "it lacks the privileges of pg_read_all_stats")
+        missing.append(f"{job_user} cannot see app_user's sessions ({why}), so the job ends "
+                       "none of them and still succeeds: GRANT pg_read_all_stats to it, or "
+                       "run the bootstrap as a user that has it")
     if not ends:
-        missing.append(f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB}, may not end "
-                    "app_user's backends (it lacks the privileges of pg_signal_backend), so the "
-                    "job fails at the first stuck one and leaves it running: GRANT "
-                    "pg_signal_backend to it, or run the bootstrap as a user that has it")
+        missing.append(f"{job_user} may not end app_user's backends (it lacks the privileges "
+                       "of pg_signal_backend), so the job fails at the first stuck one and "
+                       "leaves it running: GRANT pg_signal_backend to it, or run the bootstrap "
+                       "as a user that has it")
     return missing
-
-
-def _blind_to_app_user(conn: pg8000.native.Connection, sees: bool) -> list[str]:
-    """Whether this user sees app_user's sessions. One it may not see (pg_stat_activity then
-    shows no state, no transaction start) is one the job can never end, and the job succeeds
-    all the same: nothing else would say so. From its privileges, and from the sessions there
-    are now, in case a server hides them some other way."""
-    [[unseen]] = conn.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
-                          "AND datname = current_database() AND state IS NULL")
-    if sees and not unseen:
-        return []
-    why = (f"{unseen} show no state in pg_stat_activity" if unseen
-           else "it lacks the privileges of pg_read_all_stats")
-    return [f"the bootstrap's user, as whom pg_cron runs {STUCK_JOB}, cannot see app_user's "
-            f"sessions ({why}), so the job ends none of them and still succeeds: GRANT "
-            "pg_read_all_stats to it, or run the bootstrap as a user that has it"]
 
 
 def pg_cron_loaded(conn: pg8000.native.Connection) -> bool:

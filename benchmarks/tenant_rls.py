@@ -87,8 +87,8 @@ PREPARED_SECONDS = 10
 # another transaction size is measured, not inferred (ANALYSIS.md: "What would change the
 # verdict").
 HEAVIER = {
-    "a": (f"(a) RLS, a {HEAVIER_READ_ROWS}-booking read", "rls.sql"),
-    "b": (f"(b) explicit WHERE tenant_id, a {HEAVIER_READ_ROWS}-booking read", "explicit.sql"),
+    "a": (f"(a) RLS, a {HEAVIER_READ_ROWS}-booking read", WORKLOADS["a"][1]),
+    "b": (f"(b) explicit WHERE tenant_id, a {HEAVIER_READ_ROWS}-booking read", WORKLOADS["b"][1]),
 }
 
 

@@ -48,6 +48,12 @@ def findings_as(conn: Conn, role: str) -> tuple[str, ...]:
         conn.run("RESET ROLE")
 
 
+def about_job_user(findings: tuple[str, ...], *phrases: str) -> list[str]:
+    """The findings that say the job user cannot see (BLIND) or end (UNENDING) app_user's
+    sessions, or only those with one of `phrases`."""
+    return [f for f in findings if any(p in f for p in phrases or (BLIND, UNENDING))]
+
+
 def test_a_job_user_that_cannot_see_app_user_sessions_is_a_finding(
         postgres: PostgresServer, role_passwords: dict[str, str], new_db: str,
         new_db_admin: Conn, operator: str) -> None:
@@ -59,19 +65,19 @@ def test_a_job_user_that_cannot_see_app_user_sessions_is_a_finding(
         [[pid]] = stuck.run("SELECT pg_backend_pid()")
         new_db_admin.run("SELECT pg_sleep(1.2)")
         # A user that sees app_user's sessions (here the superuser): nothing to say
-        assert not [f for f in bootstrap.check(new_db_admin, require_pg_cron=True).findings
-                    if BLIND in f]
+        assert not about_job_user(bootstrap.check(new_db_admin, require_pg_cron=True).findings,
+                                  BLIND)
         # One that does not: the job would end nothing, and succeed
         new_db_admin.run(f"SET ROLE {operator}")
         assert new_db_admin.run(END) == [[0]]
         new_db_admin.run("RESET ROLE")
         assert backend_alive(new_db_admin, pid)
-        [blind] = [f for f in findings_as(new_db_admin, operator) if BLIND in f]
+        [blind] = about_job_user(findings_as(new_db_admin, operator), BLIND)
         assert "(1 show no state in pg_stat_activity)" in blind
         assert "GRANT pg_read_all_stats" in blind
         # Seeing them without pg_signal_backend: the job fails, as failed_jobs reports
         new_db_admin.run(f"GRANT pg_read_all_stats TO {operator}")
-        assert not [f for f in findings_as(new_db_admin, operator) if BLIND in f]
+        assert not about_job_user(findings_as(new_db_admin, operator), BLIND)
         new_db_admin.run(f"SET ROLE {operator}")
         with pytest.raises(pg8000.native.DatabaseError, match="pg_signal_backend"):
             new_db_admin.run(END)
@@ -81,15 +87,11 @@ def test_a_job_user_that_cannot_see_app_user_sessions_is_a_finding(
         new_db_admin.run(f"SET ROLE {operator}")
         assert new_db_admin.run(END) == [[1]]
         new_db_admin.run("RESET ROLE")
-        assert not job_user_gaps(findings_as(new_db_admin, operator))
+        assert not about_job_user(findings_as(new_db_admin, operator))
     finally:
         with contextlib.suppress(pg8000.native.InterfaceError, pg8000.native.DatabaseError,
                                  OSError):
             stuck.close()
-
-
-def job_user_gaps(findings: tuple[str, ...]) -> list[str]:
-    return [f for f in findings if BLIND in f or UNENDING in f]
 
 
 def test_what_the_job_user_lacks_is_a_finding_before_any_backend_is_stuck(
@@ -97,23 +99,23 @@ def test_what_the_job_user_lacks_is_a_finding_before_any_backend_is_stuck(
     """No app_user session in the database: the privileges alone decide."""
     assert new_db_admin.run("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_user' "
                             "AND datname = current_database()") == [[0]]
-    assert not job_user_gaps(bootstrap.check(new_db_admin, require_pg_cron=True).findings)
-    blind, unending = job_user_gaps(findings_as(new_db_admin, operator))
+    assert not about_job_user(bootstrap.check(new_db_admin, require_pg_cron=True).findings)
+    blind, unending = about_job_user(findings_as(new_db_admin, operator))
     assert BLIND in blind and "(it lacks the privileges of pg_read_all_stats)" in blind
     assert "GRANT pg_read_all_stats to it" in blind
     assert UNENDING in unending and "GRANT pg_signal_backend to it" in unending
     new_db_admin.run(f"GRANT pg_read_all_stats TO {operator}")
-    assert job_user_gaps(findings_as(new_db_admin, operator)) == [unending]
+    assert about_job_user(findings_as(new_db_admin, operator)) == [unending]
     new_db_admin.run(f"GRANT pg_signal_backend TO {operator}")
-    assert not job_user_gaps(findings_as(new_db_admin, operator))
+    assert not about_job_user(findings_as(new_db_admin, operator))
     new_db_admin.run(f"REVOKE pg_read_all_stats, pg_signal_backend FROM {operator}")
-    assert len(job_user_gaps(findings_as(new_db_admin, operator))) == 2
+    assert len(about_job_user(findings_as(new_db_admin, operator))) == 2
     # RDS's shape: its master's rds_superuser is a member of pg_monitor (which holds
     # pg_read_all_stats) and of pg_signal_backend
     new_db_admin.run(f"GRANT pg_monitor, pg_signal_backend TO {operator}")
-    assert not job_user_gaps(findings_as(new_db_admin, operator))
+    assert not about_job_user(findings_as(new_db_admin, operator))
     new_db_admin.run(f"REVOKE pg_monitor, pg_signal_backend FROM {operator}")
-    assert len(job_user_gaps(findings_as(new_db_admin, operator))) == 2
+    assert len(about_job_user(findings_as(new_db_admin, operator))) == 2
     # A user with app_user's own privileges may see and end its sessions as well
     new_db_admin.run(f"GRANT app_user TO {operator}")
-    assert not job_user_gaps(findings_as(new_db_admin, operator))
+    assert not about_job_user(findings_as(new_db_admin, operator))

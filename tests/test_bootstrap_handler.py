@@ -157,6 +157,11 @@ def older_database(postgres: PostgresServer) -> str:
      "missing AppUserSecretArn, OwnerSecretArn"),
     (lambda e: e["ResourceProperties"].update(TargetVersion="latest"),
      "TargetVersion 'latest' is not a whole number"),
+    # int() would read these as 5 and 16: plain digits only, as the construct writes them
+    (lambda e: e["ResourceProperties"].update(TargetVersion=" 5 "),
+     "TargetVersion ' 5 ' is not a whole number"),
+    (lambda e: e["ResourceProperties"].update(TargetVersion="1_6"),
+     "TargetVersion '1_6' is not a whole number"),
     (lambda e: e["ResourceProperties"].update(TargetVersion="99"),
      f"TargetVersion 99: this bootstrap has versions 1 to {bootstrap.LATEST_VERSION}"),
     (lambda e: e.update(RequestType="Rollback"), "RequestType 'Rollback'"),
@@ -170,12 +175,15 @@ def older_database(postgres: PostgresServer) -> str:
      "AppUserTransactionMinutes '1441' is not a whole number from 1 to 1440"),
     (lambda e: e["ResourceProperties"].update(AppUserTransactionMinutes="10m"),
      "AppUserTransactionMinutes '10m' is not a whole number"),
+    (lambda e: e["ResourceProperties"].update(AppUserTransactionMinutes="+3"),
+     "AppUserTransactionMinutes '[+]3' is not a whole number"),
     (lambda e: e["ResourceProperties"].update(MasterSecretArn=[e["ResourceProperties"]
                                                                ["MasterSecretArn"]]),
      "ResourceProperties MasterSecretArn: expected a string, not a list or an object"),
 ], ids=["no-properties", "null-properties", "no-master", "no-role-secrets", "version-word",
-        "version-unknown", "request-type", "limit-zero", "limit-word", "minutes-zero",
-        "minutes-day-and-one", "minutes-unit", "master-list"])
+        "version-spaces", "version-underscore", "version-unknown", "request-type", "limit-zero",
+        "limit-word", "minutes-zero", "minutes-day-and-one", "minutes-unit", "minutes-plus",
+        "master-list"])
 def test_bad_events_fail_clearly_and_change_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         change: Any, message: str) -> None:

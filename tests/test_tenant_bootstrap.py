@@ -198,6 +198,9 @@ def test_a_password_in_a_bad_dsn_never_reaches_the_error(
 @pytest.mark.parametrize(("args", "message"), [
     (["--target-version", "0"], "--target-version: '0': this bootstrap has versions 1 to"),
     (["--target-version", "99"], "--target-version: '99': this bootstrap has versions 1 to"),
+    # str.isdigit() passes both; int() refuses the first and reads the second as 3
+    (["--target-version", "²"], "--target-version: '²': this bootstrap has versions 1 to"),
+    (["--app-user-connection-limit", "٣"], "--app-user-connection-limit: '٣': use a whole"),
     (["--app-user-connection-limit", "0"], "--app-user-connection-limit: '0': use a whole"),
     (["--app-user-connection-limit", "-5"], "--app-user-connection-limit: '-5': use a whole"),
     (["--app-user-transaction-minutes", "0"],

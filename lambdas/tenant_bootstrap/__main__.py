@@ -22,6 +22,7 @@ from .bootstrap import (
 )
 from .connection import Connection, close, connect
 from .errors import BootstrapError
+from .whole_number import whole_number
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
 DSN_PARAMETERS = ("sslmode", "sslrootcert")
@@ -71,20 +72,22 @@ def _redacted(dsn: str) -> str:
 
 def _version(raw: str) -> int:
     """--target-version, checked before anything connects."""
-    if not raw.isdigit() or not 1 <= int(raw) <= LATEST_VERSION:
+    version = whole_number(raw)
+    if version is None or not 1 <= version <= LATEST_VERSION:
         raise argparse.ArgumentTypeError(
             f"{raw!r}: this bootstrap has versions 1 to {LATEST_VERSION}")
-    return int(raw)
+    return version
 
 
 def _whole_number(high: int | None, unit: str) -> Callable[[str], int]:
     """An argparse type: a whole number from 1 (to `high`), checked before anything connects;
     `unit` says what it counts, for the message."""
     def parse(raw: str) -> int:
-        if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+        value = whole_number(raw)
+        if value is None or value < 1 or (high is not None and value > high):
             span = "of at least 1" if high is None else f"from 1 to {high}"
             raise argparse.ArgumentTypeError(f"{raw!r}: use a whole number {span} ({unit})")
-        return int(raw)
+        return value
     return parse
 
 

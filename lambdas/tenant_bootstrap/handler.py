@@ -52,6 +52,7 @@ from .role_secrets import ROLE_FIELDS, current_passwords
 from .rotation import EVENT_FIELDS as ROTATION_FIELDS
 from .rotation import on_rotate
 from .scheduled_check import on_check
+from .whole_number import whole_number
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
@@ -173,10 +174,7 @@ def _whole_property(properties: dict[str, str], name: str, high: int | None,
     raw = properties.get(name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
+    value = whole_number(raw) or 0
     if value < 1 or (high is not None and value > high):
         span = "of at least 1" if high is None else f"from 1 to {high}"
         raise BootstrapError(f"{name} {raw!r} is not a whole number {span}; the TenantBootstrap "
@@ -185,11 +183,10 @@ def _whole_property(properties: dict[str, str], name: str, high: int | None,
 
 
 def _target_version(raw: str) -> int:
-    try:
-        version = int(raw)
-    except ValueError:
+    version = whole_number(raw)
+    if version is None:
         raise BootstrapError(f"TargetVersion {raw!r} is not a whole number; this bootstrap has "
-                             f"versions 1 to {LATEST_VERSION}") from None
+                             f"versions 1 to {LATEST_VERSION}")
     if not 1 <= version <= LATEST_VERSION:
         raise BootstrapError(f"TargetVersion {version}: this bootstrap has versions 1 to "
                              f"{LATEST_VERSION}")

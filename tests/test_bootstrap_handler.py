@@ -225,8 +225,14 @@ def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,
 @pytest.mark.parametrize(("secret", "message"), [
     ({"password": "wrong-master-password"}, "password authentication failed"),
     ({"host": None}, "MasterSecretArn: the secret lacks host"),
-    ({"port": "fivefourthreetwo"}, "the secret's port is not a number"),
-], ids=["wrong-password", "no-host", "bad-port"])
+    ({"port": "fivefourthreetwo"}, "the secret's port 'fivefourthreetwo' is not a port number"),
+    # int() would read these as 5432, 1 and 5432, and 70000 would reach the connection
+    ({"port": 5432.9}, "the secret's port 5432.9 is not a port number"),
+    ({"port": True}, "the secret's port True is not a port number"),
+    ({"port": " 5432 "}, "the secret's port ' 5432 ' is not a port number"),
+    ({"port": 70000}, "the secret's port 70000 is not a port number [(]1 to 65535[)]"),
+], ids=["wrong-password", "no-host", "bad-port", "fractional-port", "boolean-port",
+        "spaced-port", "port-out-of-range"])
 def test_a_wrong_master_secret_fails_clearly_and_changes_nothing(
         postgres: PostgresServer, aws: Secrets, older_database: str,
         secret: dict[str, object], message: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -237,6 +243,16 @@ def test_a_wrong_master_secret_fails_clearly_and_changes_nothing(
         handler.on_event(event("Create", aws, master))
     assert "wrong-master-password" not in str(failure.value) + caplog.text
     assert state(postgres, older_database) == before
+
+
+def test_a_master_secret_port_written_as_a_string_of_digits_is_taken(
+        postgres: PostgresServer, aws: Secrets) -> None:
+    # RDS writes a JSON number; a secret written by hand may quote it
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database, port=str(postgres.port)))
+    created = handler.on_event(event("Create", aws, master))
+    assert created["PhysicalResourceId"].endswith(f":{postgres.port}/{database}")
+    assert created["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
 
 
 def test_a_master_password_mid_rotation_is_read_again(

@@ -16,11 +16,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .connection import Connection, connect
 from .errors import BootstrapError
+from .whole_number import whole_number
 
 # The RDS CA bundle is copied next to this file when the asset is bundled.
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
 BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
 MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
+MAX_PORT = 65535
 # The master secret rotates on a schedule (and right after creation); a password refused in
 # that window is read again rather than failing the run.
 PASSWORD_ATTEMPTS = 3
@@ -100,13 +102,25 @@ def master_connection(secret: dict[str, Any]) -> Connection:
     if missing:
         raise BootstrapError(f"MasterSecretArn: the secret lacks {', '.join(missing)}; point it "
                              "at the RDS instance's attached master secret")
-    try:
-        port = int(secret["port"])
-    except (TypeError, ValueError):
-        raise BootstrapError("MasterSecretArn: the secret's port is not a number") from None
+    port = _port(secret["port"])
     return Connection(host=str(secret["host"]), port=port, database=str(secret["dbname"]),
                       user=str(secret["username"]), password=str(secret["password"]),
                       sslmode="verify-full", ca_file=ca_file())
+
+
+def _port(raw: object) -> int:
+    """The secret's port: RDS writes a JSON number; a string of plain digits is taken too
+    (int() alone took 5432.9 as 5432, true as 1 and " 5432 " as 5432)."""
+    port: int | None = None
+    if isinstance(raw, str):
+        port = whole_number(raw)
+    elif type(raw) is int:  # not isinstance: bool is a subclass of int
+        port = raw
+    if port is None or not 1 <= port <= MAX_PORT:
+        raise BootstrapError(f"MasterSecretArn: the secret's port {raw!r} is not a port number "
+                             f"(1 to {MAX_PORT}); point it at the RDS instance's attached "
+                             "master secret")
+    return port
 
 
 def ca_file() -> str:

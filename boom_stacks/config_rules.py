@@ -27,20 +27,20 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653)
-_ACCOUNT = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
-_DAILY_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_ACCOUNT = re.compile(r"[0-9]{12}")
+_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-[0-9]")
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[a-z]{2,}", re.IGNORECASE)
+_DAILY_WINDOW = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 _WEEKLY_WINDOW = re.compile(
-    r"^(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)-"
-    r"(mon|tue|wed|thu|fri|sat|sun):([01]\d|2[0-3]):([0-5]\d)$"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])-"
+    r"(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):([0-5][0-9])"
 )
 # repository:tag[@sha256:digest]; the tag starts with a version number (v optional).
 _IMAGE = re.compile(
-    r"^(?P<repository>[a-z0-9][a-z0-9./_-]*):v?[0-9][A-Za-z0-9._-]*(@sha256:[0-9a-f]{64})?$")
+    r"(?P<repository>[a-z0-9][a-z0-9./_-]*):v?[0-9][A-Za-z0-9._-]*(@sha256:[0-9a-f]{64})?")
 # A Kubernetes object name (DNS-1123 subdomain).
 _DNS_SUBDOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Connections that must stay free even during a rollout: PostgreSQL's (and RDS's default)
 # superuser_reserved_connections, plus room for a migration, secret rotation, the bootstrap,
@@ -64,11 +64,11 @@ def validate(cfg: EnvironmentConfig) -> None:
     env = cfg.name
     if env not in ENVIRONMENTS:
         raise ConfigError("name", env, "is not an environment", f"Use one of {ENVIRONMENTS}")
-    if not _ACCOUNT.match(cfg.account):
+    if not _full(_ACCOUNT, cfg.account):
         raise ConfigError(f"{env}.account", cfg.account, "is not a 12-digit AWS account id",
                           "Pass -c account=123456789012 or set CDK_DEFAULT_ACCOUNT")
     for field in ("primary_region", "dr_region"):
-        if not _REGION.match(getattr(cfg, field)):
+        if not _full(_REGION, getattr(cfg, field)):
             raise ConfigError(f"{env}.{field}", getattr(cfg, field), "is not an AWS region",
                               "Use a region name such as us-east-1")
     if cfg.dr_region == cfg.primary_region:
@@ -92,7 +92,7 @@ def _validate_azs(env: str, cfg: EnvironmentConfig) -> None:
         raise ConfigError(f"{env}.availability_zones", azs, "must be 3 distinct zones",
                           "List three zones of the primary region, e.g. us-east-1a/b/c")
     for az in azs:
-        if not re.match(rf"^{re.escape(cfg.primary_region)}[a-z]$", az):
+        if not _full(rf"{re.escape(cfg.primary_region)}[a-z]", az):
             raise ConfigError(f"{env}.availability_zones", az,
                               f"is not a zone of primary_region {cfg.primary_region}",
                               f"Use zones named {cfg.primary_region}a, {cfg.primary_region}b, ...")
@@ -115,10 +115,10 @@ def _validate_network(env: str, net: NetworkConfig, az_count: int) -> None:
 
 def _validate_database(env: str, db: DatabaseConfig) -> None:
     prefix = f"{env}.database"
-    if not re.match(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", db.instance_class):
+    if not _full(r"db\.[a-z][a-z0-9-]*\.[a-z0-9]+", db.instance_class):
         raise ConfigError(f"{prefix}.instance_class", db.instance_class,
                           "is not an RDS instance class", "Use a class such as db.t3.medium")
-    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", db.database_name):
+    if not _full(r"[a-z][a-z0-9_]{0,62}", db.database_name):
         raise ConfigError(f"{prefix}.database_name", db.database_name,
                           "is not a PostgreSQL identifier", "Use lower case letters, digits, _")
     _validate_max_connections(prefix, db)
@@ -144,7 +144,7 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
 
 def _validate_cache(env: str, cache: CacheConfig) -> None:
     prefix = f"{env}.cache"
-    if not re.match(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", cache.node_type):
+    if not _full(r"cache\.[a-z][a-z0-9-]*\.[a-z0-9]+", cache.node_type):
         raise ConfigError(f"{prefix}.node_type", cache.node_type,
                           "is not an ElastiCache node type", "Use a type such as cache.t3.micro")
     _in_range(f"{prefix}.num_nodes", cache.num_nodes, 1, 6)
@@ -152,7 +152,7 @@ def _validate_cache(env: str, cache: CacheConfig) -> None:
         raise ConfigError(f"{prefix}.multi_az", cache.multi_az,
                           "needs at least 2 nodes (num_nodes)",
                           "Set num_nodes >= 2 or multi_az = False")
-    if not re.match(r"^7\.\d+$", cache.engine_version):
+    if not _full(r"7\.[0-9]+", cache.engine_version):
         raise ConfigError(f"{prefix}.engine_version", cache.engine_version,
                           "is not a Redis 7 version", "Use e.g. 7.1 (the seed's redis7 family)")
     _in_range(f"{prefix}.snapshot_retention_days", cache.snapshot_retention_days, 1, 35)
@@ -178,11 +178,11 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     # would hang through a failover as with no setting at all.
     _in_range(f"{prefix}.dead_connection_seconds", pool.dead_connection_seconds, 5, 600)
     _in_range(f"{prefix}.run_as_user", pool.run_as_user, 1, 2**31 - 1)
-    image = _IMAGE.match(pool.image)
+    image = _full(_IMAGE, pool.image)
     if not image:
         raise ConfigError(f"{prefix}.image", pool.image, "is not pinned to a version tag",
                           "Use repository:version (optionally @sha256:digest), never latest")
-    if not _DNS_SUBDOMAIN.match(pool.client_tls_issuer):
+    if not _full(_DNS_SUBDOMAIN, pool.client_tls_issuer):
         raise ConfigError(f"{prefix}.client_tls_issuer", pool.client_tls_issuer,
                           "is not a Kubernetes object name",
                           "Use the ClusterIssuer's name: lower case letters, digits, - and .")
@@ -231,12 +231,18 @@ def _validate_alarms(env: str, alarms: AlarmConfig) -> None:
         raise ConfigError(field, alarms.emails, "is not a tuple of addresses",
                           "Use a tuple, e.g. (\"oncall@example.com\",)")
     for email in alarms.emails:
-        if not isinstance(email, str) or not _EMAIL.match(email):
+        if not _full(_EMAIL, email):
             raise ConfigError(field, email, "is not an e-mail address",
                               "Give one address per item, e.g. oncall@example.com")
     if len({email.lower() for email in alarms.emails}) != len(alarms.emails):
         raise ConfigError(field, alarms.emails, "lists an address twice",
                           "List each address once (SNS would subscribe it once anyway)")
+
+
+def _full(pattern: str | re.Pattern[str], value: object) -> re.Match[str] | None:
+    """The match of the whole of `value`, a string, else None. re.match with ^...$ took a
+    trailing newline ("123456789012\n" as an account), which would reach the template."""
+    return re.fullmatch(pattern, value) if isinstance(value, str) else None
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> None:
@@ -264,7 +270,7 @@ def _windows_apart(prefix: str, daily_name: str, daily: str, maintenance: str,
 
 
 def _daily_window(field: str, window: str) -> tuple[int, int]:
-    match = _DAILY_WINDOW.match(window)
+    match = _full(_DAILY_WINDOW, window)
     if not match:
         raise ConfigError(field, window, "is not a daily window", "Use hh:mm-hh:mm in UTC")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
@@ -276,7 +282,7 @@ def _daily_window(field: str, window: str) -> tuple[int, int]:
 
 
 def _weekly_window(field: str, window: str) -> tuple[int, int]:
-    match = _WEEKLY_WINDOW.match(window)
+    match = _full(_WEEKLY_WINDOW, window)
     if not match:
         raise ConfigError(field, window, "is not a weekly window",
                           "Use ddd:hh:mm-ddd:hh:mm in UTC, e.g. sun:04:00-sun:05:00")

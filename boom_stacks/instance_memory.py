@@ -18,7 +18,7 @@ _BURSTABLE = ("t3", "t4g")
 # m and r classes: memory grows with vCPUs (large = 2 vCPUs, xlarge = 4, Nxlarge = 4N).
 _GIB_PER_VCPU = (dict.fromkeys(("m5", "m6g", "m6i", "m7g", "m7i"), 4)
                  | dict.fromkeys(("r5", "r6g", "r6i", "r7g", "r7i"), 8))
-_SIZE = re.compile(r"^(?:(\d+)x|x)?large$")
+_SIZE = re.compile(r"(?:([0-9]+)x|x)?large")
 
 
 def memory_gib(instance_class: str) -> int | None:
@@ -26,7 +26,7 @@ def memory_gib(instance_class: str) -> int | None:
     _, family, size = instance_class.split(".", 2)
     if family in _BURSTABLE:
         return _BURSTABLE_GIB.get(size)
-    match = _SIZE.match(size)
+    match = _SIZE.fullmatch(size)
     if family not in _GIB_PER_VCPU or not match:
         return None
     vcpus = 2 if size == "large" else 4 * int(match.group(1) or 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -178,6 +179,46 @@ def test_names_regions_zones_and_engines(changes: dict[str, object], message: st
 def test_alarm_emails(emails: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(PROD, alarms=AlarmConfig(emails=emails))  # type: ignore[arg-type]
+
+
+def with_newline(part: str, field: str) -> EnvironmentConfig:
+    """PROD with a trailing newline on one pattern-checked string (`part` "" for the top)."""
+    if not part:
+        return replace(PROD, **{field: getattr(PROD, field) + "\n"})
+    section = getattr(PROD, part)
+    return replace(PROD, **{part: replace(section, **{field: getattr(section, field) + "\n"})})
+
+
+@pytest.mark.parametrize(("part", "field"), [
+    ("", "primary_region"), ("", "dr_region"),
+    ("database", "instance_class"), ("database", "database_name"),
+    ("database", "backup_window"), ("database", "maintenance_window"),
+    ("cache", "node_type"), ("cache", "engine_version"), ("cache", "snapshot_window"),
+    ("cache", "maintenance_window"), ("pgbouncer", "image"), ("pgbouncer", "client_tls_issuer"),
+])
+def test_a_trailing_newline_is_refused_not_carried_into_the_template(part: str,
+                                                                      field: str) -> None:
+    # re.match with ^...$ passed "us-east-1\n": $ also matches before a final newline
+    name = f"prod.{part}.{field}" if part else f"prod.{field}"
+    with pytest.raises(ConfigError, match=rf"{re.escape(name)} = '.*\\n'"):
+        with_newline(part, field)
+
+
+@pytest.mark.parametrize("account", ["123456789012\n", "١٢٣٤٥٦٧٨٩٠١٢"])
+def test_an_account_is_twelve_ascii_digits_and_nothing_else(account: str) -> None:
+    # from CDK_DEFAULT_ACCOUNT or -c account=...; \d also matched other scripts' digits
+    with pytest.raises(ConfigError, match=r"dev\.account = .*is not a 12-digit AWS account id"):
+        load_config({}, {"CDK_DEFAULT_ACCOUNT": account})
+
+
+def test_a_zone_with_a_trailing_newline() -> None:
+    with pytest.raises(ConfigError, match=r"availability_zones = 'us-east-1c\\n'"):
+        replace(PROD, availability_zones=("us-east-1a", "us-east-1b", "us-east-1c\n"))
+
+
+def test_alarm_email_with_a_trailing_newline() -> None:
+    with pytest.raises(ConfigError, match=r"prod\.alarms\.emails = .*is not an e-mail address"):
+        replace(PROD, alarms=AlarmConfig(emails=("oncall@example.com\n",)))
 
 
 def test_cache_multi_az_needs_two_nodes() -> None:

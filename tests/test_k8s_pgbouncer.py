@@ -311,6 +311,9 @@ def test_the_cli_prints_yaml_and_refuses_a_bad_host(capsys: pytest.CaptureFixtur
                                               "PodDisruptionBudget", "NetworkPolicy"]
     assert main(["--env", "staging", "--database-host", "db host; rm -rf /"]) == 2
     assert "--database-host" in capsys.readouterr().err
+    # A final newline would end pgbouncer.ini's [databases] line after host= (^...$ passed it)
+    assert main(["--env", "staging", "--database-host", f"{HOST}\n"]) == 2
+    assert "--database-host" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["--env", "qa", "--database-host", HOST])
     assert exit_.value.code == 2 and "invalid choice: 'qa'" in capsys.readouterr().err

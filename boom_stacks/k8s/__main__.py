@@ -18,7 +18,7 @@ from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
 from boom_stacks.rds_ca import CaBundleError
 
 # A DNS name or an IPv4 address: what PgBouncer's `host=` accepts without quoting.
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database-host", required=True,
                         help="the RDS endpoint address (Boom-<Env>-Data output)")
     args = parser.parse_args(argv)
-    if not _HOST.match(args.database_host):
+    if not _HOST.fullmatch(args.database_host):
         print(f"--database-host {args.database_host!r}: give a host name or IPv4 address, "
               "e.g. boom-dev-db.abc123.us-east-1.rds.amazonaws.com", file=sys.stderr)
         return 2

@@ -184,7 +184,7 @@ def load_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> Envir
     """The environment chosen by `-c env=...`, with the account from context or the CLI."""
     _reject_typos(context)
     name = context.get("env", DEFAULT_ENVIRONMENT)
-    if name not in ENVIRONMENT_CONFIGS:
+    if not isinstance(name, str) or name not in ENVIRONMENT_CONFIGS:  # cdk.json takes any JSON
         raise ConfigError("env", name, "is not an environment",
                           f"Use -c env= one of: {', '.join(ENVIRONMENTS)}")
     account = context.get("account") or environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT

@@ -59,6 +59,13 @@ def test_unknown_environment_lists_the_valid_ones() -> None:
     assert "dev, staging, prod" in str(err.value)
 
 
+@pytest.mark.parametrize("env", [["prod"], {"name": "prod"}, 1])
+def test_an_environment_that_is_not_a_string_is_named(env: object) -> None:
+    # cdk.json's context takes any JSON; a list was a TypeError from deep in the lookup
+    with pytest.raises(ConfigError, match=r"env = .*is not an environment. Use -c env="):
+        load_config({"env": env}, {})
+
+
 @pytest.mark.parametrize("account", ["12345", "12345678901a", "1234567890123"])
 def test_malformed_account(account: str) -> None:
     with pytest.raises(ConfigError, match=rf"dev\.account = '{account}'.*12-digit"):

@@ -13,7 +13,7 @@ import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
-from lambdas.tenant_bootstrap.__main__ import main
+from lambdas.tenant_bootstrap.__main__ import main, parse_dsn
 from tests.fixture_bootstrap import FreshDatabase, schema_dump, trigger_off, versions
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT, Synthesized
@@ -162,6 +162,14 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
     assert f"at version {bootstrap.LATEST_VERSION}" in result.stdout
     assert "passwords set: app_user" in result.stdout
     assert role_passwords["app_user"] not in result.stdout + result.stderr
+
+
+def test_a_dsn_is_percent_decoded_as_libpq_decodes_it() -> None:
+    target = parse_dsn("postgresql://boom%2Badmin:p%40ss@db.example.com:6543/boom%20booking"
+                       "?sslrootcert=%2Ftmp%2Fca.pem", environ={})
+    assert (target.user, target.password, target.host, target.port, target.database,
+            target.ca_file) == ("boom+admin", "p@ss", "db.example.com", 6543, "boom booking",
+                                "/tmp/ca.pem")
 
 
 @pytest.mark.parametrize(("dsn", "message"), [

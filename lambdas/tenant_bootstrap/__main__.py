@@ -33,7 +33,7 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
         raise BootstrapError(f"--dsn {_redacted(dsn)!r}: expected postgresql://user@host:port/db")
-    database = parts.path.lstrip("/")
+    database = unquote(parts.path.lstrip("/"))  # percent-decoded, as libpq does
     if not database or not parts.username:
         raise BootstrapError(f"--dsn {_redacted(dsn)!r}: name the user and the database, "
                              "e.g. postgresql://postgres@localhost:5432/boom_booking")

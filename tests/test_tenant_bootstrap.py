@@ -175,7 +175,9 @@ def test_a_dsn_is_percent_decoded_as_libpq_decodes_it() -> None:
 @pytest.mark.parametrize(("dsn", "message"), [
     ("mysql://x@h/db", "expected postgresql://"),
     ("postgresql://127.0.0.1:5432/db", "name the user and the database"),
-    ("postgresql://u@127.0.0.1:notaport/db", "port is not a number"),
+    ("postgresql://u@127.0.0.1:notaport/db", "port is not a number from 1 to 65535"),
+    ("postgresql://u@127.0.0.1:0/db", "port is not a number from 1 to 65535"),  # was 5432
+    ("postgresql://u@127.0.0.1:70000/db", "port is not a number from 1 to 65535"),
     ("postgresql://u@127.0.0.1/db?sslmode=verify-full&sslrootcrt=ca.pem",
      "parameters sslrootcrt are not supported: use sslmode and sslrootcert"),
     # libpq verifies a given root certificate under require; this would not: refused

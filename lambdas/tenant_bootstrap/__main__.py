@@ -38,9 +38,12 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
         raise BootstrapError(f"--dsn {_redacted(dsn)!r}: name the user and the database, "
                              "e.g. postgresql://postgres@localhost:5432/boom_booking")
     try:
-        port = parts.port or 5432
+        port = 5432 if parts.port is None else parts.port  # ":0" was taken as 5432
     except ValueError:
-        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number from 1 to "
+                             "65535 (or leave it out for 5432)")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - set(DSN_PARAMETERS))
     if unknown:

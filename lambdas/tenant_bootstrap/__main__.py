@@ -82,7 +82,7 @@ def _version(raw: str) -> int:
     return version
 
 
-def _whole_number(high: int | None, unit: str) -> Callable[[str], int]:
+def _number_argument(high: int | None, unit: str) -> Callable[[str], int]:
     """An argparse type: a whole number from 1 (to `high`), checked before anything connects;
     `unit` says what it counts, for the message."""
     def parse(raw: str) -> int:
@@ -104,11 +104,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     parser.add_argument("--target-version", type=_version, default=None, metavar="N",
                         help=f"apply up to this version (default: latest, {LATEST_VERSION})")
     parser.add_argument("--app-user-connection-limit", default=None, metavar="N",
-                        type=_whole_number(None, "the PgBouncer pools' worst case"),
+                        type=_number_argument(None, "the PgBouncer pools' worst case"),
                         help="set app_user's CONNECTION LIMIT (the deploy sets the PgBouncer "
                              "pools' worst case; default: leave it as it is)")
     parser.add_argument("--app-user-transaction-minutes", default=None, metavar="N",
-                        type=_whole_number(MAX_TRANSACTION_MINUTES, "minutes"),
+                        type=_number_argument(MAX_TRANSACTION_MINUTES, "minutes"),
                         help="end app_user transactions older than N minutes (pg_cron's job, "
                              "where the server loads pg_cron for this database; the deploy "
                              "sets config's; default: leave the database's bound as it is)")

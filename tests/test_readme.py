@@ -1,5 +1,6 @@
 """The README keeps up with the code it indexes: every migration has its line in the
-migrations table, and every test module is named (or matched by a glob) in the tests table."""
+migrations table, every test module is named (or matched by a glob) in the tests table, and
+every module of the app and of the bootstrap package has its line in Layout."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def test_every_test_module_is_in_the_tests_table() -> None:
     unlisted = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))
                 if not any(fnmatch.fnmatch(path.name, name) for name in names)]
     assert unlisted == []
+
+
+def test_every_module_has_its_line_in_the_layout() -> None:
+    layout = section("## Layout")
+    # Top-level modules by path; the bootstrap package's one per indented line under it.
+    named = set(re.findall(r"^(boom_stacks/[a-z_]+\.py)\b", layout, re.MULTILINE))
+    named |= {f"lambdas/tenant_bootstrap/{name}" for name in
+              re.findall(r"^ {2,4}([a-z_]+\.py)\b", layout, re.MULTILINE)}
+    modules = [str(path.relative_to(ROOT)) for path in
+               [*(ROOT / "boom_stacks").glob("*.py"),
+                *(ROOT / "lambdas" / "tenant_bootstrap").glob("*.py")]
+               if path.name != "__init__.py"]
+    assert sorted(set(modules) - named) == []

@@ -20,7 +20,7 @@ from .bootstrap import (
     check,
     check_role_passwords,
 )
-from .connection import Connection, close, connect
+from .connection import MAX_PORT, Connection, close, connect
 from .errors import BootstrapError
 from .whole_number import whole_number
 
@@ -41,9 +41,9 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
         port = 5432 if parts.port is None else parts.port  # ":0" was taken as 5432
     except ValueError:
         port = 0
-    if not 1 <= port <= 65535:
+    if not 1 <= port <= MAX_PORT:
         raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number from 1 to "
-                             "65535 (or leave it out for 5432)")
+                             f"{MAX_PORT} (or leave it out for 5432)")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - set(DSN_PARAMETERS))
     if unknown:

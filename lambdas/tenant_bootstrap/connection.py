@@ -16,6 +16,7 @@ from .errors import BootstrapError, reason
 # closed"). PostgreSQL's own errors are DatabaseError; DRIVER_ERRORS is either.
 CONNECTION_LOST = (OSError, pg8000.native.InterfaceError)
 DRIVER_ERRORS = (*CONNECTION_LOST, pg8000.native.DatabaseError)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)

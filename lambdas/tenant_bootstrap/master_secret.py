@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .connection import Connection, connect
+from .connection import MAX_PORT, Connection, connect
 from .errors import BootstrapError
 from .whole_number import whole_number
 
@@ -22,7 +22,6 @@ from .whole_number import whole_number
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
 BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
 MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
-MAX_PORT = 65535
 # The master secret rotates on a schedule (and right after creation); a password refused in
 # that window is read again rather than failing the run.
 PASSWORD_ATTEMPTS = 3

@@ -161,32 +161,33 @@ def pgbench(servers: list[int], bouncer: PgBouncer, database: str, password: str
     """pgbench through PgBouncer as the pods require clients to connect: TLS, certificate
     verified (libpq negotiates TLS 1.3, the only version PgBouncer accepts). `servers`: the
     processes (postmaster, pgbouncer) whose CPU time is the run's server time."""
-    logdir = Path(tempfile.mkdtemp(prefix="pgbench-"))
-    # -M prepared: pgbench prepares each statement with a blocking PQprepare() on a client's
-    # first use, which stops every other client of that pgbench thread. Through a pool smaller
-    # than the clients, those others hold server connections inside open transactions, and the
-    # prepare waits for one of them: the run stalls until query_wait_timeout. One thread per
-    # client removes that (pgbench's own artifact, not PgBouncer's).
-    threads = clients if mode == "prepared" else 2
-    cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {bouncer.port} "
-           "-U app_user "
-           f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
-           f"-D last={LAST_TENANT} -D rows={rows} "
-           f"-f {HERE / script} -l --log-prefix={logdir}/tx {database}")
-    server, client = process_cpu.tree_seconds(servers), process_cpu.children_seconds()
-    tls = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bouncer.client_ca)}
-    result = subprocess.run(["bash", "-c", cmd],
-                            env={**os.environ, "PGPASSWORD": password, **tls},
-                            capture_output=True, text=True, check=False)
-    server = process_cpu.tree_seconds(servers) - server
-    client = process_cpu.children_seconds() - client
-    if result.returncode != 0:
-        raise RuntimeError(f"pgbench {script} failed: {result.stderr[-2000:]}")
-    latencies = sorted(int(line.split()[2]) / 1000 for log in logdir.glob("tx*")
-                       for line in log.read_text().splitlines())
-    if not latencies:  # e.g. 1000 clients still connecting when a too-short run ended
-        raise RuntimeError(f"pgbench {script}: no transaction completed in {seconds} s with "
-                           f"{clients} clients; run longer. {result.stdout[-500:]}")
+    with tempfile.TemporaryDirectory(prefix="pgbench-") as directory:  # ~2 MB of logs
+        logdir = Path(directory)
+        # -M prepared: pgbench prepares each statement with a blocking PQprepare() on a client's
+        # first use, which stops every other client of that pgbench thread. Through a pool smaller
+        # than the clients, those others hold server connections inside open transactions, and the
+        # prepare waits for one of them: the run stalls until query_wait_timeout. One thread per
+        # client removes that (pgbench's own artifact, not PgBouncer's).
+        threads = clients if mode == "prepared" else 2
+        cmd = (f"ulimit -n 4096; {PG_BIN / 'pgbench'} -n -h 127.0.0.1 -p {bouncer.port} "
+               "-U app_user "
+               f"-c {clients} -j {threads} -T {seconds} -M {mode} -D first={FIRST_TENANT} "
+               f"-D last={LAST_TENANT} -D rows={rows} "
+               f"-f {HERE / script} -l --log-prefix={logdir}/tx {database}")
+        server, client = process_cpu.tree_seconds(servers), process_cpu.children_seconds()
+        tls = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bouncer.client_ca)}
+        result = subprocess.run(["bash", "-c", cmd],
+                                env={**os.environ, "PGPASSWORD": password, **tls},
+                                capture_output=True, text=True, check=False)
+        server = process_cpu.tree_seconds(servers) - server
+        client = process_cpu.children_seconds() - client
+        if result.returncode != 0:
+            raise RuntimeError(f"pgbench {script} failed: {result.stderr[-2000:]}")
+        latencies = sorted(int(line.split()[2]) / 1000 for log in logdir.glob("tx*")
+                           for line in log.read_text().splitlines())
+        if not latencies:  # e.g. 1000 clients still connecting when a too-short run ended
+            raise RuntimeError(f"pgbench {script}: no transaction completed in {seconds} s with "
+                               f"{clients} clients; run longer. {result.stdout[-500:]}")
     tps = next(float(line.split()[2]) for line in result.stdout.splitlines()
                if line.startswith("tps = "))
 

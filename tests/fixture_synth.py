@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ def synthesize(env: str) -> Synthesized:
                # Skip asset bundling: tests check templates, not Lambda packages.
                "aws:cdk:bundling-stacks": []}
     outdir = tempfile.mkdtemp(prefix=f"boom-{env}-")
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)  # read until the session ends
     app, stacks = create_app(environ={}, context=context, gate=False, outdir=outdir)
     raw = compliance.findings(app)
     compliance.acknowledge(app, stacks.config)

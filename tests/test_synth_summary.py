@@ -26,7 +26,7 @@ def test_each_stack_is_listed_with_its_destination_and_resource_count(
                                  str(resources))
 
 
-def test_the_acknowledged_count_is_compliance_py_s_and_no_one_else_s(
+def test_the_acknowledged_count_is_only_compliance_pys(
         synthesized: Synthesized) -> None:
     # CDK's own FlowLog acknowledges two CloudFormation-Validate findings; they were counted
     ours = compliance.acknowledgements_for(synthesized.config)

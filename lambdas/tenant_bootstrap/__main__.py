@@ -22,7 +22,7 @@ from .bootstrap import (
 )
 from .connection import MAX_PORT, Connection, close, connect
 from .errors import BootstrapError
-from .whole_number import whole_number
+from .whole_number import counted, span
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
 DSN_PARAMETERS = ("sslmode", "sslrootcert")
@@ -75,8 +75,8 @@ def _redacted(dsn: str) -> str:
 
 def _version(raw: str) -> int:
     """--target-version, checked before anything connects."""
-    version = whole_number(raw)
-    if version is None or not 1 <= version <= LATEST_VERSION:
+    version = counted(raw, LATEST_VERSION)
+    if version is None:
         raise argparse.ArgumentTypeError(
             f"{raw!r}: this bootstrap has versions 1 to {LATEST_VERSION}")
     return version
@@ -86,10 +86,9 @@ def _number_argument(high: int | None, unit: str) -> Callable[[str], int]:
     """An argparse type: a whole number from 1 (to `high`), checked before anything connects;
     `unit` says what it counts, for the message."""
     def parse(raw: str) -> int:
-        value = whole_number(raw)
-        if value is None or value < 1 or (high is not None and value > high):
-            span = "of at least 1" if high is None else f"from 1 to {high}"
-            raise argparse.ArgumentTypeError(f"{raw!r}: use a whole number {span} ({unit})")
+        value = counted(raw, high)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{raw!r}: use a whole number {span(high)} ({unit})")
         return value
     return parse
 

@@ -52,7 +52,7 @@ from .role_secrets import ROLE_FIELDS, current_passwords
 from .rotation import EVENT_FIELDS as ROTATION_FIELDS
 from .rotation import on_rotate
 from .scheduled_check import on_check
-from .whole_number import whole_number
+from .whole_number import counted, span, whole_number
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
@@ -174,11 +174,10 @@ def _whole_property(properties: dict[str, str], name: str, high: int | None,
     raw = properties.get(name)
     if raw is None:
         return None
-    value = whole_number(raw) or 0
-    if value < 1 or (high is not None and value > high):
-        span = "of at least 1" if high is None else f"from 1 to {high}"
-        raise BootstrapError(f"{name} {raw!r} is not a whole number {span}; the TenantBootstrap "
-                             f"construct sets it from config ({source})")
+    value = counted(raw, high)
+    if value is None:
+        raise BootstrapError(f"{name} {raw!r} is not a whole number {span(high)}; the "
+                             f"TenantBootstrap construct sets it from config ({source})")
     return value
 
 

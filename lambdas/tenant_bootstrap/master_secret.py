@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .connection import MAX_PORT, Connection, connect
 from .errors import BootstrapError
-from .whole_number import whole_number
+from .whole_number import counted
 
 # The RDS CA bundle is copied next to this file when the asset is bundled.
 CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
@@ -110,12 +110,9 @@ def master_connection(secret: dict[str, Any]) -> Connection:
 def _port(raw: object) -> int:
     """The secret's port: RDS writes a JSON number; a string of plain digits is taken too
     (int() alone took 5432.9 as 5432, true as 1 and " 5432 " as 5432)."""
-    port: int | None = None
-    if isinstance(raw, str):
-        port = whole_number(raw)
-    elif type(raw) is int:  # not isinstance: bool is a subclass of int
-        port = raw
-    if port is None or not 1 <= port <= MAX_PORT:
+    # type(), not isinstance(): bool is a subclass of int
+    port = counted(str(raw), MAX_PORT) if type(raw) in (int, str) else None
+    if port is None:
         raise BootstrapError(f"MasterSecretArn: the secret's port {raw!r} is not a port number "
                              f"(1 to {MAX_PORT}); point it at the RDS instance's attached "
                              "master secret")

@@ -1,6 +1,7 @@
 """The README keeps up with the code it indexes: every migration has its line in the
 migrations table, every test module is named (or matched by a glob) in the tests table, and
-every module of the app and of the bootstrap package has its line in Layout."""
+every module of the app and of the bootstrap package has its line in Layout, and the
+acknowledgement counts the Compliance gate section states are compliance.py's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import fnmatch
 import re
 from pathlib import Path
 
+from boom_stacks.compliance import acknowledgements_for
+from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap.bootstrap import load_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +46,12 @@ def test_every_module_has_its_line_in_the_layout() -> None:
                 *(ROOT / "lambdas" / "tenant_bootstrap").glob("*.py")]
                if path.name != "__init__.py"]
     assert sorted(set(modules) - named) == []
+
+
+def test_the_acknowledgement_counts_are_compliance_pys() -> None:
+    stated = re.search(r"Current acknowledgements \((\d+) in dev, (\d+) in staging, "
+                       r"(\d+) in prod,", section("## Compliance gate"))
+    assert stated, "the Compliance gate section no longer states the counts"
+    counts = tuple(str(len(acknowledgements_for(ENVIRONMENT_CONFIGS[name])))
+                   for name in ("dev", "staging", "prod"))
+    assert stated.groups() == counts

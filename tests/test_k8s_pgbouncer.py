@@ -303,17 +303,34 @@ def test_the_config_map_and_userlist_run_on_real_pgbouncer(
             conn.close()
 
 
-def test_the_cli_prints_yaml_and_refuses_a_bad_host(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--env", "staging", "--database-host", HOST]) == 0
+@pytest.mark.parametrize("host", [HOST, "10.30.3.17", "db-1.internal", "a" * 63 + ".example"])
+def test_the_cli_prints_yaml_for_a_host_name_or_address(
+        host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--env", "staging", "--database-host", host]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["kind"] for d in documents] == ["ConfigMap", "ConfigMap", "ExternalSecret",
                                               "Certificate", "Deployment", "Service",
                                               "PodDisruptionBudget", "NetworkPolicy"]
-    assert main(["--env", "staging", "--database-host", "db host; rm -rf /"]) == 2
-    assert "--database-host" in capsys.readouterr().err
-    # A final newline would end pgbouncer.ini's [databases] line after host= (^...$ passed it)
-    assert main(["--env", "staging", "--database-host", f"{HOST}\n"]) == 2
-    assert "--database-host" in capsys.readouterr().err
+    ini = next(d for d in documents if "pgbouncer.ini" in d.get("data", {}))
+    assert f"host={host} " in ini["data"]["pgbouncer.ini"]
+
+
+@pytest.mark.parametrize("host", [
+    "db host; rm -rf /",
+    f"{HOST}\n",  # would end pgbouncer.ini's [databases] line after host= (^...$ passed it)
+    "db..example.com", ".example.com", "db.example.com.", "-db.example.com", "db-.example.com",
+    "a" * 64 + ".example",  # a DNS label is 63 characters at most
+    ".".join(["d" * 63] * 4),  # 255 characters: a name is 253 at most
+])
+def test_the_cli_refuses_a_bad_host_before_printing_anything(
+        host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # `=`: argparse would take "-db..." after a space for an option
+    assert main(["--env", "staging", f"--database-host={host}"]) == 2
+    printed = capsys.readouterr()
+    assert "--database-host" in printed.err and printed.out == ""
+
+
+def test_the_cli_refuses_an_unknown_environment(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--env", "qa", "--database-host", HOST])
     assert exit_.value.code == 2 and "invalid choice: 'qa'" in capsys.readouterr().err

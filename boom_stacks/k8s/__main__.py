@@ -17,8 +17,11 @@ from boom_stacks.config import ENVIRONMENT_CONFIGS, ENVIRONMENTS
 from boom_stacks.k8s.pgbouncer import pgbouncer_manifests
 from boom_stacks.rds_ca import CaBundleError
 
-# A DNS name or an IPv4 address: what PgBouncer's `host=` accepts without quoting.
-_HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+# A DNS name or an IPv4 address: what PgBouncer's `host=` accepts without quoting. Labels of
+# 1 to 63 letters, digits and inner hyphens, joined by single dots (RFC 1123), 253 at most:
+# `db..example` or a 64-character label would only fail when PgBouncer looks it up.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

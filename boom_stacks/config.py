@@ -187,8 +187,16 @@ def load_config(context: Mapping[str, Any], environ: Mapping[str, str]) -> Envir
     if not isinstance(name, str) or name not in ENVIRONMENT_CONFIGS:  # cdk.json takes any JSON
         raise ConfigError("env", name, "is not an environment",
                           f"Use -c env= one of: {', '.join(ENVIRONMENTS)}")
-    account = context.get("account") or environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT
-    return replace(ENVIRONMENT_CONFIGS[name], account=str(account))
+    account = context.get("account")
+    if account is None:
+        account = environ.get("CDK_DEFAULT_ACCOUNT") or PLACEHOLDER_ACCOUNT
+    elif not isinstance(account, str) or not account:
+        # `-c account=$ACCOUNT` with the variable unset fell back to the placeholder, and a
+        # JSON number in cdk.json loses an account id's leading zeros.
+        raise ConfigError("account", account, "is not a 12-digit AWS account id",
+                          "Pass -c account=123456789012 (in cdk.json, as a quoted string), or "
+                          "leave the key out to use your credentials' account")
+    return replace(ENVIRONMENT_CONFIGS[name], account=account)
 
 
 def _reject_typos(context: Mapping[str, Any]) -> None:

@@ -76,6 +76,15 @@ def test_malformed_account(account: str) -> None:
         load_config({"account": account}, {})
 
 
+@pytest.mark.parametrize("account", ["", 123456789012, 12345678901, True])
+def test_an_empty_or_numeric_account_context_is_refused(account: object) -> None:
+    # `-c account=$UNSET` fell back to CDK_DEFAULT_ACCOUNT or the placeholder; a JSON number
+    # in cdk.json was taken as text, and one with a leading zero had lost it
+    with pytest.raises(ConfigError, match=rf"^account = {re.escape(repr(account))}: .*12-digit"
+                                          r".*quoted string"):
+        load_config({"account": account}, {"CDK_DEFAULT_ACCOUNT": "222222222222"})
+
+
 @pytest.mark.parametrize(("key", "suggestion"), [("enviroment", "env"), ("acount", "account"),
                                                  ("ENV", "env"), ("environment", "env")])
 def test_context_key_typos_are_named_with_the_fix(key: str, suggestion: str) -> None:

@@ -1,7 +1,8 @@
 """A PostgreSQL 15 that loads pg_cron for the tenant database, as the Data stack's parameter
-group does (shared_preload_libraries, cron.database_name); the session's shared server does
-not, as a local database would not. pg_cron runs jobs in background workers here (no
-password for its connection); which way it connects does not change what a job runs.
+group does (shared_preload_libraries with pg_stat_statements, cron.database_name; utility
+statements untracked); the session's shared server does not, as a local database would not.
+pg_cron runs jobs in background workers here (no password for its connection); which way it
+connects does not change what a job runs.
 The fixtures on it are in conftest (cron_server, cron_db, cron_admin).
 """
 
@@ -10,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
+from boom_stacks.constructs.tenant_database import (
+    PRELOADED_LIBRARIES,
+    UTILITY_STATEMENTS_UNTRACKED,
+)
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.cron import CRON_JOBS
 from tests.fixture_postgres import PostgresServer
@@ -17,8 +22,8 @@ from tests.fixture_tenants import Conn
 
 # The database the Data stack creates and the parameter group names for pg_cron.
 DATABASE = ENVIRONMENT_CONFIGS["dev"].database.database_name
-CRON = {"shared_preload_libraries": "pg_cron", "cron.database_name": DATABASE,
-        "cron.use_background_workers": "on"}
+CRON = {"shared_preload_libraries": PRELOADED_LIBRARIES, "cron.database_name": DATABASE,
+        "cron.use_background_workers": "on", **UTILITY_STATEMENTS_UNTRACKED}
 # Both jobs, as every run leaves them: as the bootstrap's user, in the tenant database.
 SHIPPED = sorted([name, job.schedule, job.command, True, DATABASE, "postgres"]
                  for name, job in CRON_JOBS.items())

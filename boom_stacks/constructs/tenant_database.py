@@ -27,6 +27,9 @@ PRELOADED_LIBRARIES = "pg_stat_statements,pg_cron"
 # Logged statements keep their text and lose their bind values: see the parameter group.
 SLOW_STATEMENT_VALUES_UNLOGGED = {"log_parameter_max_length": "0",
                                   "log_parameter_max_length_on_error": "0"}
+# pg_stat_statements keeps utility statements' text as sent, literals included: see the
+# parameter group.
+UTILITY_STATEMENTS_UNTRACKED = {"pg_stat_statements.track_utility": "0"}
 
 
 class TenantDatabase(Construct):
@@ -76,6 +79,16 @@ class TenantDatabase(Construct):
                 # installs it. Static: applied when the instance starts.
                 "shared_preload_libraries": PRELOADED_LIBRARIES,
                 "cron.database_name": db.database_name,
+                # pg_stat_statements replaces the literals of SELECT, INSERT, UPDATE and
+                # DELETE with $1, but keeps a utility statement's text as sent: a COPY (which
+                # takes no bind parameters), DECLARE, EXPLAIN, CALL or DO with a tenant's
+                # e-mail address in it, and the master rotation's ALTER USER ... PASSWORD
+                # with the password in clear. Once anyone creates the extension in the tenant
+                # database (a monitoring agent), every app_user session, whichever tenant it
+                # serves, could read those texts, until evicted. Utility statements go
+                # untracked; the queries inside COPY, DECLARE and EXPLAIN ANALYZE are still
+                # counted, normalized (test_statement_statistics.py).
+                **UTILITY_STATEMENTS_UNTRACKED,
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.

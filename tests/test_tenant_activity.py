@@ -1,10 +1,11 @@
 """What one app_user session sees of another's SQL, on real PostgreSQL 15.
 
 Every tenant's traffic runs as app_user, and pg_stat_activity shows a role the text of its
-own sessions' statements in flight. So tenant data written into SQL text is visible to any
-code running as app_user (through SQL injection, say); sent as a bind parameter it shows as
-$1. The README's contract asks for parameters; this is why, and that they suffice. And any
-app_user session may end any other (a limit the README states).
+own sessions' statements: the one running, or else the last one, for as long as the session
+stays idle (a pooled server connection between clients). So tenant data written into SQL
+text is visible to any code running as app_user (through SQL injection, say); sent as a bind
+parameter it shows as $1. The README's contract asks for parameters; this is why, and that
+they suffice. And any app_user session may end any other (a limit the README states).
 """
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
         bound = seen_while_running(
             watcher, lambda: tenant_a.run("SELECT pg_sleep(1.5), CAST(:e AS text)", e=SECRET))
         assert bound == ["SELECT pg_sleep(1.5), CAST($1 AS text)"]
+    finally:
+        tenant_a.close()
+        watcher.close()
+
+
+def test_an_idle_sessions_last_statement_stays_visible(
+        postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
+    # What an idle PgBouncer server connection shows after its last client's transaction
+    def session() -> Conn:
+        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
+
+    tenant_a, watcher = session(), session()
+    try:
+        pid = tenant_a.run("SELECT pg_backend_pid()")[0][0]
+        tenant_a.run(f"SELECT '{SECRET}' AS literal")
+        time.sleep(0.5)  # the statement is long over
+        assert watcher.run("SELECT state, query FROM pg_stat_activity WHERE pid = :p",
+                           p=pid) == [["idle", f"SELECT '{SECRET}' AS literal"]]
+        tenant_a.run("SELECT CAST(:e AS text) AS bound", e=SECRET)
+        assert watcher.run("SELECT query FROM pg_stat_activity WHERE pid = :p",
+                           p=pid) == [["SELECT CAST($1 AS text) AS bound"]]
     finally:
         tenant_a.close()
         watcher.close()

@@ -8,7 +8,8 @@ keeps each one unreachable, and these tests say how:
 - CVE-2026-107350 (SCRAM impersonation of another user in auth_file or auth_query): the
   userlist holds app_user alone and no auth_query is set;
 - CVE-2026-107348 (infinite loop when max_packet_size is above 2^31): left at its default.
-Also: PgBouncer takes clients only over TLS 1.3 (the seed's "TLS 1.3 in transit").
+Also: PgBouncer takes clients only over TLS 1.3 (the seed's "TLS 1.3 in transit"), and
+app_user cannot open its admin console.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
@@ -35,6 +37,7 @@ from tests.fixture_postgres import (
     give_to_postgres,
     local_client_tls,
     local_pgbouncer_ini,
+    pooler_connection,
     running_pgbouncer,
 )
 
@@ -145,6 +148,23 @@ def test_no_second_user_to_impersonate_and_no_oversized_packets(env: str) -> Non
     assert [line.split()[0] for line in userlist.splitlines() if line.strip()] == ['"app_user"']
     # CVE-2026-107348: reachable only with max_packet_size above its default of 2^31 - 1.
     assert "max_packet_size" not in section
+
+
+def test_app_user_cannot_open_the_admin_console(postgres: PostgresServer,
+                                               role_passwords: dict[str, str],
+                                               tenant_db: str) -> None:
+    # The console's PAUSE, KILL or SHUTDOWN would let one tenant's code (or injected SQL's
+    # connection string) stop every tenant, and SHOW CLIENTS list them: admin_users and
+    # stats_users stay empty, so only the pod's own unix socket as root could reach it.
+    ini = local_pgbouncer_ini(postgres, tenant_db)
+    assert "\nadmin_users =\n" in ini and "\nstats_users =\n" in ini
+    with running_pgbouncer(ini, app_user_userlist(role_passwords["app_user"]),
+                           client_ca=postgres.ca_file) as bouncer:
+        conn = pooler_connection(bouncer, tenant_db, role_passwords["app_user"])
+        assert conn.run("SELECT current_user") == [["app_user"]]  # the password is right
+        conn.close()
+        with pytest.raises(pg8000.native.DatabaseError, match="not allowed"):
+            pooler_connection(bouncer, "pgbouncer", role_passwords["app_user"])
 
 
 def test_readiness_and_liveness_both_speak_the_protocol() -> None:

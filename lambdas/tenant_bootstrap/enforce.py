@@ -18,7 +18,7 @@ EVENT_TRIGGER = "boom_protect_tenant_tables"
 # Audits of tenant tables, (table_name, problem) each, by the migration that added them.
 TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
-                "app.audit_tenant_privileges()",  # 0008
+                "app.audit_tenant_privileges()",  # 0008; sequences since 0017
                 "app.audit_tenant_expression_statistics()")  # 0009
 
 
@@ -96,9 +96,11 @@ def _tenant_tables(conn: pg8000.native.Connection) -> list[str]:
 
 def _privileges(conn: pg8000.native.Connection) -> list[str]:
     """(0008) TRUNCATE, TRIGGER or REFERENCES on a tenant table, which row level security does
-    not cover, given to app_user or PUBLIC while the event trigger was off: revoked (as the
-    tables' owner, boom_owner, whose member this user is). One app_user holds through
-    another role stays, and the audit makes the run refuse, naming it."""
+    not cover, and (0017) UPDATE on a sequence, given to app_user or PUBLIC while the event
+    trigger was off (or, for a sequence, by default privileges): revoked (as the owner,
+    boom_owner, whose member this user is; REVOKE ... ON TABLE names sequences too). One
+    app_user holds through another role stays, and the audit makes the run refuse, naming
+    it."""
     if not _exists(conn, "app.audit_tenant_privileges()"):
         return []
     # Held directly or through PUBLIC: "app_user holds TRUNCATE, which ..." (not "... through

@@ -18,6 +18,7 @@ import pg8000.native
 import pytest
 
 from tests.fixture_postgres import PostgresServer
+from tests.fixture_tenants import TENANT_B
 
 SECRET = "ann@example.com"
 Conn = pg8000.native.Connection
@@ -79,6 +80,27 @@ def test_an_idle_sessions_last_statement_stays_visible(
     finally:
         tenant_a.close()
         watcher.close()
+
+
+def test_any_app_user_session_may_notify_another_tenants_listener(
+        postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
+    # The contract: a notification is a hint, never trusted data
+    def session() -> Conn:
+        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
+
+    listener, other = session(), session()
+    try:
+        listener.run("LISTEN bookings_of_tenant_a")
+        other.run("BEGIN")
+        other.run("SELECT app.set_tenant(:t)", t=TENANT_B)
+        other.run("SELECT pg_notify('bookings_of_tenant_a', 'booking 7 cancelled')")
+        other.run("COMMIT")
+        listener.run("SELECT 1")  # pg8000 collects notifications with a reply
+        assert [(channel, payload) for _, channel, payload in listener.notifications] == [
+            ("bookings_of_tenant_a", "booking 7 cancelled")]
+    finally:
+        listener.close()
+        other.close()
 
 
 def test_one_app_user_session_can_end_another_a_limit_the_readme_states(

@@ -18,10 +18,17 @@ import pg8000.native
 import pytest
 
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import TENANT_B
+from tests.fixture_tenants import TENANT_B, connect_as
 
 SECRET = "ann@example.com"
 Conn = pg8000.native.Connection
+
+
+def two_sessions(postgres: PostgresServer, passwords: dict[str, str],
+                 database: str) -> tuple[Conn, Conn]:
+    """Two app_user sessions, as two tenants' requests would have."""
+    return (connect_as(postgres, passwords, database, "app_user"),
+            connect_as(postgres, passwords, database, "app_user"))
 
 
 def seen_while_running(watcher: Conn, statement: Callable[[], object]) -> list[str]:
@@ -43,10 +50,7 @@ def seen_while_running(watcher: Conn, statement: Callable[[], object]) -> list[s
 
 def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
-    def session() -> Conn:
-        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
-
-    tenant_a, watcher = session(), session()
+    tenant_a, watcher = two_sessions(postgres, role_passwords, tenant_db)
     try:
         # A literal in the SQL text (as client-side interpolation sends it) is visible
         literal = seen_while_running(
@@ -64,10 +68,7 @@ def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
 def test_an_idle_sessions_last_statement_stays_visible(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
     # What an idle PgBouncer server connection shows after its last client's transaction
-    def session() -> Conn:
-        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
-
-    tenant_a, watcher = session(), session()
+    tenant_a, watcher = two_sessions(postgres, role_passwords, tenant_db)
     try:
         pid = tenant_a.run("SELECT pg_backend_pid()")[0][0]
         tenant_a.run(f"SELECT '{SECRET}' AS literal")
@@ -85,10 +86,7 @@ def test_an_idle_sessions_last_statement_stays_visible(
 def test_any_app_user_session_may_notify_another_tenants_listener(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
     # The contract: a notification is a hint, never trusted data
-    def session() -> Conn:
-        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
-
-    listener, other = session(), session()
+    listener, other = two_sessions(postgres, role_passwords, tenant_db)
     try:
         listener.run("LISTEN bookings_of_tenant_a")
         other.run("BEGIN")
@@ -108,10 +106,7 @@ def test_one_app_user_session_can_end_another_a_limit_the_readme_states(
     # PostgreSQL lets a role signal its own role's backends, and every tenant is app_user;
     # on RDS the master cannot revoke EXECUTE on these pg_catalog functions. Should this
     # start failing, the README's availability note is out of date.
-    def session() -> Conn:
-        return postgres.connect(tenant_db, user="app_user", password=role_passwords["app_user"])
-
-    tenant_a, tenant_b = session(), session()
+    tenant_a, tenant_b = two_sessions(postgres, role_passwords, tenant_db)
     pid_b = tenant_b.run("SELECT pg_backend_pid()")[0][0]
     assert tenant_a.run("SELECT pg_terminate_backend(:p)", p=pid_b) == [[True]]
     tenant_a.close()

@@ -49,7 +49,7 @@ def test_every_module_has_its_line_in_the_layout() -> None:
 
 
 def test_the_acknowledgement_counts_are_compliance_pys() -> None:
-    stated = re.search(r"Current acknowledgements \((\d+) in dev, (\d+) in staging, "
+    stated = re.search(r"Current acknowledgements\s+\((\d+) in dev,\s+(\d+) in staging,\s+"
                        r"(\d+) in prod,", section("## Compliance gate"))
     assert stated, "the Compliance gate section no longer states the counts"
     counts = tuple(str(len(acknowledgements_for(ENVIRONMENT_CONFIGS[name])))

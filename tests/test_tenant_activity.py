@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pg8000.native
 import pytest
@@ -24,11 +25,17 @@ SECRET = "ann@example.com"
 Conn = pg8000.native.Connection
 
 
+@contextmanager
 def two_sessions(postgres: PostgresServer, passwords: dict[str, str],
-                 database: str) -> tuple[Conn, Conn]:
-    """Two app_user sessions, as two tenants' requests would have."""
-    return (connect_as(postgres, passwords, database, "app_user"),
-            connect_as(postgres, passwords, database, "app_user"))
+                 database: str) -> Iterator[tuple[Conn, Conn]]:
+    """Two app_user sessions, as two tenants' requests would have; closed afterwards."""
+    first = connect_as(postgres, passwords, database, "app_user")
+    second = connect_as(postgres, passwords, database, "app_user")
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
 
 
 def seen_while_running(watcher: Conn, statement: Callable[[], object]) -> list[str]:
@@ -50,8 +57,7 @@ def seen_while_running(watcher: Conn, statement: Callable[[], object]) -> list[s
 
 def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
-    tenant_a, watcher = two_sessions(postgres, role_passwords, tenant_db)
-    try:
+    with two_sessions(postgres, role_passwords, tenant_db) as (tenant_a, watcher):
         # A literal in the SQL text (as client-side interpolation sends it) is visible
         literal = seen_while_running(
             watcher, lambda: tenant_a.run(f"SELECT pg_sleep(1.5), '{SECRET}'"))
@@ -60,16 +66,12 @@ def test_statement_text_shows_to_every_app_user_session_parameters_do_not(
         bound = seen_while_running(
             watcher, lambda: tenant_a.run("SELECT pg_sleep(1.5), CAST(:e AS text)", e=SECRET))
         assert bound == ["SELECT pg_sleep(1.5), CAST($1 AS text)"]
-    finally:
-        tenant_a.close()
-        watcher.close()
 
 
 def test_an_idle_sessions_last_statement_stays_visible(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
     # What an idle PgBouncer server connection shows after its last client's transaction
-    tenant_a, watcher = two_sessions(postgres, role_passwords, tenant_db)
-    try:
+    with two_sessions(postgres, role_passwords, tenant_db) as (tenant_a, watcher):
         pid = tenant_a.run("SELECT pg_backend_pid()")[0][0]
         tenant_a.run(f"SELECT '{SECRET}' AS literal")
         time.sleep(0.5)  # the statement is long over
@@ -78,16 +80,12 @@ def test_an_idle_sessions_last_statement_stays_visible(
         tenant_a.run("SELECT CAST(:e AS text) AS bound", e=SECRET)
         assert watcher.run("SELECT query FROM pg_stat_activity WHERE pid = :p",
                            p=pid) == [["SELECT CAST($1 AS text) AS bound"]]
-    finally:
-        tenant_a.close()
-        watcher.close()
 
 
 def test_any_app_user_session_may_notify_another_tenants_listener(
         postgres: PostgresServer, role_passwords: dict[str, str], tenant_db: str) -> None:
     # The contract: a notification is a hint, never trusted data
-    listener, other = two_sessions(postgres, role_passwords, tenant_db)
-    try:
+    with two_sessions(postgres, role_passwords, tenant_db) as (listener, other):
         listener.run("LISTEN bookings_of_tenant_a")
         other.run("BEGIN")
         other.run("SELECT app.set_tenant(:t)", t=TENANT_B)
@@ -96,9 +94,6 @@ def test_any_app_user_session_may_notify_another_tenants_listener(
         listener.run("SELECT 1")  # pg8000 collects notifications with a reply
         assert [(channel, payload) for _, channel, payload in listener.notifications] == [
             ("bookings_of_tenant_a", "booking 7 cancelled")]
-    finally:
-        listener.close()
-        other.close()
 
 
 def test_one_app_user_session_can_end_another_a_limit_the_readme_states(
@@ -106,7 +101,8 @@ def test_one_app_user_session_can_end_another_a_limit_the_readme_states(
     # PostgreSQL lets a role signal its own role's backends, and every tenant is app_user;
     # on RDS the master cannot revoke EXECUTE on these pg_catalog functions. Should this
     # start failing, the README's availability note is out of date.
-    tenant_a, tenant_b = two_sessions(postgres, role_passwords, tenant_db)
+    tenant_a = connect_as(postgres, role_passwords, tenant_db, "app_user")
+    tenant_b = connect_as(postgres, role_passwords, tenant_db, "app_user")
     pid_b = tenant_b.run("SELECT pg_backend_pid()")[0][0]
     assert tenant_a.run("SELECT pg_terminate_backend(:p)", p=pid_b) == [[True]]
     tenant_a.close()

@@ -9,6 +9,8 @@ unseen by every audit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pg8000.native
 import pytest
@@ -85,17 +87,37 @@ def test_one_granted_while_the_trigger_was_off_is_found_then_revoked_by_the_next
         admin.close()
 
 
-def test_a_sequence_made_under_default_privileges_that_grant_update_is_revoked_by_the_run(
-        postgres: PostgresServer, new_db: str, new_db_owner: Conn) -> None:
-    # ALTER DEFAULT PRIVILEGES fires no event trigger, and the sequence comes with its table
-    new_db_owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT ALL ON SEQUENCES TO app_user")
+@contextmanager
+def granting_update_on_new_sequences(owner: Conn) -> Iterator[None]:
+    """Default privileges in app that give app_user UPDATE on every new sequence."""
+    owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT ALL ON SEQUENCES TO app_user")
     try:
-        new_db_owner.run("CREATE TABLE app.invoices (id bigint GENERATED ALWAYS AS IDENTITY, "
-                         "tenant_id uuid NOT NULL, PRIMARY KEY (tenant_id, id))")
+        yield
     finally:
-        new_db_owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app "
-                         "REVOKE UPDATE ON SEQUENCES FROM app_user")
-    revoked = "UPDATE on app.invoices_id_seq revoked from app_user and PUBLIC"
+        owner.run("ALTER DEFAULT PRIVILEGES IN SCHEMA app "
+                  "REVOKE UPDATE ON SEQUENCES FROM app_user")
+
+
+@pytest.mark.parametrize("ddl", [
+    "CREATE TABLE app.invoices (id bigint GENERATED ALWAYS AS IDENTITY, "
+    "tenant_id uuid NOT NULL, PRIMARY KEY (tenant_id, id))",
+    "CREATE TABLE app.currencies (id serial PRIMARY KEY, code text)",  # no tenant_id either
+    "ALTER TABLE app.bookings ADD COLUMN line bigint GENERATED ALWAYS AS IDENTITY"])
+def test_a_table_whose_sequence_default_privileges_let_app_user_move_is_refused(
+        new_db_owner: Conn, ddl: str) -> None:
+    refused = r"app\.[a-z_]+_seq: app_user holds UPDATE, which lets it"
+    with granting_update_on_new_sequences(new_db_owner), \
+            pytest.raises(pg8000.native.DatabaseError, match=refused):
+        new_db_owner.run(ddl)
+    new_db_owner.run(ddl)  # without such default privileges it goes through
+
+
+def test_a_create_sequence_under_such_default_privileges_is_revoked_by_the_run(
+        postgres: PostgresServer, new_db: str, new_db_owner: Conn) -> None:
+    # The event trigger does not watch CREATE SEQUENCE: the check and the run catch it
+    with granting_update_on_new_sequences(new_db_owner):
+        new_db_owner.run("CREATE SEQUENCE app.invoice_numbers")
+    revoked = "UPDATE on app.invoice_numbers revoked from app_user and PUBLIC"
     admin = postgres.connect(new_db, tls=True)
     try:
         assert bootstrap.check(admin).findings == (f"would restore: {revoked}",)

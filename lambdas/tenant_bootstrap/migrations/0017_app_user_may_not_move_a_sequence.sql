@@ -14,12 +14,14 @@
 -- Now app.audit_tenant_privileges() also reports UPDATE on any sequence outside the system
 -- schemas that app_user holds, granted to it, to PUBLIC, or to a role it may SET ROLE to.
 -- So, as for 0008's privileges: a GRANT that gives it fails at once (0008's event trigger
--- runs the audit on every GRANT), the guarantee check reports one given while the trigger was
--- off or made with a sequence under such default privileges, and the next bootstrap run
--- revokes it from app_user and PUBLIC; one held through a role membership makes the run
--- refuse, naming the role. The rest of the function is 0008's, unchanged; it keeps its
--- owner, its settings and its privileges (CREATE OR REPLACE by its owner, the bootstrap's
--- user).
+-- runs the audit on every GRANT), and so does a CREATE or ALTER TABLE whose identity or
+-- serial column makes a sequence under default privileges that grant it (the event trigger's
+-- function, below, now looks at the sequences such a command makes). The guarantee check
+-- reports one given while the trigger was off, or with a CREATE SEQUENCE (which the trigger
+-- does not watch), and the next bootstrap run revokes it from app_user and PUBLIC; one held
+-- through a role membership makes the run refuse, naming the role. The rest of both
+-- functions is 0008's, unchanged (the GRANT hint names sequences too); each keeps its owner,
+-- its settings and its privileges (CREATE OR REPLACE by its owner, the bootstrap's user).
 
 CREATE OR REPLACE FUNCTION app.audit_tenant_privileges()
 RETURNS TABLE (table_name text, problem text)
@@ -68,4 +70,83 @@ AS $$
                || 'fails them all. Grant app_user only USAGE on sequences'
     FROM sequences_held
   ORDER BY 1, 2
+$$;
+
+-- 0008's function, plus the sequences a CREATE or ALTER TABLE makes.
+CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  command record;
+  relation text;
+  problem_prefix text;
+  refused text;
+BEGIN
+  -- protect_tenant_table() runs ALTER TABLE itself: do not recurse into it.
+  IF current_setting('boom.protecting', true) = 'on' THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('boom.protecting', 'on', true);
+  IF TG_TAG = 'GRANT' THEN
+    -- A GRANT names no single object here (ALL TABLES IN SCHEMA, several tables): all of them.
+    SELECT a.table_name || ': ' || a.problem INTO refused
+      FROM app.audit_tenant_privileges() a LIMIT 1;
+    IF refused IS NOT NULL THEN
+      RAISE EXCEPTION '%', refused
+        USING HINT = 'Grant app_user only SELECT, INSERT, UPDATE and DELETE on tenant tables, '
+                     'and only USAGE (and SELECT) on sequences.';
+    END IF;
+  END IF;
+  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
+                 WHERE object_type IN ('table', 'table column', 'materialized view', 'policy',
+                                       'sequence')
+                   AND objid IS NOT NULL
+  LOOP
+    IF command.object_type = 'sequence' THEN
+      -- (0017) One a CREATE or ALTER TABLE makes (identity, serial), under default privileges
+      -- that grant app_user UPDATE on sequences.
+      SELECT a.table_name || ': ' || a.problem INTO refused
+        FROM app.audit_tenant_privileges() a
+        WHERE a.table_name = command.objid::regclass::text LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = 'Default privileges of the schema grant it: ALTER DEFAULT PRIVILEGES '
+                       '... REVOKE UPDATE ON SEQUENCES FROM app_user.';
+      END IF;
+      CONTINUE;
+    END IF;
+    IF command.object_type IN ('table', 'table column') THEN
+      PERFORM app.protect_tenant_table(command.objid::regclass)
+        FROM pg_class c WHERE c.oid = command.objid AND c.relkind IN ('r', 'p');
+      SELECT a.table_name || ': ' || a.problem INTO refused
+        FROM app.audit_tenant_privileges() a
+        WHERE a.table_name = command.objid::regclass::text LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = 'Default privileges of the schema grant it: ALTER DEFAULT PRIVILEGES '
+                       '... REVOKE TRUNCATE, TRIGGER, REFERENCES ON TABLES FROM app_user.';
+      END IF;
+      CONTINUE;
+    END IF;
+    IF command.object_type = 'policy' THEN
+      SELECT p.polrelid::regclass::text, 'policy ' || quote_ident(p.polname) || ' widens'
+        INTO relation, problem_prefix FROM pg_policy p WHERE p.oid = command.objid;
+    ELSE
+      relation := command.objid::regclass::text;
+      problem_prefix := 'materialized view';
+    END IF;
+    SELECT a.problem INTO refused FROM app.audit_tenant_tables() a
+      WHERE a.table_name = relation AND starts_with(a.problem, problem_prefix) LIMIT 1;
+    IF refused IS NOT NULL THEN
+      RAISE EXCEPTION '%: %', relation, refused
+        USING HINT = CASE command.object_type
+          WHEN 'policy' THEN 'Narrow access with a RESTRICTIVE policy instead, or leave the '
+                             'tenant policy as it is.'
+          ELSE 'Use a plain view (it keeps the tables'' policies), or create the materialized '
+               'view outside app_user''s reach.' END;
+    END IF;
+  END LOOP;
+  PERFORM set_config('boom.protecting', 'off', true);
+END
 $$;

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
 from boom_stacks.constructs.tenant_database import UTILITY_STATEMENTS_UNTRACKED
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, connect_as, seed_two_tenants
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, connect_as
 
 TRACK_UTILITY = "pg_stat_statements.track_utility"
 # The texts kept for statements run in this database, as the view shows them to its reader.
@@ -28,16 +27,15 @@ KEPT = ("SELECT query FROM public.pg_stat_statements WHERE dbid = "
 
 
 @pytest.fixture
-def statistics_db(cron_server: PostgresServer, cron_passwords: dict[str, str]) -> Iterator[str]:
-    """A tenant database with two tenants' rows and pg_stat_statements created in it."""
+def statistics_db(cron_server: PostgresServer, cron_passwords: dict[str, str]) -> str:
+    """A tenant database with pg_stat_statements created in it."""
     database = bootstrapped_database(cron_server, cron_passwords, prefix="statistics")
-    seed_two_tenants(cron_server, cron_passwords, database)
     admin = cron_server.connect(database)
     try:
         admin.run("CREATE EXTENSION pg_stat_statements")
     finally:
         admin.close()
-    yield database
+    return database
 
 
 def set_for_new_sessions(server: PostgresServer, database: str, value: str) -> None:

@@ -103,20 +103,8 @@ BEGIN
                                        'sequence')
                    AND objid IS NOT NULL
   LOOP
-    IF command.object_type = 'sequence' THEN
-      -- (0017) One a CREATE or ALTER TABLE makes (identity, serial), under default privileges
-      -- that grant app_user UPDATE on sequences.
-      SELECT a.table_name || ': ' || a.problem INTO refused
-        FROM app.audit_tenant_privileges() a
-        WHERE a.table_name = command.objid::regclass::text LIMIT 1;
-      IF refused IS NOT NULL THEN
-        RAISE EXCEPTION '%', refused
-          USING HINT = 'Default privileges of the schema grant it: ALTER DEFAULT PRIVILEGES '
-                       '... REVOKE UPDATE ON SEQUENCES FROM app_user.';
-      END IF;
-      CONTINUE;
-    END IF;
-    IF command.object_type IN ('table', 'table column') THEN
+    IF command.object_type IN ('table', 'table column', 'sequence') THEN
+      -- (0017) A sequence here is one the CREATE or ALTER TABLE made (identity, serial).
       PERFORM app.protect_tenant_table(command.objid::regclass)
         FROM pg_class c WHERE c.oid = command.objid AND c.relkind IN ('r', 'p');
       SELECT a.table_name || ': ' || a.problem INTO refused
@@ -125,7 +113,10 @@ BEGIN
       IF refused IS NOT NULL THEN
         RAISE EXCEPTION '%', refused
           USING HINT = 'Default privileges of the schema grant it: ALTER DEFAULT PRIVILEGES '
-                       '... REVOKE TRUNCATE, TRIGGER, REFERENCES ON TABLES FROM app_user.';
+                       '... REVOKE ' || CASE command.object_type
+                         WHEN 'sequence' THEN 'UPDATE ON SEQUENCES'
+                         ELSE 'TRUNCATE, TRIGGER, REFERENCES ON TABLES' END
+                       || ' FROM app_user.';
       END IF;
       CONTINUE;
     END IF;

@@ -70,8 +70,6 @@ def _single_az_cache(config: EnvironmentConfig) -> bool:
 
 
 _DB = "Database/Instance/Resource"
-# CDK names this ingress after the rotation security group's path plus a hash: match by glob.
-_ROTATION_INGRESS = "Database/SecurityGroup/from *RotationSingleUserSecurityGroup*:{IndirectPort}"
 _AWS_MANAGED = ("AWS-managed service-role policy that the service documents for this role; "
                 "AWS keeps it current as the service adds APIs, and it grants nothing to "
                 "principals other than the service")
@@ -81,9 +79,6 @@ _PUBLIC_ROUTE = ("Public subnets hold only the NAT gateways (and later the ALB):
 _REPLICATION = ("Cross-region copies of backups are the DR stack's job (AWS Backup copy to "
                 "us-west-2 and RDS cross-region automated backups, see DESIGN.md); S3 "
                 "replication of this bucket would duplicate them")
-_ROTATION_PORT = ("Ingress from the secret-rotation Lambda's security group to the database "
-                  "port. The port is RDS's endpoint-port attribute (5432), resolved at deploy "
-                  "time, which the rule cannot read; it is not SSH or an open port range")
 
 _BOOTSTRAP = "TenantBootstrap/Function"
 _FRAMEWORK = "TenantBootstrap/Provider/framework-onEvent"
@@ -94,9 +89,9 @@ _LAMBDA_MANAGED = {
                                        "actions have no resource-level permissions",
 }
 _INLINE_GRANTS = ("CDK grants write this role's statements: read three named secrets and list "
-                  "the two role secrets' versions, decrypt with the database key, invoke one "
-                  "function, and write the versions of the one secret it rotates "
-                  "(boom_owner's). Each statement names its resource "
+                  "their versions, decrypt with the database key, invoke one function, and "
+                  "write the versions of the two secrets it rotates (boom_owner's and the "
+                  "master's). Each statement names its resource "
                   "ARN and the role serves one function, so the policy is never shared; a "
                   "managed copy would add nothing but drift from the grants")
 _APP_USER_ROTATION = ("Rotating app_user's password needs PgBouncer's auth to follow the new "
@@ -149,9 +144,6 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
         "Data", "DatabaseBackup/Plan/Database/Role/Resource",
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AWSBackupServiceRolePolicyForBackup]", _AWS_MANAGED + " (AWS Backup)"),
-    *(Acknowledgement("Data", _ROTATION_INGRESS, f"{pack}-{rule}", _ROTATION_PORT)
-      for pack in ("NIST.800.53.R5", "PCI.DSS.321")
-      for rule in ("EC2RestrictedSSH", "EC2RestrictedCommonPorts")),
     # --- Tenant bootstrap custom resource ---------------------------------------------------
     *(Acknowledgement("Data", f"{role}/ServiceRole/Resource",
                       f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"

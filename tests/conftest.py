@@ -17,7 +17,7 @@ from tests.fixture_postgres import (
     new_role_passwords,
     running_postgres,
 )
-from tests.fixture_secrets import aws  # noqa: F401 - a fixture, found here by pytest
+from tests.fixture_secrets import aws, own_master  # noqa: F401 - fixtures, found here by pytest
 from tests.fixture_synth import Synthesized, synthesize
 from tests.fixture_tenants import Conn, login, seed_two_tenants
 

@@ -1,23 +1,26 @@
 """The bootstrap handler's AWS side in tests: moto's Secrets Manager holding the master and
 role secrets, the custom resource's events, a rotation started as Secrets Manager starts one,
-and what the tests compare a database by before and after a run."""
+a master of a test's own to rotate, and what the tests compare a database by before and after
+a run."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import secrets
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pg8000.native
 import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
-from lambdas.tenant_bootstrap import bootstrap, master_secret, scheduled_check
+from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
 from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer
 
@@ -168,3 +171,45 @@ def state(postgres: PostgresServer, database: str) -> tuple[str, list[list[objec
     finally:
         conn.close()
     return schema_dump(postgres, database), recorded
+
+
+@dataclass(frozen=True)
+class OwnMaster:
+    database: str
+    arn: str  # its secret's, which the function's environment names
+    user: str
+    password: str  # the one it starts with
+
+
+@pytest.fixture
+def own_master(postgres: PostgresServer, aws: Secrets,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnMaster]:
+    """A new database and a master user of its own (a superuser, as the other tests' master
+    is), its secret in moto and named by the function's environment, so that rotating it
+    changes no other test's logins. Roles are cluster-wide: it is dropped afterwards."""
+    user = f"boom_admin_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(24)
+    database = postgres.create_database()
+    conn = postgres.connect()
+    try:
+        conn.run(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD "
+                 f"{pg8000.native.literal(bootstrap.scram_verifier(password))}")
+    finally:
+        conn.close()
+    arn = aws.master(**master_values(postgres, database, username=user, password=password))
+    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, arn)
+    try:
+        yield OwnMaster(database, arn, user, password)
+    finally:
+        conn = postgres.connect(database)
+        try:
+            # What its bootstrap runs made (event triggers, say) goes to the superuser.
+            conn.run(f"REASSIGN OWNED BY {user} TO postgres")
+            conn.run(f"DROP OWNED BY {user}")
+        finally:
+            conn.close()
+        conn = postgres.connect()
+        try:
+            conn.run(f"DROP ROLE {user}")
+        finally:
+            conn.close()

@@ -160,36 +160,38 @@ def test_a_rotation_stopped_midway_is_a_finding_until_it_ends(
     assert handler.on_event(event)["Findings"] == []
 
 
-@pytest.mark.parametrize(("action", "finding"), [
+@pytest.mark.parametrize(("action", "finding", "master_too"), [
     ("ListSecretVersionIds", "could not check {role}'s password rotation: {arn}: cannot list "
-                             "the secret's versions ("),
+                             "the secret's versions (", True),
     ("DescribeSecret", "could not check that {role} logs in with its secret's password: "
-                       "{field} {arn}: cannot describe the secret ("),
+                       "{field} {arn}: cannot describe the secret (", False),
 ], ids=["ListSecretVersionIds", "DescribeSecret"])
 def test_a_role_secret_the_function_may_not_read_is_a_finding_and_the_rest_is_checked(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, action: str,
-        finding: str) -> None:
-    # The function's role lacks one permission on the role secrets (a policy edited by
-    # hand, say): each secret it cannot read is a finding that says which and why, and the
-    # database is checked all the same (its drift is reported beside them).
+        finding: str, master_too: bool) -> None:
+    # The function's role lacks one permission on the secrets (a policy edited by hand, say):
+    # each secret it cannot read is a finding that says which and why, and the database is
+    # checked all the same (its drift is reported beside them). The master secret's versions
+    # are listed too (its rotation), after it logged in.
     database = bootstrapped_database(postgres, role_passwords)
     late_table_drift(postgres, database)
-    event = guarantee_event("Check", aws.master(**master_values(postgres, database)), aws,
-                            environment="staging")
+    master = aws.master(**master_values(postgres, database))
+    event = guarantee_event("Check", master, aws, environment="staging")
     with denied(monkeypatch, action):
         response = handler.on_event(event)
     assert response["Findings"][:2] == LATE_TABLE_FOUND
     unread = response["Findings"][2:]
-    assert len(unread) == 2
-    for role, arn, said in zip(("app_user", "boom_owner"), (aws.app_user, aws.owner), unread,
-                               strict=True):
-        field = role_secrets.ROLE_FIELDS[role]
+    secrets = [("postgres", master)] if master_too else []
+    secrets += [("app_user", aws.app_user), ("boom_owner", aws.owner)]
+    assert len(unread) == len(secrets)
+    for (role, arn), said in zip(secrets, unread, strict=True):
+        field = role_secrets.ROLE_FIELDS.get(role)
         assert said.startswith(finding.format(role=role, arn=arn, field=field))
         assert "AccessDenied" in said and f"secretsmanager:{action}" in said
     [document] = emitted(capsys.readouterr().out)
-    assert document[scheduled_check.METRIC_NAME] == 4 and document["Findings"] == response[
-        "Findings"]
+    assert document[scheduled_check.METRIC_NAME] == 2 + len(secrets) and \
+        document["Findings"] == response["Findings"]
     # Allowed again, the same check finds the database's drift alone.
     assert handler.on_event(event)["Findings"] == LATE_TABLE_FOUND
 

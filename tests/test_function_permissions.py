@@ -1,6 +1,7 @@
 """The bootstrap function's Secrets Manager permissions, exactly the statements the Data
 stack's template gives its role, are what its paths need: enough for every path (a deploy's
-Create, Update and Delete, boom_owner's four rotation steps, the check, the repair) on the real
+Create, Update and Delete, the four rotation steps of boom_owner's secret and of the master
+secret, the check, the repair) on the real
 PostgreSQL 15, with moto enforcing the role's policy; and no more, as each action dropped
 makes some path fail and name it.
 
@@ -19,10 +20,10 @@ from lambdas.tenant_bootstrap import bootstrap, handler, rotation
 from tests.fixture_bootstrap import LATE_TABLE_FOUND, LATE_TABLE_RESTORED, late_table_drift
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import (
+    OwnMaster,
     Secrets,
     as_function,
     guarantee_event,
-    master_values,
     resource_event,
 )
 from tests.fixture_synth import Synthesized, one_data_resource_with_id
@@ -70,14 +71,14 @@ def without(statements: list[dict[str, Any]], dropped: str) -> list[dict[str, An
     return [statement for statement in kept if statement["Action"]]
 
 
-def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.MonkeyPatch,
+def every_path(postgres: PostgresServer, aws: Secrets, own: OwnMaster,
+               monkeypatch: pytest.MonkeyPatch,
                policy: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Each of the function's paths, as a stack's life has them, run with `policy` alone: what
     was refused (each error, and each check finding that is not the drift made for the
-    repair), and each path's response."""
-    database = postgres.create_database()
-    master = aws.master(**master_values(postgres, database))
-    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, master)
+    repair), and each path's response (a rotation step's under "<secret> <step>"). The master
+    is `own`, whose rotation the paths after it log in with."""
+    database, master = own.database, own.arn
     refused: list[str] = []
     responses: dict[str, dict[str, Any]] = {}
 
@@ -89,9 +90,10 @@ def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.Monke
             refused.append(str(err))
 
     call("Create", resource_event("Create", aws, master))
-    token = aws.start_rotation(aws.owner)  # Secrets Manager's doing, not the function's
-    for step in rotation.STEPS:
-        call(step, {"Step": step, "SecretId": aws.owner, "ClientRequestToken": token})
+    for secret, arn in (("owner", aws.owner), ("master", master)):
+        token = aws.start_rotation(arn)  # Secrets Manager's doing, not the function's
+        for step in rotation.STEPS:
+            call(f"{secret} {step}", {"Step": step, "SecretId": arn, "ClientRequestToken": token})
     if "Create" in responses:  # drift for the check to find and the repair to mend
         late_table_drift(postgres, database)
     call("Check", guarantee_event("Check", master, aws))
@@ -106,13 +108,14 @@ def every_path(postgres: PostgresServer, aws: Secrets, monkeypatch: pytest.Monke
 
 @pytest.mark.usefixtures("role_passwords_back")
 def test_the_templates_permissions_let_every_path_through(
-        postgres: PostgresServer, aws: Secrets, dev: Synthesized,
+        postgres: PostgresServer, aws: Secrets, own_master: OwnMaster, dev: Synthesized,
         monkeypatch: pytest.MonkeyPatch) -> None:
     before = aws.current(aws.owner)["password"]
-    refused, responses = every_path(postgres, aws, monkeypatch,
+    refused, responses = every_path(postgres, aws, own_master, monkeypatch,
                                     on_every_secret(role_statements(dev)))
     assert refused == []
-    assert [responses[step]["Done"] for step in rotation.STEPS] == ["ok"] * 4
+    assert [responses[f"{secret} {step}"]["Done"] for secret in ("owner", "master")
+            for step in rotation.STEPS] == ["ok"] * 8
     assert responses["Check"]["Findings"] == LATE_TABLE_FOUND
     assert responses["Repair"]["Repaired"] == LATE_TABLE_RESTORED
     assert responses["Create"]["Data"]["SchemaVersion"] == \
@@ -124,15 +127,18 @@ def test_the_templates_permissions_let_every_path_through(
     assert rotation.pending_version(aws.client, aws.owner, "OwnerSecretArn") is None
     conn = postgres.connect("postgres", user="boom_owner", password=rotated, tls=True)
     conn.close()
+    # So did the master's, and the paths after it logged in with the new password.
+    assert aws.current(own_master.arn)["password"] != own_master.password
+    assert rotation.pending_version(aws.client, own_master.arn, "MasterSecretArn") is None
 
 
 @pytest.mark.parametrize("dropped", GRANTED)
 @pytest.mark.usefixtures("role_passwords_back")
 def test_each_action_the_template_grants_is_needed_by_some_path(
-        postgres: PostgresServer, aws: Secrets, dev: Synthesized,
+        postgres: PostgresServer, aws: Secrets, own_master: OwnMaster, dev: Synthesized,
         monkeypatch: pytest.MonkeyPatch, dropped: str) -> None:
     statements = role_statements(dev)
-    refused, _ = every_path(postgres, aws, monkeypatch,
+    refused, _ = every_path(postgres, aws, own_master, monkeypatch,
                             on_every_secret(without(statements, dropped)))
     assert refused and any(f"not authorized to perform: {dropped}" in said for said in refused)
 

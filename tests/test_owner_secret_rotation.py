@@ -387,12 +387,13 @@ def test_only_boom_owners_secret_rotates(postgres: PostgresServer, aws: Secrets,
                                          role_passwords: dict[str, str]) -> None:
     token = next(iter(aws.stages(aws.app_user)))  # its current version
     with pytest.raises(bootstrap.BootstrapError, match="rotation is not enabled for this "
-                       "secret; the TenantBootstrap construct's rotation schedule enables it"):
+                       "secret; the TenantBootstrap construct's rotation schedules enable it"):
         step("createSecret", aws.app_user, token)
     token = aws.start_rotation(aws.app_user)
     before = unchanged(postgres, aws, rotating, role_passwords)
     with pytest.raises(bootstrap.BootstrapError, match="the current version's username is not "
-                       "boom_owner; this function rotates only boom_owner's secret"):
+                       "boom_owner; this function rotates only boom_owner's secret and the "
+                       "master secret"):
         step("createSecret", aws.app_user, token)
     assert unchanged(postgres, aws, rotating, role_passwords) == before
 

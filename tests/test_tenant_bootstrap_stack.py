@@ -14,7 +14,7 @@ import pytest
 
 from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
-from boom_stacks.constructs.tenant_bootstrap import HANDLER, VENDORED
+from boom_stacks.constructs.tenant_bootstrap import HANDLER, MASTER_ROTATION_LOGICAL_ID, VENDORED
 from lambdas.tenant_bootstrap import master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
@@ -105,7 +105,7 @@ def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(
         assert secret["DeletionPolicy"] == expected
 
 
-def test_the_function_runs_in_private_subnets_reads_three_secrets_writes_one(
+def test_the_function_runs_in_private_subnets_reads_three_secrets_writes_two(
         synthesized: Synthesized) -> None:
     function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
     props = function["Properties"]
@@ -118,44 +118,61 @@ def test_the_function_runs_in_private_subnets_reads_three_secrets_writes_one(
         ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
         "secretsmanager:ListSecretVersionIds",
         ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]]
+    master = "DatabaseInstanceSecretAttachmentFCA06D38"
     role_secrets = ["TenantBootstrapAppUserSecret9F293F7E", "TenantBootstrapOwnerSecret29F44626"]
-    assert sorted(r["Ref"] for r in statements[0]["Resource"]) == sorted([
-        "DatabaseInstanceSecretAttachmentFCA06D38", *role_secrets])
-    # The check lists both role secrets' versions (a rotation stopped midway)
-    assert sorted(r["Ref"] for r in statements[1]["Resource"]) == role_secrets
-    # It writes versions of boom_owner's secret only (its rotation), and asks Secrets Manager
-    # for no random password: that would need "*".
-    assert statements[2]["Resource"] == {"Ref": "TenantBootstrapOwnerSecret29F44626"}
+    assert sorted(r["Ref"] for r in statements[0]["Resource"]) == sorted([master, *role_secrets])
+    # The check lists the three secrets' versions (a rotation stopped midway)
+    assert sorted(r["Ref"] for r in statements[1]["Resource"]) == sorted([master, *role_secrets])
+    # It writes versions of the two secrets it rotates, never app_user's, and asks Secrets
+    # Manager for no random password: that would need "*".
+    assert sorted(r["Ref"] for r in statements[2]["Resource"]) == sorted([
+        master, "TenantBootstrapOwnerSecret29F44626"])
     assert "GetRandomPassword" not in json.dumps(synthesized.template("Data").to_json())
 
 
-def test_boom_owners_secret_rotates_by_the_function_once_the_role_exists(
+def test_boom_owners_and_the_master_secret_rotate_by_the_function_once_the_bootstrap_ran(
         synthesized: Synthesized) -> None:
-    schedules = resources(synthesized, "AWS::SecretsManager::RotationSchedule",
-                          "TenantBootstrap")
-    assert len(schedules) == 1, "only boom_owner's secret rotates (app_user's waits for PgBouncer)"
-    schedule = next(iter(schedules.values()))
+    schedules = resources(synthesized, "AWS::SecretsManager::RotationSchedule", "")
     function_id = next(iter(resources(synthesized, "AWS::Lambda::Function",
                                       "TenantBootstrapFunction")))
-    assert schedule["Properties"] == {
-        "SecretId": {"Ref": "TenantBootstrapOwnerSecret29F44626"},
-        "RotationLambdaARN": {"Fn::GetAtt": [function_id, "Arn"]},
-        "RotationRules": {"ScheduleExpression":
-                          f"rate({synthesized.config.database.secret_rotation_days} days)"}}
+    rules = {"ScheduleExpression": f"rate({synthesized.config.database.secret_rotation_days} days)"}
+    # Only these two rotate (app_user's waits for PgBouncer), and both by the function. The
+    # master's keeps the logical id it had when AWS's function rotated it: a schedule made
+    # under a new id would leave the secret with rotation off after the deploy's clean-up.
+    assert {schedule_id: schedule["Properties"] for schedule_id, schedule in schedules.items()} \
+        == {"TenantBootstrapOwnerSecretRotation19983E3F": {
+                "SecretId": {"Ref": "TenantBootstrapOwnerSecret29F44626"},
+                "RotationLambdaARN": {"Fn::GetAtt": [function_id, "Arn"]},
+                "RotationRules": rules},
+            "DatabaseInstanceSecretAttachmentRotationSchedule95FBFF88": {
+                "SecretId": {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"},
+                "RotationLambdaARN": {"Fn::GetAtt": [function_id, "Arn"]},
+                "RotationRules": rules}}
+    assert MASTER_ROTATION_LOGICAL_ID in schedules
     # A rotation starts as the schedule is made: after the bootstrap made boom_owner, and
     # once the function may be invoked and may write the secret.
     permission_id, permission = one_data_resource_with_id(
-        synthesized, "AWS::Lambda::Permission", "TenantBootstrapFunctionOwnerSecretRotation")
+        synthesized, "AWS::Lambda::Permission", "TenantBootstrapFunctionSecretsManagerRotation")
     policy_id = next(iter(resources(synthesized, "AWS::IAM::Policy",
                                     "TenantBootstrapFunctionServiceRoleDefault")))
     bootstrap_id = next(iter(resources(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")))
-    assert {bootstrap_id, permission_id, policy_id} <= set(schedule["DependsOn"])
+    for schedule in schedules.values():
+        assert {bootstrap_id, permission_id, policy_id} <= set(schedule["DependsOn"])
     assert permission["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
     assert permission["Properties"]["SourceAccount"] == synthesized.config.account
     # The steps connect with the master secret, named by ARN in the environment.
     function = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")
     assert function["Properties"]["Environment"]["Variables"] == {
         MASTER_SECRET_VARIABLE: {"Ref": "DatabaseInstanceSecretAttachmentFCA06D38"}}
+    # While it rotates, the account's principals may not delete the master secret (as CDK's
+    # own rotation schedules protect a secret).
+    [policy] = resources(synthesized, "AWS::SecretsManager::ResourcePolicy", "").values()
+    assert policy["Properties"]["SecretId"] == {"Ref": synthesized.template_json("Data")[
+        "Resources"]["DatabaseInstanceSecretAttachmentFCA06D38"]["Properties"]["SecretId"]["Ref"]}
+    assert policy["Properties"]["ResourcePolicy"]["Statement"] == [{
+        "Action": "secretsmanager:DeleteSecret", "Effect": "Deny",
+        "Principal": {"AWS": f"arn:aws:iam::{synthesized.config.account}:root"},
+        "Resource": "*"}]
 
 
 def test_the_provider_framework_also_runs_in_the_vpc(synthesized: Synthesized) -> None:

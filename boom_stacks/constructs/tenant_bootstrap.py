@@ -4,7 +4,7 @@ A Lambda in the private subnets reads the master secret and two generated role s
 (app_user, boom_owner), connects over verified TLS and applies the versioned SQL; the
 `custom_resources.Provider` framework reports the outcome to CloudFormation. Passwords exist
 only in Secrets Manager: the template holds ARNs. The same function rotates boom_owner's
-secret, every config.database.secret_rotation_days as the master secret (rotation.py).
+secret and the master secret, every config.database.secret_rotation_days (rotation.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 VENDORED = ("pg8000", "scramp", "asn1crypto", "python-dateutil", "six")
 HANDLER = "tenant_bootstrap.handler.on_event"
 HTTPS = 443
+# The master secret's rotation schedule keeps the logical id CDK's add_rotation_single_user
+# gave it (which rotated with AWS's function): under a new id, CloudFormation would create the
+# new schedule, then delete the old one in its clean-up, and deleting a schedule turns the
+# secret's rotation off (cloudformation-coverage-roadmap#1813). The same in every environment.
+MASTER_ROTATION_LOGICAL_ID = "DatabaseInstanceSecretAttachmentRotationSchedule95FBFF88"
 
 
 class TenantBootstrap(Construct):
@@ -92,10 +97,12 @@ class TenantBootstrap(Construct):
         database.master_secret.grant_read(self.function)
         for secret in self.role_secrets.values():
             secret.grant_read(self.function)
-        # The scheduled check's: when a rotation of either began (rotation.stuck_rotation).
+        # The scheduled check's: when a rotation of any of the three began
+        # (rotation.stuck_rotation).
         self.function.add_to_role_policy(iam.PolicyStatement(
             actions=["secretsmanager:ListSecretVersionIds"],
-            resources=[secret.secret_arn for secret in self.role_secrets.values()]))
+            resources=[database.master_secret.secret_arn,
+                       *(secret.secret_arn for secret in self.role_secrets.values())]))
         provider = cr.Provider(
             self, "Provider", on_event_handler=self.function,
             vpc=vpc, vpc_subnets=private, security_groups=[provider_group],
@@ -123,32 +130,43 @@ class TenantBootstrap(Construct):
         # Connect only once the instance is up and the database admits the Lambda: the
         # ingress rule is a resource of its own, which CloudFormation could create later.
         self.resource.node.add_dependency(database.instance, ingress, self.security_group)
-        self.owner_rotation = self._rotate_owner_secret(config, key)
+        self.rotations = self._rotate(config, key, {
+            "OwnerSecretRotation": self.role_secrets["boom_owner"],
+            "MasterSecretRotation": database.master_secret})
+        self.rotations["MasterSecretRotation"].override_logical_id(MASTER_ROTATION_LOGICAL_ID)
+        # As CDK's own rotation schedules do: the account's principals may not delete the
+        # master secret, while it rotates (the stack's deletion removes this policy first).
+        database.master_secret.deny_account_root_delete()
 
-    def _rotate_owner_secret(self, config: EnvironmentConfig,
-                             key: kms.IKey) -> secretsmanager.CfnRotationSchedule:
-        """boom_owner's password rotates every secret_rotation_days, as the master's, by this
-        function (rotation.py). The L1 resource, not Secret.add_rotation_schedule: that also grants
+    def _rotate(self, config: EnvironmentConfig, key: kms.IKey,
+                secrets: dict[str, secretsmanager.ISecret],
+                ) -> dict[str, secretsmanager.CfnRotationSchedule]:
+        """boom_owner's password and the master's rotate every secret_rotation_days, by this
+        function (rotation.py), which sends the database a SCRAM verifier, never the password.
+        The L1 resource, not Secret.add_rotation_schedule: that also grants
         secretsmanager:GetRandomPassword on "*", which the function does not call."""
-        owner = self.role_secrets["boom_owner"]
         self.function.add_permission(
-            "OwnerSecretRotation", principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
+            "SecretsManagerRotation",
+            principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
             source_account=Stack.of(self).account)
         self.function.add_to_role_policy(iam.PolicyStatement(
             actions=["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
-            resources=[owner.secret_arn]))
+            resources=[secret.secret_arn for secret in secrets.values()]))
         # PutSecretValue encrypts the new version with the secret's key, through the service.
         key.grant(kms.ViaServicePrincipal(f"secretsmanager.{Stack.of(self).region}.amazonaws.com",
                                           self.function.grant_principal), "kms:GenerateDataKey")
-        rotation = secretsmanager.CfnRotationSchedule(
-            self, "OwnerSecretRotation", secret_id=owner.secret_arn,
-            rotation_lambda_arn=self.function.function_arn,
-            rotation_rules=secretsmanager.CfnRotationSchedule.RotationRulesProperty(
-                schedule_expression=f"rate({config.database.secret_rotation_days} days)"))
-        # A rotation starts when the schedule is made: boom_owner must exist by then, and the
-        # function be allowed to run it (its permission and policy are the function's).
-        rotation.node.add_dependency(self.resource, self.function)
-        return rotation
+        schedules = {}
+        for id_, secret in secrets.items():
+            schedules[id_] = secretsmanager.CfnRotationSchedule(
+                self, id_, secret_id=secret.secret_arn,
+                rotation_lambda_arn=self.function.function_arn,
+                rotation_rules=secretsmanager.CfnRotationSchedule.RotationRulesProperty(
+                    schedule_expression=f"rate({config.database.secret_rotation_days} days)"))
+            # A rotation starts when the schedule is made: the bootstrap must have run (it
+            # makes boom_owner), and the function be allowed to rotate (its permission and
+            # policy are the function's).
+            schedules[id_].node.add_dependency(self.resource, self.function)
+        return schedules
 
     def _log_group(self, id_: str, config: EnvironmentConfig, key: kms.IKey) -> logs.LogGroup:
         return encrypted_log_group(self, id_, key=key,

@@ -138,11 +138,7 @@ class TenantDatabase(Construct):
         )
         for log_group in self.log_groups.values():
             self.instance.node.add_dependency(log_group)
-        # The rotation Lambda needs Secrets Manager: it runs where there is egress.
-        self.instance.add_rotation_single_user(
-            automatically_after=Duration.days(db.secret_rotation_days),
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-        )
+        # The master secret rotates by the tenant bootstrap function (TenantBootstrap).
         assert self.instance.secret is not None
         self.master_secret = self.instance.secret
 

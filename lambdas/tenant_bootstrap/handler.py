@@ -13,8 +13,9 @@ Properties (CloudFormation passes them as strings):
   BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
                  Update and runs the new code
 
-The function is also the Owner secret's rotation function: Secrets Manager's events
-({"Step": ..., "SecretId": ..., "ClientRequestToken": ...}) go to rotation.py.
+The function is also the rotation function of the Owner secret and of the master secret:
+Secrets Manager's events ({"Step": ..., "SecretId": ..., "ClientRequestToken": ...}) go to
+rotation.py.
 
 The same function checks the database between deploys: an EventBridge schedule sends
 {"Check": "tenant-guarantees", "MasterSecretArn": ..., "Environment": ..., ...}, and the

@@ -3,6 +3,7 @@ bootstrap run and the scheduled check both connect as."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ CA_FILE_VARIABLE = "BOOM_DB_CA_FILE"
 BUNDLED_CA_FILE = Path(__file__).parent / "rds-ca-bundle.pem"
 MASTER_SECRET_FIELDS = ("host", "port", "dbname", "username", "password")
 # The master secret rotates on a schedule (and right after creation); a password refused in
-# that window is read again rather than failing the run.
+# that window is tried from the pending version, then read again, rather than failing the run.
 PASSWORD_ATTEMPTS = 3
 RETRY_WAIT_SECONDS = 5.0
 PASSWORD_REFUSED = "SQLSTATE 28P01"  # how connect()'s error says a password was refused
@@ -61,13 +62,14 @@ def secret_version_json(client: Any, arn: str, field: str,
                         **version: str) -> dict[str, Any] | None:
     """One version of the secret (`version`: get_secret_value's VersionId and VersionStage), a
     JSON object (BootstrapError naming `field` if not), or None if that version has no value
-    yet: a rotation's AWSPENDING version before createSecret."""
+    yet (a rotation's AWSPENDING version before createSecret), or, for a label other than
+    AWSCURRENT, if no version has it."""
     try:
         raw = client.get_secret_value(SecretId=arn, **version)["SecretString"]
     except (ClientError, BotoCoreError) as err:
-        if "VersionId" in version and isinstance(err, ClientError) and \
+        if version.get("VersionStage") != "AWSCURRENT" and isinstance(err, ClientError) and \
                 err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return None  # that version has no value yet
+            return None  # that version has no value yet, or no version has that label
         raise BootstrapError(f"{field} {arn}: cannot read the secret ({aws_reason(err)})") \
             from None
     except KeyError:
@@ -83,17 +85,45 @@ def secret_version_json(client: Any, arn: str, field: str,
 
 
 def connect_as_master(client: Any, arn: str) -> tuple[Connection, Any]:
+    """The master's connection details and an open connection. A password the database
+    refuses is tried from the secret's AWSPENDING version, where one has a value: the master's
+    rotation (rotation.py) between its setSecret and finishSecret, or stopped there, has given
+    the database that one. Otherwise the secret is read again, PASSWORD_ATTEMPTS times in all:
+    a rotation may be finishing."""
     for attempt in range(1, PASSWORD_ATTEMPTS + 1):
         master = master_connection(secret_json(client, arn, "MasterSecretArn"))
         try:
             return master, connect(master)
         except BootstrapError as err:
-            if PASSWORD_REFUSED not in str(err) or attempt == PASSWORD_ATTEMPTS:
+            if PASSWORD_REFUSED not in str(err):
                 raise
-            logger.warning("master password refused (attempt %d of %d); the secret may be "
-                           "mid-rotation, reading it again", attempt, PASSWORD_ATTEMPTS)
-            time.sleep(RETRY_WAIT_SECONDS)
+            refused = err
+        pending = _pending_password(client, arn)
+        if pending is not None and pending != master.password:
+            at_pending = dataclasses.replace(master, password=pending)
+            try:
+                conn = connect(at_pending)
+            except BootstrapError as err:
+                if PASSWORD_REFUSED not in str(err):
+                    raise
+            else:
+                logger.warning("master password refused; the secret is mid-rotation, and its "
+                               "pending password logs in")
+                return at_pending, conn
+        if attempt == PASSWORD_ATTEMPTS:
+            raise refused
+        logger.warning("master password refused (attempt %d of %d); the secret may be "
+                       "mid-rotation, reading it again", attempt, PASSWORD_ATTEMPTS)
+        time.sleep(RETRY_WAIT_SECONDS)
     raise AssertionError("unreachable")
+
+
+def _pending_password(client: Any, arn: str) -> str | None:
+    """The password of the secret's AWSPENDING version, or None: no rotation in progress, or
+    one before its createSecret."""
+    value = secret_version_json(client, arn, "MasterSecretArn", VersionStage="AWSPENDING")
+    password = value.get("password") if value else None
+    return password if isinstance(password, str) and password else None
 
 
 def master_connection(secret: dict[str, Any]) -> Connection:

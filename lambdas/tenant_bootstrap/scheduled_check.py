@@ -2,7 +2,8 @@
 Data stack) sends the bootstrap function {"Check": "tenant-guarantees", "MasterSecretArn": ...,
 "Environment": ..., "RequirePgCron": true, "AppUserSecretArn": ..., "OwnerSecretArn": ...};
 this runs bootstrap.check(), which changes nothing, adds a finding for a role that does not
-log in with its secret's password or whose rotation stopped midway (role_secrets.py), and logs
+log in with its secret's password (role_secrets.py) or whose rotation stopped midway, the
+master's included (rotation.py), and logs
 the number of findings as a CloudWatch metric in the embedded metric format.
 A check that cannot run counts as one finding, and fails; one that finds a bootstrap run in
 progress emits no metric and waits for the next.
@@ -18,7 +19,7 @@ from typing import Any
 from .bootstrap import BootstrapError, check
 from .connection import close
 from .errors import BootstrapRunning, bounded
-from .master_secret import connect_as_master, secrets_client
+from .master_secret import connect_as_master, secret_json, secrets_client
 from .role_secrets import ROLE_FIELDS, login_findings
 from .rotation import stuck_rotation
 
@@ -86,8 +87,13 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     except BootstrapError as err:
         _emit_findings(environment, [f"could not check: {err}"])  # an alarm, not silence
         raise
-    # The roles log in with their secrets' passwords; none is stuck mid-rotation.
+    # The roles log in with their secrets' passwords; no secret is stuck mid-rotation. The
+    # master logged in with another password than its secret's current one: the pending one.
+    master_on_pending = master.password != secret_json(client, arn, "MasterSecretArn").get(
+        "password")
     findings = [*result.findings, *login_findings(client, master, role_arns),
+                *stuck_rotation(client, arn, master.user,
+                                database_has_pending=master_on_pending),
                 *(finding for role, role_arn in role_arns.items()
                   for finding in stuck_rotation(client, role_arn, role))]
     _emit_findings(environment, findings)

@@ -138,6 +138,18 @@ class PostgresServer:
         return name
 
 
+def logs_in(server: PostgresServer, database: str, role: str, password: str) -> bool:
+    """Whether `role` logs in to `database` with `password`, over TLS; any refusal but a
+    wrong password fails the test."""
+    try:
+        conn = server.connect(database, user=role, password=password, tls=True)
+    except pg8000.native.DatabaseError as err:
+        assert err.args[0]["C"] == "28P01", err  # password authentication failed, nothing else
+        return False
+    conn.close()
+    return True
+
+
 def new_role_passwords() -> dict[str, str]:
     """Random passwords for the bootstrap's two roles, app_user and boom_owner."""
     return {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}

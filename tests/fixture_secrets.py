@@ -20,7 +20,7 @@ import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
-from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
+from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, rotation, scheduled_check
 from tests.fixture_bootstrap import schema_dump
 from tests.fixture_postgres import PostgresServer
 
@@ -122,6 +122,17 @@ def resource_event(request: str, secrets: Secrets, master_arn: str, version: obj
                   "TargetVersion": str(version or bootstrap.LATEST_VERSION)}
     return {"RequestType": request, "LogicalResourceId": "TenantBootstrap",
             "ResourceProperties": properties, **extra}
+
+
+def step(name: str, arn: str, token: str) -> dict[str, Any]:
+    """One rotation step sent to the handler, as Secrets Manager sends it."""
+    return handler.on_event({"Step": name, "SecretId": arn, "ClientRequestToken": token})
+
+
+def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> None:
+    """`steps` of the rotation `token` of the secret `arn`, in order (all four by default)."""
+    for name in steps:
+        step(name, arn, token)
 
 
 _count = iter(range(1_000_000))

@@ -24,27 +24,15 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, rotation
 from tests.fixture_bootstrap import schema_dump
-from tests.fixture_postgres import PostgresServer
-from tests.fixture_secrets import OwnMaster, Secrets, guarantee_event, resource_event
-
-
-def step(name: str, arn: str, token: str) -> dict[str, Any]:
-    return handler.on_event({"Step": name, "SecretId": arn, "ClientRequestToken": token})
-
-
-def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> None:
-    for name in steps:
-        step(name, arn, token)
-
-
-def logs_in(postgres: PostgresServer, database: str, role: str, password: str) -> bool:
-    try:
-        conn = postgres.connect(database, user=role, password=password, tls=True)
-    except pg8000.native.DatabaseError as err:
-        assert err.args[0]["C"] == "28P01", err  # password authentication failed, nothing else
-        return False
-    conn.close()
-    return True
+from tests.fixture_postgres import PostgresServer, logs_in
+from tests.fixture_secrets import (
+    OwnMaster,
+    Secrets,
+    guarantee_event,
+    resource_event,
+    rotate,
+    step,
+)
 
 
 def deploy(aws: Secrets, master: OwnMaster, request: str = "Update") -> dict[str, Any]:

@@ -27,8 +27,8 @@ from lambdas.tenant_bootstrap.connection import Connection
 from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_network import silent
-from tests.fixture_postgres import PostgresServer
-from tests.fixture_secrets import Secrets, master_values
+from tests.fixture_postgres import PostgresServer, logs_in
+from tests.fixture_secrets import Secrets, master_values, rotate, step
 from tests.fixture_secrets import resource_event as event
 
 
@@ -50,31 +50,12 @@ def rotating(postgres: PostgresServer, aws: Secrets, role_passwords_back: None,
     return Rotating(database, master)
 
 
-def step(name: str, arn: str, token: str) -> dict[str, Any]:
-    return handler.on_event({"Step": name, "SecretId": arn, "ClientRequestToken": token})
-
-
-def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> None:
-    for name in steps:
-        step(name, arn, token)
-
-
 def midway(aws: Secrets) -> str:
     """A rotation of boom_owner's secret begun and its password set (createSecret,
     setSecret), not yet tested or finished; its token."""
     token = aws.start_rotation(aws.owner)
     rotate(aws.owner, token, ("createSecret", "setSecret"))
     return token
-
-
-def logs_in(postgres: PostgresServer, database: str, role: str, password: str) -> bool:
-    try:
-        conn = postgres.connect(database, user=role, password=password, tls=True)
-    except pg8000.native.DatabaseError as err:
-        assert err.args[0]["C"] == "28P01", err  # password authentication failed, nothing else
-        return False
-    conn.close()
-    return True
 
 
 def test_a_rotation_gives_boom_owner_a_new_password_and_changes_nothing_else(

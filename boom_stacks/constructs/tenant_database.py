@@ -82,11 +82,12 @@ class TenantDatabase(Construct):
                 # pg_stat_statements replaces the literals of SELECT, INSERT, UPDATE and
                 # DELETE with $1, but keeps a utility statement's text as sent: a COPY (which
                 # takes no bind parameters), DECLARE, EXPLAIN, CALL or DO with a tenant's
-                # e-mail address in it, and the master rotation's ALTER USER ... PASSWORD
-                # with the password in clear. Once anyone creates the extension in the tenant
-                # database (a monitoring agent), every app_user session, whichever tenant it
-                # serves, could read those texts, until evicted. Utility statements go
-                # untracked; the queries inside COPY, DECLARE and EXPLAIN ANALYZE are still
+                # e-mail address in it, and an ALTER ROLE ... PASSWORD with the password in
+                # clear (as an operator's psql, or AWS's rotation function, sends it; the
+                # bootstrap function sends verifiers). Once anyone creates the extension in
+                # the tenant database (a monitoring agent), every app_user session, whichever
+                # tenant it serves, could read those texts, until evicted. Utility statements
+                # go untracked; the queries inside COPY, DECLARE and EXPLAIN ANALYZE are still
                 # counted, normalized (test_statement_statistics.py).
                 **UTILITY_STATEMENTS_UNTRACKED,
             },

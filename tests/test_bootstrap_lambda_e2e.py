@@ -6,6 +6,7 @@ PostgreSQL over verified TLS."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pg8000.native
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -116,39 +118,65 @@ def test_the_packaged_lambda_creates_and_fails_as_cloudformation_would_see(
     assert postgres.password not in json.dumps(response)
 
 
-@pytest.mark.usefixtures("role_passwords_back")
-def test_the_packaged_lambda_rotates_boom_owners_password(
-        lambda_dirs: tuple[Path, Path], secrets_endpoint: str, postgres: PostgresServer,
-        role_passwords: dict[str, str]) -> None:
-    """Secrets Manager's four steps, each a separate invocation of the asset, as Secrets
-    Manager sends them after moto's RotateSecret made the pending version."""
-    aws = {"endpoint_url": secrets_endpoint, "region_name": "us-east-1",
-           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    # moto's Lambda without Docker: the function RotateSecret names only stands in.
+@pytest.fixture
+def rotating_endpoint(secrets_endpoint: str) -> dict[str, str]:
+    """The moto server's client arguments, its Lambda set to run without Docker: the function
+    RotateSecret names only stands in."""
     configure = urllib.request.Request(
         f"{secrets_endpoint}/moto-api/config", method="POST",
         data=json.dumps({"lambda": {"use_docker": False}}).encode())
     with urllib.request.urlopen(configure, timeout=10) as answer:
         assert answer.status == 201
+    return {"endpoint_url": secrets_endpoint, "region_name": "us-east-1",
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def rotated_by_the_asset(lambda_dirs: tuple[Path, Path], aws: dict[str, str],
+                         postgres: PostgresServer, arn: str, master_arn: str) -> str:
+    """Secrets Manager's four steps, each a separate invocation of the asset, as Secrets
+    Manager sends them after moto's RotateSecret made the pending version; the new password."""
     client = boto3.client("secretsmanager", **aws)
-    database = bootstrapped_database(postgres, role_passwords)
-    master = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
-              "dbname": database, "username": "postgres", "password": postgres.password}
-    master_arn = client.create_secret(Name=f"boom/e2e/{database}/master",
-                                      SecretString=json.dumps(master))["ARN"]
-    owner = client.create_secret(Name=f"boom/e2e/{database}/owner", SecretString=json.dumps(
-        {"username": "boom_owner", "password": role_passwords["boom_owner"]}))["ARN"]
-    token = client.rotate_secret(SecretId=owner, RotationLambdaARN=stand_in_function(**aws),
+    token = client.rotate_secret(SecretId=arn, RotationLambdaARN=stand_in_function(**aws),
                                  RotationRules={"AutomaticallyAfterDays": 30})["VersionId"]
     for step in rotation.STEPS:
         code, response = invoke(
-            lambda_dirs, secrets_endpoint, postgres.ca_file,
-            {"Step": step, "SecretId": owner, "ClientRequestToken": token},
+            lambda_dirs, aws["endpoint_url"], postgres.ca_file,
+            {"Step": step, "SecretId": arn, "ClientRequestToken": token},
             {rotation.MASTER_SECRET_VARIABLE: master_arn})
         assert (code, response) == (0, {"Step": step, "Done": "ok"})
-    new = json.loads(client.get_secret_value(SecretId=owner, VersionStage="AWSCURRENT")[
-        "SecretString"])["password"]
-    assert new != role_passwords["boom_owner"]
-    conn = postgres.connect(database, user="boom_owner", password=new, tls=True)
-    assert conn.run("SELECT current_user") == [["boom_owner"]]
+    return str(json.loads(client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")[
+        "SecretString"])["password"])
+
+
+@pytest.mark.usefixtures("role_passwords_back")
+def test_the_packaged_lambda_rotates_boom_owners_password_and_the_masters(
+        lambda_dirs: tuple[Path, Path], rotating_endpoint: dict[str, str],
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    client = boto3.client("secretsmanager", **rotating_endpoint)
+    database = bootstrapped_database(postgres, role_passwords)
+    # A master of the test's own, as the superuser stands in for RDS's master elsewhere: the
+    # session's other tests log in as the superuser.
+    admin, password = f"boom_admin_{database}", secrets.token_urlsafe(24)
+    conn = postgres.connect()
+    conn.run(f"CREATE ROLE {admin} LOGIN SUPERUSER PASSWORD "
+             f"{pg8000.native.literal(bootstrap.scram_verifier(password))}")
     conn.close()
+    try:
+        master = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
+                  "dbname": database, "username": admin, "password": password}
+        master_arn = client.create_secret(Name=f"boom/e2e/{database}/master",
+                                          SecretString=json.dumps(master))["ARN"]
+        owner = client.create_secret(Name=f"boom/e2e/{database}/owner", SecretString=json.dumps(
+            {"username": "boom_owner", "password": role_passwords["boom_owner"]}))["ARN"]
+        for role, arn, old in (("boom_owner", owner, role_passwords["boom_owner"]),
+                               (admin, master_arn, password)):
+            new = rotated_by_the_asset(lambda_dirs, rotating_endpoint, postgres, arn,
+                                       master_arn)
+            assert new != old
+            conn = postgres.connect(database, user=role, password=new, tls=True)
+            assert conn.run("SELECT current_user") == [[role]]
+            conn.close()
+    finally:
+        conn = postgres.connect()
+        conn.run(f"DROP ROLE {admin}")
+        conn.close()

@@ -269,3 +269,22 @@ def test_no_password_reaches_a_response_an_error_or_a_log_line(
         "SecretString"])["password"] for version in aws.stages(master.arn)]
     assert len(passwords) == 2 and master.password in passwords
     assert not [p for p in passwords if any(p in text for text in said)]
+
+
+@pytest.mark.usefixtures("role_passwords_back")
+def test_both_secrets_rotating_at_once_both_end(postgres: PostgresServer, aws: Secrets,
+                                                bootstrapped: OwnMaster) -> None:
+    # Both schedules are made by the same deploy, and each rotates at once: boom_owner's
+    # setSecret logs in as the master while the master's rotation is between its setSecret
+    # and finishSecret.
+    master = bootstrapped
+    owner_token = aws.start_rotation(aws.owner)
+    master_token = aws.start_rotation(master.arn)
+    step("createSecret", aws.owner, owner_token)
+    rotate(master.arn, master_token, ("createSecret", "setSecret"))
+    step("setSecret", aws.owner, owner_token)  # as the master, with its pending password
+    rotate(master.arn, master_token, ("testSecret", "finishSecret"))
+    rotate(aws.owner, owner_token, ("testSecret", "finishSecret"))
+    for role, arn in ((master.user, master.arn), ("boom_owner", aws.owner)):
+        assert rotation.pending_version(aws.client, arn, "SecretId") is None
+        assert logs_in(postgres, master.database, role, aws.current(arn)["password"])

@@ -119,6 +119,19 @@ def test_control_the_statement_aws_rotation_function_sends_logs_the_password(
     assert password in logged_since(postgres, statements_logged)
 
 
+def test_the_master_secret_is_known_by_another_form_of_its_arn_too(
+        postgres: PostgresServer, aws: Secrets, bootstrapped: OwnMaster,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Secrets Manager's events name the secret by its full ARN; the environment's value is
+    # CloudFormation's Ref of the attachment. Given the secret's name there instead, the
+    # master's rotation is still the master's (not refused as "not boom_owner's").
+    master = bootstrapped
+    name = aws.client.describe_secret(SecretId=master.arn)["Name"]
+    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, name)
+    rotate(master.arn, aws.start_rotation(master.arn))
+    assert logs_in(postgres, master.database, master.user, aws.current(master.arn)["password"])
+
+
 def test_every_step_can_be_retried(postgres: PostgresServer, aws: Secrets,
                                    bootstrapped: OwnMaster,
                                    caplog: pytest.LogCaptureFixture) -> None:

@@ -204,9 +204,9 @@ def _pending(client: Any, arn: str, token: str) -> dict[str, Any] | None:
 
 
 def _rotated(client: Any, arn: str, master_arn: str) -> Rotated:
-    """The master's secret (the ARN the function's environment names) or boom_owner's (its
+    """The master's secret (the one the function's environment names) or boom_owner's (its
     username says so); BootstrapError for any other."""
-    if arn == master_arn:
+    if _same_secret(client, arn, master_arn):
         current = secret_json(client, arn, "SecretId")
         if not isinstance(current.get("username"), str) or not current["username"]:
             raise BootstrapError(f"SecretId {arn}: the master secret's current version has no "
@@ -214,6 +214,17 @@ def _rotated(client: Any, arn: str, master_arn: str) -> Rotated:
                                  "master secret")
         return Rotated(current["username"], True, master_arn)
     return Rotated(OWNER_ROLE, False, master_arn)
+
+
+def _same_secret(client: Any, arn: str, master_arn: str) -> bool:
+    """Whether `arn` (Secrets Manager's SecretId, a full ARN) is the master secret. The
+    environment's ARN is CloudFormation's Ref of the secret's attachment; were it ever another
+    form of the same secret (its name, an ARN without the suffix), the secrets' described
+    ARNs still agree."""
+    if arn == master_arn:
+        return True
+    return bool(_describe(client, arn, "SecretId").get("ARN") ==
+                _describe(client, master_arn, MASTER_SECRET_VARIABLE).get("ARN"))
 
 
 def _role_secret(value: dict[str, Any], arn: str, what: str, rotated: Rotated) -> dict[str, Any]:

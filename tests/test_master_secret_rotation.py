@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import string
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pg8000.native
@@ -48,18 +48,18 @@ def bootstrapped(aws: Secrets, own_master: OwnMaster) -> OwnMaster:
 
 
 @pytest.fixture
-def statements_logged(postgres: PostgresServer, own_master: OwnMaster) -> Iterator[int]:
+def statements_logged(postgres: PostgresServer, own_master: OwnMaster) -> int:
     """Every statement the master runs from now on is logged with its text (what a failed or
-    slow one would be); yields the server log's size before."""
+    slow one would be); the server log's size before."""
     conn = postgres.connect()
     try:
         conn.run(f"ALTER ROLE {own_master.user} SET log_statement = 'all'")
     finally:
         conn.close()
-    yield server_log(postgres).stat().st_size
+    return server_log(postgres).stat().st_size
 
 
-def server_log(postgres: PostgresServer) -> Any:
+def server_log(postgres: PostgresServer) -> Path:
     return postgres.root / "postgres.log"
 
 

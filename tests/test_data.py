@@ -141,6 +141,29 @@ def test_security_groups_open_nothing_by_default(synthesized: Synthesized) -> No
     assert "DatabaseSecurityGroup" in json.dumps(rule["Properties"]["GroupId"])
 
 
+# CDK's marker rule on a group that allows no egress at all.
+NO_EGRESS = {"CidrIp": "255.255.255.255/32", "IpProtocol": "icmp", "FromPort": 252,
+             "ToPort": 86}
+
+
+def test_no_security_group_lets_all_traffic_out(synthesized: Synthesized) -> None:
+    # Every egress rule in every stack is one TCP port (HTTPS, PostgreSQL) or CDK's no-egress
+    # marker. AWS's rotation application, which the master secret used to rotate with, made
+    # a group allowing all traffic to anywhere (IpProtocol -1).
+    rules = []
+    for part in ("Network", "Data"):
+        resources = synthesized.template_json(part)["Resources"].values()
+        rules += [rule for resource in resources if resource["Type"] == "AWS::EC2::SecurityGroup"
+                  for rule in resource["Properties"].get("SecurityGroupEgress", [])]
+        rules += [resource["Properties"] for resource in resources
+                  if resource["Type"] == "AWS::EC2::SecurityGroupEgress"]
+    assert rules
+    for rule in rules:
+        assert {k: rule.get(k) for k in NO_EGRESS} == NO_EGRESS or (
+            rule["IpProtocol"] == "tcp" and rule["FromPort"] == rule["ToPort"]
+            and rule["FromPort"] in (443, 5432)), rule
+
+
 def test_grant_connect_opens_only_the_port_to_the_peer_in_the_peers_stack() -> None:
     # Given the dev app and a later stack with a client security group
     from boom_stacks.stage import create_app

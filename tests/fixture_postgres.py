@@ -150,6 +150,37 @@ def logs_in(server: PostgresServer, database: str, role: str, password: str) -> 
     return True
 
 
+@contextmanager
+def superuser_of_its_own(server: PostgresServer, database: str) -> Iterator[tuple[str, str]]:
+    """A new superuser login role and its password, for a test that changes the master's
+    password (the session's superuser is every other test's master). Roles are cluster-wide:
+    afterwards what it owns in `database` goes to the superuser, and the role is dropped."""
+    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
+
+    user, password = f"boom_admin_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    conn = server.connect()
+    try:
+        conn.run(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD "
+                 f"{pg8000.native.literal(scram_verifier(password))}")
+    finally:
+        conn.close()
+    try:
+        yield user, password
+    finally:
+        conn = server.connect(database)
+        try:
+            # What its bootstrap runs made (event triggers, say) goes to the superuser.
+            conn.run(f"REASSIGN OWNED BY {user} TO {server.user}")
+            conn.run(f"DROP OWNED BY {user}")
+        finally:
+            conn.close()
+        conn = server.connect()
+        try:
+            conn.run(f"DROP ROLE {user}")
+        finally:
+            conn.close()
+
+
 def new_role_passwords() -> dict[str, str]:
     """Random passwords for the bootstrap's two roles, app_user and boom_owner."""
     return {"app_user": secrets.token_urlsafe(24), "boom_owner": secrets.token_urlsafe(24)}

@@ -8,21 +8,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import secrets
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import pg8000.native
 import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
 from lambdas.tenant_bootstrap import bootstrap, handler, master_secret, rotation, scheduled_check
 from tests.fixture_bootstrap import schema_dump
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, superuser_of_its_own
 
 
 @dataclass
@@ -195,32 +193,11 @@ class OwnMaster:
 @pytest.fixture
 def own_master(postgres: PostgresServer, aws: Secrets,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnMaster]:
-    """A new database and a master user of its own (a superuser, as the other tests' master
-    is), its secret in moto and named by the function's environment, so that rotating it
-    changes no other test's logins. Roles are cluster-wide: it is dropped afterwards."""
-    user = f"boom_admin_{secrets.token_hex(4)}"
-    password = secrets.token_urlsafe(24)
+    """A new database and a master user of its own (superuser_of_its_own), its secret in moto
+    and named by the function's environment, so that rotating it changes no other test's
+    logins."""
     database = postgres.create_database()
-    conn = postgres.connect()
-    try:
-        conn.run(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD "
-                 f"{pg8000.native.literal(bootstrap.scram_verifier(password))}")
-    finally:
-        conn.close()
-    arn = aws.master(**master_values(postgres, database, username=user, password=password))
-    monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, arn)
-    try:
+    with superuser_of_its_own(postgres, database) as (user, password):
+        arn = aws.master(**master_values(postgres, database, username=user, password=password))
+        monkeypatch.setenv(rotation.MASTER_SECRET_VARIABLE, arn)
         yield OwnMaster(database, arn, user, password)
-    finally:
-        conn = postgres.connect(database)
-        try:
-            # What its bootstrap runs made (event triggers, say) goes to the superuser.
-            conn.run(f"REASSIGN OWNED BY {user} TO postgres")
-            conn.run(f"DROP OWNED BY {user}")
-        finally:
-            conn.close()
-        conn = postgres.connect()
-        try:
-            conn.run(f"DROP ROLE {user}")
-        finally:
-            conn.close()

@@ -6,7 +6,6 @@ PostgreSQL over verified TLS."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -14,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pg8000.native
 import pytest
 from moto.server import ThreadedMotoServer
 
 from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
 from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
-from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
+from tests.fixture_postgres import (
+    PostgresServer,
+    bootstrapped_database,
+    free_port,
+    superuser_of_its_own,
+)
 from tests.fixture_secrets import stand_in_function
 
 INVOKE = """
@@ -154,14 +157,8 @@ def test_the_packaged_lambda_rotates_boom_owners_password_and_the_masters(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     client = boto3.client("secretsmanager", **rotating_endpoint)
     database = bootstrapped_database(postgres, role_passwords)
-    # A master of the test's own, as the superuser stands in for RDS's master elsewhere: the
-    # session's other tests log in as the superuser.
-    admin, password = f"boom_admin_{database}", secrets.token_urlsafe(24)
-    conn = postgres.connect()
-    conn.run(f"CREATE ROLE {admin} LOGIN SUPERUSER PASSWORD "
-             f"{pg8000.native.literal(bootstrap.scram_verifier(password))}")
-    conn.close()
-    try:
+    # A master of the test's own: the session's other tests log in as the superuser.
+    with superuser_of_its_own(postgres, database) as (admin, password):
         master = {"engine": "postgres", "host": "127.0.0.1", "port": postgres.port,
                   "dbname": database, "username": admin, "password": password}
         master_arn = client.create_secret(Name=f"boom/e2e/{database}/master",
@@ -176,7 +173,3 @@ def test_the_packaged_lambda_rotates_boom_owners_password_and_the_masters(
             conn = postgres.connect(database, user=role, password=new, tls=True)
             assert conn.run("SELECT current_user") == [[role]]
             conn.close()
-    finally:
-        conn = postgres.connect()
-        conn.run(f"DROP ROLE {admin}")
-        conn.close()

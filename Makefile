@@ -2,6 +2,15 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 ENV ?= dev
+# POSIX sh reads the start-up file an exported ENV names, so some logins export ENV as a path.
+# Such an ENV is not an environment name: use dev, and say so. `make synth ENV=prod` and
+# `ENV=prod make synth` pick an environment as before.
+ifeq ($(origin ENV),environment)
+ifneq ($(findstring /,$(ENV)),)
+$(warning ENV=$(ENV) in your shell is sh's start-up file, not an environment: synthesizing dev. Pick one with make synth ENV=<dev|staging|prod>)
+ENV := dev
+endif
+endif
 
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin

@@ -59,6 +59,12 @@ class DatabaseConfig:
     monitoring_interval_seconds: int = 60
     secret_rotation_days: int = 30
     slow_statement_ms: int = 500
+    # One backend's temporary files (sorts and hashes that outgrew work_mem, rows a cursor
+    # materialized), all held at once, may not exceed this: the statement is cancelled and its
+    # files removed, so one tenant's runaway query cannot fill the storage every tenant
+    # shares. Every role is bound, migrations' index builds included. At most a quarter of
+    # allocated_storage_gib (config_rules.py).
+    temp_file_limit_gib: int = 10
     # An app_user transaction running longer is ended by pg_cron's job (migration 0014),
     # within a minute after: it holds locks, a pooled server connection and the oldest
     # snapshot, behind which VACUUM cannot clean up.

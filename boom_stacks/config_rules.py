@@ -135,6 +135,9 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
             (1, 5, 10, 15, 30, 60))
     _in_range(f"{prefix}.secret_rotation_days", db.secret_rotation_days, 1, 365)
     _in_range(f"{prefix}.slow_statement_ms", db.slow_statement_ms, 1, 60_000)
+    # Above a quarter of the storage, a few runaway backends at once would fill it.
+    _in_range(f"{prefix}.temp_file_limit_gib", db.temp_file_limit_gib, 1,
+              max(1, db.allocated_storage_gib // 4))
     # What the bootstrap accepts (lambdas/tenant_bootstrap: a deploy would fail on more).
     _in_range(f"{prefix}.app_user_transaction_minutes", db.app_user_transaction_minutes, 1,
               MAX_TRANSACTION_MINUTES)

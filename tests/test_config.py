@@ -130,6 +130,14 @@ def test_allocated_storage_larger_than_max() -> None:
         with_database(allocated_storage_gib=2000, max_allocated_storage_gib=1000)
 
 
+def test_temp_file_limit_follows_the_allocated_storage() -> None:
+    # 10 GiB, the default, is half of 20 GiB: two runaway backends would fill it.
+    with pytest.raises(ConfigError, match=r"temp_file_limit_gib = 10: .*range 1-5\b"):
+        with_database(allocated_storage_gib=20)
+    assert with_database(allocated_storage_gib=20, temp_file_limit_gib=5) \
+        .database.temp_file_limit_gib == 5
+
+
 def test_dr_region_equal_to_primary() -> None:
     with pytest.raises(ConfigError, match=r"prod\.dr_region = 'us-east-1': equals primary"):
         replace(PROD, dr_region="us-east-1")
@@ -155,6 +163,9 @@ def test_overlapping_backup_and_maintenance_windows() -> None:
     ("app_user_transaction_minutes", 0, "range 1-1440"),
     ("app_user_transaction_minutes", 1441, "range 1-1440"),
     ("app_user_transaction_minutes", True, "range 1-1440"),
+    # a quarter of prod's 100 GiB of storage at most
+    ("temp_file_limit_gib", 0, "range 1-25"),
+    ("temp_file_limit_gib", 26, "range 1-25"),
 ])
 def test_database_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.database\.{field} = .*{message}"):

@@ -77,8 +77,13 @@ def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statement
             "log_parameter_max_length": "0", "log_parameter_max_length_on_error": "0",
             # pg_stat_statements keeps no utility statement's text, which would hold tenants'
             # literals and the master's password (test_statement_statistics.py)
-            "pg_stat_statements.track_utility": "0"}),
+            "pg_stat_statements.track_utility": "0",
+            # one backend's temporary files, in kB: 10 GiB, a tenth of the storage
+            # (test_temp_file_limit.py)
+            "temp_file_limit": str(synthesized.config.database.temp_file_limit_gib
+                                   * 1024 * 1024)}),
     })
+    assert synthesized.config.database.temp_file_limit_gib == 10
 
 
 def test_parameter_group_loads_pg_cron_for_the_tenant_database(synthesized: Synthesized) -> None:

@@ -32,6 +32,11 @@ SLOW_STATEMENT_VALUES_UNLOGGED = {"log_parameter_max_length": "0",
 UTILITY_STATEMENTS_UNTRACKED = {"pg_stat_statements.track_utility": "0"}
 
 
+def temp_file_limit_kb(gib: int) -> int:
+    """The parameter group's temp_file_limit: PostgreSQL reads a bare number as kB."""
+    return gib * 1024 * 1024
+
+
 class TenantDatabase(Construct):
     """The primary database; later stacks call `grant_connect(peer)` to open port 5432."""
 
@@ -90,6 +95,10 @@ class TenantDatabase(Construct):
                 # go untracked; the queries inside COPY, DECLARE and EXPLAIN ANALYZE are still
                 # counted, normalized (test_statement_statistics.py).
                 **UTILITY_STATEMENTS_UNTRACKED,
+                # One backend's temporary files, all held at once, in kB: beyond them its
+                # statement is cancelled (SQLSTATE 53400) and the files removed. app_user
+                # cannot lift it (a superuser-only setting): test_temp_file_limit.py.
+                "temp_file_limit": str(temp_file_limit_kb(db.temp_file_limit_gib)),
             },
         )
         # Pre-created so retention and encryption are ours, not RDS's defaults.

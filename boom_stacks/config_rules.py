@@ -135,14 +135,25 @@ def _validate_database(env: str, db: DatabaseConfig) -> None:
             (1, 5, 10, 15, 30, 60))
     _in_range(f"{prefix}.secret_rotation_days", db.secret_rotation_days, 1, 365)
     _in_range(f"{prefix}.slow_statement_ms", db.slow_statement_ms, 1, 60_000)
-    # Above a quarter of the storage, a few runaway backends at once would fill it.
-    _in_range(f"{prefix}.temp_file_limit_gib", db.temp_file_limit_gib, 1,
-              max(1, db.allocated_storage_gib // 4))
+    _validate_temp_file_limit(prefix, db)
     # What the bootstrap accepts (lambdas/tenant_bootstrap: a deploy would fail on more).
     _in_range(f"{prefix}.app_user_transaction_minutes", db.app_user_transaction_minutes, 1,
               MAX_TRANSACTION_MINUTES)
     _one_of(f"{prefix}.log_retention_days", db.log_retention_days, LOG_RETENTION_DAYS)
     _windows_apart(prefix, "backup_window", db.backup_window, db.maintenance_window, "RDS")
+
+
+def _validate_temp_file_limit(prefix: str, db: DatabaseConfig) -> None:
+    """One backend's temporary files: above a quarter of the storage, a few runaway backends
+    at once would fill it (allocated_storage_gib is checked first)."""
+    field, quarter = f"{prefix}.temp_file_limit_gib", db.allocated_storage_gib // 4
+    _in_range(field, db.temp_file_limit_gib, 1, 65536)
+    if db.temp_file_limit_gib > quarter:
+        raise ConfigError(field, db.temp_file_limit_gib,
+                          f"is more than a quarter of allocated_storage_gib "
+                          f"({db.allocated_storage_gib}): a few runaway backends at once would "
+                          "fill the storage", f"Set temp_file_limit_gib <= {quarter}, or "
+                          "allocate more storage")
 
 
 def _validate_cache(env: str, cache: CacheConfig) -> None:

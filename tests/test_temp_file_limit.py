@@ -132,6 +132,7 @@ def test_cursors_a_transaction_holds_count_together(server: Server) -> None:
 @pytest.mark.parametrize("role", ["app_user", "boom_owner"])
 @pytest.mark.parametrize("lift", [
     "SET temp_file_limit = -1",
+    "SET LOCAL temp_file_limit = -1",
     "SELECT set_config('temp_file_limit', '-1', true)",
     "ALTER ROLE CURRENT_USER SET temp_file_limit = -1",
     "ALTER ROLE CURRENT_USER IN DATABASE {database} SET temp_file_limit = -1",

@@ -22,6 +22,7 @@ from pathlib import Path
 import pg8000.native
 import pytest
 
+from lambdas.tenant_bootstrap import bootstrap
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
@@ -167,3 +168,36 @@ def test_control_without_the_limit_the_same_sort_writes_more_than_it(server: Ser
         conn.run("ROLLBACK")
     finally:
         conn.close()
+
+
+def test_an_operators_lift_for_app_user_is_reported_and_undone_by_the_next_run(
+        server: Server) -> None:
+    # Given an operator lifted the limit for app_user (a failing report, a quick fix), as the
+    # superuser may
+    admin = server.postgres.connect(server.database, tls=True)
+    try:
+        admin.run("ALTER ROLE app_user SET temp_file_limit = -1")
+        lifted = server.session()
+        try:
+            assert lifted.run("SHOW temp_file_limit") == [["-1"]]
+        finally:
+            lifted.close()
+        # then the check reports it (0007's audit of role settings)
+        assert bootstrap.check(admin).findings == (
+            "would restore: role settings of app_user restored to the migrations': "
+            "temp_file_limit",)
+        # and the next run undoes it: app_user's new sessions are bound again.
+        assert ("role settings of app_user restored to the migrations': temp_file_limit"
+                in bootstrap.apply(admin).repaired)
+        assert bootstrap.check(admin).findings == ()
+    finally:
+        admin.run("SELECT app.restore_role_settings()")
+        admin.close()
+    bound = server.session()
+    try:
+        begin_as_tenant_a(bound)
+        with pytest.raises(pg8000.native.DatabaseError, match=EXCEEDS):
+            bound.run(RUNAWAY)
+        bound.run("ROLLBACK")
+    finally:
+        bound.close()

@@ -35,6 +35,7 @@ LIMIT_KB = 2048  # as the template writes it: a bare number, which PostgreSQL re
 ROWS = 40_000  # tenant A's bookings: sorted with the least work_mem, about 4 MB on disk
 CURSOR_ROWS = 15_000  # about 1.5 MB on disk: one such cursor fits the limit, two do not
 RUNAWAY = "SELECT * FROM app.bookings ORDER BY resource"
+CURSOR_QUERY = f"SELECT * FROM app.bookings WHERE id <= {CURSOR_ROWS} ORDER BY resource"
 EXCEEDS = re.escape(f"temporary file size exceeds temp_file_limit ({LIMIT_KB}kB)")
 
 
@@ -118,8 +119,7 @@ def test_cursors_a_transaction_holds_count_together(server: Server) -> None:
     try:
         begin_as_tenant_a(conn)
         for name in ("first", "second"):
-            conn.run(f"DECLARE {name} CURSOR FOR SELECT * FROM app.bookings "
-                     f"WHERE id <= {CURSOR_ROWS} ORDER BY resource")
+            conn.run(f"DECLARE {name} CURSOR FOR {CURSOR_QUERY}")
         assert len(conn.run("FETCH 1 FROM first")) == 1
         assert server.temporary_files() != []  # held while the cursor is open
         with pytest.raises(pg8000.native.DatabaseError, match=EXCEEDS):
@@ -163,8 +163,8 @@ def test_control_without_the_limit_the_same_sort_writes_more_than_it(server: Ser
     try:
         begin_as_tenant_a(conn)
         assert disk_kb(conn, RUNAWAY) > LIMIT_KB
-        assert disk_kb(conn, f"SELECT * FROM app.bookings WHERE id <= {CURSOR_ROWS} "
-                             "ORDER BY resource") in range(LIMIT_KB // 2 + 1, LIMIT_KB)
+        # one cursor's rows fit the limit, two do not (the cursor test's premise)
+        assert disk_kb(conn, CURSOR_QUERY) in range(LIMIT_KB // 2 + 1, LIMIT_KB)
         conn.run("ROLLBACK")
     finally:
         conn.close()

@@ -128,6 +128,21 @@ class PostgresServer:
         restart, the new one."""
         return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
 
+    def log_size(self) -> int:
+        """Where the server log ends now: give it to `log_since`."""
+        return (self.root / "postgres.log").stat().st_size
+
+    def log_since(self, start: int, marker: str) -> str:
+        """The server log written since byte `start`, once it mentions `marker` (or after 5 s
+        without it: the caller's assertion says what was missing)."""
+        log = self.root / "postgres.log"
+        deadline = time.monotonic() + 5
+        while True:
+            text = log.read_bytes()[start:].decode(errors="replace")
+            if marker in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def create_database(self, prefix: str = "boom") -> str:
         name = f"{prefix}_{secrets.token_hex(4)}"
         conn = self.connect()

@@ -7,7 +7,6 @@ statement's value into the log.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 
 import pg8000.native
@@ -26,17 +25,6 @@ def logged(postgres: PostgresServer) -> Iterator[pg8000.native.Connection]:
     conn.close()
 
 
-def log_after(postgres: PostgresServer, marker: str, start: int) -> str:
-    """The server log written since byte `start`, once it mentions `marker`'s statement."""
-    log = postgres.root / "postgres.log"
-    deadline = time.monotonic() + 5
-    while True:
-        text = log.read_bytes()[start:].decode(errors="replace")
-        if marker in text or time.monotonic() > deadline:
-            return text
-        time.sleep(0.05)
-
-
 def run_with_secret(postgres: PostgresServer, conn: pg8000.native.Connection,
                     settings: dict[str, str]) -> tuple[str, str]:
     """A slow and a failing statement, each with a tenant's value as a bind parameter; the
@@ -45,11 +33,11 @@ def run_with_secret(postgres: PostgresServer, conn: pg8000.native.Connection,
         conn.run(f"SET {name} = {value}")
     value = f"alice-{secrets.token_hex(6)}@example.com"
     tag = secrets.token_hex(6)
-    start = (postgres.root / "postgres.log").stat().st_size
+    start = postgres.log_size()
     conn.run(f"SELECT :email::text AS slow_{tag}", email=value)
     with pytest.raises(pg8000.native.DatabaseError, match="division by zero"):
         conn.run(f"SELECT 1 / 0 AS failing_{tag} WHERE :email::text IS NOT NULL", email=value)
-    return value, log_after(postgres, f"failing_{tag}", start)
+    return value, postgres.log_since(start, f"failing_{tag}")
 
 
 def test_slow_and_failed_statements_are_logged_without_their_values(

@@ -1,7 +1,7 @@
 """A setting one client SETs for the session must not reach the next client of the pooled
 server connection (migration 0011), through real PgBouncer in transaction mode on real
-PostgreSQL 15. Each poisoned setting would fail the next tenant's statements or lift their
-bound; the negative controls show it did at version 10.
+PostgreSQL 15. Each poisoned setting would fail the next tenant's statements, lift their
+bound, or log their bind values (0018); the negative controls show it did at version 10.
 
 Both databases get a pool of one server connection, so consecutive clients share it; the
 tests check they did (same backend pid).
@@ -10,6 +10,7 @@ tests check they did (same backend pid).
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable, Iterator
 
 import pg8000.native
@@ -31,7 +32,8 @@ INSERT = ("INSERT INTO bookings (resource, starts_at, ends_at) "
           "VALUES ('room', now(), now() + interval '1 hour')")  # unqualified: search_path
 
 # For each setting app_user's sessions are declared to start with, a session-level value
-# that would hurt the next client: fail its statements, or lift their bound (0).
+# that would hurt the next client: fail its statements, lift their bound (0), or log their
+# bind values in full (-1) when they fail.
 POISON = {
     "statement_timeout": "0",
     "lock_timeout": "1ms",
@@ -39,8 +41,10 @@ POISON = {
     "row_security": "off",
     "default_transaction_isolation": "serializable",
     "default_transaction_read_only": "on",
+    "log_parameter_max_length_on_error": "-1",
 }
-PER_STATEMENT = ["statement_timeout", "lock_timeout", "search_path", "row_security"]
+PER_STATEMENT = ["statement_timeout", "lock_timeout", "search_path", "row_security",
+                 "log_parameter_max_length_on_error"]
 Connect = Callable[[str], Conn]
 
 
@@ -145,6 +149,31 @@ def test_the_next_set_tenant_puts_a_setting_back_for_the_next_client(
     assert show(a, setting) != POISON[setting]
 
 
+def fail_with_a_bind_value(postgres: PostgresServer, conn: Conn) -> tuple[str, str]:
+    """A statement of the open transaction fails with a tenant's e-mail address as its bind
+    value; the value, and the server log written meanwhile."""
+    value, tag = f"bob-{secrets.token_hex(6)}@example.com", secrets.token_hex(6)
+    start = postgres.log_size()
+    with pytest.raises(pg8000.native.DatabaseError, match="division by zero"):
+        conn.run(f"SELECT 1 / 0 AS failing_{tag} WHERE :email::text IS NOT NULL", email=value)
+    conn.run("ROLLBACK")
+    log = postgres.log_since(start, f"failing_{tag}")
+    assert f"failing_{tag}" in log  # the failure itself is logged, with its text
+    return value, log
+
+
+def test_the_next_tenants_failed_statement_is_logged_without_its_values(
+        postgres: PostgresServer, connect: Connect) -> None:
+    a, b = connect(LATEST), connect(LATEST)
+    # Given tenant A's client asked for failed statements' values in full, for the session
+    pid = leave_behind(a, "log_parameter_max_length_on_error")
+    # When tenant B's statement fails on that server connection
+    assert begin(b, TENANT_B) == pid
+    value, log = fail_with_a_bind_value(postgres, b)
+    # Then the log has its text and not B's value
+    assert value not in log
+
+
 def test_a_stricter_isolation_level_is_put_back_for_the_transactions_after(
         connect: Connect) -> None:
     a, b = connect(LATEST), connect(LATEST)
@@ -232,3 +261,12 @@ def test_control_at_version_10_the_next_tenant_runs_without_the_statement_bound(
     assert begin(b, TENANT_B) == pid
     assert show(b, "statement_timeout") == "0"
     b.run("COMMIT")
+
+
+def test_control_at_version_10_the_next_tenants_failed_statement_is_logged_with_its_values(
+        postgres: PostgresServer, connect: Connect) -> None:
+    a, b = connect(EARLIER), connect(EARLIER)
+    pid = leave_behind(a, "log_parameter_max_length_on_error")
+    assert begin(b, TENANT_B) == pid
+    value, log = fail_with_a_bind_value(postgres, b)
+    assert value in log

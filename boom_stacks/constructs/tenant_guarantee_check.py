@@ -75,10 +75,10 @@ class TenantGuaranteeCheck(Construct):
             alarm_description=(
                 f"Boom {config.name}: the tenant database's guarantees (RLS on every tenant "
                 "table, the event trigger, app_user's privileges, keys and statistics, role "
-                "settings, TEMPORARY and CREATE, the shipped functions, pg_cron's jobs) have "
-                "drifted since the last deploy, a role does not log in with its secret's "
-                "password, boom_owner's password rotation stopped midway, or the check cannot "
-                "run. The function's log names each finding and its fix; a "
+                "and database settings, TEMPORARY and CREATE, the shipped functions, "
+                "pg_cron's jobs) have drifted since the last deploy, a role does not log in "
+                "with its secret's password, boom_owner's password rotation stopped midway, or "
+                "the check cannot run. The function's log names each finding and its fix; a "
                 "repair (README: Between deploys) restores what it can and names the rest"))
         # Drift, and checks that stopped coming (INSUFFICIENT_DATA), both notify; so does the
         # return to OK, which tells whoever acted (a repair, a deploy) that it worked, and

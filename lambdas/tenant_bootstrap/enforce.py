@@ -44,8 +44,8 @@ def restore(conn: pg8000.native.Connection, create_event_trigger: str,
     database's version: the restores after them call some."""
     return (*restore_functions(conn, functions),
             *_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
-            *_privileges(conn), *_role_settings(conn), *_temporary(conn),
-            *_creation_rights(conn), *schedule_jobs(conn))
+            *_privileges(conn), *_role_settings(conn), *_database_settings(conn),
+            *_temporary(conn), *_creation_rights(conn), *schedule_jobs(conn))
 
 
 def gaps(conn: pg8000.native.Connection) -> list[str]:
@@ -54,6 +54,8 @@ def gaps(conn: pg8000.native.Connection) -> list[str]:
                 for subject, problem in conn.run(f"SELECT table_name, problem FROM {audit}")]
     if _exists(conn, "app.audit_database()"):  # 0005
         problems += conn.run("SELECT 'database', problem FROM app.audit_database()")
+    if _exists(conn, "app.audit_database_settings()"):  # 0019
+        problems += conn.run("SELECT 'database', problem FROM app.audit_database_settings()")
     if _exists(conn, "app.audit_shipped_functions()"):  # 0012
         problems += conn.run("SELECT 'function ' || function_name, problem "
                              "FROM app.audit_shipped_functions()")
@@ -125,6 +127,23 @@ def _role_settings(conn: pg8000.native.Connection) -> list[str]:
         conn.run("SELECT app.restore_role_settings()")
     return [f"role settings of {role} restored to the migrations': {names}"
             for role, names in changed]
+
+
+def _database_settings(conn: pg8000.native.Connection) -> list[str]:
+    """(0019) Settings made for the database (ALTER DATABASE ... SET), reset, if this user acts
+    as its owner (only the owner may); otherwise app.audit_database_settings() makes the run
+    refuse, naming the fix. Settings named, values never shown."""
+    if not _exists(conn, "app.audit_database_settings()"):
+        return []
+    [[names, database, owner]] = conn.run(
+        "SELECT (SELECT string_agg(setting_name, ', ' ORDER BY setting_name) "
+        "FROM app.audit_database_settings()), "
+        "datname, pg_has_role(datdba, 'USAGE') FROM pg_database "
+        "WHERE datname = current_database()")
+    if not (names and owner):
+        return []
+    conn.run(f"ALTER DATABASE {pg8000.native.identifier(database)} RESET ALL")
+    return [f"settings of database {database} reset to the parameter group's: {names}"]
 
 
 def _temporary(conn: pg8000.native.Connection) -> list[str]:

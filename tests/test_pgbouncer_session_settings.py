@@ -149,14 +149,19 @@ def test_the_next_set_tenant_puts_a_setting_back_for_the_next_client(
     assert show(a, setting) != POISON[setting]
 
 
-def fail_with_a_bind_value(postgres: PostgresServer, conn: Conn) -> tuple[str, str]:
-    """A statement of the open transaction fails with a tenant's e-mail address as its bind
-    value; the value, and the server log written meanwhile."""
+def next_tenants_failure(postgres: PostgresServer, connect: Connect,
+                         pool: str) -> tuple[str, str]:
+    """Tenant A's client asks for failed statements' values in full, for the session; then
+    tenant B's statement fails on that server connection, with an e-mail address as its bind
+    value. The value, and the server log written meanwhile."""
+    a, b = connect(pool), connect(pool)
+    pid = leave_behind(a, "log_parameter_max_length_on_error")
+    assert begin(b, TENANT_B) == pid
     value, tag = f"bob-{secrets.token_hex(6)}@example.com", secrets.token_hex(6)
     start = postgres.log_size()
     with pytest.raises(pg8000.native.DatabaseError, match="division by zero"):
-        conn.run(f"SELECT 1 / 0 AS failing_{tag} WHERE :email::text IS NOT NULL", email=value)
-    conn.run("ROLLBACK")
+        b.run(f"SELECT 1 / 0 AS failing_{tag} WHERE :email::text IS NOT NULL", email=value)
+    b.run("ROLLBACK")
     log = postgres.log_since(start, f"failing_{tag}")
     assert f"failing_{tag}" in log  # the failure itself is logged, with its text
     return value, log
@@ -164,13 +169,7 @@ def fail_with_a_bind_value(postgres: PostgresServer, conn: Conn) -> tuple[str, s
 
 def test_the_next_tenants_failed_statement_is_logged_without_its_values(
         postgres: PostgresServer, connect: Connect) -> None:
-    a, b = connect(LATEST), connect(LATEST)
-    # Given tenant A's client asked for failed statements' values in full, for the session
-    pid = leave_behind(a, "log_parameter_max_length_on_error")
-    # When tenant B's statement fails on that server connection
-    assert begin(b, TENANT_B) == pid
-    value, log = fail_with_a_bind_value(postgres, b)
-    # Then the log has its text and not B's value
+    value, log = next_tenants_failure(postgres, connect, LATEST)
     assert value not in log
 
 
@@ -265,8 +264,5 @@ def test_control_at_version_10_the_next_tenant_runs_without_the_statement_bound(
 
 def test_control_at_version_10_the_next_tenants_failed_statement_is_logged_with_its_values(
         postgres: PostgresServer, connect: Connect) -> None:
-    a, b = connect(EARLIER), connect(EARLIER)
-    pid = leave_behind(a, "log_parameter_max_length_on_error")
-    assert begin(b, TENANT_B) == pid
-    value, log = fail_with_a_bind_value(postgres, b)
+    value, log = next_tenants_failure(postgres, connect, EARLIER)
     assert value in log

@@ -1,7 +1,8 @@
 """A setting one client SETs for the session must not reach the next client of the pooled
 server connection (migration 0011), through real PgBouncer in transaction mode on real
 PostgreSQL 15. Each poisoned setting would fail the next tenant's statements, lift their
-bound, or log their bind values (0018); the negative controls show it did at version 10.
+bound, log their bind values (0018) or make their commits asynchronous (0020); the negative
+controls show it did at version 10.
 
 Both databases get a pool of one server connection, so consecutive clients share it; the
 tests check they did (same backend pid).
@@ -32,8 +33,8 @@ INSERT = ("INSERT INTO bookings (resource, starts_at, ends_at) "
           "VALUES ('room', now(), now() + interval '1 hour')")  # unqualified: search_path
 
 # For each setting app_user's sessions are declared to start with, a session-level value
-# that would hurt the next client: fail its statements, lift their bound (0), or log their
-# bind values in full (-1) when they fail.
+# that would hurt the next client: fail its statements, lift their bound (0), log their
+# bind values in full (-1) when they fail, or acknowledge its commits before they are on disk.
 POISON = {
     "statement_timeout": "0",
     "lock_timeout": "1ms",
@@ -42,9 +43,12 @@ POISON = {
     "default_transaction_isolation": "serializable",
     "default_transaction_read_only": "on",
     "log_parameter_max_length_on_error": "-1",
+    "synchronous_commit": "off",
 }
+# Read per statement, or at COMMIT (synchronous_commit): a RESET by set_tenant covers the
+# transaction that made it.
 PER_STATEMENT = ["statement_timeout", "lock_timeout", "search_path", "row_security",
-                 "log_parameter_max_length_on_error"]
+                 "log_parameter_max_length_on_error", "synchronous_commit"]
 Connect = Callable[[str], Conn]
 
 
@@ -266,3 +270,13 @@ def test_control_at_version_10_the_next_tenants_failed_statement_is_logged_with_
         postgres: PostgresServer, connect: Connect) -> None:
     value, log = next_tenants_failure(postgres, connect, EARLIER)
     assert value in log
+
+
+def test_control_at_version_10_the_next_tenant_commits_asynchronously(
+        connect: Connect) -> None:
+    a, b = connect(EARLIER), connect(EARLIER)
+    pid = leave_behind(a, "synchronous_commit")
+    assert begin(b, TENANT_B) == pid
+    b.run(INSERT)
+    assert show(b, "synchronous_commit") == "off"  # as B's COMMIT reads it
+    b.run("COMMIT")

@@ -20,7 +20,7 @@ from tests.fixture_tenants import TENANT_A, Conn, committed, connect_as
 DECLARED = [["app_user", ["search_path=app", "statement_timeout=30s", "lock_timeout=0",
                           "default_transaction_read_only=off",
                           "default_transaction_isolation=read committed", "row_security=on",
-                          "log_parameter_max_length_on_error=0"]],
+                          "log_parameter_max_length_on_error=0", "synchronous_commit=on"]],
             ["boom_owner", ["search_path=app"]]]
 
 

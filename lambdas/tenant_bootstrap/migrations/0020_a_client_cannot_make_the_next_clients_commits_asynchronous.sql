@@ -1,0 +1,125 @@
+-- 0020: a client cannot make the next client's commits asynchronous.
+--
+-- A COMMIT that returned has been written to disk: the booking a customer was told about
+-- survives a crash or a failover. Any role may SET synchronous_commit = off for itself, and a
+-- bulk job is told to (it is common advice for loads). Under transaction pooling one client's
+-- session-level SET stayed on the server connection, and every later client's transactions
+-- there, whichever tenant's, committed without waiting for their WAL to reach the disk:
+-- acknowledged, then lost if the instance failed within the next few hundred milliseconds
+-- (three times wal_writer_delay), for as long as the connection lived (server_lifetime, an
+-- hour). Shown through real PgBouncer at version 10 (test_pgbouncer_session_settings.py): the
+-- next tenant's transaction ran with synchronous_commit off.
+--
+-- Now app_user's sessions start with it declared on, and app.set_tenant() puts it back like
+-- 0011's per-statement settings (the setting is read at COMMIT, so the RESET covers the
+-- transaction that made it), with a WARNING. 0018's function otherwise, unchanged.
+-- A job that accepts the risk for its own transaction still may: SET LOCAL, after
+-- set_tenant(). The parameter group leaves synchronous_commit at PostgreSQL's default, on; a
+-- team that turns it off there should know app_user's role setting keeps it on.
+-- Cost: one more current_setting() comparison per transaction, under half a microsecond.
+
+ALTER ROLE app_user SET synchronous_commit = on;
+
+CREATE OR REPLACE FUNCTION app.declared_role_settings()
+RETURNS TABLE (role_name text, setting text)
+LANGUAGE sql IMMUTABLE
+AS $$
+  VALUES ('app_user', 'search_path=app'), ('app_user', 'statement_timeout=30s'),
+         ('app_user', 'lock_timeout=0'), ('app_user', 'default_transaction_read_only=off'),
+         ('app_user', 'default_transaction_isolation=read committed'),
+         ('app_user', 'row_security=on'), ('app_user', 'log_parameter_max_length_on_error=0'),
+         ('app_user', 'synchronous_commit=on'),
+         ('boom_owner', 'search_path=app')
+$$;
+
+-- 0018's function with synchronous_commit added to both lists. The values are app_user's
+-- declared settings as SHOW prints them; test_pgbouncer_session_settings.py walks
+-- declared_role_settings(), so that one added there and not here fails.
+CREATE OR REPLACE FUNCTION app.set_tenant(tenant uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  held boolean;
+  listening boolean;
+  drifted boolean;
+  leftover pg_catalog.text;
+BEGIN
+  IF tenant IS NULL THEN
+    RAISE EXCEPTION 'app.set_tenant: tenant must not be NULL';
+  END IF;
+  SELECT EXISTS (SELECT FROM pg_catalog.pg_cursor() c WHERE c.is_holdable),
+         EXISTS (SELECT FROM pg_catalog.pg_listening_channels()),
+         pg_catalog.current_user() OPERATOR(pg_catalog.=) 'app_user' AND (
+           pg_catalog.current_setting('statement_timeout') OPERATOR(pg_catalog.<>) '30s'
+           OR pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.<>) 'app'
+           OR pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.<>) '0'
+           OR pg_catalog.current_setting('default_transaction_read_only')
+              OPERATOR(pg_catalog.<>) 'off'
+           OR pg_catalog.current_setting('default_transaction_isolation')
+              OPERATOR(pg_catalog.<>) 'read committed'
+           OR pg_catalog.current_setting('row_security') OPERATOR(pg_catalog.<>) 'on'
+           OR pg_catalog.current_setting('log_parameter_max_length_on_error')
+              OPERATOR(pg_catalog.<>) '0'
+           OR pg_catalog.current_setting('synchronous_commit') OPERATOR(pg_catalog.<>) 'on'),
+         pg_catalog.set_config('boom.tenant_id', tenant::pg_catalog.text, true),
+         pg_catalog.set_config('boom.tenant_tx', (pg_catalog.date_part(
+           'epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*)
+           1000000::pg_catalog.float8)::pg_catalog.int8::pg_catalog.text, true)
+    INTO held, listening, drifted;
+  IF drifted THEN
+    IF pg_catalog.current_setting('default_transaction_read_only') OPERATOR(pg_catalog.<>) 'off'
+    THEN
+      RAISE WARNING 'app.set_tenant ends this server connection: default_transaction_read_only '
+                    'was changed on it before the transaction began, so the transaction '
+                    'cannot write'
+        USING HINT = 'Retry the transaction on a new connection. Through a transaction pooler '
+                     'a session-level SET stays on the server connection for whichever client '
+                     'it serves next.';
+      PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid());
+    END IF;
+    FOR leftover IN SELECT s.name FROM (VALUES
+                      ('statement_timeout', '30s'), ('search_path', 'app'),
+                      ('lock_timeout', '0'), ('row_security', 'on'),
+                      ('default_transaction_isolation', 'read committed'),
+                      ('log_parameter_max_length_on_error', '0'),
+                      ('synchronous_commit', 'on')) AS s (name, value)
+                    WHERE pg_catalog.current_setting(s.name) OPERATOR(pg_catalog.<>) s.value
+    LOOP
+      -- RESET: back to the session's default, the declared role setting.
+      EXECUTE pg_catalog.format('RESET %I', leftover);
+      RAISE WARNING 'app.set_tenant reset % to app_user''s default: it was changed on this '
+                    'connection before the transaction set its tenant',
+                    pg_catalog.quote_ident(leftover)
+        USING HINT = 'Through a transaction pooler a session-level SET stays on the server '
+                     'connection for whichever client it serves next: use SET LOCAL, after '
+                     'app.set_tenant().';
+    END LOOP;
+  END IF;
+  IF held THEN
+    FOR leftover IN SELECT c.name FROM pg_catalog.pg_cursor() c
+                    WHERE c.is_holdable AND c.creation_time OPERATOR(pg_catalog.<)
+                          pg_catalog.transaction_timestamp()
+    LOOP
+      EXECUTE pg_catalog.format('CLOSE %I', leftover);
+      RAISE WARNING 'app.set_tenant closed cursor % held from an earlier transaction on this '
+                    'connection', pg_catalog.quote_ident(leftover)
+        USING HINT = 'Through a transaction pooler a WITH HOLD cursor reaches whichever '
+                     'client the connection serves next: close it before COMMIT.';
+    END LOOP;
+  END IF;
+  IF listening THEN
+    -- pg_listening_channels() lists what earlier transactions committed, not this one's.
+    FOR leftover IN SELECT channel FROM pg_catalog.pg_listening_channels() AS channel LOOP
+      EXECUTE pg_catalog.format('UNLISTEN %I', leftover);
+      RAISE WARNING 'app.set_tenant stopped listening on channel % left by an earlier '
+                    'transaction on this connection', pg_catalog.quote_ident(leftover)
+        USING HINT = 'Through a transaction pooler a LISTEN hands notifications to whichever '
+                     'client the connection serves: listen on a direct connection instead.';
+    END LOOP;
+  END IF;
+  RETURN tenant;
+END
+$$;
+
+-- CREATE OR REPLACE by their owner, the bootstrap's user (0012), keeps both functions' owner and
+-- grants (set_tenant: EXECUTE for app_user only).

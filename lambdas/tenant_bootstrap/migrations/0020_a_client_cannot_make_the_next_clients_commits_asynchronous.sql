@@ -12,7 +12,7 @@
 --
 -- Now app_user's sessions start with it declared on, and app.set_tenant() puts it back like
 -- 0011's per-statement settings (the setting is read at COMMIT, so the RESET covers the
--- transaction that made it), with a WARNING. 0018's function otherwise, unchanged.
+-- very transaction that finds it), with a WARNING. 0018's function otherwise, unchanged.
 -- A job that accepts the risk for its own transaction still may: SET LOCAL, after
 -- set_tenant(). The parameter group leaves synchronous_commit at PostgreSQL's default, on; a
 -- team that turns it off there should know app_user's role setting keeps it on.

@@ -95,7 +95,7 @@ def write_results(path: Path, runs: Results, prepared: Results, heavier: Results
 
 Run: `make bench-db` ({time.strftime('%Y-%m-%d')}), `benchmarks/tenant_rls.py`.
 Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()};
-PostgreSQL 15 (fsync off, so app_user's synchronous commits, 0020, write their WAL but do not
+PostgreSQL 15 (fsync off, so app_user's synchronous commits, 0018, write their WAL but do not
 flush it; loopback; pg_stat_statements records only the 1000-client run;
 autovacuum off, and every run starts after VACUUM ANALYZE of the tables and a CHECKPOINT) and
 {_pgbouncer_version()} (built from Debian trixie's source) with the seed's settings

@@ -1,7 +1,7 @@
 """A setting one client SETs for the session must not reach the next client of the pooled
 server connection (migration 0011), through real PgBouncer in transaction mode on real
 PostgreSQL 15. Each poisoned setting would fail the next tenant's statements, lift their
-bound, log their bind values (0018) or make their commits asynchronous (0020); the negative
+bound, log their bind values or make their commits asynchronous (0018); the negative
 controls show it did at version 10.
 
 Both databases get a pool of one server connection, so consecutive clients share it; the

@@ -1,26 +1,39 @@
--- 0018: a client cannot make the next client's failed statements log their bind values.
+-- 0018: a client cannot make the next client's failed statements log their bind values, nor
+-- its commits asynchronous.
 --
--- The parameter group logs a failed statement with its text and without its bind values
--- (log_parameter_max_length_on_error = 0): the values are tenants' data, and CloudWatch Logs
--- is read by everyone who runs the platform. But PostgreSQL lets any role change that setting
--- for itself. Under transaction pooling, one client's session-level
--- SET log_parameter_max_length_on_error = -1 stayed on the server connection, and every later
--- client's failing statement there, whichever tenant's, was logged with its values in full,
--- until the connection closed (server_lifetime, an hour). Shown through real PgBouncer at
--- version 10 (test_pgbouncer_session_settings.py): tenant B's e-mail address, in the log.
--- A role setting of app_user's own was undone by 0007's audit, but a database-wide one or a
--- session's was not.
+-- Two settings any role may change for itself undo a promise for whoever comes after it on a
+-- pooled server connection. 0011 pinned the settings that fail a later statement or lift its
+-- bound; these two fail nothing, so nobody would notice. Under transaction pooling a
+-- session-level SET stays on PgBouncer's server connection for the clients it serves next,
+-- whichever tenant's, until the connection closes (server_lifetime, an hour). Both shown
+-- through real PgBouncer at version 10 (test_pgbouncer_session_settings.py):
+-- - log_parameter_max_length_on_error. The parameter group logs a failed statement with its
+--   text and without its bind values (0): the values are tenants' data, and CloudWatch Logs is
+--   read by everyone who runs the platform. After one client's SET ... = -1, tenant B's
+--   failing statement was logged with B's e-mail address in full.
+-- - synchronous_commit. A COMMIT that returned has been written to disk: the booking a
+--   customer was told about survives a crash or a failover. After one client's
+--   SET synchronous_commit = off (common advice for bulk loads), the next tenant's
+--   transactions committed without waiting for their WAL: acknowledged, then lost if the
+--   instance failed within the next few hundred milliseconds (three times wal_writer_delay).
+-- A role setting of app_user's own was undone by 0007's audit, but a database-wide one (0019)
+-- or a session's was not.
 --
--- Now app_user's sessions start with it declared 0, whatever the database or the parameter
--- group says, and app.set_tenant() puts it back as it does 0011's per-statement settings: a
--- RESET, with a WARNING naming it. 0011's function otherwise, unchanged.
--- Not stopped: a client's SET LOCAL after set_tenant(), which logs its own transaction's
--- values (the contract forbids it), and the slow-statement log's bind values, which only a
--- superuser may switch on (log_parameter_max_length).
--- Cost: one more current_setting() comparison per transaction, under half a microsecond
+-- Now app_user's sessions start with both declared (0 and on), whatever the database or the
+-- parameter group says, and app.set_tenant() puts them back as it does 0011's per-statement
+-- settings: a RESET, with a WARNING naming it. synchronous_commit is read at COMMIT, so the
+-- RESET covers the very transaction that finds it. 0011's function otherwise, unchanged.
+-- Not stopped: a client's SET LOCAL after set_tenant(), which affects its own transaction
+-- only: logging its own values (the contract forbids it), or committing asynchronously (the
+-- contract allows it for loads that can be replayed). The slow-statement log's bind values
+-- only a superuser may switch on (log_parameter_max_length). The parameter group leaves
+-- synchronous_commit at PostgreSQL's default, on; were a team to turn it off there,
+-- app_user's role setting would keep it on.
+-- Cost: two more current_setting() comparisons per transaction, under half a microsecond each
 -- (0011's measurement, benchmarks/ANALYSIS.md).
 
 ALTER ROLE app_user SET log_parameter_max_length_on_error = 0;
+ALTER ROLE app_user SET synchronous_commit = on;
 
 CREATE OR REPLACE FUNCTION app.declared_role_settings()
 RETURNS TABLE (role_name text, setting text)
@@ -30,11 +43,12 @@ AS $$
          ('app_user', 'lock_timeout=0'), ('app_user', 'default_transaction_read_only=off'),
          ('app_user', 'default_transaction_isolation=read committed'),
          ('app_user', 'row_security=on'), ('app_user', 'log_parameter_max_length_on_error=0'),
+         ('app_user', 'synchronous_commit=on'),
          ('boom_owner', 'search_path=app')
 $$;
 
--- 0011's function with log_parameter_max_length_on_error added to both lists. The values are
--- app_user's declared settings as SHOW prints them; test_pgbouncer_session_settings.py walks
+-- 0011's function with the two settings added to both lists. The values are app_user's
+-- declared settings as SHOW prints them; test_pgbouncer_session_settings.py walks
 -- declared_role_settings(), so that one added there and not here fails.
 CREATE OR REPLACE FUNCTION app.set_tenant(tenant uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -60,7 +74,8 @@ BEGIN
               OPERATOR(pg_catalog.<>) 'read committed'
            OR pg_catalog.current_setting('row_security') OPERATOR(pg_catalog.<>) 'on'
            OR pg_catalog.current_setting('log_parameter_max_length_on_error')
-              OPERATOR(pg_catalog.<>) '0'),
+              OPERATOR(pg_catalog.<>) '0'
+           OR pg_catalog.current_setting('synchronous_commit') OPERATOR(pg_catalog.<>) 'on'),
          pg_catalog.set_config('boom.tenant_id', tenant::pg_catalog.text, true),
          pg_catalog.set_config('boom.tenant_tx', (pg_catalog.date_part(
            'epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*)
@@ -81,7 +96,8 @@ BEGIN
                       ('statement_timeout', '30s'), ('search_path', 'app'),
                       ('lock_timeout', '0'), ('row_security', 'on'),
                       ('default_transaction_isolation', 'read committed'),
-                      ('log_parameter_max_length_on_error', '0')) AS s (name, value)
+                      ('log_parameter_max_length_on_error', '0'),
+                      ('synchronous_commit', 'on')) AS s (name, value)
                     WHERE pg_catalog.current_setting(s.name) OPERATOR(pg_catalog.<>) s.value
     LOOP
       -- RESET: back to the session's default, the declared role setting.

@@ -4,8 +4,8 @@ started with the parameter group's keepalive values.
 A setting made for the database (ALTER DATABASE ... SET) overrides the parameter group in
 every new session of a role without a setting of its own for it. The check reports it and a
 run resets it; the negative control shows that at version 18 the override held and nothing
-reported it. A server of this module's own: roles are cluster-wide, and a run as the
-session's superuser would reset what other modules set on their databases.
+reported it. A server of this module's own, started with the keepalive the parameter group
+sets, which the session's shared server does not.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.fixture_tenants import Conn, connect_as
 
 EARLIER_VERSION = 18  # before 0019
 # An operator's settings for the moment: app_user's sessions back on the kernel's two-hour
-# keepalive, and a gigabyte per sort. A value that must never reach a finding or a log.
+# keepalive, and a gigabyte per sort; and a value that must never reach a finding.
 OVERRIDES = {"tcp_keepalives_idle": "0", "work_mem": "'1GB'",
              "application_name": "'reporting-f00dfeed'"}
 NAMES = "application_name, tcp_keepalives_idle, work_mem"

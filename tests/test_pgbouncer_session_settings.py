@@ -1,8 +1,8 @@
 """A setting one client SETs for the session must not reach the next client of the pooled
 server connection (migration 0011), through real PgBouncer in transaction mode on real
 PostgreSQL 15. Each poisoned setting would fail the next tenant's statements, lift their
-bound, log their bind values or make their commits asynchronous (0018); the negative
-controls show it did at version 10.
+bound, log their bind values, make their commits asynchronous, or make set_tenant() itself fail
+(0018); the negative controls show it did at version 10.
 
 Both databases get a pool of one server connection, so consecutive clients share it; the
 tests check they did (same backend pid).
@@ -177,6 +177,21 @@ def test_the_next_tenants_failed_statement_is_logged_without_its_values(
     assert value not in log
 
 
+def test_the_next_set_tenant_works_under_strict_plpgsql_checks(connect: Connect) -> None:
+    a, b = connect(LATEST), connect(LATEST)
+    # Given tenant A's client switched on every extra check PL/pgSQL has, for the session
+    pid = begin(a, TENANT_A)
+    a.run("SET plpgsql.extra_errors = 'all'")
+    a.run("COMMIT")
+    # When the next client binds tenant B on that server connection
+    assert begin(b, TENANT_B) == pid
+    # Then set_tenant() has nothing for them to refuse, and B works as B
+    assert show(b, "plpgsql.extra_errors") == "all"  # not pinned: only loose functions fail
+    b.run(INSERT)
+    assert b.run("SELECT DISTINCT tenant_id FROM bookings") == [[TENANT_B]]
+    b.run("COMMIT")
+
+
 def test_a_stricter_isolation_level_is_put_back_for_the_transactions_after(
         connect: Connect) -> None:
     a, b = connect(LATEST), connect(LATEST)
@@ -280,3 +295,18 @@ def test_control_at_version_10_the_next_tenant_commits_asynchronously(
     b.run(INSERT)
     assert show(b, "synchronous_commit") == "off"  # as B's COMMIT reads it
     b.run("COMMIT")
+
+
+def test_control_at_version_10_strict_plpgsql_checks_fail_every_next_transaction(
+        connect: Connect) -> None:
+    a, b = connect(EARLIER), connect(EARLIER)
+    pid = begin(a, TENANT_A)
+    a.run("SET plpgsql.extra_errors = 'all'")
+    a.run("COMMIT")
+    for _ in range(2):  # not once: every transaction on that connection, until it closes
+        b.run("BEGIN")
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match="number of source and target fields in assignment"):
+            b.run("SELECT app.set_tenant(:t)", t=TENANT_B)
+        b.run("ROLLBACK")
+    assert int(b.run("SELECT pg_backend_pid()")[0][0]) == pid

@@ -1,11 +1,12 @@
--- 0018: a client cannot make the next client's failed statements log their bind values, nor
--- its commits asynchronous.
+-- 0018: more settings a client leaves on a pooled connection: the next client's failed
+-- statements do not log their bind values, its commits stay synchronous, and its set_tenant()
+-- cannot be made to fail.
 --
--- Two settings any role may change for itself undo a promise for whoever comes after it on a
--- pooled server connection. 0011 pinned the settings that fail a later statement or lift its
--- bound; these two fail nothing, so nobody would notice. Under transaction pooling a
+-- Three settings any role may change for itself undo a promise for whoever comes after it on
+-- a pooled server connection. 0011 pinned the settings that fail a later statement or lift
+-- its bound; the first two fail nothing, so nobody would notice. Under transaction pooling a
 -- session-level SET stays on PgBouncer's server connection for the clients it serves next,
--- whichever tenant's, until the connection closes (server_lifetime, an hour). Both shown
+-- whichever tenant's, until the connection closes (server_lifetime, an hour). All three shown
 -- through real PgBouncer at version 10 (test_pgbouncer_session_settings.py):
 -- - log_parameter_max_length_on_error. The parameter group logs a failed statement with its
 --   text and without its bind values (0): the values are tenants' data, and CloudWatch Logs is
@@ -16,13 +17,23 @@
 --   SET synchronous_commit = off (common advice for bulk loads), the next tenant's
 --   transactions committed without waiting for their WAL: acknowledged, then lost if the
 --   instance failed within the next few hundred milliseconds (three times wal_writer_delay).
+-- - plpgsql.extra_errors. 0011's set_tenant() reads five expressions into three variables
+--   (the two set_config() calls are there for their effect), which PL/pgSQL's
+--   strict_multi_assignment check refuses at run time. After one client's
+--   SET plpgsql.extra_errors = 'all', every later set_tenant() on that server connection
+--   failed (42804), so every transaction there did, for the connection's hour: 0011's reset
+--   never ran, since the failing statement is the one that looks for drifted settings.
 -- A role setting of app_user's own was undone by 0007's audit, but a database-wide one (0019)
 -- or a session's was not.
 --
--- Now app_user's sessions start with both declared (0 and on), whatever the database or the
--- parameter group says, and app.set_tenant() puts them back as it does 0011's per-statement
+-- Now app_user's sessions start with the first two declared (0 and on), whatever the database
+-- or the parameter group says, and app.set_tenant() puts them back as it does 0011's per-statement
 -- settings: a RESET, with a WARNING naming it. synchronous_commit is read at COMMIT, so the
--- RESET covers the very transaction that finds it. 0011's function otherwise, unchanged.
+-- RESET covers the very transaction that finds it. set_tenant() now reads each expression
+-- into a variable of its own, so no extra_errors check has anything to refuse (tested with
+-- 'all'); that setting is not pinned, as it fails only a function that assigns loosely, and
+-- the application's own functions are the application's. 0011's function otherwise,
+-- unchanged.
 -- Not stopped: a client's SET LOCAL after set_tenant(), which affects its own transaction
 -- only: logging its own values (the contract forbids it), or committing asynchronously (the
 -- contract allows it for loads that can be replayed). The slow-statement log's bind values
@@ -47,7 +58,8 @@ AS $$
          ('boom_owner', 'search_path=app')
 $$;
 
--- 0011's function with the two settings added to both lists. The values are app_user's
+-- 0011's function with the two settings added to both lists, and a variable for each of
+-- set_config()'s results. The values are app_user's
 -- declared settings as SHOW prints them; test_pgbouncer_session_settings.py walks
 -- declared_role_settings(), so that one added there and not here fails.
 CREATE OR REPLACE FUNCTION app.set_tenant(tenant uuid) RETURNS uuid
@@ -57,6 +69,8 @@ DECLARE
   held boolean;
   listening boolean;
   drifted boolean;
+  tenant_set pg_catalog.text;  -- set_config()'s results: every expression has its variable
+  stamp_set pg_catalog.text;
   leftover pg_catalog.text;
 BEGIN
   IF tenant IS NULL THEN
@@ -80,7 +94,7 @@ BEGIN
          pg_catalog.set_config('boom.tenant_tx', (pg_catalog.date_part(
            'epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*)
            1000000::pg_catalog.float8)::pg_catalog.int8::pg_catalog.text, true)
-    INTO held, listening, drifted;
+    INTO held, listening, drifted, tenant_set, stamp_set;
   IF drifted THEN
     IF pg_catalog.current_setting('default_transaction_read_only') OPERATOR(pg_catalog.<>) 'off'
     THEN

@@ -67,10 +67,14 @@ def server() -> Iterator[Server]:
         yield Server(postgres, new_role_passwords())
 
 
-def session_settings(conn: Conn) -> tuple[str, str, str]:
-    [row] = conn.run("SELECT current_setting('tcp_keepalives_idle'), current_setting('work_mem'), "
-                     "current_setting('application_name')")
-    conn.close()
+def new_session_settings(server: Server, database: str) -> tuple[str, str, str]:
+    """tcp_keepalives_idle, work_mem and application_name in a new app_user session."""
+    conn = server.app_user(database)
+    try:
+        [row] = conn.run("SELECT current_setting('tcp_keepalives_idle'), "
+                         "current_setting('work_mem'), current_setting('application_name')")
+    finally:
+        conn.close()
     return row[0], row[1], row[2]
 
 
@@ -84,7 +88,7 @@ def test_a_database_setting_is_the_checks_finding_and_the_runs_repair(server: Se
     # Given an operator's settings for the database, which every new app_user session gets
     # over the parameter group's
     database = server.database()
-    assert session_settings(server.app_user(database)) == OVERRIDDEN
+    assert new_session_settings(server, database) == OVERRIDDEN
     assert PARAMETER_GROUP_IDLE != KERNEL_IDLE
     admin = server.postgres.connect(database, tls=True)
     # When the check looks, then the settings are its one finding, by name, not value
@@ -97,7 +101,7 @@ def test_a_database_setting_is_the_checks_finding_and_the_runs_repair(server: Se
     assert bootstrap.check(admin).findings == ()
     admin.close()
     # and new sessions have the parameter group's keepalive and the server's work_mem again
-    assert session_settings(server.app_user(database)) == (PARAMETER_GROUP_IDLE, "4MB", "")
+    assert new_session_settings(server, database) == (PARAMETER_GROUP_IDLE, "4MB", "")
 
 
 def test_a_setting_the_run_cannot_reset_is_a_gap_that_names_the_fix(server: Server) -> None:
@@ -131,4 +135,4 @@ def test_control_at_version_18_the_override_held_and_nothing_reported_it(
     assert finding.startswith(f"database at version {EARLIER_VERSION}, this bootstrap's latest")
     assert bootstrap.apply(admin, target_version=EARLIER_VERSION).repaired == ()
     admin.close()
-    assert session_settings(server.app_user(database)) == OVERRIDDEN
+    assert new_session_settings(server, database) == OVERRIDDEN

@@ -99,11 +99,11 @@ def begin(conn: Conn, tenant: object) -> int:
     return int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
 
 
-def leave_behind(conn: Conn, setting: str) -> int:
-    """Tenant A's transaction SETs `setting` for the session (POISON) and commits, leaving it
-    on the server connection; that connection's backend pid."""
+def leave_behind(conn: Conn, setting: str, value: str | None = None) -> int:
+    """Tenant A's transaction SETs `setting` for the session (to `value`, else POISON's) and
+    commits, leaving it on the server connection; that connection's backend pid."""
     pid = begin(conn, TENANT_A)
-    conn.run(f"SET {setting} = '{POISON[setting]}'")
+    conn.run(f"SET {setting} = '{value or POISON[setting]}'")
     conn.run("COMMIT")
     return pid
 
@@ -180,9 +180,7 @@ def test_the_next_tenants_failed_statement_is_logged_without_its_values(
 def test_the_next_set_tenant_works_under_strict_plpgsql_checks(connect: Connect) -> None:
     a, b = connect(LATEST), connect(LATEST)
     # Given tenant A's client switched on every extra check PL/pgSQL has, for the session
-    pid = begin(a, TENANT_A)
-    a.run("SET plpgsql.extra_errors = 'all'")
-    a.run("COMMIT")
+    pid = leave_behind(a, "plpgsql.extra_errors", "all")
     # When the next client binds tenant B on that server connection
     assert begin(b, TENANT_B) == pid
     # Then set_tenant() has nothing for them to refuse, and B works as B
@@ -300,9 +298,7 @@ def test_control_at_version_10_the_next_tenant_commits_asynchronously(
 def test_control_at_version_10_strict_plpgsql_checks_fail_every_next_transaction(
         connect: Connect) -> None:
     a, b = connect(EARLIER), connect(EARLIER)
-    pid = begin(a, TENANT_A)
-    a.run("SET plpgsql.extra_errors = 'all'")
-    a.run("COMMIT")
+    pid = leave_behind(a, "plpgsql.extra_errors", "all")
     for _ in range(2):  # not once: every transaction on that connection, until it closes
         b.run("BEGIN")
         with pytest.raises(pg8000.native.DatabaseError,

@@ -135,11 +135,9 @@ def _database_settings(conn: pg8000.native.Connection) -> list[str]:
     refuse, naming the fix. Settings named, values never shown."""
     if not _exists(conn, "app.audit_database_settings()"):
         return []
-    [[names, database, owner]] = conn.run(
-        "SELECT (SELECT string_agg(setting_name, ', ' ORDER BY setting_name) "
-        "FROM app.audit_database_settings()), "
-        "datname, pg_has_role(datdba, 'USAGE') FROM pg_database "
-        "WHERE datname = current_database()")
+    [[names]] = conn.run("SELECT string_agg(setting_name, ', ' ORDER BY setting_name) "
+                         "FROM app.audit_database_settings()")
+    database, owner = _database_and_owner(conn)
     if not (names and owner):
         return []
     conn.run(f"ALTER DATABASE {pg8000.native.identifier(database)} RESET ALL")
@@ -153,9 +151,8 @@ def _temporary(conn: pg8000.native.Connection) -> list[str]:
     """
     if not _exists(conn, "app.audit_database()"):
         return []
-    [[gap, database, owner]] = conn.run(
-        "SELECT EXISTS (SELECT FROM app.audit_database()), datname, "
-        "pg_has_role(datdba, 'USAGE') FROM pg_database WHERE datname = current_database()")
+    [[gap]] = conn.run("SELECT EXISTS (SELECT FROM app.audit_database())")
+    database, owner = _database_and_owner(conn)
     if not (gap and owner):
         return []
     conn.run(f"REVOKE TEMPORARY ON DATABASE {pg8000.native.identifier(database)} "
@@ -175,6 +172,14 @@ def _creation_rights(conn: pg8000.native.Connection) -> list[str]:
     for _, revoke in found:
         conn.run(revoke)
     return [f"CREATE on {subject} revoked from PUBLIC and app_user" for subject, _ in found]
+
+
+def _database_and_owner(conn: pg8000.native.Connection) -> tuple[str, bool]:
+    """This database's name, and whether this user acts as its owner (the owner, a member of
+    the owner's role, or a superuser): only the owner may grant or set for the database."""
+    [[database, owner]] = conn.run("SELECT datname, pg_has_role(datdba, 'USAGE') FROM pg_database "
+                                   "WHERE datname = current_database()")
+    return str(database), bool(owner)
 
 
 def _exists(conn: pg8000.native.Connection, function: str) -> bool:

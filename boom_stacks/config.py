@@ -99,6 +99,15 @@ class PgBouncerConfig:
     # lingers 2 hours, so clients hang long after RDS has failed over. It guards PgBouncer's
     # client sockets too: a client that stops reading a result this long is cut off.
     dead_connection_seconds: int = 15
+    # PgBouncer closes a server connection this long after it opened, once no client is using
+    # it (server_lifetime; PgBouncer's default is an hour). That bounds what one client can
+    # leave on a pooled server connection that app.set_tenant() does not put back: settings
+    # it does not pin (work_mem, tcp_keepalives_*), and PgBouncer's own prepared statements
+    # deallocated behind its back, which then fail every later client that prepares the same
+    # statement there (tests/test_pgbouncer_prepared_statements.py). Each replacement costs
+    # RDS one backend start, TLS handshake and SCRAM exchange: with full pools, one every few
+    # seconds (PgBouncer spaces them by server_lifetime / pool size).
+    server_lifetime_seconds: int = 300
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
     # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated
     # infinite loop) and CVE-2026-6669, which 1.25.2 still had. 1.26.1's three advisories are

@@ -191,6 +191,9 @@ def _validate_pgbouncer(env: str, pool: PgBouncerConfig) -> None:
     # Below 5 s a passing network stall drops healthy connections; above 10 minutes clients
     # would hang through a failover as with no setting at all.
     _in_range(f"{prefix}.dead_connection_seconds", pool.dead_connection_seconds, 5, 600)
+    # Below a minute the pools would reconnect all the time; above an hour (PgBouncer's
+    # default) a client's leftovers would outlast it.
+    _in_range(f"{prefix}.server_lifetime_seconds", pool.server_lifetime_seconds, 60, 3600)
     _in_range(f"{prefix}.run_as_user", pool.run_as_user, 1, 2**31 - 1)
     image = _full(_IMAGE, pool.image)
     if not image:

@@ -273,6 +273,10 @@ def test_zones_must_belong_to_the_primary_region(zone: str) -> None:
     # a failover as the kernel's defaults would.
     ("dead_connection_seconds", 4, "range 5-600"),
     ("dead_connection_seconds", 601, "range 5-600"),
+    # Too short reconnects the pools all the time; too long lets one client's leftovers on a
+    # server connection (a deallocated PgBouncer statement) outlast PgBouncer's default hour.
+    ("server_lifetime_seconds", 59, "range 60-3600"),
+    ("server_lifetime_seconds", 3601, "range 60-3600"),
 ])
 def test_pgbouncer_values(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):

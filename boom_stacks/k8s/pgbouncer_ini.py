@@ -60,6 +60,7 @@ reserve_pool_size = {pool.reserve_pool_size}
 reserve_pool_timeout = 3
 max_db_connections = {pool.max_db_connections}
 idle_transaction_timeout = {pool.idle_transaction_timeout_seconds}
+server_lifetime = {pool.server_lifetime_seconds}
 tcp_keepalive = 1
 tcp_keepidle = {pool.dead_connection_seconds}
 tcp_keepintvl = {max(1, pool.dead_connection_seconds // 3)}

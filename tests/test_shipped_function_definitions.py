@@ -44,7 +44,7 @@ def test_a_quick_fix_to_the_tenant_check_is_reported_and_put_back(
 
 
 @pytest.mark.parametrize(("drift", "signature", "migration"), [
-    ("ALTER FUNCTION app.set_tenant(uuid) SECURITY DEFINER", "app.set_tenant(uuid)", "0018"),
+    ("ALTER FUNCTION app.set_tenant(uuid) SECURITY DEFINER", "app.set_tenant(uuid)", "0020"),
     ("ALTER FUNCTION app.audit_tenant_tables() SET search_path = public",
      "app.audit_tenant_tables()", "0004"),
     ("CREATE OR REPLACE FUNCTION app.audit_tenant_keys() RETURNS TABLE (table_name text, "
@@ -99,7 +99,7 @@ def test_a_function_that_cannot_be_put_back_in_place_makes_the_run_refuse(
     for attempt in (lambda: bootstrap.apply(new_db_admin), lambda: bootstrap.check(new_db_admin)):
         with pytest.raises(BootstrapError) as refused:
             attempt()
-        assert ("function app.set_tenant(uuid) is not as migration 0018 defines it, and cannot "
+        assert ("function app.set_tenant(uuid) is not as migration 0020 defines it, and cannot "
                 "be put back in place: cannot change name of input parameter") in str(
             refused.value)
         assert "DROP FUNCTION app.set_tenant(uuid)" in str(refused.value)

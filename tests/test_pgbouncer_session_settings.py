@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pg8000.native
 import pytest
 
+from boom_stacks.constructs.pooled_connection_alarm import POOLED_CONNECTION_ENDED_LOG
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -214,14 +215,16 @@ def test_a_read_only_default_ends_the_server_connection_and_the_retry_writes(
     # Given tenant A's client left default_transaction_read_only = on on the connection
     pid = leave_behind(a, "default_transaction_read_only")
     # When the next client's transaction, read-only from its BEGIN, binds its tenant
+    log_start = postgres.log_size()
     b.run("BEGIN")
     with pytest.raises(pg8000.native.InterfaceError, match="network error"):
         b.run("SELECT app.set_tenant(:t)", t=TENANT_B)
     # Then B's connection broke (the contract retries such a transaction), set_tenant said
-    # why, and that server connection ended, with the setting
-    assert [w for w in warnings(b) if w.startswith(
-        "app.set_tenant ends this server connection: default_transaction_read_only was "
-        "changed on it")]
+    # why, to B and in the server log (the line PooledConnectionAlarm counts), and that server
+    # connection ended, with the setting
+    why = f"{POOLED_CONNECTION_ENDED_LOG}: default_transaction_read_only was changed on it"
+    assert [w for w in warnings(b) if w.startswith(why)]
+    assert f"WARNING:  {why}" in postgres.log_since(log_start, why)
     watcher = postgres.connect(databases[LATEST])
     assert backend_ended(watcher, pid, within=5)
     watcher.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pg8000.native
 import pytest
 
+from boom_stacks.constructs.pooled_connection_alarm import POOLED_CONNECTION_ENDED_LOG
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
@@ -101,13 +102,14 @@ def read_as(conn: Conn, tenant: object) -> tuple[int, int]:
     return count, pid
 
 
-def replace_pgbouncers_statement(conn: Conn, text: str, replacement: str) -> None:
+def replace_pgbouncers_statement(conn: Conn, text: str, replacement: str) -> str:
     """Code running as app_user: DEALLOCATE PgBouncer's statement for `text` and PREPARE
-    `replacement` under its name, outside any transaction of its own."""
+    `replacement` under its name, outside any transaction of its own; the name."""
     [(name, types)] = conn.run("SELECT name, parameter_types::text FROM pg_prepared_statements "
                                "WHERE statement = :s", s=text)
     conn.run(f'DEALLOCATE "{name}"')
     conn.run(f'PREPARE "{name}"' + replacement.format(types=types.strip("{}")))
+    return str(name)
 
 
 def bookings_of(postgres: PostgresServer, database: str, tenant: object) -> int:
@@ -130,15 +132,18 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     # A's code replaced it with a DELETE under PgBouncer's name
     count, pid = read_as(a, TENANT_A)
     assert count == ROWS_PER_TENANT
-    replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT)
+    name = replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT)
     # When tenant B's next transaction on that connection binds its tenant
+    log_start = postgres.log_size()
     b.run("BEGIN")
     with pytest.raises(pg8000.native.InterfaceError, match="network error"):
         b.run("SELECT app.set_tenant(:t)", t=TENANT_B)
-    # Then set_tenant said why and ended the server connection before the read could run:
-    # B's bookings are all there
-    assert [w for w in warnings(b) if w.startswith(
-        "app.set_tenant ends this server connection: a statement was made by SQL PREPARE")]
+    # Then set_tenant said why, to B and in the server log, in the line PooledConnectionAlarm
+    # counts, and ended the server connection before the read could run: B's bookings are
+    # all there
+    why = f"{POOLED_CONNECTION_ENDED_LOG}: PgBouncer's statement {name} was replaced on it"
+    assert [w for w in warnings(b) if w.startswith(why)]
+    assert f"WARNING:  {why}" in postgres.log_since(log_start, why)
     watcher = postgres.connect(database)
     assert backend_ended(watcher, pid, within=5)
     watcher.close()

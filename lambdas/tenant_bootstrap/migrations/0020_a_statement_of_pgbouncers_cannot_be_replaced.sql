@@ -19,8 +19,10 @@
 -- protocol-level) and, finding one, ends the server connection as 0011 does for a read-only
 -- default: the transaction fails before a replaced statement can run in it, with a broken
 -- connection that the contract's retry rule covers, and PgBouncer forgets the connection and
--- what it prepared there. The retry runs on a new one. A client's own SQL-level PREPARE
--- under another name is left alone: PgBouncer never executes it for anyone else.
+-- what it prepared there. The retry runs on a new one. The WARNING names the statement, and
+-- its line in the PostgreSQL log raises the Data stack's PooledConnectionAlarm: code running
+-- as app_user did this on purpose. A client's own SQL-level PREPARE under another name is
+-- left alone: PgBouncer never executes it for anyone else.
 -- Not stopped:
 -- - set_tenant's own statement, when a client sends it as a named prepared statement: its
 --   replacement need not call set_tenant at all, and it receives the client's tenant id as
@@ -42,7 +44,7 @@ DECLARE
   held boolean;
   listening boolean;
   drifted boolean;
-  hijacked boolean;
+  replaced pg_catalog.text;  -- the name of a statement of PgBouncer's that SQL made
   tenant_set pg_catalog.text;  -- set_config()'s results: every expression has its variable
   stamp_set pg_catalog.text;
   leftover pg_catalog.text;
@@ -50,8 +52,8 @@ BEGIN
   IF tenant IS NULL THEN
     RAISE EXCEPTION 'app.set_tenant: tenant must not be NULL';
   END IF;
-  SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_statement() p
-                 WHERE p.from_sql AND pg_catalog.starts_with(p.name, 'PGBOUNCER_')),
+  SELECT (SELECT p.name FROM pg_catalog.pg_prepared_statement() p
+          WHERE p.from_sql AND pg_catalog.starts_with(p.name, 'PGBOUNCER_') LIMIT 1),
          EXISTS (SELECT FROM pg_catalog.pg_cursor() c WHERE c.is_holdable),
          EXISTS (SELECT FROM pg_catalog.pg_listening_channels()),
          pg_catalog.current_user() OPERATOR(pg_catalog.=) 'app_user' AND (
@@ -70,11 +72,11 @@ BEGIN
          pg_catalog.set_config('boom.tenant_tx', (pg_catalog.date_part(
            'epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*)
            1000000::pg_catalog.float8)::pg_catalog.int8::pg_catalog.text, true)
-    INTO hijacked, held, listening, drifted, tenant_set, stamp_set;
-  IF hijacked THEN
-    RAISE WARNING 'app.set_tenant ends this server connection: a statement was made by SQL '
-                  'PREPARE on it under a name PgBouncer gives its own, to run in place of one '
-                  'of PgBouncer''s'
+    INTO replaced, held, listening, drifted, tenant_set, stamp_set;
+  IF replaced IS NOT NULL THEN
+    RAISE WARNING 'app.set_tenant ends this server connection: PgBouncer''s statement % was '
+                  'replaced on it by SQL PREPARE, to run in place of PgBouncer''s for its '
+                  'next clients', replaced
       USING HINT = 'Retry the transaction on a new connection. Never PREPARE or DEALLOCATE in '
                    'SQL through PgBouncer.';
     PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid());

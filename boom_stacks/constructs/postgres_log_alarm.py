@@ -1,0 +1,48 @@
+"""An alarm on one phrase in the PostgreSQL log, which RDS exports to CloudWatch Logs: a metric
+filter counts the lines containing the phrase, and one such line in 5 minutes notifies the
+alarm topic (and its end, the OK). No Lambda, API call or permission is involved.
+
+The phrases are lines the migrations' functions log (RAISE LOG or WARNING), each shown in the
+real server's log by the tests that run them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from boom_stacks.config import EnvironmentConfig
+from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
+
+PERIOD = Duration.minutes(5)
+
+
+class PostgresLogAlarm(Construct):
+    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
+                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic, phrase: str,
+                 metric_name: str, description: str) -> None:
+        super().__init__(scope, id_)
+        # A metric filter cannot add a fixed dimension, as the scheduled check's Environment
+        # is: the environment is in the name, so environments sharing an account keep their
+        # own counts.
+        metric_name = f"{metric_name}-{config.name}"
+        self.metric_filter = logs.MetricFilter(
+            self, "Filter", log_group=postgresql_logs,
+            filter_pattern=logs.FilterPattern.literal(f'"{phrase}"'),
+            metric_namespace=METRIC_NAMESPACE, metric_name=metric_name, metric_value="1",
+            default_value=0)
+        metric = cloudwatch.Metric(namespace=METRIC_NAMESPACE, metric_name=metric_name,
+                                   statistic="Sum", period=PERIOD)
+        self.alarm = cloudwatch.Alarm(
+            self, "Alarm", metric=metric, threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # The filter publishes 0 for log events without a match; no events at all is quiet.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"Boom {config.name}: {description}")
+        notify = actions.SnsAction(alarm_topic)
+        self.alarm.add_alarm_action(notify)
+        self.alarm.add_ok_action(notify)

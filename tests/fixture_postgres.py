@@ -306,6 +306,29 @@ def pooler_connection(bouncer: PgBouncer, database: str, password: str, *,
 
 
 @contextmanager
+def pooled_clients(bouncer: PgBouncer,
+                   password: str) -> Iterator[tuple[Callable[[str], pg8000.native.Connection],
+                                                    set[str]]]:
+    """(new, pools): new(pool) opens an app_user client of `bouncer`'s pool; all are closed at
+    the end (one a test broke too). `pools` names the pools used, for a caller's clean-up."""
+    opened: list[pg8000.native.Connection] = []
+    pools: set[str] = set()
+
+    def new(pool: str) -> pg8000.native.Connection:
+        conn = pooler_connection(bouncer, pool, password)
+        opened.append(conn)
+        pools.add(pool)
+        return conn
+
+    try:
+        yield new, pools
+    finally:
+        for conn in opened:
+            with contextlib.suppress(pg8000.native.InterfaceError):
+                conn.close()
+
+
+@contextmanager
 def running_pgbouncer(ini: str, userlist: str,
                       client_ca: Path | None = None) -> Iterator[PgBouncer]:
     """PgBouncer with the given pgbouncer.ini body; `{port}`/`{dir}` are filled in here.

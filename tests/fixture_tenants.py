@@ -30,6 +30,11 @@ ACTS_AS_OWNER = ("app_user can act as its owner boom_owner (role membership), wh
                  "table, empty it or change its policies")
 
 
+def server_warnings(conn: Conn) -> list[str]:
+    """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
+    return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
+
+
 def app_user_connection_limit(postgres: PostgresServer) -> int:
     """app_user's CONNECTION LIMIT (-1: none), which the bootstrap may set."""
     conn = postgres.connect()

@@ -10,7 +10,6 @@ tests check they did (same backend pid).
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -24,9 +23,17 @@ from tests.fixture_postgres import (
     backend_ended,
     bootstrapped_database,
     pgbouncer_with_pools_of_one,
+    pooled_clients,
     pooler_connection,
 )
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, connect_as, seed_two_tenants
+from tests.fixture_tenants import (
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    connect_as,
+    seed_two_tenants,
+    server_warnings,
+)
 
 EARLIER_VERSION = 10  # before 0011
 LATEST, EARLIER = "latest", "version_10"
@@ -77,18 +84,9 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
 def connect(pgbouncer: PgBouncer, role_passwords: dict[str, str]) -> Iterator[Connect]:
     """connect(pool) -> a new application connection; each pool's server connection is
     cleaned (RESET ALL) after the test, whatever the test left on it."""
-    opened: list[tuple[str, Conn]] = []
-
-    def new(pool: str) -> Conn:
-        conn = pooler_connection(pgbouncer, pool, role_passwords["app_user"])
-        opened.append((pool, conn))
-        return conn
-
-    yield new
-    for _, conn in opened:
-        with contextlib.suppress(pg8000.native.InterfaceError):  # one a test broke
-            conn.close()
-    for pool in {p for p, _ in opened}:
+    with pooled_clients(pgbouncer, role_passwords["app_user"]) as (new, pools):
+        yield new
+    for pool in pools:
         cleaner = pooler_connection(pgbouncer, pool, role_passwords["app_user"])
         cleaner.run("RESET ALL")
         cleaner.close()
@@ -113,10 +111,6 @@ def show(conn: Conn, setting: str) -> str:
     return str(conn.run(f"SHOW {setting}")[0][0])
 
 
-def warnings(conn: Conn) -> list[str]:
-    """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
-    return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
-
 
 def test_every_declared_setting_of_app_user_is_pinned_and_a_new_session_has_it(
         postgres: PostgresServer, databases: dict[str, str], connect: Connect) -> None:
@@ -132,7 +126,7 @@ def test_every_declared_setting_of_app_user_is_pinned_and_a_new_session_has_it(
     for name, value in declared.items():
         assert show(client, name) == value
     client.run("COMMIT")
-    assert warnings(client) == []  # a clean connection: set_tenant puts back nothing
+    assert server_warnings(client) == []  # a clean connection: set_tenant puts back nothing
 
 
 @pytest.mark.parametrize("setting", PER_STATEMENT)
@@ -145,7 +139,7 @@ def test_the_next_set_tenant_puts_a_setting_back_for_the_next_client(
     # When the next client binds tenant B there
     assert begin(b, TENANT_B) == pid
     # Then set_tenant put it back, named it, and B's statements run as declared
-    assert [w for w in warnings(b) if w.startswith(f"app.set_tenant reset {setting} ")]
+    assert [w for w in server_warnings(b) if w.startswith(f"app.set_tenant reset {setting} ")]
     assert show(b, setting) != POISON[setting]
     b.run(INSERT)
     assert b.run("SELECT DISTINCT tenant_id FROM bookings") == [[TENANT_B]]
@@ -199,7 +193,7 @@ def test_a_stricter_isolation_level_is_put_back_for_the_transactions_after(
     # results; at worst a serialization failure, which the contract retries)
     assert begin(b, TENANT_B) == pid
     assert show(b, "transaction_isolation") == "serializable"
-    assert [w for w in warnings(b)
+    assert [w for w in server_warnings(b)
             if w.startswith("app.set_tenant reset default_transaction_isolation ")]
     b.run(INSERT)
     b.run("COMMIT")
@@ -223,7 +217,7 @@ def test_a_read_only_default_ends_the_server_connection_and_the_retry_writes(
     # why, to B and in the server log (the line PooledConnectionAlarm counts), and that server
     # connection ended, with the setting
     why = f"{POOLED_CONNECTION_ENDED_LOG}: default_transaction_read_only was changed on it"
-    assert [w for w in warnings(b) if w.startswith(why)]
+    assert [w for w in server_warnings(b) if w.startswith(why)]
     assert f"WARNING:  {why}" in postgres.log_since(log_start, why)
     watcher = postgres.connect(databases[LATEST])
     assert backend_ended(watcher, pid, within=5)
@@ -234,7 +228,7 @@ def test_a_read_only_default_ends_the_server_connection_and_the_retry_writes(
     assert show(retry, "default_transaction_read_only") == "off"
     retry.run(INSERT)
     retry.run("COMMIT")
-    assert warnings(retry) == []
+    assert server_warnings(retry) == []
 
 
 def test_a_set_local_after_set_tenant_is_kept(connect: Connect) -> None:
@@ -243,7 +237,7 @@ def test_a_set_local_after_set_tenant_is_kept(connect: Connect) -> None:
     client.run("SET LOCAL statement_timeout = '5min'")
     assert show(client, "statement_timeout") == "5min"
     client.run("COMMIT")
-    assert warnings(client) == []
+    assert server_warnings(client) == []
     begin(client, TENANT_A)
     assert show(client, "statement_timeout") == "30s"  # it ended with its transaction
     client.run("COMMIT")
@@ -259,7 +253,7 @@ def test_boom_owner_keeps_its_own_settings(
     begin(owner, TENANT_A)
     assert (show(owner, "statement_timeout"), show(owner, "lock_timeout")) == ("0", "5s")
     owner.run("COMMIT")
-    assert warnings(owner) == []
+    assert server_warnings(owner) == []
     owner.close()
 
 

@@ -20,7 +20,14 @@ from tests.fixture_postgres import (
     pgbouncer_with_pools_of_one,
     pooler_connection,
 )
-from tests.fixture_tenants import ROWS_PER_TENANT, TENANT_A, TENANT_B, Conn, seed_two_tenants
+from tests.fixture_tenants import (
+    ROWS_PER_TENANT,
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    seed_two_tenants,
+    server_warnings,
+)
 
 EARLIER_VERSION = 4  # before 0005
 LATEST, EARLIER = "latest", "version_4"
@@ -70,10 +77,6 @@ def hand_over(a: Conn, b: Conn, statement: str) -> int:
     return pid
 
 
-def warnings(conn: Conn) -> list[str]:
-    """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
-    return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
-
 
 @pytest.mark.parametrize("clients", [LATEST], indirect=True)
 def test_app_user_cannot_copy_rows_into_a_temporary_table(clients: tuple[Conn, Conn]) -> None:
@@ -102,7 +105,7 @@ def test_the_next_set_tenant_closes_a_held_cursor(clients: tuple[Conn, Conn]) ->
     hand_over(a, b, HELD_CURSOR)
     # Then the cursor is gone, and set_tenant said so
     assert any("closed cursor page held from an earlier transaction" in message
-               for message in warnings(b))
+               for message in server_warnings(b))
     with pytest.raises(pg8000.native.DatabaseError, match='cursor "page" does not exist'):
         b.run("FETCH ALL FROM page")
     b.run("ROLLBACK")
@@ -127,7 +130,7 @@ def test_cursors_of_the_current_transaction_stay_open(clients: tuple[Conn, Conn]
     a.run("SELECT app.set_tenant(:t)", t=TENANT_A)  # binding again closes neither
     assert a.run("FETCH ALL FROM early") == [[1]]
     assert a.run("FETCH ALL FROM late") == [[TENANT_A]] * ROWS_PER_TENANT
-    assert warnings(a) == []
+    assert server_warnings(a) == []
     a.run("CLOSE ALL")
     a.run("COMMIT")
 
@@ -169,7 +172,7 @@ def test_the_next_set_tenant_stops_a_leftover_listen(
     # client binds tenant B there, and a notification for A's listener arrives
     pid = hand_over(a, b, "LISTEN bookings")
     assert any("stopped listening on channel bookings left by an earlier transaction" in m
-               for m in warnings(b))
+               for m in server_warnings(b))
     notify(postgres, seeded, "for tenant A's listener")
     b.run("COMMIT")
     # Then B's COMMIT does not hand it over, and the connection listens no more
@@ -186,7 +189,7 @@ def test_a_listen_of_the_current_transaction_is_kept(clients: tuple[Conn, Conn])
     a.run("SELECT app.set_tenant(:t)", t=TENANT_A)  # binding again keeps it
     a.run("COMMIT")
     assert a.run("SELECT pg_listening_channels()") == [["bookings"]]
-    assert warnings(a) == []
+    assert server_warnings(a) == []
     a.run("UNLISTEN *")
 
 

@@ -13,7 +13,6 @@ tests check they did (same backend pid).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 
 import pg8000.native
@@ -26,7 +25,7 @@ from tests.fixture_postgres import (
     backend_ended,
     bootstrapped_database,
     pgbouncer_with_pools_of_one,
-    pooler_connection,
+    pooled_clients,
 )
 from tests.fixture_tenants import (
     ROWS_PER_TENANT,
@@ -35,6 +34,7 @@ from tests.fixture_tenants import (
     Conn,
     connect_as,
     seed_two_tenants,
+    server_warnings,
 )
 
 EARLIER_VERSION = 19  # before 0020
@@ -79,17 +79,8 @@ def pgbouncer(postgres: PostgresServer, role_passwords: dict[str, str],
 
 @pytest.fixture
 def connect(pgbouncer: PgBouncer, role_passwords: dict[str, str]) -> Iterator[Connect]:
-    opened: list[Conn] = []
-
-    def new(pool: str) -> Conn:
-        conn = pooler_connection(pgbouncer, pool, role_passwords["app_user"])
-        opened.append(conn)
-        return conn
-
-    yield new
-    for conn in opened:
-        with contextlib.suppress(pg8000.native.InterfaceError):  # one set_tenant ended
-            conn.close()
+    with pooled_clients(pgbouncer, role_passwords["app_user"]) as (new, _):
+        yield new
 
 
 def read_as(conn: Conn, tenant: object) -> tuple[int, int]:
@@ -120,9 +111,6 @@ def bookings_of(postgres: PostgresServer, database: str, tenant: object) -> int:
     return count
 
 
-def warnings(conn: Conn) -> list[str]:
-    return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]
-
 
 def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
         postgres: PostgresServer, seeded: dict[str, str], connect: Connect) -> None:
@@ -142,7 +130,7 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     # counts, and ended the server connection before the read could run: B's bookings are
     # all there
     why = f"{POOLED_CONNECTION_ENDED_LOG}: PgBouncer's statement {name} was replaced on it"
-    assert [w for w in warnings(b) if w.startswith(why)]
+    assert [w for w in server_warnings(b) if w.startswith(why)]
     assert f"WARNING:  {why}" in postgres.log_since(log_start, why)
     watcher = postgres.connect(database)
     assert backend_ended(watcher, pid, within=5)
@@ -160,7 +148,7 @@ def test_a_clients_own_sql_prepare_is_left_alone(connect: Connect) -> None:
     _, pid = read_as(a, TENANT_A)
     a.run("PREPARE mine AS SELECT 1")
     assert read_as(b, TENANT_B) == (ROWS_PER_TENANT, pid)
-    assert warnings(b) == []
+    assert server_warnings(b) == []
     b.run("DEALLOCATE mine")
 
 

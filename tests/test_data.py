@@ -75,6 +75,8 @@ def test_parameter_group_forces_tls_sets_max_connections_and_logs_slow_statement
             "log_min_duration_statement": str(synthesized.config.database.slow_statement_ms),
             # without their bind values, tenants' data (test_database_logs.py)
             "log_parameter_max_length": "0", "log_parameter_max_length_on_error": "0",
+            # the WARNING and LOG lines the alarms count, whatever RDS's default
+            "log_min_messages": "warning",
             # pg_stat_statements keeps no utility statement's text, which would hold tenants'
             # literals and the master's password (test_statement_statistics.py)
             "pg_stat_statements.track_utility": "0",

@@ -1,7 +1,8 @@
 """The database logs slow and failed statements without their bind values, which are
 tenants' data: the parameter group's settings (test_data.py checks the template carries
 them), on real PostgreSQL 15. The negative control shows PostgreSQL's default writing a slow
-statement's value into the log.
+statement's value into the log. And app_user cannot keep the lines the alarms count out of
+the log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import Iterator
 import pg8000.native
 import pytest
 
-from boom_stacks.constructs.tenant_database import SLOW_STATEMENT_VALUES_UNLOGGED
+from boom_stacks.constructs.tenant_database import (
+    ALARMED_MESSAGES_LOGGED,
+    SLOW_STATEMENT_VALUES_UNLOGGED,
+)
 from tests.fixture_postgres import PostgresServer
 
 
@@ -51,3 +55,23 @@ def test_control_postgresql_default_logs_a_slow_statements_value(
         postgres: PostgresServer, logged: pg8000.native.Connection) -> None:
     value, log = run_with_secret(postgres, logged, {"log_parameter_max_length": "-1"})
     assert value in log
+
+
+@pytest.mark.parametrize("statement", [
+    "SET log_min_messages = error",
+    "SELECT set_config('log_min_messages', 'error', false)",
+    "ALTER ROLE app_user SET log_min_messages = error",
+])
+def test_app_user_cannot_keep_warnings_out_of_the_log(
+        postgres: PostgresServer, app_user: pg8000.native.Connection, statement: str) -> None:
+    # The pinned level is the server's (PostgreSQL's default, which the tests' server keeps)
+    [(setting, level)] = ALARMED_MESSAGES_LOGGED.items()
+    assert app_user.run(f"SHOW {setting}") == [[level]]
+    # Code running as app_user, say the code that replaced a PgBouncer statement, cannot raise
+    # the level for its sessions: set_tenant's WARNING about it still reaches the log
+    with pytest.raises(pg8000.native.DatabaseError, match="permission denied"):
+        app_user.run(statement)
+    tag = secrets.token_hex(6)
+    start = postgres.log_size()
+    app_user.run(f"DO $$ BEGIN RAISE WARNING 'boom test {tag}'; END $$")
+    assert f"WARNING:  boom test {tag}" in postgres.log_since(start, tag)

@@ -27,6 +27,9 @@ PRELOADED_LIBRARIES = "pg_stat_statements,pg_cron"
 # Logged statements keep their text and lose their bind values: see the parameter group.
 SLOW_STATEMENT_VALUES_UNLOGGED = {"log_parameter_max_length": "0",
                                   "log_parameter_max_length_on_error": "0"}
+# The alarms on the exported log count lines the migrations' functions log: see the parameter
+# group.
+ALARMED_MESSAGES_LOGGED = {"log_min_messages": "warning"}
 # pg_stat_statements keeps utility statements' text as sent, literals included: see the
 # parameter group.
 UTILITY_STATEMENTS_UNTRACKED = {"pg_stat_statements.track_utility": "0"}
@@ -65,6 +68,12 @@ class TenantDatabase(Construct):
                 # in CloudWatch Logs for everyone who reads them (PostgreSQL logs a slow
                 # statement's values in full by default). The contract requires bind values.
                 **SLOW_STATEMENT_VALUES_UNLOGGED,
+                # The alarms count set_tenant's WARNINGs (0011, 0020) and pg_cron's job's
+                # LOG lines (0014) in the exported log: PostgreSQL's default, pinned, so that
+                # neither RDS's default nor an edit of this group keeps them out. Only a
+                # superuser may change it for a session: app_user, whose misuse they report,
+                # cannot (test_database_logs.py).
+                **ALARMED_MESSAGES_LOGGED,
                 "log_connections": "1",
                 "log_disconnections": "1",
                 # Only rds_password members (the master user, through rds_superuser) may set

@@ -93,13 +93,20 @@ def read_as(conn: Conn, tenant: object) -> tuple[int, int]:
     return count, pid
 
 
-def replace_pgbouncers_statement(conn: Conn, text: str, replacement: str) -> str:
+def replace_pgbouncers_statement(conn: Conn, text: str, replacement: str, *,
+                                 inside_do: bool = False) -> str:
     """Code running as app_user: DEALLOCATE PgBouncer's statement for `text` and PREPARE
-    `replacement` under its name, outside any transaction of its own; the name."""
+    `replacement` under its name, outside any transaction of its own, in SQL or from a DO
+    block's dynamic SQL; the name."""
     [(name, types)] = conn.run("SELECT name, parameter_types::text FROM pg_prepared_statements "
                                "WHERE statement = :s", s=text)
-    conn.run(f'DEALLOCATE "{name}"')
-    conn.run(f'PREPARE "{name}"' + replacement.format(types=types.strip("{}")))
+    prepare = f'PREPARE "{name}"' + replacement.format(types=types.strip("{}"))
+    if inside_do:
+        conn.run(f"DO $do$ BEGIN EXECUTE 'DEALLOCATE \"{name}\"'; "
+                 f"EXECUTE $q${prepare}$q$; END $do$")
+    else:
+        conn.run(f'DEALLOCATE "{name}"')
+        conn.run(prepare)
     return str(name)
 
 
@@ -112,15 +119,18 @@ def bookings_of(postgres: PostgresServer, database: str, tenant: object) -> int:
 
 
 
+@pytest.mark.parametrize("inside_do", [False, True], ids=["sql", "inside-do"])
 def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
-        postgres: PostgresServer, seeded: dict[str, str], connect: Connect) -> None:
+        postgres: PostgresServer, seeded: dict[str, str], connect: Connect,
+        inside_do: bool) -> None:
     database = seeded[LATEST]
     a, b = connect(LATEST), connect(LATEST)
     # Given PgBouncer prepared the read on the pool's one server connection for tenant A, and
     # A's code replaced it with a DELETE under PgBouncer's name
     count, pid = read_as(a, TENANT_A)
     assert count == ROWS_PER_TENANT
-    name = replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT)
+    name = replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT,
+                                        inside_do=inside_do)
     # When tenant B's next transaction on that connection binds its tenant
     log_start = postgres.log_size()
     b.run("BEGIN")

@@ -204,3 +204,26 @@ def test_control_at_version_19_the_replacement_runs_in_the_next_tenants_transact
     assert read_as(b, TENANT_B) == (ROWS_PER_TENANT, pid)
     assert bookings_of(postgres, database, TENANT_B) == 0
     assert bookings_of(postgres, database, TENANT_A) == ROWS_PER_TENANT
+
+
+def test_the_next_client_reads_the_text_of_pgbouncers_statements_with_parameters_only(
+        connect: Connect) -> None:
+    # What PgBouncer prepared for tenant A's client stays on the server connection, and any
+    # later client there lists it: the statement's text, so with bind parameters no value of
+    # A's (the contract's rule, as for pg_stat_activity)
+    a, b = connect(LATEST), connect(LATEST)
+    secret = "alice@example.com"
+    a.run("BEGIN")
+    a.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    a.prepare("SELECT count(*) FROM app.bookings WHERE resource = :r").run(r=secret)
+    a.run("COMMIT")
+    texts = [text for (text,) in b.run("SELECT statement FROM pg_prepared_statements")]
+    assert "SELECT count(*) FROM app.bookings WHERE resource = $1" in texts
+    assert not [text for text in texts if secret in text]
+    # whereas a value written into the text (the contract forbids it) is there for B to read
+    a.run("BEGIN")
+    a.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+    a.prepare(f"SELECT count(*) FROM app.bookings WHERE resource = '{secret}'").run()
+    a.run("COMMIT")
+    texts = [text for (text,) in b.run("SELECT statement FROM pg_prepared_statements")]
+    assert [text for text in texts if secret in text]

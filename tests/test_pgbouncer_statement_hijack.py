@@ -139,7 +139,8 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     # Then set_tenant said why, to B and in the server log, in the line PooledConnectionAlarm
     # counts, and ended the server connection before the read could run: B's bookings are
     # all there
-    why = f"{POOLED_CONNECTION_ENDED_LOG}: PgBouncer's statement {name} was replaced on it"
+    why = (f"{POOLED_CONNECTION_ENDED_LOG}: PgBouncer's statement \"{name}\" was replaced "
+           "on it")
     assert [w for w in server_warnings(b) if w.startswith(why)]
     assert f"WARNING:  {why}" in postgres.log_since(log_start, why)
     watcher = postgres.connect(database)

@@ -76,7 +76,7 @@ BEGIN
   IF replaced IS NOT NULL THEN
     RAISE WARNING 'app.set_tenant ends this server connection: PgBouncer''s statement % was '
                   'replaced on it by SQL PREPARE, to run in place of PgBouncer''s for its '
-                  'next clients', replaced
+                  'next clients', pg_catalog.quote_ident(replaced)
       USING HINT = 'Retry the transaction on a new connection. Never PREPARE or DEALLOCATE in '
                    'SQL through PgBouncer.';
     PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid());

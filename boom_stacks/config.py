@@ -106,7 +106,8 @@ class PgBouncerConfig:
     # deallocated behind its back, which then fail every later client that prepares the same
     # statement there (tests/test_pgbouncer_prepared_statements.py). Each replacement costs
     # RDS one backend start, TLS handshake and SCRAM exchange: with full pools, one every few
-    # seconds (PgBouncer spaces them by server_lifetime / pool size).
+    # seconds (PgBouncer spaces them by server_lifetime / pool size, so connections opened
+    # together last up to twice the lifetime once).
     server_lifetime_seconds: int = 300
     # edoburu/pgbouncer: Alpine, PgBouncer built from the release tarball with OpenSSL, the
     # binary on PATH, runs as uid 70. 1.26.0 (2026-09-23) fixes CVE-2026-6668 (unauthenticated

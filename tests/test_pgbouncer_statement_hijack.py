@@ -50,8 +50,9 @@ LEAK = "(uuid) AS SELECT pg_catalog.set_config('application_name', $1::text, fal
 
 @pytest.fixture(scope="module")
 def databases(postgres: PostgresServer, role_passwords: dict[str, str]) -> dict[str, str]:
-    """Pool name -> a database with two tenants' rows, at EARLIER_VERSION and at the latest.
-    The latest runs last: roles are cluster-wide and each run puts back its own settings."""
+    """Pool name -> a database at EARLIER_VERSION and one at the latest (`seeded` gives a test
+    their rows). The latest runs last: roles are cluster-wide and each run puts back its own
+    settings."""
     earlier = bootstrapped_database(postgres, role_passwords, target_version=EARLIER_VERSION)
     latest = bootstrapped_database(postgres, role_passwords)
     return {EARLIER: earlier, LATEST: latest}
@@ -152,7 +153,8 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     assert (count, retry_pid != pid) == (ROWS_PER_TENANT, True)
 
 
-def test_a_clients_own_sql_prepare_is_left_alone(connect: Connect) -> None:
+def test_a_clients_own_sql_prepare_is_left_alone(seeded: dict[str, str],
+                                                 connect: Connect) -> None:
     # A statement under a name PgBouncer does not use is executed for no one else: the next
     # client's transaction runs on the same connection, without a warning
     a, b = connect(LATEST), connect(LATEST)

@@ -31,7 +31,8 @@
 --   protocol's unnamed statement, or a driver's "do not prepare" for that one statement).
 -- - DEALLOCATE alone, with no replacement: every later client that uses the statement on that
 --   connection fails (26000) until PgBouncer replaces the connection (server_lifetime,
---   5 minutes), and nothing is left for set_tenant to find.
+--   5 minutes; up to 10 for connections opened together), and nothing is left for
+--   set_tenant to find.
 -- Cost: pg_prepared_statement() lists every statement the connection holds, about 0.2 us
 -- each: +2 us per transaction with 10 statements, +47 us with 200, PgBouncer's default cap
 -- per server connection (one-off, benchmarks/ANALYSIS.md).

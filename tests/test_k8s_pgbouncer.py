@@ -185,6 +185,9 @@ def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
     # Whatever a client leaves on a server connection lasts about 5 minutes, not PgBouncer's
     # hour (test_pgbouncer_prepared_statements.py shows the bound on real PgBouncer).
     assert section["server_lifetime"] == "300"
+    # Prepared statements pooled, at most 200 per server connection, whatever a later
+    # PgBouncer's default (0020's check costs about 0.2 us per statement held)
+    assert section["max_prepared_statements"] == "200"
     # The files the ini names are the files the pod mounts.
     mounts = {m["mountPath"] for m in objects["Deployment/pgbouncer"]["spec"]["template"][
         "spec"]["containers"][0]["volumeMounts"]}

@@ -30,6 +30,26 @@ ACTS_AS_OWNER = ("app_user can act as its owner boom_owner (role membership), wh
                  "table, empty it or change its policies")
 
 
+# A tenant's read as drivers send it after a few executions: a named prepared statement, which
+# PgBouncer prepares on each server connection as PGBOUNCER_<n> (the text it shows is $1's).
+PREPARED_READ = "SELECT count(*) FROM app.bookings WHERE resource <> :r"
+
+
+def prepared_read(conn: Conn, tenant: object) -> tuple[int, int]:
+    """One transaction as the contract has it (set_tenant unnamed, first), then PREPARED_READ:
+    (the tenant's booking count, the server connection's backend pid). A failure is rolled
+    back, as a client's pool would, and raised."""
+    conn.run("BEGIN")
+    try:
+        pid = int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
+        count = int(conn.prepare(PREPARED_READ).run(r="none")[0][0])
+    except pg8000.native.DatabaseError:
+        conn.run("ROLLBACK")
+        raise
+    conn.run("COMMIT")
+    return count, pid
+
+
 def server_warnings(conn: Conn) -> list[str]:
     """The WARNING messages the server sent this connection (pg8000 keys them in bytes)."""
     return [notice[b"M"].decode() for notice in conn.notices if notice.get(b"S") == b"WARNING"]

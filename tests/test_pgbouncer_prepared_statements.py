@@ -40,6 +40,7 @@ from tests.fixture_tenants import (
     TENANT_A,
     TENANT_B,
     Conn,
+    prepared_read,
     seed_two_tenants,
 )
 
@@ -47,7 +48,6 @@ PRODUCT_LIFETIME = ENVIRONMENT_CONFIGS["prod"].pgbouncer.server_lifetime_seconds
 TEST_LIFETIME = 2
 # Longer than TEST_LIFETIME, with room for PgBouncer's janitor (it looks about once a second).
 WAIT = TEST_LIFETIME + 3
-QUERY = "SELECT count(*) FROM app.bookings WHERE resource <> :r"
 UNDEFINED_PREPARED_STATEMENT = "26000"
 
 # Ways a client can remove PgBouncer's statements from its server connection. `tracked`:
@@ -80,26 +80,11 @@ def bouncer(request: pytest.FixtureRequest, postgres: PostgresServer,
         yield running, request.param
 
 
-def booking_count(conn: Conn, tenant: object) -> tuple[int, int]:
-    """One transaction as the contract has it, the read prepared (as drivers do after a few
-    executions): (the tenant's booking count, the server connection's backend pid). A failure
-    is rolled back, as a client's pool would, and raised."""
-    conn.run("BEGIN")
-    try:
-        pid = int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
-        count = int(conn.prepare(QUERY).run(r="none")[0][0])
-    except pg8000.native.DatabaseError:
-        conn.run("ROLLBACK")
-        raise
-    conn.run("COMMIT")
-    return count, pid
-
-
 def poison(bouncer: PgBouncer, database: str, password: str, way: str) -> int:
     """Tenant A's client prepares the read (PgBouncer prepares PGBOUNCER_<n> on the server),
     then removes PgBouncer's statements `way`; the backend pid of that server connection."""
     a = pooler_connection(bouncer, database, password)
-    _, pid = booking_count(a, TENANT_A)
+    _, pid = prepared_read(a, TENANT_A)
     assert a.run("SELECT count(*) FROM pg_prepared_statements "
                  "WHERE name LIKE 'PGBOUNCER%'") == [[1]]
     DEALLOCATE[way](a)
@@ -110,7 +95,7 @@ def poison(bouncer: PgBouncer, database: str, password: str, way: str) -> int:
 
 def fails_as_undefined(conn: Conn, tenant: object) -> bool:
     try:
-        booking_count(conn, tenant)
+        prepared_read(conn, tenant)
     except pg8000.native.DatabaseError as error:
         assert error.args[0]["C"] == UNDEFINED_PREPARED_STATEMENT, error
         assert "PGBOUNCER_" in error.args[0]["M"]
@@ -141,7 +126,7 @@ def test_an_untracked_deallocate_fails_the_next_clients_until_the_lifetime_ends(
     else:
         # When the server connection has outlived server_lifetime, PgBouncer has closed it:
         # B's read runs on a new one and sees B's rows
-        count, pid = booking_count(b, TENANT_B)
+        count, pid = prepared_read(b, TENANT_B)
         assert pid != poisoned
         assert count == ROWS_PER_TENANT
     b.close()
@@ -155,6 +140,6 @@ def test_a_deallocate_all_pgbouncer_sees_harms_no_one(
     password = role_passwords["app_user"]
     poisoned = poison(running, database, password, "tracked")
     b = pooler_connection(running, database, password)
-    count, pid = booking_count(b, TENANT_B)
+    count, pid = prepared_read(b, TENANT_B)
     assert pid == poisoned and count == ROWS_PER_TENANT
     b.close()

@@ -28,18 +28,19 @@ from tests.fixture_postgres import (
     pooled_clients,
 )
 from tests.fixture_tenants import (
+    PREPARED_READ,
     ROWS_PER_TENANT,
     TENANT_A,
     TENANT_B,
     Conn,
     connect_as,
+    prepared_read,
     seed_two_tenants,
     server_warnings,
 )
 
 EARLIER_VERSION = 19  # before 0020
 LATEST, EARLIER = "latest", "version_19"
-READ = "SELECT count(*) FROM app.bookings WHERE resource <> :r"
 # What replaces it: the same shape (one text parameter, one count), so the victim cannot tell.
 REPLACEMENT = ("({types}) AS WITH gone AS (DELETE FROM app.bookings WHERE $1 IS NOT NULL "
                "RETURNING 1) SELECT count(*) FROM gone")
@@ -84,16 +85,6 @@ def connect(pgbouncer: PgBouncer, role_passwords: dict[str, str]) -> Iterator[Co
         yield new
 
 
-def read_as(conn: Conn, tenant: object) -> tuple[int, int]:
-    """One transaction as the contract has it (set_tenant unnamed, first), the read prepared,
-    as drivers do after a few executions: (the read's count, the backend pid)."""
-    conn.run("BEGIN")
-    pid = int(conn.run("SELECT pg_backend_pid() FROM app.set_tenant(:t)", t=tenant)[0][0])
-    count = int(conn.prepare(READ).run(r="none")[0][0])
-    conn.run("COMMIT")
-    return count, pid
-
-
 def replace_pgbouncers_statement(conn: Conn, text: str, replacement: str, *,
                                  inside_do: bool = False) -> str:
     """Code running as app_user: DEALLOCATE PgBouncer's statement for `text` and PREPARE
@@ -128,9 +119,9 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     a, b = connect(LATEST), connect(LATEST)
     # Given PgBouncer prepared the read on the pool's one server connection for tenant A, and
     # A's code replaced it with a DELETE under PgBouncer's name
-    count, pid = read_as(a, TENANT_A)
+    count, pid = prepared_read(a, TENANT_A)
     assert count == ROWS_PER_TENANT
-    name = replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT,
+    name = replace_pgbouncers_statement(a, PREPARED_READ.replace(":r", "$1"), REPLACEMENT,
                                         inside_do=inside_do)
     # When tenant B's next transaction on that connection binds its tenant
     log_start = postgres.log_size()
@@ -149,7 +140,7 @@ def test_set_tenant_ends_a_server_connection_where_a_statement_was_replaced(
     watcher.close()
     assert bookings_of(postgres, database, TENANT_B) == ROWS_PER_TENANT
     # and B's retry runs PgBouncer's own statement on a new connection
-    count, retry_pid = read_as(connect(LATEST), TENANT_B)
+    count, retry_pid = prepared_read(connect(LATEST), TENANT_B)
     assert (count, retry_pid != pid) == (ROWS_PER_TENANT, True)
 
 
@@ -158,9 +149,9 @@ def test_a_clients_own_sql_prepare_is_left_alone(seeded: dict[str, str],
     # A statement under a name PgBouncer does not use is executed for no one else: the next
     # client's transaction runs on the same connection, without a warning
     a, b = connect(LATEST), connect(LATEST)
-    _, pid = read_as(a, TENANT_A)
+    _, pid = prepared_read(a, TENANT_A)
     a.run("PREPARE mine AS SELECT 1")
-    assert read_as(b, TENANT_B) == (ROWS_PER_TENANT, pid)
+    assert prepared_read(b, TENANT_B) == (ROWS_PER_TENANT, pid)
     assert server_warnings(b) == []
     b.run("DEALLOCATE mine")
 
@@ -200,11 +191,11 @@ def test_control_at_version_19_the_replacement_runs_in_the_next_tenants_transact
         postgres: PostgresServer, seeded: dict[str, str], connect: Connect) -> None:
     database = seeded[EARLIER]
     a, b = connect(EARLIER), connect(EARLIER)
-    _, pid = read_as(a, TENANT_A)
-    replace_pgbouncers_statement(a, READ.replace(":r", "$1"), REPLACEMENT)
+    _, pid = prepared_read(a, TENANT_A)
+    replace_pgbouncers_statement(a, PREPARED_READ.replace(":r", "$1"), REPLACEMENT)
     # B's transaction runs on the same connection, and its "read" deletes all of B's bookings,
     # returning a count as the read would have
-    assert read_as(b, TENANT_B) == (ROWS_PER_TENANT, pid)
+    assert prepared_read(b, TENANT_B) == (ROWS_PER_TENANT, pid)
     assert bookings_of(postgres, database, TENANT_B) == 0
     assert bookings_of(postgres, database, TENANT_A) == ROWS_PER_TENANT
 

@@ -14,10 +14,17 @@ Real PostgreSQL 15 and real PgBouncer 1.24.1 on the rendered ini, its pool cut t
 connection so that consecutive clients share it (the tests check: same backend pid), and the
 lifetime cut from the product's 300 s to 2 s. The negative control keeps the product's
 lifetime: the connection is still poisoned when the bounded one has been replaced.
+
+RemovedStatementAlarm counts the failures' lines in the PostgreSQL log. The real server's log
+here shows that its regular expression matches each failure's line, which carries the
+poisoned backend's pid, and no other line, though every parse, bind and execute of PgBouncer's
+statements is logged too (the database logs every statement's duration); and that ending
+that backend, as the alarm's description says, heals the pool at once.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,10 +33,13 @@ import pg8000.native
 import pytest
 
 from boom_stacks.config import ENVIRONMENT_CONFIGS
+from boom_stacks.constructs.removed_statement_alarm import REMOVED_STATEMENT_PATTERN
+from boom_stacks.constructs.tenant_database import SLOW_STATEMENT_VALUES_UNLOGGED
 from tests.fixture_postgres import (
     PgBouncer,
     PostgresServer,
     app_user_userlist,
+    backend_ended,
     bootstrapped_database,
     local_pgbouncer_ini,
     pooler_connection,
@@ -64,6 +74,14 @@ DEALLOCATE = {
 def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
     name = bootstrapped_database(postgres, role_passwords, "prepared")
     seed_two_tenants(postgres, role_passwords, name)
+    # Every statement's duration logged, as the parameter group's log_min_duration_statement
+    # does for slow ones (and without their values, as it has them): the lines that name
+    # PgBouncer's statements without any failure
+    admin = postgres.connect(name)
+    for setting, value in {"log_min_duration_statement": "0",
+                           **SLOW_STATEMENT_VALUES_UNLOGGED}.items():
+        admin.run(f"ALTER DATABASE {name} SET {setting} = {value}")
+    admin.close()
     return name
 
 
@@ -142,4 +160,46 @@ def test_a_deallocate_all_pgbouncer_sees_harms_no_one(
     b = pooler_connection(running, database, password)
     count, pid = prepared_read(b, TENANT_B)
     assert pid == poisoned and count == ROWS_PER_TENANT
+    b.close()
+
+
+def alarmed_lines(log: str) -> list[str]:
+    """The lines RemovedStatementAlarm's filter counts: its regular expression (between the %
+    signs, of syntax Python reads alike) found anywhere in the line."""
+    expression = re.compile(REMOVED_STATEMENT_PATTERN.strip("%"))
+    return [line for line in log.splitlines() if expression.search(line)]
+
+
+@pytest.mark.parametrize("bouncer", [PRODUCT_LIFETIME], ids=["product-lifetime"],
+                         indirect=True)
+@pytest.mark.parametrize("way", ["by-name", "all-inside-do", "tracked"])
+def test_the_alarm_counts_each_failure_and_its_pid_is_the_connection_to_end(
+        bouncer: tuple[PgBouncer, int], postgres: PostgresServer, database: str,
+        role_passwords: dict[str, str], way: str) -> None:
+    running, _ = bouncer
+    password = role_passwords["app_user"]
+    log_start = postgres.log_size()
+    # Given tenant A's client removed PgBouncer's statement from the pool's one server
+    # connection (or, the control, did so where PgBouncer sees it)
+    poisoned = poison(running, database, password, way)
+    b = pooler_connection(running, database, password)
+    failures = sum(fails_as_undefined(b, TENANT_B) for _ in range(2))
+    log = postgres.log_since(log_start, "does not exist" if failures else "COMMIT")
+    # Then each failure is one line the alarm's filter counts, with the poisoned backend's pid
+    # (RDS's log_line_prefix has [%p] too), and nothing else is: not the durations logged for
+    # every parse, bind and execute of PgBouncer's statement
+    alarmed = alarmed_lines(log)
+    assert len(alarmed) == failures == (0 if way == "tracked" else 2)
+    assert all(f"[{poisoned}]" in line and "ERROR:" in line for line in alarmed)
+    named = [line for line in log.splitlines() if "PGBOUNCER_" in line]
+    assert any("execute PGBOUNCER_" in line for line in named)
+    assert [line for line in named if "does not exist" in line] == alarmed
+    # When an operator ends that backend, as the alarm's description says
+    admin = postgres.connect(database)
+    admin.run("SELECT pg_terminate_backend(:p)", p=poisoned)
+    assert backend_ended(admin, poisoned, within=5)
+    admin.close()
+    # Then B's next read runs on a new server connection, long before the 5-minute lifetime
+    count, pid = prepared_read(b, TENANT_B)
+    assert (count, pid != poisoned) == (ROWS_PER_TENANT, True)
     b.close()

@@ -13,7 +13,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm
+from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm, phrase
 
 POOLED_CONNECTION_ENDED_LOG = "app.set_tenant ends this server connection"
 METRIC_NAME = "PooledConnectionsEnded"
@@ -24,7 +24,8 @@ class PooledConnectionAlarm(PostgresLogAlarm):
                  postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
         super().__init__(
             scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            phrase=POOLED_CONNECTION_ENDED_LOG, metric_name=METRIC_NAME, description=(
+            filter_pattern=phrase(POOLED_CONNECTION_ENDED_LOG), metric_name=METRIC_NAME,
+            description=(
                 "app.set_tenant() ended pooled server connections on which a client had "
                 "broken the contract: replaced one of PgBouncer's prepared statements by SQL "
                 "PREPARE, to run in other tenants' transactions (code running as app_user did "

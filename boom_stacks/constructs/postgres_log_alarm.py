@@ -1,9 +1,10 @@
-"""An alarm on one phrase in the PostgreSQL log, which RDS exports to CloudWatch Logs: a metric
-filter counts the lines containing the phrase, and one such line in 5 minutes notifies the
-alarm topic (and its end, the OK). No Lambda, API call or permission is involved.
+"""An alarm on a kind of line in the PostgreSQL log, which RDS exports to CloudWatch Logs: a
+metric filter counts the lines its pattern matches, and one such line in 5 minutes notifies
+the alarm topic (and its end, the OK). No Lambda, API call or permission is involved.
 
-The phrases are lines the migrations' functions log (RAISE LOG or WARNING), each shown in the
-real server's log by the tests that run them.
+The lines are ones the migrations' functions log (RAISE LOG or WARNING; `phrase` gives the
+pattern for the phrase they begin with) or PostgreSQL's own errors, each shown in the real
+server's log by the tests that cause them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
 PERIOD = Duration.minutes(5)
 
 
+def phrase(text: str) -> str:
+    """The filter pattern for lines containing `text` exactly: a quoted term."""
+    return f'"{text}"'
+
+
 class PostgresLogAlarm(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic, phrase: str,
+                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic, filter_pattern: str,
                  metric_name: str, description: str) -> None:
         super().__init__(scope, id_)
         # A metric filter cannot add a fixed dimension, as the scheduled check's Environment
@@ -32,7 +38,7 @@ class PostgresLogAlarm(Construct):
         metric_name = f"{metric_name}-{config.name}"
         self.metric_filter = logs.MetricFilter(
             self, "Filter", log_group=postgresql_logs,
-            filter_pattern=logs.FilterPattern.literal(f'"{phrase}"'),
+            filter_pattern=logs.FilterPattern.literal(filter_pattern),
             metric_namespace=METRIC_NAMESPACE, metric_name=metric_name, metric_value="1",
             default_value=0)
         metric = cloudwatch.Metric(namespace=METRIC_NAMESPACE, metric_name=metric_name,

@@ -13,7 +13,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm
+from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm, phrase
 from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 
 METRIC_NAME = "StuckBackendsEnded"
@@ -24,7 +24,8 @@ class StuckBackendAlarm(PostgresLogAlarm):
                  postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
         super().__init__(
             scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            phrase=STUCK_BACKEND_LOG, metric_name=METRIC_NAME, description=(
+            filter_pattern=phrase(STUCK_BACKEND_LOG), metric_name=METRIC_NAME,
+            description=(
                 "pg_cron's job ended app_user backends that held up the others (a "
                 "transaction older than database.app_user_transaction_minutes, a pooled "
                 "connection left holding a session-level advisory lock, or a table lock "

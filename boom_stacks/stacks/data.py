@@ -15,6 +15,7 @@ from boom_stacks.constructs.backup_bucket import BackupBucket
 from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
 from boom_stacks.constructs.keys import rotating_key
 from boom_stacks.constructs.pooled_connection_alarm import PooledConnectionAlarm
+from boom_stacks.constructs.removed_statement_alarm import RemovedStatementAlarm
 from boom_stacks.constructs.session_cache import SessionCache
 from boom_stacks.constructs.stuck_backend_alarm import StuckBackendAlarm
 from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
@@ -58,6 +59,9 @@ class DataStack(BoomStack):
             postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
         self.pooled_connection_alarm = PooledConnectionAlarm(
             self, "PooledConnectionAlarm", config=config,
+            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
+        self.removed_statement_alarm = RemovedStatementAlarm(
+            self, "RemovedStatementAlarm", config=config,
             postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -282,6 +282,16 @@ def local_pgbouncer_ini(postgres: PostgresServer, database: str,
                      client_tls=local_client_tls(postgres),
                      extra_databases=extra_databases, runtime_dir="{dir}")
     return ini.replace("listen_port = 0", "listen_port = {port}")
+
+
+def one_server_connection(**settings: int) -> PgBouncerConfig:
+    """The product's (prod) PgBouncer settings with its pool cut to one server connection, so
+    that consecutive clients share a backend, and `settings` (PgBouncerConfig fields, say a
+    shorter timeout) replaced: give it to local_pgbouncer_ini(pool=)."""
+    from boom_stacks.config import ENVIRONMENT_CONFIGS
+
+    return replace(ENVIRONMENT_CONFIGS["prod"].pgbouncer, default_pool_size=1,
+                   reserve_pool_size=0, **settings)
 
 
 def local_client_tls(postgres: PostgresServer) -> ClientTls:

@@ -182,6 +182,9 @@ def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
                                     "tcp_keepcnt", "tcp_user_timeout")} == {
         "tcp_keepalive": "1", "tcp_keepidle": "15", "tcp_keepintvl": "5", "tcp_keepcnt": "3",
         "tcp_user_timeout": "15000"}
+    # A client idle inside a transaction is cut off after 60 s, not never, PgBouncer's default
+    # (test_pgbouncer_idle_transactions.py shows both on real PgBouncer).
+    assert section["idle_transaction_timeout"] == "60"
     # Whatever a client leaves on a server connection lasts about 5 minutes, not PgBouncer's
     # hour (test_pgbouncer_prepared_statements.py shows the bound on real PgBouncer).
     assert section["server_lifetime"] == "300"

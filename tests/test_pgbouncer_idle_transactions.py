@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 
 import pg8000.native
 import pytest
 
-from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
 from tests.fixture_bootstrap import bookings_needing_a_locking_repair
@@ -26,22 +24,11 @@ from tests.fixture_postgres import (
     app_user_userlist,
     bootstrapped_database,
     local_pgbouncer_ini,
+    one_server_connection,
     pooler_connection,
     running_pgbouncer,
 )
 from tests.fixture_tenants import TENANT_A, left_open
-
-TIMEOUT = "idle_transaction_timeout"
-
-
-def one_connection_pool(ini: str, timeout_seconds: int) -> str:
-    """The rendered ini with a pool of one server connection and the given timeout."""
-    pods = ENVIRONMENT_CONFIGS["prod"].pgbouncer.idle_transaction_timeout_seconds
-    product = f"{TIMEOUT} = {pods}"
-    assert product in ini  # the setting the pods get, replaced below
-    ini = ini.replace(product, f"{TIMEOUT} = {timeout_seconds}")
-    ini = re.sub(r"(?m)^default_pool_size = \d+$", "default_pool_size = 1", ini)
-    return re.sub(r"(?m)^reserve_pool_size = \d+$", "reserve_pool_size = 0", ini)
 
 
 @pytest.fixture(params=[1, 0], ids=["timeout-1s", "timeout-off"])
@@ -49,7 +36,9 @@ def bouncer(request: pytest.FixtureRequest, postgres: PostgresServer,
             role_passwords: dict[str, str]) -> Iterator[tuple[PgBouncer, str, int]]:
     database = bootstrapped_database(postgres, role_passwords, "idle")
     userlist = app_user_userlist(role_passwords["app_user"])
-    ini = one_connection_pool(local_pgbouncer_ini(postgres, database), request.param)
+    pool = one_server_connection(idle_transaction_timeout_seconds=request.param)
+    ini = local_pgbouncer_ini(postgres, database, pool=pool)
+    assert f"idle_transaction_timeout = {request.param}\n" in ini
     with running_pgbouncer(ini, userlist, client_ca=postgres.ca_file) as running:
         yield running, database, request.param
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pg8000.native
 import pytest
@@ -42,6 +41,7 @@ from tests.fixture_postgres import (
     backend_ended,
     bootstrapped_database,
     local_pgbouncer_ini,
+    one_server_connection,
     pooler_connection,
     running_pgbouncer,
 )
@@ -89,8 +89,7 @@ def database(postgres: PostgresServer, role_passwords: dict[str, str]) -> str:
                 ids=[f"lifetime-{TEST_LIFETIME}s", "product-lifetime"])
 def bouncer(request: pytest.FixtureRequest, postgres: PostgresServer,
             role_passwords: dict[str, str], database: str) -> Iterator[tuple[PgBouncer, int]]:
-    pool = replace(ENVIRONMENT_CONFIGS["prod"].pgbouncer, default_pool_size=1,
-                   reserve_pool_size=0, server_lifetime_seconds=request.param)
+    pool = one_server_connection(server_lifetime_seconds=request.param)
     ini = local_pgbouncer_ini(postgres, database, pool=pool)
     assert f"server_lifetime = {request.param}\n" in ini
     with running_pgbouncer(ini, app_user_userlist(role_passwords["app_user"]),

@@ -18,8 +18,9 @@ lifetime: the connection is still poisoned when the bounded one has been replace
 RemovedStatementAlarm counts the failures' lines in the PostgreSQL log. The real server's log
 here shows that its regular expression matches each failure's line, which carries the
 poisoned backend's pid, and no other line, though every parse, bind and execute of PgBouncer's
-statements is logged too (the database logs every statement's duration); and that ending
-that backend, as the alarm's description says, heals the pool at once.
+statements is logged too (the database logs every statement's duration), nor a driver's
+failed DEALLOCATE of a name of its own; and that ending that backend, as the alarm's
+description says, heals the pool at once.
 """
 
 from __future__ import annotations
@@ -202,3 +203,24 @@ def test_the_alarm_counts_each_failure_and_its_pid_is_the_connection_to_end(
     count, pid = prepared_read(b, TENANT_B)
     assert (count, pid != poisoned) == (ROWS_PER_TENANT, True)
     b.close()
+
+
+def test_a_driver_deallocating_its_own_statement_raises_no_alarm(
+        postgres: PostgresServer, role_passwords: dict[str, str], database: str) -> None:
+    # Drivers that deallocate their own statements by SQL (Rails' a1, a2, ...; PHP PDO's
+    # pdo_stmt_...) fail under PgBouncer with the same message (the statement was prepared
+    # under PgBouncer's name; pgbouncer/pgbouncer#991, #1041), harming no one else: the
+    # alarm's expression names PgBouncer's prefix, so those lines are not counted
+    pool = one_server_connection()
+    with running_pgbouncer(local_pgbouncer_ini(postgres, database, pool=pool),
+                           app_user_userlist(role_passwords["app_user"]),
+                           client_ca=postgres.ca_file) as running:
+        conn = pooler_connection(running, database, role_passwords["app_user"])
+        log_start = postgres.log_size()
+        with pytest.raises(pg8000.native.DatabaseError) as failure:
+            conn.run("DEALLOCATE a1")
+        assert failure.value.args[0]["C"] == UNDEFINED_PREPARED_STATEMENT
+        log = postgres.log_since(log_start, 'prepared statement "a1" does not exist')
+        conn.close()
+    assert 'ERROR:  prepared statement "a1" does not exist' in log
+    assert alarmed_lines(log) == []

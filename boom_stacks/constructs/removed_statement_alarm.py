@@ -21,7 +21,10 @@ from boom_stacks.config import EnvironmentConfig
 from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm
 
 # A CloudWatch Logs regular expression, matched anywhere in the line. Its documented syntax has
-# no space or quote characters, so `.` stands for each: `statement "PGBOUNCER_3" does`.
+# no space or quote characters, so `.` stands for each: `statement "PGBOUNCER_3" does`. It
+# names PgBouncer's prefix: drivers that DEALLOCATE their own statements by SQL (Rails' a1,
+# PHP PDO's pdo_stmt_...) fail with the same message under PgBouncer, harming no one else
+# (pgbouncer/pgbouncer#991, #1041), and are not counted.
 REMOVED_STATEMENT_PATTERN = "%prepared.statement..PGBOUNCER_[0-9]+..does.not.exist%"
 METRIC_NAME = "PgBouncerStatementsMissing"
 

@@ -3,6 +3,7 @@ schema and recorded versions."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import pg8000.native
 
+from lambdas.tenant_bootstrap.bootstrap import Migration
 from tests.fixture_postgres import PG_BIN, PostgresServer
 
 
@@ -102,3 +104,32 @@ def a_tenant_table_made_while_the_trigger_is_off(conn: pg8000.native.Connection)
     conn.run("SET ROLE boom_owner")
     conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
     conn.run("RESET ROLE")
+
+
+def create_rds_like_master(postgres: PostgresServer) -> tuple[str, str]:
+    """A new master user shaped like RDS's: LOGIN, CREATEROLE, CREATEDB, not a superuser
+    (roles are cluster-wide: its name is new each time). Its name and password."""
+    name, password = f"rds_like_master_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    conn = postgres.connect()
+    try:
+        conn.run(f"CREATE ROLE {name} LOGIN CREATEROLE CREATEDB PASSWORD "
+                 f"{pg8000.native.literal(password)}")
+    finally:
+        conn.close()
+    return name, password
+
+
+def hand_to_master(admin: pg8000.native.Connection, master: str, migration: Migration) -> None:
+    """What an RDS-like `master` would own had it applied `migration` itself, when a superuser
+    applied it instead, standing in for RDS's allowance to create event triggers: handed to
+    it (`admin`, the superuser, on the migrated database)."""
+    if migration.version == 1:
+        admin.run(f"ALTER SCHEMA boom_meta OWNER TO {master}")
+        admin.run(f"ALTER TABLE boom_meta.schema_versions OWNER TO {master}")
+        admin.run(f"ALTER FUNCTION app.protect_new_tenant_tables() OWNER TO {master}")
+        admin.run(f"ALTER FUNCTION app.protect_tenant_table(regclass) OWNER TO {master}")
+        admin.run(f"GRANT boom_owner TO {master}")  # 0001's GRANT ... TO CURRENT_USER
+    if "CREATE TABLE boom_meta.shipped_functions" in migration.sql:  # 0012: CURRENT_USER's
+        admin.run(f"ALTER TABLE boom_meta.shipped_functions OWNER TO {master}")
+        for (function,) in admin.run("SELECT signature FROM boom_meta.shipped_functions"):
+            admin.run(f"ALTER FUNCTION {function} OWNER TO {master}")

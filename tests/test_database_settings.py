@@ -10,6 +10,7 @@ sets, which the session's shared server does not.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from boom_stacks.constructs.tenant_database import DEAD_CLIENT_KEEPALIVE
 from lambdas.tenant_bootstrap import bootstrap, enforce
+from tests.fixture_bootstrap import create_rds_like_master, hand_to_master
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
@@ -104,10 +106,42 @@ def test_a_database_setting_is_the_checks_finding_and_the_runs_repair(server: Se
     assert new_session_settings(server, database) == (PARAMETER_GROUP_IDLE, "4MB", "")
 
 
+def test_a_run_by_a_master_that_does_not_own_the_database_refuses_and_resets_nothing(
+        server: Server) -> None:
+    # Given a database with the operator's settings that RDS's master (RDS-like here: not a
+    # superuser; it owns what it would have made) no longer owns: it was handed to another role
+    database = server.database()
+    master, password = create_rds_like_master(server.postgres)
+    other = f"other_owner_{secrets.token_hex(4)}"
+    admin = server.postgres.connect(database, tls=True)
+    admin.run(f"CREATE ROLE {other} NOLOGIN")
+    for migration in bootstrap.load_migrations():
+        hand_to_master(admin, master, migration)
+    admin.run(f"ALTER DATABASE {database} OWNER TO {other}")
+    conn = server.postgres.connect(database, user=master, password=password, tls=True)
+    # When the master runs the bootstrap, then it refuses, naming the fix, and changed nothing
+    with pytest.raises(bootstrap.BootstrapError) as refusal:
+        bootstrap.apply(conn, role_passwords={})
+    message = str(refusal.value)
+    assert "nothing was changed" in message
+    for name in NAMES.split(", "):
+        assert f"ALTER DATABASE {database} RESET {name} as its owner" in message
+    assert not any(value in message for value in ("f00dfeed", "1GB"))
+    assert len(database_settings(admin)) == 1
+    assert new_session_settings(server, database) == OVERRIDDEN
+    # When the database is the master's again (the control: the same run, as its owner), then
+    # the run resets them
+    admin.run(f"ALTER DATABASE {database} OWNER TO {master}")
+    expected = f"settings of database {database} reset to the parameter group's: {NAMES}"
+    assert bootstrap.apply(conn, role_passwords={}).repaired == (expected,)
+    assert database_settings(admin) == []
+    conn.close()
+    admin.close()
+
+
 def test_a_setting_the_run_cannot_reset_is_a_gap_that_names_the_fix(server: Server) -> None:
-    # A run by a user that does not act as the database's owner leaves the settings, and the
-    # audit makes it refuse. (Here every run is the superuser's, which acts as every owner,
-    # so the gap is read before the restore.)
+    # The gap itself, read before the restore: no value in it. (Every run here is the
+    # superuser's, which acts as every owner; the test above runs as a master that does not.)
     database = server.database()
     admin = server.postgres.connect(database, tls=True)
     gaps = [gap for gap in enforce.gaps(admin) if gap.startswith("database: ")]

@@ -14,7 +14,14 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main, parse_dsn
-from tests.fixture_bootstrap import FreshDatabase, schema_dump, trigger_off, versions
+from tests.fixture_bootstrap import (
+    FreshDatabase,
+    create_rds_like_master,
+    hand_to_master,
+    schema_dump,
+    trigger_off,
+    versions,
+)
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_synth import ROOT, Synthesized
 from tests.fixture_tenants import app_user_connection_limit
@@ -265,6 +272,25 @@ def test_cli_fails_clearly_without_privileges(postgres: PostgresServer,
     assert "nothing was changed: permission denied" in capsys.readouterr().err
 
 
+def test_cli_names_the_fix_when_the_user_may_not_create_the_first_runs_schemas(
+        postgres: PostgresServer, rds_like_master: tuple[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a new database its would-be bootstrap user does not own (nor may create in)
+    user, password = rds_like_master
+    database = postgres.create_database("notowned")
+    dsn = f"postgresql://{user}@127.0.0.1:{postgres.port}/{database}?sslmode=require"
+    # When it runs the first bootstrap, then it fails saying what it may not do and the fix,
+    # not PostgreSQL's bare "permission denied", and made nothing
+    assert main(["--dsn", dsn], environ={"PGPASSWORD": password}) == 1
+    err = capsys.readouterr().err
+    assert f"{user} may not create schemas in database {database}" in err
+    assert "run the bootstrap as the database's owner" in err and "nothing was changed" in err
+    admin = postgres.connect(database)
+    assert admin.run("SELECT to_regnamespace('boom_meta') IS NULL, "
+                     "to_regnamespace('app') IS NULL") == [[True, True]]
+    admin.close()
+
+
 def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: PostgresServer) -> None:
     # Python 3.13+ (the Lambda runtime) verifies strictly by default; 3.11 here must do the same.
     import ssl
@@ -281,13 +307,7 @@ def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: Postgre
 
 @pytest.fixture(scope="module")
 def rds_like_master(postgres: PostgresServer) -> tuple[str, str]:
-    """A master user shaped like RDS's: LOGIN, CREATEROLE, CREATEDB, not a superuser."""
-    name, password = "rds_like_master", secrets.token_urlsafe(16)
-    conn = postgres.connect()
-    conn.run(f"CREATE ROLE {name} LOGIN CREATEROLE CREATEDB PASSWORD "
-             f"{pg8000.native.literal(password)}")
-    conn.close()
-    return name, password
+    return create_rds_like_master(postgres)
 
 
 def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
@@ -317,16 +337,7 @@ def test_the_bootstrap_needs_no_superuser_beyond_what_rds_grants_its_master(
         # A superuser applies that version instead (standing in for RDS's allowance) and hands
         # the master what it would have created itself.
         bootstrap.apply(admin, target_version=migration.version)
-        if migration.version == 1:
-            admin.run(f"ALTER SCHEMA boom_meta OWNER TO {user}")
-            admin.run(f"ALTER TABLE boom_meta.schema_versions OWNER TO {user}")
-            admin.run(f"ALTER FUNCTION app.protect_new_tenant_tables() OWNER TO {user}")
-            admin.run(f"ALTER FUNCTION app.protect_tenant_table(regclass) OWNER TO {user}")
-            admin.run(f"GRANT boom_owner TO {user}")  # 0001's GRANT ... TO CURRENT_USER
-        if "CREATE TABLE boom_meta.shipped_functions" in migration.sql:  # 0012: CURRENT_USER's
-            admin.run(f"ALTER TABLE boom_meta.shipped_functions OWNER TO {user}")
-            for (function,) in admin.run("SELECT signature FROM boom_meta.shipped_functions"):
-                admin.run(f"ALTER FUNCTION {function} OWNER TO {user}")
+        hand_to_master(admin, user, migration)
     assert refused == [m.version for m in bootstrap.load_migrations() if "EVENT TRIGGER" in m.sql]
     assert bootstrap.current_version(master) == bootstrap.LATEST_VERSION
     assert master.run("SELECT count(*) FROM app.audit_tenant_tables()") == [[0]]

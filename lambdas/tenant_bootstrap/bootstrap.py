@@ -58,15 +58,19 @@ DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # the application up for longer than a moment (a run's 2 s would, every 15 minutes).
 CHECK_LOCK_TIMEOUT_MS = 100
 
-META_DDL = """
-CREATE SCHEMA IF NOT EXISTS boom_meta;
-REVOKE ALL ON SCHEMA boom_meta FROM PUBLIC;
-CREATE TABLE IF NOT EXISTS boom_meta.schema_versions (
+# Where a run records the versions it applied, made by the first run. Each part is run only
+# where it is missing: CREATE ... IF NOT EXISTS asks for the privilege to create even when the
+# object exists, which a user that does not own the database may lack, and its run would then
+# fail on its first statement instead of saying what it cannot do (0019's refusal, say).
+META_SCHEMA_DDL = "CREATE SCHEMA boom_meta"
+META_PRIVILEGES_DDL = "REVOKE ALL ON SCHEMA boom_meta FROM PUBLIC"
+META_TABLE_DDL = """
+CREATE TABLE boom_meta.schema_versions (
   version integer PRIMARY KEY,
   name text NOT NULL,
   checksum text NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now()
-);
+)
 """
 
 
@@ -335,7 +339,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     # Read before any table is locked: a secret's read may take seconds.
     passwords = role_passwords() if callable(role_passwords) else role_passwords
     check_role_passwords(passwords)
-    conn.execute_simple(META_DDL)
+    _make_meta(conn)
     applied = {int(v): c for v, c in conn.run(
         "SELECT version, checksum FROM boom_meta.schema_versions")}
     for migration in migrations:
@@ -377,6 +381,26 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     repaired = enforce(conn, event_trigger_sql(migrations), functions)
     return Result(previous_version=previous, version=version, applied=tuple(done),
                   repaired=repaired)
+
+
+def _make_meta(conn: pg8000.native.Connection) -> None:
+    """boom_meta and its versions table, each made if missing; PUBLIC's access revoked (a
+    WARNING, not an error, for a user that does not own the schema)."""
+    [[schema, table, may_create, database, user]] = conn.run(
+        "SELECT to_regnamespace('boom_meta') IS NOT NULL, "
+        "to_regclass('boom_meta.schema_versions') IS NOT NULL, "
+        "has_database_privilege(current_database(), 'CREATE'), current_database(), current_user")
+    if not schema:
+        if not may_create:
+            raise BootstrapError(
+                f"{user} may not create schemas in database {database}, which the first run "
+                "needs (boom_meta, app): run the bootstrap as the database's owner (RDS's "
+                "master), or GRANT CREATE ON DATABASE to this user as the owner; nothing was "
+                "changed")
+        conn.run(META_SCHEMA_DDL)
+    conn.run(META_PRIVILEGES_DDL)
+    if not table:
+        conn.execute_simple(META_TABLE_DDL)
 
 
 def _set_transaction_bound(conn: pg8000.native.Connection, minutes: int) -> None:

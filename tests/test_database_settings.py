@@ -86,6 +86,13 @@ def database_settings(admin: Conn) -> list[list[str]]:
                      "WHERE datname = current_database())")
 
 
+def temporary_for_public(admin: Conn) -> bool:
+    """Whether PUBLIC may create temporary tables in this database (0005 revokes it)."""
+    [[granted]] = admin.run("SELECT has_database_privilege('public', current_database(), "
+                            "'TEMPORARY')")
+    return bool(granted)
+
+
 def test_a_database_setting_is_the_checks_finding_and_the_runs_repair(server: Server) -> None:
     # Given an operator's settings for the database, which every new app_user session gets
     # over the parameter group's
@@ -118,6 +125,8 @@ def test_a_run_by_a_master_that_does_not_own_the_database_refuses_and_resets_not
     for migration in bootstrap.load_migrations():
         hand_to_master(admin, master, migration)
     admin.run(f"ALTER DATABASE {database} OWNER TO {other}")
+    # and TEMPORARY back on PUBLIC (0005), the other thing only the owner may put right
+    admin.run(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
     conn = server.postgres.connect(database, user=master, password=password, tls=True)
     # When the master runs the bootstrap, then it refuses, naming the fix, and changed nothing
     with pytest.raises(bootstrap.BootstrapError) as refusal:
@@ -126,15 +135,20 @@ def test_a_run_by_a_master_that_does_not_own_the_database_refuses_and_resets_not
     assert "nothing was changed" in message
     for name in NAMES.split(", "):
         assert f"ALTER DATABASE {database} RESET {name} as its owner" in message
+    assert f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, app_user as its owner" in (
+        message)
     assert not any(value in message for value in ("f00dfeed", "1GB"))
     assert len(database_settings(admin)) == 1
     assert new_session_settings(server, database) == OVERRIDDEN
+    assert temporary_for_public(admin)
     # When the database is the master's again (the control: the same run, as its owner), then
-    # the run resets them
+    # the run resets and revokes them
     admin.run(f"ALTER DATABASE {database} OWNER TO {master}")
     expected = f"settings of database {database} reset to the parameter group's: {NAMES}"
-    assert bootstrap.apply(conn, role_passwords={}).repaired == (expected,)
+    assert set(bootstrap.apply(conn, role_passwords={}).repaired) == {
+        expected, "TEMPORARY on the database revoked from PUBLIC and app_user"}
     assert database_settings(admin) == []
+    assert not temporary_for_public(admin)
     conn.close()
     admin.close()
 

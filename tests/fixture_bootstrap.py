@@ -3,7 +3,6 @@ schema and recorded versions."""
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 import pg8000.native
 
 from lambdas.tenant_bootstrap.bootstrap import Migration
-from tests.fixture_postgres import PG_BIN, PostgresServer
+from tests.fixture_postgres import PG_BIN, PostgresServer, new_login_role
 
 
 def schema_dump(postgres: PostgresServer, database: str) -> str:
@@ -107,16 +106,9 @@ def a_tenant_table_made_while_the_trigger_is_off(conn: pg8000.native.Connection)
 
 
 def create_rds_like_master(postgres: PostgresServer) -> tuple[str, str]:
-    """A new master user shaped like RDS's: LOGIN, CREATEROLE, CREATEDB, not a superuser
-    (roles are cluster-wide: its name is new each time). Its name and password."""
-    name, password = f"rds_like_master_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
-    conn = postgres.connect()
-    try:
-        conn.run(f"CREATE ROLE {name} LOGIN CREATEROLE CREATEDB PASSWORD "
-                 f"{pg8000.native.literal(password)}")
-    finally:
-        conn.close()
-    return name, password
+    """A new master user shaped like RDS's: LOGIN, CREATEROLE, CREATEDB, not a superuser. Its
+    name and password."""
+    return new_login_role(postgres, "rds_like_master", "CREATEROLE CREATEDB")
 
 
 def hand_to_master(admin: pg8000.native.Connection, master: str, migration: Migration) -> None:

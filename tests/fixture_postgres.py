@@ -165,20 +165,28 @@ def logs_in(server: PostgresServer, database: str, role: str, password: str) -> 
     return True
 
 
+def new_login_role(server: PostgresServer, prefix: str, attributes: str) -> tuple[str, str]:
+    """A new login role `<prefix>_<random>` with `attributes` (say "SUPERUSER") and a random
+    password, sent as a SCRAM verifier; its name and password. Roles are cluster-wide, so each
+    is new."""
+    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
+
+    user, password = f"{prefix}_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    conn = server.connect()
+    try:
+        conn.run(f"CREATE ROLE {user} LOGIN {attributes} PASSWORD "
+                 f"{pg8000.native.literal(scram_verifier(password))}")
+    finally:
+        conn.close()
+    return user, password
+
+
 @contextmanager
 def superuser_of_its_own(server: PostgresServer, database: str) -> Iterator[tuple[str, str]]:
     """A new superuser login role and its password, for a test that changes the master's
     password (the session's superuser is every other test's master). Roles are cluster-wide:
     afterwards what it owns in `database` goes to the superuser, and the role is dropped."""
-    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
-
-    user, password = f"boom_admin_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
-    conn = server.connect()
-    try:
-        conn.run(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD "
-                 f"{pg8000.native.literal(scram_verifier(password))}")
-    finally:
-        conn.close()
+    user, password = new_login_role(server, "boom_admin", "SUPERUSER")
     try:
         yield user, password
     finally:

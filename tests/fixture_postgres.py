@@ -258,6 +258,38 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def running_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
+    """A hot standby of `primary` (pg_basebackup -R, streaming), as a read replica is: it
+    serves reads of everything the primary had, over the same TLS, and refuses writes."""
+    root = Path(tempfile.mkdtemp(prefix="boom-standby-"))
+    root.chmod(0o755)
+    passfile = root / "pgpass"
+    passfile.write_text(f"127.0.0.1:{primary.port}:*:{primary.user}:{primary.password}\n")
+    passfile.chmod(0o600)
+    give_to_postgres(root)
+    data = root / "data"
+    # A fast checkpoint: the default spreads it over minutes.
+    subprocess.run(_as_postgres(["env", f"PGPASSFILE={passfile}", str(PG_BIN / "pg_basebackup"),
+                                 "-h", primary.host, "-p", str(primary.port), "-U", primary.user,
+                                 "-D", str(data), "-R", "-X", "stream", "--checkpoint=fast"]),
+                   check=True, capture_output=True)
+    port = free_port()
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+               f"-c ssl=on -c ssl_cert_file={primary.root / 'server.crt'} "
+               f"-c ssl_key_file={primary.root / 'server.key'} -c max_connections=300 "
+               "-c hot_standby=on")
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
+                                 str(root / "postgres.log"), "-o", options, "-w", "start"]),
+                   check=True, capture_output=True)
+    try:
+        yield replace(primary, root=root, port=port)
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                     "stop"]), check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def restart_postgres(server: PostgresServer) -> None:
     """A fast restart (as a Multi-AZ failover looks to clients): every backend is terminated,
     then the server comes back on the same port."""

@@ -22,7 +22,13 @@ from tests.fixture_bootstrap import (
     trigger_off,
     versions,
 )
-from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_postgres import (
+    PostgresServer,
+    bootstrapped_database,
+    new_role_passwords,
+    running_postgres,
+    running_standby,
+)
 from tests.fixture_synth import ROOT, Synthesized
 from tests.fixture_tenants import app_user_connection_limit
 
@@ -289,6 +295,31 @@ def test_cli_names_the_fix_when_the_user_may_not_create_the_first_runs_schemas(
     assert admin.run("SELECT to_regnamespace('boom_meta') IS NULL, "
                      "to_regnamespace('app') IS NULL") == [[True, True]]
     admin.close()
+
+
+def test_a_read_replica_is_refused_naming_the_primary(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a hot standby of a bootstrapped server, as a read replica (a DR region's, before
+    # promotion). A server of its own: a base backup of the session's would copy every test's
+    # databases.
+    with running_postgres() as primary:
+        database = bootstrapped_database(primary, new_role_passwords(), "replica")
+        with running_standby(primary) as standby:
+            replica = standby.connect(database, tls=True)
+            assert replica.run("SELECT pg_is_in_recovery(), count(*) "
+                               "FROM boom_meta.schema_versions") == [
+                [True, bootstrap.LATEST_VERSION]]
+            # When the bootstrap, or a check, runs against it, then it says what the server is
+            # and where to run instead, not "cannot execute ... in a read-only transaction"
+            dsn = (f"postgresql://{standby.user}@127.0.0.1:{standby.port}/{database}"
+                   "?sslmode=require")
+            assert main(["--dsn", dsn], environ={"PGPASSWORD": standby.password}) == 1
+            err = capsys.readouterr().err
+            assert "the server is a read replica (in recovery), where the bootstrap cannot" in err
+            assert "run it against the primary" in err and "read-only transaction" not in err
+            with pytest.raises(bootstrap.BootstrapError, match="where the check cannot write"):
+                bootstrap.check(replica)
+            replica.close()
 
 
 def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: PostgresServer) -> None:

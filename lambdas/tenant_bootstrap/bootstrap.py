@@ -423,11 +423,18 @@ def _whole(value: object, low: int, high: int | None = None) -> bool:
 
 def _take_the_database(conn: pg8000.native.Connection, run: Deadline, lock_timeout_ms: int, *,
                        wait: bool) -> bool:
-    """The start of every run's and check's transaction: statements bounded by the deadline,
-    the bootstrap's advisory lock (waited for until the other run ends or the deadline, if
-    `wait`; else only tried: False when another run holds it), and only then lock waits on
-    the application's tables bounded by `lock_timeout_ms`."""
+    """The start of every run's and check's transaction: refused on a read replica,
+    statements bounded by the deadline, the bootstrap's advisory lock (waited for until the
+    other run ends or the deadline, if `wait`; else only tried: False when another run holds
+    it), and only then lock waits on the application's tables bounded by `lock_timeout_ms`."""
     run.bound_statements(conn)
+    if conn.run("SELECT pg_is_in_recovery()")[0][0]:
+        # Its first write would fail with PostgreSQL's "cannot execute ... in a read-only
+        # transaction", which does not say why.
+        raise BootstrapError(
+            f"the server is a read replica (in recovery), where the {run.task} cannot write: "
+            "run it against the primary (the instance's own endpoint), or promote the replica "
+            "first; nothing was changed")
     if wait:
         conn.run("SELECT pg_advisory_xact_lock(:key)", key=ADVISORY_LOCK)
     elif not conn.run("SELECT pg_try_advisory_xact_lock(:key)", key=ADVISORY_LOCK)[0][0]:

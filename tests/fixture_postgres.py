@@ -290,6 +290,13 @@ def running_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def promote(standby: PostgresServer) -> None:
+    """Promotes a standby (running_standby) to a primary, as a failover to a DR region's
+    replica does: it leaves recovery and takes writes."""
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(standby.root / "data"),
+                                 "-w", "promote"]), check=True, capture_output=True)
+
+
 def restart_postgres(server: PostgresServer) -> None:
     """A fast restart (as a Multi-AZ failover looks to clients): every backend is terminated,
     then the server comes back on the same port."""

@@ -6,6 +6,9 @@ that count notifies the Data stack's topic.
 - PooledConnectionAlarm: set_tenant() ended a pooled server connection (0011's read-only
   default, 0020's replaced statement), a phrase set_tenant logs. That it does is
   test_pgbouncer_statement_hijack.py's.
+- TenantBoundaryAlarm: row-level security refused a write, PostgreSQL's own error, a phrase.
+  That the real server logs it for each kind of refused write, and not otherwise, is
+  test_tenant_boundary_log.py's.
 - RemovedStatementAlarm: clients failed on a PgBouncer statement removed behind its back,
   PostgreSQL's own error, matched by a regular expression. That the real server's line
   matches it, and no other line does, is test_pgbouncer_prepared_statements.py's.
@@ -21,6 +24,7 @@ import pytest
 
 from boom_stacks.constructs.pooled_connection_alarm import POOLED_CONNECTION_ENDED_LOG
 from boom_stacks.constructs.removed_statement_alarm import REMOVED_STATEMENT_PATTERN
+from boom_stacks.constructs.tenant_boundary_alarm import TENANT_WRITE_REFUSED_LOG
 from lambdas.tenant_bootstrap.bootstrap import MIGRATIONS_DIR, load_migrations
 from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
@@ -71,6 +75,10 @@ PHRASE_ALARMS = {
 }
 ALARMS: dict[str, LogAlarm] = {
     **PHRASE_ALARMS,
+    "tenant-writes-refused": LogAlarm(
+        "TenantBoundaryAlarm", f'"{TENANT_WRITE_REFUSED_LOG}"', "TenantWritesRefused",
+        ("a tenant other than the one it bound", "without binding one",
+         "missing app.set_tenant()", "tenant_id taken from the request", "SQL injection")),
     "removed-statements": LogAlarm(
         "RemovedStatementAlarm", REMOVED_STATEMENT_PATTERN, "PgBouncerStatementsMissing",
         ("26000", "DEALLOCATE by name", "DEALLOCATE ALL inside a DO block", "SQL injection",

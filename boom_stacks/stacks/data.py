@@ -19,6 +19,7 @@ from boom_stacks.constructs.removed_statement_alarm import RemovedStatementAlarm
 from boom_stacks.constructs.session_cache import SessionCache
 from boom_stacks.constructs.stuck_backend_alarm import StuckBackendAlarm
 from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
+from boom_stacks.constructs.tenant_boundary_alarm import TenantBoundaryAlarm
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from boom_stacks.constructs.tenant_guarantee_check import TenantGuaranteeCheck
 from boom_stacks.stacks.base import BoomStack
@@ -62,6 +63,9 @@ class DataStack(BoomStack):
             postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
         self.removed_statement_alarm = RemovedStatementAlarm(
             self, "RemovedStatementAlarm", config=config,
+            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
+        self.tenant_boundary_alarm = TenantBoundaryAlarm(
+            self, "TenantBoundaryAlarm", config=config,
             postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)

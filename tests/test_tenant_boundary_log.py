@@ -16,7 +16,7 @@ import pytest
 
 from boom_stacks.constructs.tenant_boundary_alarm import TENANT_WRITE_REFUSED_LOG
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, fails, in_tenant
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, fails, in_tenant, rolled_back
 
 ROW = "(tenant_id, resource, starts_at, ends_at) VALUES (:t, :r, now(), now() + interval '1h')"
 
@@ -67,12 +67,15 @@ def test_control_writes_and_reads_within_the_boundary_log_no_refusal(
         postgres: PostgresServer, app_user: Conn) -> None:
     start = postgres.log_size()
     marker = f"boundary-control-{uuid.uuid4().hex}"
-    committed(app_user, TENANT_A, f"INSERT INTO app.bookings {ROW}", t=TENANT_A, r=marker)
-    committed(app_user, TENANT_A, "UPDATE app.bookings SET resource = resource "
-              "WHERE resource = :r", r=marker)
-    # B's read of A's row: no rows, and nothing to log
-    assert in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings WHERE resource = :r",
-                     r=marker) == [[0]]
+    # A's own insert and update, rolled back (the seeded rows are the isolation tests' too)
+    with rolled_back(app_user):
+        app_user.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        app_user.run(f"INSERT INTO app.bookings {ROW}", t=TENANT_A, r=marker)
+        assert app_user.run("UPDATE app.bookings SET resource = resource WHERE resource = :r "
+                            "RETURNING tenant_id", r=marker) == [[TENANT_A]]
+    # B's read of A's rows: none, and nothing to log
+    assert in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings "
+                     "WHERE tenant_id = :t", t=TENANT_A) == [[0]]
     # A statement that fails for another reason, to find the end of what was logged
     with pytest.raises(Exception, match="division by zero"):
         in_tenant(app_user, TENANT_A, f"SELECT 1 / 0 AS {marker.replace('-', '_')}")

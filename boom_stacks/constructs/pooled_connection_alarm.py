@@ -8,28 +8,21 @@ set_tenant() logs a WARNING, beginning with the phrase below, to the PostgreSQL 
 
 from __future__ import annotations
 
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from constructs import Construct
-
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm, phrase
+from boom_stacks.constructs.postgres_log_alarm import LogAlarmSpec, phrase
 
 POOLED_CONNECTION_ENDED_LOG = "app.set_tenant ends this server connection"
 METRIC_NAME = "PooledConnectionsEnded"
 
 
-class PooledConnectionAlarm(PostgresLogAlarm):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
-        super().__init__(
-            scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            filter_pattern=phrase(POOLED_CONNECTION_ENDED_LOG), metric_name=METRIC_NAME,
-            description=(
-                "app.set_tenant() ended pooled server connections on which a client had "
-                "broken the contract: replaced one of PgBouncer's prepared statements by SQL "
-                "PREPARE, to run in other tenants' transactions (code running as app_user did "
-                "it on purpose: look for SQL injection), or left "
-                "default_transaction_read_only on. Each cost one transaction, retried. The "
-                f"PostgreSQL log's '{POOLED_CONNECTION_ENDED_LOG}' lines name the statement or "
-                "the setting (README: 0011, 0020)"))
+def spec(config: EnvironmentConfig) -> LogAlarmSpec:
+    return LogAlarmSpec(
+        filter_pattern=phrase(POOLED_CONNECTION_ENDED_LOG), metric_name=METRIC_NAME,
+        description=(
+            "app.set_tenant() ended pooled server connections on which a client had "
+            "broken the contract: replaced one of PgBouncer's prepared statements by SQL "
+            "PREPARE, to run in other tenants' transactions (code running as app_user did "
+            "it on purpose: look for SQL injection), or left "
+            "default_transaction_read_only on. Each cost one transaction, retried. The "
+            f"PostgreSQL log's '{POOLED_CONNECTION_ENDED_LOG}' lines name the statement or "
+            "the setting (README: 0011, 0020)"))

@@ -2,12 +2,15 @@
 metric filter counts the lines its pattern matches, and one such line in 5 minutes notifies
 the alarm topic (and its end, the OK). No Lambda, API call or permission is involved.
 
-The lines are ones the migrations' functions log (RAISE LOG or WARNING; `phrase` gives the
-pattern for the phrase they begin with) or PostgreSQL's own errors, each shown in the real
-server's log by the tests that cause them.
+Each alarm is a LogAlarmSpec, made by its own module (stuck_backend_alarm.py, ...), which says
+what the lines mean. The lines are ones the migrations' functions log (RAISE LOG or WARNING;
+`phrase` gives the pattern for the phrase they begin with) or PostgreSQL's own errors, each
+shown in the real server's log by the tests that cause them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -22,6 +25,15 @@ from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
 PERIOD = Duration.minutes(5)
 
 
+@dataclass(frozen=True)
+class LogAlarmSpec:
+    """One alarm on the PostgreSQL log: the filter pattern of the lines it counts, its
+    metric's name (the environment's name is added) and what it tells the operator."""
+    filter_pattern: str
+    metric_name: str
+    description: str
+
+
 def phrase(text: str) -> str:
     """The filter pattern for lines containing `text` exactly: a quoted term."""
     return f'"{text}"'
@@ -29,16 +41,16 @@ def phrase(text: str) -> str:
 
 class PostgresLogAlarm(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic, filter_pattern: str,
-                 metric_name: str, description: str) -> None:
+                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic,
+                 spec: LogAlarmSpec) -> None:
         super().__init__(scope, id_)
         # A metric filter cannot add a fixed dimension, as the scheduled check's Environment
         # is: the environment is in the name, so environments sharing an account keep their
         # own counts.
-        metric_name = f"{metric_name}-{config.name}"
+        metric_name = f"{spec.metric_name}-{config.name}"
         self.metric_filter = logs.MetricFilter(
             self, "Filter", log_group=postgresql_logs,
-            filter_pattern=logs.FilterPattern.literal(filter_pattern),
+            filter_pattern=logs.FilterPattern.literal(spec.filter_pattern),
             metric_namespace=METRIC_NAMESPACE, metric_name=metric_name, metric_value="1",
             default_value=0)
         metric = cloudwatch.Metric(namespace=METRIC_NAMESPACE, metric_name=metric_name,
@@ -48,7 +60,7 @@ class PostgresLogAlarm(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             # The filter publishes 0 for log events without a match; no events at all is quiet.
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=f"Boom {config.name}: {description}")
+            alarm_description=f"Boom {config.name}: {spec.description}")
         notify = actions.SnsAction(alarm_topic)
         self.alarm.add_alarm_action(notify)
         self.alarm.add_ok_action(notify)

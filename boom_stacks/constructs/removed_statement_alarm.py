@@ -13,12 +13,8 @@ PooledConnectionAlarm's (0020).
 
 from __future__ import annotations
 
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from constructs import Construct
-
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm
+from boom_stacks.constructs.postgres_log_alarm import LogAlarmSpec
 
 # A CloudWatch Logs regular expression, matched anywhere in the line. Its documented syntax has
 # no space or quote characters, so `.` stands for each: `statement "PGBOUNCER_3" does`. It
@@ -29,22 +25,19 @@ REMOVED_STATEMENT_PATTERN = "%prepared.statement..PGBOUNCER_[0-9]+..does.not.exi
 METRIC_NAME = "PgBouncerStatementsMissing"
 
 
-class RemovedStatementAlarm(PostgresLogAlarm):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
-        lifetime_minutes = config.pgbouncer.server_lifetime_seconds / 60
-        super().__init__(
-            scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            filter_pattern=REMOVED_STATEMENT_PATTERN, metric_name=METRIC_NAME,
-            description=(
-                "Clients failed with 26000, prepared statement \"PGBOUNCER_<n>\" does not "
-                "exist: a client removed one of PgBouncer's prepared statements from a pooled "
-                "server connection behind its back: DEALLOCATE by name, which is code running "
-                "as app_user on purpose (look for SQL injection), or DEALLOCATE ALL inside a DO "
-                "block or function (look for one in the application). Every client using that "
-                "statement on that connection fails until "
-                f"server_lifetime replaces it ({lifetime_minutes:g} minutes, up to twice that "
-                "for connections opened together). To end it sooner, end the backend whose "
-                "[pid] the PostgreSQL log's lines give, as the master: SELECT "
-                "pg_terminate_backend(<pid>); PgBouncer opens a new one (README: "
-                "\"Server connections are replaced\")"))
+def spec(config: EnvironmentConfig) -> LogAlarmSpec:
+    lifetime_minutes = config.pgbouncer.server_lifetime_seconds / 60
+    return LogAlarmSpec(
+        filter_pattern=REMOVED_STATEMENT_PATTERN, metric_name=METRIC_NAME,
+        description=(
+            "Clients failed with 26000, prepared statement \"PGBOUNCER_<n>\" does not "
+            "exist: a client removed one of PgBouncer's prepared statements from a pooled "
+            "server connection behind its back: DEALLOCATE by name, which is code running "
+            "as app_user on purpose (look for SQL injection), or DEALLOCATE ALL inside a DO "
+            "block or function (look for one in the application). Every client using that "
+            "statement on that connection fails until "
+            f"server_lifetime replaces it ({lifetime_minutes:g} minutes, up to twice that "
+            "for connections opened together). To end it sooner, end the backend whose "
+            "[pid] the PostgreSQL log's lines give, as the master: SELECT "
+            "pg_terminate_backend(<pid>); PgBouncer opens a new one (README: "
+            "\"Server connections are replaced\")"))

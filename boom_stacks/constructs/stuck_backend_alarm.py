@@ -8,28 +8,21 @@ though nothing stays stuck. The job logs one line per backend to the PostgreSQL 
 
 from __future__ import annotations
 
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from constructs import Construct
-
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm, phrase
+from boom_stacks.constructs.postgres_log_alarm import LogAlarmSpec, phrase
 from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
 
 METRIC_NAME = "StuckBackendsEnded"
 
 
-class StuckBackendAlarm(PostgresLogAlarm):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
-        super().__init__(
-            scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            filter_pattern=phrase(STUCK_BACKEND_LOG), metric_name=METRIC_NAME,
-            description=(
-                "pg_cron's job ended app_user backends that held up the others (a "
-                "transaction older than database.app_user_transaction_minutes, a pooled "
-                "connection left holding a session-level advisory lock, or a table lock "
-                "others waited for). Their clients' transactions failed; the PostgreSQL log's "
-                f"'{STUCK_BACKEND_LOG}' lines give each pid and reason. Look for a loop inside "
-                "one transaction, pg_advisory_lock or LOCK TABLE in the application (README: "
-                "0014, 0016)"))
+def spec(config: EnvironmentConfig) -> LogAlarmSpec:
+    return LogAlarmSpec(
+        filter_pattern=phrase(STUCK_BACKEND_LOG), metric_name=METRIC_NAME,
+        description=(
+            "pg_cron's job ended app_user backends that held up the others (a "
+            "transaction older than database.app_user_transaction_minutes, a pooled "
+            "connection left holding a session-level advisory lock, or a table lock "
+            "others waited for). Their clients' transactions failed; the PostgreSQL log's "
+            f"'{STUCK_BACKEND_LOG}' lines give each pid and reason. Look for a loop inside "
+            "one transaction, pg_advisory_lock or LOCK TABLE in the application (README: "
+            "0014, 0016)"))

@@ -13,12 +13,8 @@ return no rows and log nothing; the writes are what can be seen.
 
 from __future__ import annotations
 
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from constructs import Construct
-
 from boom_stacks.config import EnvironmentConfig
-from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm, phrase
+from boom_stacks.constructs.postgres_log_alarm import LogAlarmSpec, phrase
 
 # PostgreSQL's message for a row a policy's WITH CHECK refuses (INSERT, UPDATE, MERGE; COPY
 # FROM is refused outright on a table with row-level security), with or without the policy's
@@ -27,17 +23,14 @@ TENANT_WRITE_REFUSED_LOG = "new row violates row-level security policy"
 METRIC_NAME = "TenantWritesRefused"
 
 
-class TenantBoundaryAlarm(PostgresLogAlarm):
-    def __init__(self, scope: Construct, id_: str, *, config: EnvironmentConfig,
-                 postgresql_logs: logs.ILogGroup, alarm_topic: sns.ITopic) -> None:
-        super().__init__(
-            scope, id_, config=config, postgresql_logs=postgresql_logs, alarm_topic=alarm_topic,
-            filter_pattern=phrase(TENANT_WRITE_REFUSED_LOG), metric_name=METRIC_NAME,
-            description=(
-                "Row-level security refused writes: a transaction wrote a row for a tenant "
-                "other than the one it bound with app.set_tenant(), or without binding one. "
-                "The boundary held, but a correct application never meets it: look for a "
-                "missing app.set_tenant(), a tenant_id taken from the request, or SQL "
-                "injection probing the boundary. The PostgreSQL log's "
-                f"'{TENANT_WRITE_REFUSED_LOG}' lines name the table, the next line the "
-                "statement without its values (README: contract for application developers)"))
+def spec(config: EnvironmentConfig) -> LogAlarmSpec:
+    return LogAlarmSpec(
+        filter_pattern=phrase(TENANT_WRITE_REFUSED_LOG), metric_name=METRIC_NAME,
+        description=(
+            "Row-level security refused writes: a transaction wrote a row for a tenant "
+            "other than the one it bound with app.set_tenant(), or without binding one. "
+            "The boundary held, but a correct application never meets it: look for a "
+            "missing app.set_tenant(), a tenant_id taken from the request, or SQL "
+            "injection probing the boundary. The PostgreSQL log's "
+            f"'{TENANT_WRITE_REFUSED_LOG}' lines name the table, the next line the "
+            "statement without its values (README: contract for application developers)"))

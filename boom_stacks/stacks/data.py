@@ -10,19 +10,31 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
+from boom_stacks.constructs import (
+    pooled_connection_alarm,
+    removed_statement_alarm,
+    stuck_backend_alarm,
+    tenant_boundary_alarm,
+)
 from boom_stacks.constructs.alarm_topic import alarm_topic
 from boom_stacks.constructs.backup_bucket import BackupBucket
 from boom_stacks.constructs.database_backup_plan import DatabaseBackupPlan
 from boom_stacks.constructs.keys import rotating_key
-from boom_stacks.constructs.pooled_connection_alarm import PooledConnectionAlarm
-from boom_stacks.constructs.removed_statement_alarm import RemovedStatementAlarm
+from boom_stacks.constructs.postgres_log_alarm import PostgresLogAlarm
 from boom_stacks.constructs.session_cache import SessionCache
-from boom_stacks.constructs.stuck_backend_alarm import StuckBackendAlarm
 from boom_stacks.constructs.tenant_bootstrap import TenantBootstrap
-from boom_stacks.constructs.tenant_boundary_alarm import TenantBoundaryAlarm
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from boom_stacks.constructs.tenant_guarantee_check import TenantGuaranteeCheck
 from boom_stacks.stacks.base import BoomStack
+
+# The alarms on lines in the PostgreSQL log, by construct id (which keeps each alarm's logical
+# id): what each counts, and why, is in its module.
+POSTGRES_LOG_ALARMS = {
+    "StuckBackendAlarm": stuck_backend_alarm.spec,
+    "PooledConnectionAlarm": pooled_connection_alarm.spec,
+    "RemovedStatementAlarm": removed_statement_alarm.spec,
+    "TenantBoundaryAlarm": tenant_boundary_alarm.spec,
+}
 
 
 class DataStack(BoomStack):
@@ -55,18 +67,11 @@ class DataStack(BoomStack):
             master_secret=self.database.master_secret,
             role_secrets=self.tenant_bootstrap.role_secrets,
             alarm_topic=self.alarm_topic, after=self.tenant_bootstrap.resource)
-        self.stuck_backend_alarm = StuckBackendAlarm(
-            self, "StuckBackendAlarm", config=config,
-            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
-        self.pooled_connection_alarm = PooledConnectionAlarm(
-            self, "PooledConnectionAlarm", config=config,
-            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
-        self.removed_statement_alarm = RemovedStatementAlarm(
-            self, "RemovedStatementAlarm", config=config,
-            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
-        self.tenant_boundary_alarm = TenantBoundaryAlarm(
-            self, "TenantBoundaryAlarm", config=config,
-            postgresql_logs=self.database.log_groups["postgresql"], alarm_topic=self.alarm_topic)
+        self.log_alarms = {
+            id_: PostgresLogAlarm(self, id_, config=config,
+                                  postgresql_logs=self.database.log_groups["postgresql"],
+                                  alarm_topic=self.alarm_topic, spec=spec(config))
+            for id_, spec in POSTGRES_LOG_ALARMS.items()}
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -259,9 +259,12 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
 
 
 @contextmanager
-def running_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
+def running_standby(primary: PostgresServer,
+                    settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
     """A hot standby of `primary` (pg_basebackup -R, streaming), as a read replica is: it
-    serves reads of everything the primary had, over the same TLS, and refuses writes."""
+    serves reads of everything the primary had, over the same TLS, and refuses writes.
+    `settings` are extra server settings, as for running_postgres (the primary's own are not
+    copied: they were given on its command line)."""
     root = Path(tempfile.mkdtemp(prefix="boom-standby-"))
     root.chmod(0o755)
     passfile = root / "pgpass"
@@ -278,7 +281,8 @@ def running_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
                f"-c ssl=on -c ssl_cert_file={primary.root / 'server.crt'} "
                f"-c ssl_key_file={primary.root / 'server.key'} -c max_connections=300 "
-               "-c hot_standby=on")
+               "-c hot_standby=on" +
+               "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
                                  str(root / "postgres.log"), "-o", options, "-w", "start"]),
                    check=True, capture_output=True)

@@ -25,22 +25,10 @@ from tests.fixture_bootstrap import (
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
-    new_role_passwords,
-    promote,
-    running_postgres,
-    running_standby,
 )
 from tests.fixture_synth import ROOT, Synthesized
 from tests.fixture_tenants import (
-    ROWS_PER_TENANT,
-    TENANT_A,
-    TENANT_B,
     app_user_connection_limit,
-    committed,
-    connect_as,
-    fails,
-    in_tenant,
-    seed_two_tenants,
 )
 
 
@@ -306,49 +294,6 @@ def test_cli_names_the_fix_when_the_user_may_not_create_the_first_runs_schemas(
     assert admin.run("SELECT to_regnamespace('boom_meta') IS NULL, "
                      "to_regnamespace('app') IS NULL") == [[True, True]]
     admin.close()
-
-
-def test_a_read_replica_is_refused_until_promoted_then_needs_nothing(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    # Given a hot standby of a bootstrapped server with two tenants' rows, as a read replica (a
-    # DR region's). A server of its own: a base backup of the session's would copy every
-    # test's databases.
-    with running_postgres() as primary:
-        passwords = new_role_passwords()
-        database = bootstrapped_database(primary, passwords, "replica")
-        seed_two_tenants(primary, passwords, database)
-        with running_standby(primary) as standby:
-            replica = standby.connect(database, tls=True)
-            assert replica.run("SELECT pg_is_in_recovery(), count(*) "
-                               "FROM boom_meta.schema_versions") == [
-                [True, bootstrap.LATEST_VERSION]]
-            # When the bootstrap, or a check, runs against it, then it says what the server is
-            # and where to run instead, not "cannot execute ... in a read-only transaction"
-            dsn = (f"postgresql://{standby.user}@127.0.0.1:{standby.port}/{database}"
-                   "?sslmode=require")
-            assert main(["--dsn", dsn], environ={"PGPASSWORD": standby.password}) == 1
-            err = capsys.readouterr().err
-            assert "the server is a read replica (in recovery), where the bootstrap cannot" in err
-            assert "run it against the primary" in err and "read-only transaction" not in err
-            with pytest.raises(bootstrap.BootstrapError, match="where the check cannot write"):
-                bootstrap.check(replica)
-            # When it is promoted (the failover), then it is a tenant database like the one
-            # it copied: the run applies and repairs nothing, the check is clean, and app_user
-            # sees its tenant's rows only, and writes only as that tenant
-            promote(standby)
-            assert main(["--dsn", dsn], environ={"PGPASSWORD": standby.password}) == 0
-            assert "applied: none" in capsys.readouterr().out
-            assert bootstrap.check(replica).findings == ()
-            replica.close()
-            app = connect_as(standby, passwords, database, "app_user")
-            assert in_tenant(app, TENANT_A, "SELECT count(*), count(DISTINCT tenant_id) "
-                             "FROM app.bookings") == [[ROWS_PER_TENANT, 1]]
-            committed(app, TENANT_A, "INSERT INTO app.bookings (resource, starts_at, ends_at) "
-                      "VALUES ('after-failover', now(), now() + interval '1 hour')")
-            fails(app, TENANT_A, "INSERT INTO app.bookings (tenant_id, resource, starts_at, "
-                  "ends_at) VALUES (:b, 'x', now(), now() + interval '1 hour')",
-                  "row-level security", b=TENANT_B)
-            app.close()
 
 
 def test_verify_full_checks_host_names_and_strictly_everywhere(postgres: PostgresServer) -> None:

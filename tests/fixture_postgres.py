@@ -239,19 +239,33 @@ def running_postgres(settings: dict[str, str] | None = None) -> Iterator[Postgre
                                  f"--pwfile={root / 'pwfile'}"]),
                    check=True, capture_output=True)
     port = free_port()
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-               f"-c ssl=on -c ssl_cert_file={root / 'server.crt'} "
-               f"-c ssl_key_file={root / 'server.key'} -c max_connections=300 "
-               # TLS 1.2 at most, as RDS for PostgreSQL 15 (1.3 only from 16), and at least
-               # 1.2, as the parameter group sets: clients must work with what RDS offers.
-               "-c ssl_min_protocol_version=TLSv1.2 -c ssl_max_protocol_version=TLSv1.2 "
-               "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" +
-               "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
+    with _serving(root, _options(port, root, tls_dir=root, settings=settings)):
+        yield PostgresServer(root=root, port=port, password=password, ca_file=ca_file)
+
+
+def _options(port: int, root: Path, *, tls_dir: Path, settings: dict[str, str] | None) -> str:
+    """The server's settings: loopback only, TLS with the certificate in `tls_dir`, and
+    `settings` (`-c name=value`) after the rest."""
+    return (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+            f"-c ssl=on -c ssl_cert_file={tls_dir / 'server.crt'} "
+            f"-c ssl_key_file={tls_dir / 'server.key'} -c max_connections=300 "
+            # TLS 1.2 at most, as RDS for PostgreSQL 15 (1.3 only from 16), and at least
+            # 1.2, as the parameter group sets: clients must work with what RDS offers.
+            "-c ssl_min_protocol_version=TLSv1.2 -c ssl_max_protocol_version=TLSv1.2 "
+            "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" +
+            "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
+
+
+@contextmanager
+def _serving(root: Path, options: str) -> Iterator[None]:
+    """The server in `root / "data"` started with `options` (its log `root / "postgres.log"`),
+    stopped at once afterwards, and `root` removed."""
+    data = root / "data"
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
                                  str(root / "postgres.log"), "-o", options, "-w", "start"]),
                    check=True, capture_output=True)
     try:
-        yield PostgresServer(root=root, port=port, password=password, ca_file=ca_file)
+        yield
     finally:
         subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                      "stop"]), check=False, capture_output=True)
@@ -263,8 +277,8 @@ def running_standby(primary: PostgresServer,
                     settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
     """A hot standby of `primary` (pg_basebackup -R, streaming), as a read replica is: it
     serves reads of everything the primary had, over the same TLS, and refuses writes.
-    `settings` are extra server settings, as for running_postgres (the primary's own are not
-    copied: they were given on its command line)."""
+    `settings` are extra server settings, as for running_postgres (the primary's extra ones
+    are not copied: they were given on its command line)."""
     root = Path(tempfile.mkdtemp(prefix="boom-standby-"))
     root.chmod(0o755)
     passfile = root / "pgpass"
@@ -278,20 +292,8 @@ def running_standby(primary: PostgresServer,
                                  "-D", str(data), "-R", "-X", "stream", "--checkpoint=fast"]),
                    check=True, capture_output=True)
     port = free_port()
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-               f"-c ssl=on -c ssl_cert_file={primary.root / 'server.crt'} "
-               f"-c ssl_key_file={primary.root / 'server.key'} -c max_connections=300 "
-               "-c hot_standby=on" +
-               "".join(f" -c {name}={value}" for name, value in (settings or {}).items()))
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
-                                 str(root / "postgres.log"), "-o", options, "-w", "start"]),
-                   check=True, capture_output=True)
-    try:
+    with _serving(root, _options(port, root, tls_dir=primary.root, settings=settings)):
         yield replace(primary, root=root, port=port)
-    finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                     "stop"]), check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def promote(standby: PostgresServer) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -27,24 +29,53 @@ from .whole_number import counted, span
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}
 DSN_PARAMETERS = ("sslmode", "sslrootcert")
 CHECK_FOUND = 3  # --check's exit code when a run would change or refuse something
+# What an error shows of a DSN: the password after the user name (up to the last '@', so a
+# raw '/', '?', '#' or '@' in it is covered too) and a password parameter become ***.
+_USERINFO_PASSWORD = re.compile(r"(?<=://)([^:@/]*):.*@", re.DOTALL)
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+# urlsplit drops tabs and line breaks anywhere, and spaces and control characters at either
+# end, without a word: "db\n" read from a file would have become "db".
+_UNSAFE_CHARACTER = re.compile(r"[\x00-\x20\x7f]")
 
 
 def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
-    parts = urlsplit(dsn)
+    shown = _redacted(dsn)
+    if _UNSAFE_CHARACTER.search(dsn):
+        raise BootstrapError(f"--dsn {shown!r}: contains a space, line break or control "
+                             "character: remove it, or percent-encode a space (%20)")
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:  # an unclosed '[', or one around what is not an IPv6 address
+        raise BootstrapError(f"--dsn {shown!r}: a host in brackets is an IPv6 address, "
+                             "e.g. postgresql://postgres@[::1]:5432/boom_booking") from None
+    if "@" in parts.path + parts.query + parts.fragment:
+        # The netloc ends at the first '/', '?' or '#' (libpq's too): one of them in the
+        # password put the rest of it in the path.
+        raise BootstrapError(f"--dsn {shown!r}: percent-encode '/', '?', '#' and '@' in the "
+                             "user name and password (%2F, %3F, %23, %40)")
+    if parts.fragment:
+        raise BootstrapError(f"--dsn {shown!r}: a DSN has no #fragment: remove it, or "
+                             "percent-encode '#' in a name (%23)")
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: expected postgresql://user@host:port/db")
+        raise BootstrapError(f"--dsn {shown!r}: expected postgresql://user@host:port/db")
     database = unquote(parts.path.lstrip("/"))  # percent-decoded, as libpq does
     if not database or not parts.username:
-        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: name the user and the database, "
+        raise BootstrapError(f"--dsn {shown!r}: name the user and the database, "
                              "e.g. postgresql://postgres@localhost:5432/boom_booking")
     try:
         port = 5432 if parts.port is None else parts.port  # ":0" was taken as 5432
     except ValueError:
         port = 0
     if not 1 <= port <= MAX_PORT:
-        raise BootstrapError(f"--dsn {_redacted(dsn)!r}: the port is not a number from 1 to "
+        raise BootstrapError(f"--dsn {shown!r}: the port is not a number from 1 to "
                              f"{MAX_PORT} (or leave it out for 5432)")
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = dict(pairs)
+    repeated = sorted(name for name, times in Counter(n for n, _ in pairs).items() if times > 1)
+    if repeated:
+        # Which one would count? libpq takes the last; a reader may believe the first.
+        raise BootstrapError(f"--dsn: {', '.join(repeated)} given more than once: give each "
+                             "parameter once")
     unknown = sorted(set(query) - set(DSN_PARAMETERS))
     if unknown:
         # A misspelt sslrootcert fell back to the system's CAs: a certificate error, not a name.
@@ -67,10 +98,8 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
 
 
 def _redacted(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        return dsn.replace(f":{parts.password}@", ":***@", 1)
-    return dsn
+    """The DSN as errors show it: no password, however malformed the rest."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1:***@", dsn, count=1))
 
 
 def _version(raw: str) -> int:

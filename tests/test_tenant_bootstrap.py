@@ -148,6 +148,20 @@ def test_cli_refuses_an_empty_password_variable(capsys: pytest.CaptureFixture[st
     assert "password given for boom_owner is shorter than 16" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("password", [
+    "pasted-from-a-file-32-characters\r", "pasted-from-a-file-32-characters\n",
+    "tab\tin-a-password-pw"])
+def test_cli_refuses_a_password_variable_with_a_line_break(
+        password: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Set as it is, the role would log in with that password, not its secret's.
+    # Port 1 refuses connections: the check comes first, it needs no database.
+    assert main(["--dsn", "postgresql://u@127.0.0.1:1/db?sslmode=disable"],
+                environ={"BOOM_APP_USER_PASSWORD": password}) == 1
+    err = capsys.readouterr().err
+    assert "password given for app_user contains a line break or control character" in err
+    assert password.strip() not in err and "cannot connect" not in err
+
+
 def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer, fresh: FreshDatabase,
                                                    role_passwords: dict[str, str]) -> None:
     # Roles are cluster-wide: set the session's own password, which other tests rely on.

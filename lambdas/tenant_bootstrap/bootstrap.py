@@ -52,6 +52,7 @@ PG_CRON_NOT_LOADED = (
     "instance starts. Reboot it at a quiet moment (RDS shows the group as pending-reboot); "
     "the next run or repair then schedules the jobs")
 MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # A check waits this long at most for a table lock: a check only asks for one where drift
 # needs a table altered, which is a finding whether or not the lock comes, so it never holds
@@ -146,6 +147,13 @@ def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
         raise BootstrapError(f"the password given for {', '.join(weak)} is shorter than "
                              f"{MIN_PASSWORD_CHARS} characters: generate one, e.g. python -c "
                              "'import secrets; print(secrets.token_urlsafe(24))'")
+    # A generated password has none; a line break or carriage return is a copy from a file
+    # (`read` of a CRLF line), and the role would no longer log in with its secret's password.
+    copied = sorted(role for role, password in role_passwords.items()
+                    if _CONTROL_CHARACTER.search(password))
+    if copied:
+        raise BootstrapError(f"the password given for {', '.join(copied)} contains a line "
+                             "break or control character: remove it (a copy from a file?)")
 
 
 # Role passwords, or what reads them once the run holds the database (handler.py: a rotation

@@ -293,6 +293,13 @@ def test_unreadable_or_malformed_secrets_fail_without_echoing_them(
     bad["ResourceProperties"]["AppUserSecretArn"] = aws.put("short", {"password": "short"})
     with pytest.raises(bootstrap.BootstrapError, match="needs a \"password\" of at least 16"):
         handler.on_event(bad)
+    # Written by hand from a CRLF file: refused, not set
+    bad["ResourceProperties"]["AppUserSecretArn"] = aws.put(
+        "crlf", {"password": "hunter2-pasted-from-a-file\r\n"})
+    with pytest.raises(bootstrap.BootstrapError,
+                       match="password given for app_user contains a line break") as failure:
+        handler.on_event(bad)
+    assert "hunter2" not in str(failure.value)
     binary = aws.client.create_secret(Name="boom/test/binary", SecretBinary=b"\x00hunter2")
     bad["ResourceProperties"]["AppUserSecretArn"] = binary["ARN"]
     with pytest.raises(bootstrap.BootstrapError,

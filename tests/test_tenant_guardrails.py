@@ -118,6 +118,48 @@ def test_a_materialized_view_out_of_app_users_reach_is_allowed(admin: Conn) -> N
     assert granted == [["reports.booked"]]
 
 
+# An audit trigger of the application's: each booking's row, as JSON, into a history table.
+HISTORY_FUNCTION = """
+CREATE FUNCTION app.record_booking() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO app.booking_history ({columns}) VALUES ({values});
+  RETURN NEW;
+END $$"""
+HISTORY_TRIGGER = ("CREATE TRIGGER record_booking AFTER INSERT ON app.bookings "
+                   "FOR EACH ROW EXECUTE FUNCTION app.record_booking()")
+
+
+@pytest.mark.parametrize(("table", "columns", "values", "seen_by_b"), [
+    # Negative control: no tenant_id, so no policy, and every tenant reads every history row
+    ("booking_history (row_data text NOT NULL)", "row_data", "row_to_json(NEW)::text", 1),
+    # The contract: the copy keeps tenant_id, so the event trigger makes it a tenant table
+    ("booking_history (tenant_id uuid NOT NULL, row_data text NOT NULL)",
+     "tenant_id, row_data", "NEW.tenant_id, row_to_json(NEW)::text", 0),
+], ids=["without-tenant-id", "with-tenant-id"])
+def test_a_table_a_trigger_fills_from_tenant_rows_is_protected_only_with_tenant_id(
+        admin: Conn, table: str, columns: str, values: str, seen_by_b: int) -> None:
+    with rolled_back(admin):
+        # Given the application's migration adds a history table and a trigger filling it
+        admin.run("SET ROLE boom_owner")
+        admin.run(f"CREATE TABLE app.{table}")
+        admin.run(HISTORY_FUNCTION.format(columns=columns, values=values))
+        admin.run(HISTORY_TRIGGER)
+        admin.run("RESET ROLE")
+        # When tenant A books as app_user, the trigger (running as app_user) records it
+        admin.run("SET LOCAL ROLE app_user")
+        admin.run("SELECT app.set_tenant(:t)", t=TENANT_A)
+        admin.run("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+                  "VALUES ('room-secret', now(), now() + interval '1 hour')")
+        seen_by_a = admin.run("SELECT row_data FROM app.booking_history")
+        # Then tenant B reads A's booking through the history table unless it has tenant_id
+        admin.run("SELECT app.set_tenant(:t)", t=TENANT_B)
+        read_by_b = admin.run("SELECT row_data FROM app.booking_history")
+        admin.run("RESET ROLE")
+    assert len(seen_by_a) == 1 and "room-secret" in seen_by_a[0][0]
+    assert len(read_by_b) == seen_by_b
+    assert all("room-secret" in row[0] for row in read_by_b)
+
+
 @pytest.mark.parametrize(("widen", "policy"), [
     ("CREATE POLICY everyone ON app.bookings USING (true)", "everyone"),
     ("ALTER POLICY tenant_bookings_isolation ON app.bookings "

@@ -14,6 +14,7 @@ from tests.fixture_tenants import (
     Conn,
     fails,
     in_tenant,
+    rolled_back,
     seed_two_tenants,
 )
 
@@ -42,6 +43,53 @@ def test_without_a_tenant_nothing_is_read_or_written(app_user: Conn) -> None:
           "VALUES ('x', now(), now() + interval '1 hour')", "null value|row-level security")
     fails(app_user, None, "INSERT INTO app.bookings (tenant_id, resource, starts_at, ends_at) "
           "VALUES (:a, 'x', now(), now() + interval '1 hour')", "row-level security", a=TENANT_A)
+
+
+# Any role may SET these for its own transaction; on a large table the planner picks such a
+# plan by itself. force_parallel_mode (PostgreSQL 15's name) plans even this small table for
+# workers, and without the leader's participation the workers read every row.
+PARALLEL_PLAN = ("parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+                 "min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 2",
+                 "force_parallel_mode = on", "parallel_leader_participation = off",
+                 "enable_indexscan = off", "enable_bitmapscan = off")
+
+
+def in_parallel_workers(conn: Conn, tenant: object, sql: str) -> tuple[list[list], int]:
+    """`sql`'s rows as app_user bound to `tenant` (None: none), every table row read by
+    parallel workers, and how many workers its plan launched (EXPLAIN ANALYZE)."""
+    with rolled_back(conn):
+        if tenant is not None:
+            conn.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(tenant))
+        for setting in PARALLEL_PLAN:
+            conn.run(f"SET LOCAL {setting}")
+        rows = conn.run(sql)
+        plan = conn.run(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")[0][0][0]["Plan"]
+    return rows, _workers_launched(plan)
+
+
+def _workers_launched(plan: dict) -> int:
+    return plan.get("Workers Launched", 0) + sum(
+        _workers_launched(child) for child in plan.get("Plans", ()))
+
+
+@pytest.mark.parametrize("sql", [
+    # The policy's (SELECT app.current_tenant_id()) is an InitPlan: the leader evaluates it
+    # once and hands the workers its value.
+    "SELECT tenant_id, count(*) FROM app.bookings GROUP BY tenant_id",
+    # A direct call is PARALLEL SAFE, so each worker evaluates it, with the setting and the
+    # transaction start the leader hands it: a worker that saw no tenant would return a
+    # silent part of the answer, and one that saw another tenant would leak.
+    "SELECT app.current_tenant_id(), count(*) FROM app.bookings "
+    "WHERE tenant_id = app.current_tenant_id() GROUP BY 1",
+], ids=["policy", "direct-call"])
+def test_parallel_workers_see_the_tenant_the_transaction_bound(app_user: Conn,
+                                                               sql: str) -> None:
+    for tenant in (TENANT_A, TENANT_B):
+        rows, workers = in_parallel_workers(app_user, tenant, sql)
+        assert workers >= 1
+        assert rows == [[tenant, ROWS_PER_TENANT]]
+    rows, workers = in_parallel_workers(app_user, None, sql)
+    assert workers >= 1 and rows == []
 
 
 def test_session_level_setting_fails_closed(app_user: Conn) -> None:

@@ -3,6 +3,8 @@ write and not escape. The guardrails for schema changes are in test_tenant_guard
 
 from __future__ import annotations
 
+import io
+
 import pg8000.native
 import pytest
 
@@ -90,6 +92,35 @@ def test_parallel_workers_see_the_tenant_the_transaction_bound(app_user: Conn,
         assert rows == [[tenant, ROWS_PER_TENANT]]
     rows, workers = in_parallel_workers(app_user, None, sql)
     assert workers >= 1 and rows == []
+
+
+def test_copy_exports_the_bound_tenant_and_bulk_loads_take_insert(app_user: Conn,
+                                                                   owner: Conn) -> None:
+    # COPY ... TO runs the policy: an export holds the bound tenant's rows only
+    exported = io.StringIO()
+    with rolled_back(app_user):
+        app_user.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
+        app_user.run("COPY app.bookings (tenant_id) TO STDOUT", stream=exported)
+    assert exported.getvalue().splitlines() == [str(TENANT_A)] * ROWS_PER_TENANT
+    # COPY ... FROM is PostgreSQL's refusal for a table whose policy binds the role, and
+    # FORCE binds the owner (the application's migrations) too
+    for conn in (app_user, owner):
+        with pytest.raises(pg8000.native.DatabaseError,
+                           match="COPY FROM not supported with row-level security"), \
+                rolled_back(conn):
+            conn.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_A))
+            conn.run("COPY app.bookings (resource, starts_at, ends_at) FROM STDIN",
+                     stream=io.StringIO("bulk\t2026-12-01 10:00\t2026-12-01 11:00\n"))
+    # The contract's bulk load: one INSERT of arrays, the tenant from set_tenant()
+    with rolled_back(app_user):
+        app_user.run("SELECT app.set_tenant(CAST(:t AS uuid))", t=str(TENANT_B))
+        loaded = app_user.run(
+            "INSERT INTO app.bookings (resource, starts_at, ends_at) "
+            "SELECT * FROM unnest(CAST(:r AS text[]), CAST(:s AS timestamptz[]), "
+            "CAST(:e AS timestamptz[])) RETURNING tenant_id",
+            r=["bulk"] * 500, s=["2026-12-01 10:00"] * 500, e=["2026-12-01 11:00"] * 500)
+        counted = app_user.run("SELECT count(*) FROM app.bookings")
+    assert loaded == [[TENANT_B]] * 500 and counted == [[ROWS_PER_TENANT + 500]]
 
 
 def test_session_level_setting_fails_closed(app_user: Conn) -> None:

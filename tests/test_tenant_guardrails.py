@@ -160,6 +160,26 @@ def test_a_table_a_trigger_fills_from_tenant_rows_is_protected_only_with_tenant_
     assert all("room-secret" in row[0] for row in read_by_b)
 
 
+def test_a_tenant_registry_keyed_by_tenant_id_shows_each_tenant_only_itself(
+        admin: Conn) -> None:
+    # The contract's registry: keyed by tenant_id, so a tenant table, and no tenant can list
+    # the others' ids, which are what set_tenant() takes.
+    with rolled_back(admin):
+        admin.run("SET ROLE boom_owner")
+        admin.run("CREATE TABLE app.tenants (tenant_id uuid PRIMARY KEY "
+                  "DEFAULT app.current_tenant_id(), name text NOT NULL)")
+        admin.run("RESET ROLE")
+        admin.run("SET LOCAL ROLE app_user")
+        for tenant, name in ((TENANT_A, "Alpha Dental"), (TENANT_B, "Beta Yoga")):
+            admin.run("SELECT app.set_tenant(:t)", t=tenant)
+            admin.run("INSERT INTO app.tenants (name) VALUES (:n)", n=name)
+        listed_by_b = admin.run("SELECT tenant_id, name FROM app.tenants")
+        admin.run("RESET ROLE")
+        everyone = admin.run("SELECT count(*) FROM app.tenants")
+    assert listed_by_b == [[TENANT_B, "Beta Yoga"]]
+    assert everyone == [[2]]  # both rows are there: the superuser sees them
+
+
 @pytest.mark.parametrize(("widen", "policy"), [
     ("CREATE POLICY everyone ON app.bookings USING (true)", "everyone"),
     ("ALTER POLICY tenant_bookings_isolation ON app.bookings "

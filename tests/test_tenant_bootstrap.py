@@ -297,6 +297,10 @@ def test_cli_fails_clearly_on_unreachable_host_and_bad_password(
     closed = "postgresql://postgres@127.0.0.1:1/postgres?sslmode=disable"
     assert main(["--dsn", closed], environ={}) == 1
     assert "cannot connect to postgres@127.0.0.1:1/postgres" in capsys.readouterr().err
+    # An IPv6 host is shown in brackets, as the DSN gives it: "::1:1" would not say the port
+    assert main(["--dsn", "postgresql://postgres@[::1]:1/postgres?sslmode=disable"],
+                environ={}) == 1
+    assert "cannot connect to postgres@[::1]:1/postgres" in capsys.readouterr().err
     wrong = (f"postgresql://postgres:wrong-secret@127.0.0.1:{postgres.port}/postgres"
              f"?sslmode=require")
     assert main(["--dsn", wrong], environ={}) == 1

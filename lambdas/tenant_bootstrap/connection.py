@@ -67,7 +67,8 @@ def connect(target: Connection) -> pg8000.native.Connection:
             password=target.password, ssl_context=ssl_context, timeout=target.timeout_seconds,
             application_name="boom-tenant-bootstrap")
     except DRIVER_ERRORS as err:
-        raise BootstrapError(f"cannot connect to {target.user}@{target.host}:{target.port}/"
+        host = f"[{target.host}]" if ":" in target.host else target.host  # IPv6, as a DSN has it
+        raise BootstrapError(f"cannot connect to {target.user}@{host}:{target.port}/"
                              f"{target.database}: {reason(err)}") from None
     wait_for_replies(conn, None)
     return conn

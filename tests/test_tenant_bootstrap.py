@@ -238,6 +238,7 @@ def test_cli_rejects_bad_dsns(dsn: str, message: str,
     # Not percent-encoded: the netloc ends at the '/' or '#', and the DSN was shown in full.
     ("postgresql://boom:S3cret/pw@127.0.0.1/db", "percent-encode '/', '?', '#' and '@'"),
     ("postgresql://boom:S3cret#pw@127.0.0.1/db", "percent-encode '/', '?', '#' and '@'"),
+    ("postgresql://boom:S3cret?pw@127.0.0.1/db", "percent-encode '/', '?', '#' and '@'"),
     ("postgresql://boom:S3cret@[::1/db", "a host in brackets"),
     ("postgresql://boom:S3cret pw@127.0.0.1/db", "contains a space"),
     ("postgresql:///db?password=S3cret-pw", "expected postgresql://"),
@@ -273,6 +274,17 @@ def test_cli_refuses_bad_arguments_before_connecting(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "cannot connect" not in err
+
+
+def test_an_at_sign_in_the_ca_files_path_is_not_taken_for_a_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A home directory such as /home/jane@corp: the run goes on to load the file
+    path = tmp_path / "jane@corp" / "ca.pem"
+    assert main(["--dsn", f"postgresql://u@127.0.0.1:1/db?sslrootcert={path}"],
+                environ={}) == 1
+    err = capsys.readouterr().err
+    assert f"sslrootcert '{path}': cannot load CA certificates from it" in err
+    assert "percent-encode" not in err
 
 
 @pytest.mark.parametrize(("ca_file", "reason"), [

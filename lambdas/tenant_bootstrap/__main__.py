@@ -48,9 +48,11 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
     except ValueError:  # an unclosed '[', or one around what is not an IPv6 address
         raise BootstrapError(f"--dsn {shown!r}: a host in brackets is an IPv6 address, "
                              "e.g. postgresql://postgres@[::1]:5432/boom_booking") from None
-    if "@" in parts.path + parts.query + parts.fragment:
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if "@" in parts.path + parts.fragment + "".join(name for name, _ in pairs):
         # The netloc ends at the first '/', '?' or '#' (libpq's too): one of them in the
-        # password put the rest of it in the path.
+        # password put the rest of it in the path, a parameter's name or the fragment. (A
+        # parameter's value may hold one: an sslrootcert under /home/jane@corp/.)
         raise BootstrapError(f"--dsn {shown!r}: percent-encode '/', '?', '#' and '@' in the "
                              "user name and password (%2F, %3F, %23, %40)")
     if parts.fragment:
@@ -69,7 +71,6 @@ def parse_dsn(dsn: str, environ: Mapping[str, str]) -> Connection:
     if not 1 <= port <= MAX_PORT:
         raise BootstrapError(f"--dsn {shown!r}: the port is not a number from 1 to "
                              f"{MAX_PORT} (or leave it out for 5432)")
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = dict(pairs)
     repeated = sorted(name for name, times in Counter(n for n, _ in pairs).items() if times > 1)
     if repeated:

@@ -4,6 +4,7 @@ write and not escape. The guardrails for schema changes are in test_tenant_guard
 from __future__ import annotations
 
 import io
+import uuid
 
 import pg8000.native
 import pytest
@@ -56,7 +57,8 @@ PARALLEL_PLAN = ("parallel_setup_cost = 0", "parallel_tuple_cost = 0",
                  "enable_indexscan = off", "enable_bitmapscan = off")
 
 
-def in_parallel_workers(conn: Conn, tenant: object, sql: str) -> tuple[list[list], int]:
+def in_parallel_workers(conn: Conn, tenant: uuid.UUID | None,
+                        sql: str) -> tuple[list[list], int]:
     """`sql`'s rows as app_user bound to `tenant` (None: none), every table row read by
     parallel workers, and how many workers its plan launched (EXPLAIN ANALYZE)."""
     with rolled_back(conn):

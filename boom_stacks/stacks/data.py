@@ -68,10 +68,10 @@ class DataStack(BoomStack):
             role_secrets=self.tenant_bootstrap.role_secrets,
             alarm_topic=self.alarm_topic, after=self.tenant_bootstrap.resource)
         self.log_alarms = {
-            id_: PostgresLogAlarm(self, id_, config=config,
-                                  postgresql_logs=self.database.log_groups["postgresql"],
-                                  alarm_topic=self.alarm_topic, spec=spec(config))
-            for id_, spec in POSTGRES_LOG_ALARMS.items()}
+            alarm_id: PostgresLogAlarm(self, alarm_id, config=config,
+                                       postgresql_logs=self.database.log_groups["postgresql"],
+                                       alarm_topic=self.alarm_topic, spec=alarm_spec(config))
+            for alarm_id, alarm_spec in POSTGRES_LOG_ALARMS.items()}
         self.cache = SessionCache(self, "Cache", config=config, vpc=vpc, key=cache_key)
         self.backups = BackupBucket(self, "Backups", config=config, key=backup_key)
         self.backup_plan = DatabaseBackupPlan(self, "DatabaseBackup", config=config,

@@ -62,9 +62,11 @@ system-packages: $(BOOM_PGBOUNCER)
 $(BOOM_PGBOUNCER): scripts/build_pgbouncer.sh | .make/apt.stamp
 	scripts/build_pgbouncer.sh $(PGBOUNCER_VERSION) $(PGBOUNCER_PREFIX)
 
+# ENV is quoted for the shell, so ENV='prod x' reaches config whole (and gets its clear
+# error) instead of splitting into a stack name that cdk cannot find.
 synth: setup
 	rm -rf cdk.out
-	npx cdk synth --quiet -c env=$(ENV)
+	npx cdk synth --quiet -c 'env=$(subst ','\'',$(ENV))'
 	python scripts/synth_summary.py cdk.out
 
 lint: setup

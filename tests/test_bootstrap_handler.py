@@ -203,6 +203,25 @@ def test_an_event_that_is_not_an_object_is_named(payload: Any) -> None:
         handler.on_event(payload)
 
 
+def test_an_unknown_property_is_logged_with_the_name_it_resembles_and_ignored(
+        postgres: PostgresServer, aws: Secrets, caplog: pytest.LogCaptureFixture) -> None:
+    # Not refused: an update rollback sends the properties of the template before, which may
+    # hold one that a later version retired (handler._warn_of_unknown).
+    database = postgres.create_database()
+    create = event("Create", aws, aws.master(**master_values(postgres, database)))
+    create["ResourceProperties"].update(AppUserConnectionLimt="120", BootstrapCode="digest",
+                                        Tenant="a")
+    with caplog.at_level(logging.WARNING):
+        response = handler.on_event(create)
+    assert response["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
+    reads = ", ".join((*handler.REQUIRED_PROPERTIES, *handler.OPTIONAL_PROPERTIES))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "ResourceProperties 'AppUserConnectionLimt' is not a property of TenantBootstrap "
+        f"(did you mean AppUserConnectionLimit?): ignored. It reads {reads}",
+        f"ResourceProperties 'Tenant' is not a property of TenantBootstrap: ignored. It reads "
+        f"{reads}"]
+
+
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")
 def test_the_connection_limit_property_caps_app_user(postgres: PostgresServer,
                                                      aws: Secrets) -> None:

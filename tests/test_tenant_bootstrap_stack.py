@@ -15,7 +15,7 @@ import pytest
 from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, MASTER_ROTATION_LOGICAL_ID, VENDORED
-from lambdas.tenant_bootstrap import master_secret
+from lambdas.tenant_bootstrap import handler, master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
@@ -46,6 +46,13 @@ def test_the_resource_runs_the_latest_version_with_secrets_by_reference(
     assert "DatabaseInstanceAA8A5FDE" in resource["DependsOn"]
     ingress = resources(synthesized, "AWS::EC2::SecurityGroupIngress", "TenantBootstrap")
     assert len(ingress) == 1 and set(ingress) <= set(resource["DependsOn"])
+
+
+def test_the_handler_knows_every_property_the_construct_sets(synthesized: Synthesized) -> None:
+    # The handler only warns of a property it does not know, so a renamed one on either side
+    # would otherwise deploy and do nothing.
+    props = one(synthesized, "Custom::TenantBootstrap", "TenantBootstrap")["Properties"]
+    assert set(props) == handler.KNOWN_PROPERTIES
 
 
 def test_a_deploy_that_changes_the_bootstrap_code_runs_it(synthesized: Synthesized,

@@ -12,6 +12,7 @@ Properties (CloudFormation passes them as strings):
                  pg_cron's job ends it (config.database.app_user_transaction_minutes; 0014)
   BootstrapCode  not read: a digest of this package, so that a deploy changing it sends an
                  Update and runs the new code
+  Any other property is logged as a warning and ignored (see _warn_of_unknown).
 
 The function is also the rotation function of the Owner secret and of the master secret:
 Secrets Manager's events ({"Step": ..., "SecretId": ..., "ClientRequestToken": ...}) go to
@@ -34,6 +35,7 @@ the database: tenant data outlives the stack resource.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import time
@@ -57,6 +59,9 @@ from .whole_number import counted, span, whole_number
 
 REQUIRED_PROPERTIES = ("MasterSecretArn", "AppUserSecretArn", "OwnerSecretArn", "TargetVersion")
 OPTIONAL_PROPERTIES = ("AppUserConnectionLimit", "AppUserTransactionMinutes")
+# Sent but not read: the Provider framework's ServiceToken, and BootstrapCode (see above).
+UNREAD_PROPERTIES = ("ServiceToken", "BootstrapCode")
+KNOWN_PROPERTIES = frozenset((*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES, *UNREAD_PROPERTIES))
 # Lambda kills a run at its timeout, mid-transaction, and PostgreSQL would go on holding the
 # run's locks until it noticed. The run ends this long before, rolled back, with time to
 # report to CloudFormation.
@@ -106,6 +111,7 @@ def _on_event(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     if request not in ("Create", "Update"):
         raise BootstrapError(f"RequestType {request!r}: expected Create, Update or Delete")
     properties = _properties(raw_properties)
+    _warn_of_unknown(shown)
     target_version = _target_version(properties["TargetVersion"])
     connection_limit = _whole_property(properties, "AppUserConnectionLimit", None,
                                        "config.pgbouncer.rollout_server_connections")
@@ -166,6 +172,19 @@ def _properties(properties: object) -> dict[str, str]:
                              "a list or an object; the TenantBootstrap construct sets each as "
                              "one")
     return {name: str(properties[name]) for name in names}
+
+
+def _warn_of_unknown(properties: dict[str, Any]) -> None:
+    """Log a property this handler does not know (a typo'd optional one would do nothing).
+    It is not refused: when a later version retires a property, CloudFormation's update
+    rollback sends the old properties to the new code, and a refusal would leave the stack in
+    UPDATE_ROLLBACK_FAILED."""
+    for name in sorted(set(properties) - KNOWN_PROPERTIES):
+        close_to = difflib.get_close_matches(name, sorted(KNOWN_PROPERTIES), n=1)
+        hint = f" (did you mean {close_to[0]}?)" if close_to else ""
+        logger.warning("ResourceProperties %r is not a property of TenantBootstrap%s: ignored. "
+                       "It reads %s", name, hint,
+                       ", ".join((*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)))
 
 
 def _whole_property(properties: dict[str, str], name: str, high: int | None,

@@ -216,8 +216,8 @@ def test_an_unknown_property_is_logged_with_the_name_it_resembles_and_ignored(
     assert response["Data"]["SchemaVersion"] == str(bootstrap.LATEST_VERSION)
     reads = ", ".join((*handler.REQUIRED_PROPERTIES, *handler.OPTIONAL_PROPERTIES))
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "ResourceProperties 'AppUserConnectionLimt' is not a property of TenantBootstrap "
-        f"(did you mean AppUserConnectionLimit?): ignored. It reads {reads}",
+        "ResourceProperties 'AppUserConnectionLimt' (did you mean AppUserConnectionLimit?) "
+        f"is not a property of TenantBootstrap: ignored. It reads {reads}",
         f"ResourceProperties 'Tenant' is not a property of TenantBootstrap: ignored. It reads "
         f"{reads}"]
 

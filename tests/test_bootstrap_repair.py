@@ -108,6 +108,17 @@ def test_a_gap_it_will_not_override_fails_naming_it_and_changes_nothing(
      "Repair 'everything': the Data stack's TenantRepairEvent output sends"),
     ({"Repair": "tenant-guarantees", "Environment": "prod"},
      "the repair event lacks MasterSecretArn"),
+    # A repair reporting success would have left app_user's password as it was.
+    ({"Repair": "tenant-guarantees", "MasterSecretArn": "arn", "Environment": "prod",
+      "AppUserSecretARN": "arn:app-user"},
+     r"the repair event's 'AppUserSecretARN' \(did you mean AppUserSecretArn\?\): not a field "
+     "it reads; send the Data stack's TenantRepairEvent output as it is"),
+    ({"Repair": "tenant-guarantees", "MasterSecretArn": "arn", "Environment": "prod",
+      "Step": "createSecret"}, r"the repair event's 'Step': not a field it reads"),
+    # The check's event with Repair added, not put in Check's place: it would have checked.
+    ({"Check": "tenant-guarantees", "Repair": "tenant-guarantees", "MasterSecretArn": "arn",
+      "Environment": "prod"}, "the event has both Check and Repair: send the Data stack's "
+     "TenantRepairEvent output to repair"),
 ])
 def test_a_malformed_repair_event_is_refused_by_name_before_connecting(
         aws: Secrets, event: dict[str, Any], message: str) -> None:

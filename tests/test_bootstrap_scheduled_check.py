@@ -5,6 +5,7 @@ embedded-metric-format line, which the Data stack's alarm watches."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -228,6 +229,22 @@ def test_a_malformed_check_event_is_refused_by_name_before_connecting(
     with pytest.raises(bootstrap.BootstrapError, match=message):
         handler.on_event(event)
     assert emitted(capsys.readouterr().out) == []
+
+
+def test_a_field_the_check_does_not_read_is_warned_of_and_the_check_runs(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    # Not refused: mid-deploy, the schedule may send a newer template's event to the old code.
+    database = bootstrapped_database(postgres, role_passwords)
+    master = aws.master(**master_values(postgres, database))
+    with caplog.at_level(logging.WARNING):
+        response = handler.on_event(check_event(master, OwnerSecretARN="arn:owner"))
+    assert response["Findings"] == []
+    [line] = emitted(capsys.readouterr().out)
+    assert emf_metrics(json.dumps(line)) == {scheduled_check.METRIC_NAME: 0}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "the check event's field 'OwnerSecretARN' (did you mean OwnerSecretArn?) is not one it "
+        "reads: ignored"]
 
 
 def test_the_format_check_fails_on_a_line_cloudwatch_would_not_extract() -> None:

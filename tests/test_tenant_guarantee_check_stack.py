@@ -57,6 +57,7 @@ def test_every_15_minutes_the_schedule_sends_the_handler_its_check_event(
                      "OwnerSecretArn": "arn:owner-secret"}
     assert set(event) == {"Check", *scheduled_check.CHECK_FIELDS,
                           scheduled_check.REQUIRE_PG_CRON, *ROLE_FIELDS.values()}
+    assert scheduled_check.unknown_fields(event, "Check") == []
     # EventBridge may invoke it, and only from this rule
     permissions = [p["Properties"] for p in resources(synthesized, "AWS::Lambda::Permission")
                    .values() if p["Properties"]["Principal"] == "events.amazonaws.com"]
@@ -82,8 +83,12 @@ def test_the_stack_outputs_the_repair_an_operator_sends_the_function_the_schedul
     # The check's own event, "Repair" for "Check": same secret reference, same environment
     repair_event = json.loads(rendered(outputs["TenantRepairEvent"]["Value"]))
     check_event = json.loads(rendered(target["Input"]))
+    # The README's other way, the check's event with "Repair" for "Check", is taken whole.
+    assert scheduled_check.unknown_fields(
+        {"Repair": check_event.pop("Check"), **check_event}, "Repair") == []
     del check_event[scheduled_check.REQUIRE_PG_CRON]  # the check's alone: a repair cannot boot
-    assert repair_event == {"Repair": check_event.pop("Check"), **check_event}
+    assert repair_event == {"Repair": scheduled_check.CHECK, **check_event}
+    assert scheduled_check.unknown_fields(repair_event, "Repair") == []
     assert repair_event["Repair"] == scheduled_check.CHECK
     assert repair_event["MasterSecretArn"].startswith("<DatabaseInstanceSecretAttachment")
     # and the role secrets, whose passwords a repair sets again

@@ -1,7 +1,10 @@
-"""The one error the bootstrap raises, how PostgreSQL's errors read in its messages, and how
-long a message may be."""
+"""The one error the bootstrap raises, how PostgreSQL's errors read in its messages, how
+long a message may be, and how it names a field it does not know."""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 import pg8000.native
 
@@ -43,3 +46,14 @@ def bounded(text: str) -> str:
         return text
     return (f"{text[:MAX_REPORTED_CHARS]} ... ({len(text) - MAX_REPORTED_CHARS} more "
             "characters in the function's log)")
+
+
+def unknown_names(given: Iterable[object], known: Iterable[str]) -> list[str]:
+    """Each of `given` that is not `known`, quoted, with the known name it resembles
+    ("'AppUserSecretARN' (did you mean AppUserSecretArn?)"), sorted."""
+    choices = sorted(known)
+    named = []
+    for name in sorted(set(given) - set(choices), key=str):
+        close_to = difflib.get_close_matches(str(name), choices, n=1)
+        named.append(f"{name!r} (did you mean {close_to[0]}?)" if close_to else repr(name))
+    return named

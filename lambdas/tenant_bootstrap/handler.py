@@ -35,7 +35,6 @@ the database: tenant data outlives the stack resource.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import time
@@ -48,7 +47,7 @@ from .bootstrap import (
     apply,
 )
 from .connection import close
-from .errors import bounded
+from .errors import bounded, unknown_names
 from .master_secret import connect_as_master, secrets_client
 from .repair import on_repair
 from .role_secrets import ROLE_FIELDS, current_passwords
@@ -78,6 +77,10 @@ def on_event(event: dict[str, Any], context: object = None) -> dict[str, Any]:
                 f"the event is {type(event).__name__!r}, not a JSON object: CloudFormation "
                 "sends one, and an operator's repair sends the Data stack's TenantRepairEvent "
                 "output as it is")
+        if "Check" in event and "Repair" in event:
+            raise BootstrapError(
+                "the event has both Check and Repair: send the Data stack's TenantRepairEvent "
+                "output to repair (or the check's event with Repair in place of Check)")
         if "Check" in event:
             return on_check(event, _deadline(context))
         if "Repair" in event:
@@ -179,12 +182,9 @@ def _warn_of_unknown(properties: dict[str, Any]) -> None:
     It is not refused: when a later version retires a property, CloudFormation's update
     rollback sends the old properties to the new code, and a refusal would leave the stack in
     UPDATE_ROLLBACK_FAILED."""
-    for name in sorted(set(properties) - KNOWN_PROPERTIES):
-        close_to = difflib.get_close_matches(name, sorted(KNOWN_PROPERTIES), n=1)
-        hint = f" (did you mean {close_to[0]}?)" if close_to else ""
-        logger.warning("ResourceProperties %r is not a property of TenantBootstrap%s: ignored. "
-                       "It reads %s", name, hint,
-                       ", ".join((*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)))
+    for name in unknown_names(properties, KNOWN_PROPERTIES):
+        logger.warning("ResourceProperties %s is not a property of TenantBootstrap: ignored. "
+                       "It reads %s", name, ", ".join((*REQUIRED_PROPERTIES, *OPTIONAL_PROPERTIES)))
 
 
 def _whole_property(properties: dict[str, str], name: str, high: int | None,

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .bootstrap import LATEST_VERSION, apply
+from .bootstrap import LATEST_VERSION, BootstrapError, apply
 from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secrets_client
 from .role_secrets import current_passwords
-from .scheduled_check import event_fields, role_secret_arns
+from .scheduled_check import event_fields, role_secret_arns, unknown_fields
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -33,6 +33,12 @@ def on_repair(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
     sender = "the Data stack's TenantRepairEvent output"
     arn, environment = event_fields(event, "Repair", sender)
     role_arns = role_secret_arns(event, sender)
+    # Refused: an operator writes or edits this event, and a misspelt field would leave a
+    # role's password unset by a repair that reports success.
+    unknown = unknown_fields(event, "Repair")
+    if unknown:
+        raise BootstrapError(f"the repair event's {', '.join(unknown)}: not a field it reads; "
+                             f"send {sender} as it is")
     client = secrets_client()
     master, conn = connect_as_master(client, arn)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .bootstrap import BootstrapError, check
 from .connection import close
-from .errors import BootstrapRunning, bounded
+from .errors import BootstrapRunning, bounded, unknown_names
 from .master_secret import connect_as_master, secret_json, secrets_client
 from .role_secrets import ROLE_FIELDS, login_findings
 from .rotation import stuck_rotation
@@ -50,6 +50,13 @@ def event_fields(event: dict[str, Any], kind: str, sender: str) -> tuple[str, st
     return event["MasterSecretArn"], event["Environment"]
 
 
+def unknown_fields(event: dict[str, Any], kind: str) -> list[str]:
+    """Each field of a check or repair event ({kind: CHECK, ...}) that neither reads, with the
+    known field it resembles: a misspelt AppUserSecretArn would leave that role out. A repair
+    takes the check's event as it is (README: "Repair" for "Check"), RequirePgCron included."""
+    return unknown_names(event, (kind, *CHECK_FIELDS, REQUIRE_PG_CRON, *ROLE_FIELDS.values()))
+
+
 def role_secret_arns(event: dict[str, Any], sender: str) -> dict[str, str]:
     """The role secrets a check or repair event names (role -> ARN; each of ROLE_FIELDS is
     optional), or BootstrapError for a field that is not an ARN; nothing connects before."""
@@ -73,6 +80,10 @@ def on_check(event: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         raise BootstrapError(f"{REQUIRE_PG_CRON} {require_pg_cron!r}: expected true or false "
                              "(the TenantGuaranteeCheck construct's schedule sends true)")
     role_arns = role_secret_arns(event, sender)
+    # Warned of, not refused: during a deploy the schedule may send a new template's event to
+    # the old code, and a refusal would count as a finding.
+    for field in unknown_fields(event, "Check"):
+        logger.warning("the check event's field %s is not one it reads: ignored", field)
     client = secrets_client()
     try:
         master, conn = connect_as_master(client, arn)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,9 +123,21 @@ def resource_event(request: str, secrets: Secrets, master_arn: str, version: obj
             "ResourceProperties": properties, **extra}
 
 
+# Secrets Manager's rotation events also carry a RotationToken, which a function rotating a
+# secret of another account passes back; this one reads no such secret and ignores it. AWS
+# marks it sensitive: it must reach no log (test_owner_secret_rotation.py checks).
+ROTATION_TOKEN = f"rotation-token-{uuid.uuid4().hex}"
+
+
+def rotation_event(name: str, arn: str, token: str) -> dict[str, str]:
+    """One rotation step's event, as Secrets Manager sends it."""
+    return {"Step": name, "SecretId": arn, "ClientRequestToken": token,
+            "RotationToken": ROTATION_TOKEN}
+
+
 def step(name: str, arn: str, token: str) -> dict[str, Any]:
     """One rotation step sent to the handler, as Secrets Manager sends it."""
-    return handler.on_event({"Step": name, "SecretId": arn, "ClientRequestToken": token})
+    return handler.on_event(rotation_event(name, arn, token))
 
 
 def rotate(arn: str, token: str, steps: tuple[str, ...] = rotation.STEPS) -> None:

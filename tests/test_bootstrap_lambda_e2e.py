@@ -24,7 +24,7 @@ from tests.fixture_postgres import (
     free_port,
     superuser_of_its_own,
 )
-from tests.fixture_secrets import stand_in_function
+from tests.fixture_secrets import rotation_event, stand_in_function
 
 INVOKE = """
 import json, sys
@@ -144,7 +144,7 @@ def rotated_by_the_asset(lambda_dirs: tuple[Path, Path], aws: dict[str, str],
     for step in rotation.STEPS:
         code, response = invoke(
             lambda_dirs, aws["endpoint_url"], postgres.ca_file,
-            {"Step": step, "SecretId": arn, "ClientRequestToken": token},
+            rotation_event(step, arn, token),
             {rotation.MASTER_SECRET_VARIABLE: master_arn})
         assert (code, response) == (0, {"Step": step, "Done": "ok"})
     return str(json.loads(client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")[

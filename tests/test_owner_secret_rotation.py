@@ -28,7 +28,7 @@ from tests.fixture_bootstrap import bootstrap_run_in_progress, schema_dump
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_network import silent
 from tests.fixture_postgres import PostgresServer, logs_in
-from tests.fixture_secrets import Secrets, master_values, rotate, step
+from tests.fixture_secrets import ROTATION_TOKEN, Secrets, master_values, rotate, step
 from tests.fixture_secrets import resource_event as event
 
 
@@ -422,3 +422,4 @@ def test_no_password_reaches_a_log_a_response_or_an_error(
     shown = "\n".join([caplog.text, output.out, output.err, *said])
     assert "testSecret" in shown and token in shown  # what was captured is the steps' output
     assert old not in shown and new not in shown
+    assert ROTATION_TOKEN not in shown  # sensitive, by AWS's word (fixture_secrets)

@@ -19,7 +19,8 @@ EVENT_TRIGGER = "boom_protect_tenant_tables"
 TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
                 "app.audit_tenant_privileges()",  # 0008; sequences since 0017
-                "app.audit_tenant_expression_statistics()")  # 0009
+                "app.audit_tenant_expression_statistics()",  # 0009
+                "app.audit_tenant_columns()")  # 0021
 
 
 

@@ -1,0 +1,120 @@
+"""A tenant table keeps its tenant_id column (migration 0021), on real PostgreSQL 15.
+
+The guarantees find tenant tables by a column named tenant_id. Renamed, the column kept its
+policy, so each tenant still read only its own rows, but the table lost every guard: the
+negative control at version 20 shows a later DISABLE ROW LEVEL SECURITY going through and
+tenant B reading tenant A's bookings, with no audit reporting anything.
+"""
+
+from __future__ import annotations
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, enforce
+from tests.fixture_bootstrap import trigger_off
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_secrets import state
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
+
+BEFORE_0021 = 20
+DISABLE = "ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"
+RENAME = "ALTER TABLE {table} RENAME COLUMN tenant_id TO account_id"
+VISITS = ("CREATE TABLE app.visits (tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
+          "at date NOT NULL) PARTITION BY RANGE (at)",
+          "CREATE TABLE app.visits_2026 PARTITION OF app.visits "
+          "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+
+
+def renamed(table: str, policy: str, column: str = "account_id") -> str:
+    return (f"{table}: its tenant_id column is now named {column}, which policy {policy} reads: "
+            "the tenant guarantees follow the column named tenant_id, so none covers this "
+            "table any more (forced row level security, the exact policy, the refusals, the "
+            f"audits). Rename it back: ALTER TABLE {table} RENAME COLUMN {column} TO tenant_id")
+
+
+def row_security(conn: Conn, table: str) -> list[bool]:
+    [flags] = conn.run("SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                       "WHERE oid = CAST(:t AS regclass)", t=table)
+    return list(flags)
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0021], indirect=True)
+def test_negative_control_before_0021_a_renamed_tenant_id_loses_every_guard(
+        new_db_owner: Conn, new_db_app_user: Conn, new_db_admin: Conn) -> None:
+    table = "app.bookings"
+    # On a tenant table the event trigger undoes a migration's DISABLE at once...
+    new_db_owner.run(DISABLE.format(table=table))
+    assert row_security(new_db_owner, table) == [True, True]
+    # ...and the tenant policy follows a renamed column: each tenant still reads only its own
+    new_db_owner.run(RENAME.format(table=table))
+    read = "SELECT DISTINCT account_id FROM app.bookings"
+    assert in_tenant(new_db_app_user, TENANT_B, read) == [[TENANT_B]]
+    # but the same DISABLE now stays, and tenant B reads tenant A's bookings
+    new_db_owner.run(DISABLE.format(table=table))
+    assert row_security(new_db_owner, table) == [False, True]
+    assert sorted(map(str, sum(in_tenant(new_db_app_user, TENANT_B, read), []))) == sorted(
+        map(str, (TENANT_A, TENANT_B)))
+    assert enforce.gaps(new_db_admin) == []  # and no audit of version 20 reports anything
+
+
+@pytest.mark.parametrize(("setup", "table", "policy"), [
+    ((), "app.bookings", "tenant_bookings_isolation"),
+    # A rename on a partitioned table renames every partition's column too.
+    (VISITS, "app.visits", "tenant_isolation"),
+])
+def test_renaming_a_tenant_tables_tenant_id_is_refused_and_changes_nothing(
+        postgres: PostgresServer, new_db: str, new_db_owner: Conn, new_db_app_user: Conn,
+        setup: tuple[str, ...], table: str, policy: str) -> None:
+    for statement in setup:
+        new_db_owner.run(statement)
+    before = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        new_db_owner.run(RENAME.format(table=table))
+    assert refused.value.args[0]["M"] == renamed(table, policy)
+    assert refused.value.args[0]["H"].startswith("Keep the name tenant_id")
+    assert state(postgres, new_db) == before
+    assert in_tenant(new_db_app_user, TENANT_B, "SELECT DISTINCT tenant_id FROM app.bookings"
+                     ) == [[TENANT_B]]
+
+
+def test_a_rename_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
+        postgres: PostgresServer, new_db: str, new_db_owner: Conn, new_db_admin: Conn) -> None:
+    with trigger_off(new_db_admin):
+        new_db_owner.run('ALTER TABLE app.bookings RENAME COLUMN tenant_id TO "Account Id"')
+    found = renamed("app.bookings", "tenant_bookings_isolation", '"Account Id"')
+    assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
+    before = state(postgres, new_db)
+    with pytest.raises(bootstrap.BootstrapError, match="gaps the bootstrap will not override: "
+                       + found.replace("(", r"\(").replace(")", r"\)")):
+        bootstrap.apply(new_db_admin)
+    assert state(postgres, new_db) == before
+    # Renamed back as the finding says, the check is clean and a run goes through.
+    new_db_owner.run('ALTER TABLE app.bookings RENAME COLUMN "Account Id" TO tenant_id')
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert bootstrap.apply(new_db_admin).repaired == ()
+
+
+def test_dropping_tenant_id_leaves_the_rows_to_no_one(new_db_owner: Conn,
+                                                      new_db_app_user: Conn) -> None:
+    # Not refused (0021): the tenant policy goes with the column, and row level security,
+    # still forced, with no policy left, shows the rows to no tenant and not to the owner.
+    assert committed(new_db_owner, TENANT_A, "SELECT count(*) FROM app.bookings") != [[0]]
+    new_db_owner.run("ALTER TABLE app.bookings DROP COLUMN tenant_id CASCADE")
+    assert row_security(new_db_owner, "app.bookings") == [True, True]
+    for conn, tenant in ((new_db_app_user, TENANT_A), (new_db_app_user, TENANT_B),
+                         (new_db_owner, TENANT_A)):
+        assert in_tenant(conn, tenant, "SELECT count(*) FROM app.bookings") == [[0]]
+
+
+def test_a_policy_of_the_applications_own_on_other_columns_is_not_taken_for_a_rename(
+        new_db_owner: Conn, new_db_admin: Conn) -> None:
+    # An invitation between two tenants: its own design, not a renamed tenant_id.
+    new_db_owner.run("CREATE TABLE app.invitations (inviting uuid NOT NULL, invited uuid NOT NULL)")
+    new_db_owner.run("ALTER TABLE app.invitations ENABLE ROW LEVEL SECURITY")
+    new_db_owner.run("CREATE POLICY either_side ON app.invitations "
+                     "USING (inviting = (SELECT app.current_tenant_id()) "
+                     "OR invited = (SELECT app.current_tenant_id()))")
+    new_db_owner.run("CREATE POLICY sender ON app.invitations FOR INSERT "
+                     "WITH CHECK (inviting = (SELECT app.current_tenant_id()))")
+    assert new_db_admin.run("SELECT * FROM app.audit_tenant_columns()") == []

@@ -7,7 +7,7 @@
 -- own rows. But nothing guarded the table any more. A later migration's DISABLE (or NO FORCE)
 -- ROW LEVEL SECURITY, or a widening ALTER POLICY, which the event trigger undoes or refuses
 -- on a tenant table, went through too, and tenant B read tenant A's bookings; neither the
--- audits nor the check reported anything (shown at version 20, test_tenant_column_names.py).
+-- audits nor the check reported anything (shown at version 20, test_tenant_id_column.py).
 --
 -- Now app.audit_tenant_columns() reports a table whose tenant policy, exactly the one
 -- protect_tenant_table() makes, reads a column not named tenant_id: a rename. The event

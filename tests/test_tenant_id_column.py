@@ -1,4 +1,5 @@
-"""A tenant table keeps its tenant_id column (migration 0021), on real PostgreSQL 15.
+"""A tenant table's tenant_id column, on real PostgreSQL 15: it keeps its name (migration 0021),
+and one that is not a uuid is refused by name (0022).
 
 The guarantees find tenant tables by a column named tenant_id. Renamed, the column kept its
 policy, so each tenant still read only its own rows, but the table lost every guard: the
@@ -18,12 +19,16 @@ from tests.fixture_secrets import state
 from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
 
 BEFORE_0021 = 20
+BEFORE_0022 = 21
 DISABLE = "ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"
 RENAME = "ALTER TABLE {table} RENAME COLUMN tenant_id TO account_id"
 VISITS = ("CREATE TABLE app.visits (tenant_id uuid NOT NULL DEFAULT app.current_tenant_id(), "
           "at date NOT NULL) PARTITION BY RANGE (at)",
           "CREATE TABLE app.visits_2026 PARTITION OF app.visits "
           "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+DOMAIN = "CREATE DOMAIN app.tenant AS uuid"
+NOTES_OF_THE_DOMAIN = ("CREATE TABLE app.notes (tenant_id app.tenant NOT NULL "
+                       "DEFAULT app.current_tenant_id(), body text)")
 
 
 def renamed(table: str, policy: str, column: str = "account_id") -> str:
@@ -118,3 +123,51 @@ def test_a_policy_of_the_applications_own_on_other_columns_is_not_taken_for_a_re
     new_db_owner.run("CREATE POLICY sender ON app.invitations FOR INSERT "
                      "WITH CHECK (inviting = (SELECT app.current_tenant_id()))")
     assert new_db_admin.run("SELECT * FROM app.audit_tenant_columns()") == []
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0022], indirect=True)
+def test_negative_control_before_0022_text_was_refused_in_postgresqls_words_a_domain_taken(
+        new_db_owner: Conn, new_db_app_user: Conn, new_db_admin: Conn) -> None:
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        new_db_owner.run("CREATE TABLE app.notes (tenant_id text NOT NULL, body text)")
+    assert refused.value.args[0]["M"] == "operator does not exist: text = uuid"
+    assert "explicit type casts" in refused.value.args[0]["H"]  # a cast it cannot add
+    # A domain over uuid was taken, and its rows isolated...
+    new_db_owner.run(DOMAIN)
+    new_db_owner.run(NOTES_OF_THE_DOMAIN)
+    new_db_owner.run("GRANT SELECT, INSERT ON app.notes TO app_user")
+    for tenant in (TENANT_A, TENANT_B):
+        committed(new_db_app_user, tenant, "INSERT INTO app.notes (body) VALUES ('n')")
+    assert in_tenant(new_db_app_user, TENANT_B, "SELECT tenant_id FROM app.notes") == [
+        [TENANT_B]]
+    # ...but its policy deparses with a cast, so the audit took it for none: every run refused
+    assert "app.notes: no policy checks tenant_id = current_tenant_id() in USING and WITH " \
+           "CHECK" in enforce.gaps(new_db_admin)
+
+
+@pytest.mark.parametrize(("create", "table", "shown"), [
+    ("CREATE TABLE app.notes (tenant_id text NOT NULL, body text)", "app.notes", "text"),
+    ("CREATE TABLE app.notes (tenant_id bigint, body text)", "app.notes", "bigint"),
+    ("CREATE TABLE app.notes (tenant_id varchar(36), body text)", "app.notes",
+     "character varying(36)"),
+    (NOTES_OF_THE_DOMAIN, "app.notes", "app.tenant"),
+    # A column added to a table that had none is the same case.
+    ("ALTER TABLE app.bookings_archive ADD COLUMN tenant_id text", "app.bookings_archive",
+     "text"),
+])
+def test_a_tenant_id_that_is_not_a_uuid_is_refused_naming_the_declaration(
+        postgres: PostgresServer, new_db: str, new_db_owner: Conn, create: str, table: str,
+        shown: str) -> None:
+    new_db_owner.run("CREATE TABLE app.bookings_archive (id bigint)")
+    new_db_owner.run(DOMAIN)
+    before = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        new_db_owner.run(create)
+    assert refused.value.args[0]["M"] == (
+        f"{table}: tenant_id is {shown}, not uuid: the tenant policy compares it with the uuid "
+        "app.current_tenant_id() returns")
+    assert refused.value.args[0]["H"] == (
+        "Declare it as app.bookings does: tenant_id uuid NOT NULL DEFAULT "
+        "app.current_tenant_id(). Ids kept as text convert with ALTER COLUMN tenant_id TYPE "
+        "uuid USING tenant_id::uuid.")
+    assert state(postgres, new_db) == before

@@ -20,7 +20,8 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_statistics()", "app.audit_tenant_keys()",  # 0006
                 "app.audit_tenant_privileges()",  # 0008; sequences since 0017
                 "app.audit_tenant_expression_statistics()",  # 0009
-                "app.audit_tenant_columns()")  # 0021
+                "app.audit_tenant_columns()",  # 0021
+                "app.audit_tenant_views()")  # 0023
 
 
 

@@ -1,0 +1,129 @@
+"""A view app_user reads does not run as a role that bypasses row level security (migration
+0023), on real PostgreSQL 15.
+
+A view reads its tables as its owner. The tests' superuser stands in for an operator's role
+that bypasses row level security (RDS's master, if it has BYPASSRLS): the negative control at
+version 22 shows its view, granted to app_user, handing tenant B tenant A's bookings, with no
+audit reporting anything.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, enforce
+from tests.fixture_bootstrap import trigger_off
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_secrets import state
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, in_tenant
+
+BEFORE_0023 = 22
+VIEW = "CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings"
+GRANT = "GRANT SELECT ON app.support_bookings TO app_user"
+TENANTS_SEEN = "SELECT count(DISTINCT tenant_id) FROM {view}"
+HINT = "A view app_user reads must run as a role row level security binds, or as its reader."
+
+
+def shows_everyone(view: str, owner: str) -> str:
+    return (f"{view}: a view app_user may read, run as {owner}, who bypasses row level security "
+            "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
+            f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
+
+
+def user_of(conn: Conn) -> str:
+    return str(conn.run("SELECT current_user")[0][0])
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
+def test_negative_control_before_0023_a_superusers_view_shows_every_tenant(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(VIEW)
+    new_db_admin.run(GRANT)
+    view = "app.support_bookings"
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view=view)) == [[2]]
+    assert in_tenant(new_db_app_user, TENANT_B, f"SELECT DISTINCT tenant_id FROM {view} "
+                     "WHERE tenant_id = :a", a=TENANT_A) == [[TENANT_A]]
+    assert enforce.gaps(new_db_admin) == []  # no audit of version 22 reports it
+
+
+@pytest.mark.parametrize(("before", "refused"), [
+    ((VIEW,), GRANT),  # a grant to app_user
+    ((VIEW,), "GRANT SELECT (resource) ON app.support_bookings TO app_user"),  # of one column
+    # default privileges of the operator's role make its new views readable at once
+    (("ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO app_user",), VIEW),
+    # an invoker's view, granted, then made to run as its owner
+    (("CREATE VIEW app.support_bookings WITH (security_invoker = on) AS "
+      "SELECT * FROM app.bookings", GRANT),
+     "ALTER VIEW app.support_bookings RESET (security_invoker)"),
+], ids=["grant", "column-grant", "default-privileges", "invoker-reset"])
+def test_a_view_that_would_show_app_user_every_tenant_is_refused_and_changes_nothing(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
+        before: tuple[str, ...], refused: str) -> None:
+    for statement in before:
+        new_db_admin.run(statement)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(refused)
+    assert failure.value.args[0]["M"] == shows_everyone("app.support_bookings",
+                                                        user_of(new_db_admin))
+    assert failure.value.args[0]["H"] == HINT
+    assert state(postgres, new_db) == unchanged
+
+
+def test_an_applications_view_given_to_such_an_owner_is_refused(
+        new_db_owner: Conn, new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    # boom_owner's view, which default privileges let app_user read: bound (FORCE)...
+    new_db_owner.run("CREATE VIEW app.recent AS SELECT * FROM app.bookings")
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
+    # ...until it would run as the superuser
+    for change in ("ALTER VIEW app.recent OWNER TO {owner}",
+                   "ALTER TABLE app.recent OWNER TO {owner}"):
+        with pytest.raises(pg8000.native.DatabaseError) as failure:
+            new_db_admin.run(change.format(owner=user_of(new_db_admin)))
+        assert failure.value.args[0]["M"] == shows_everyone("app.recent", user_of(new_db_admin))
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
+
+
+def test_an_invoker_view_of_such_an_owner_reads_as_app_user(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run("CREATE VIEW app.support_bookings WITH (security_invoker = on) AS "
+                     "SELECT * FROM app.bookings")
+    new_db_admin.run(GRANT)
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(
+        view="app.support_bookings")) == [[1]]
+    assert new_db_admin.run("SELECT * FROM app.audit_tenant_views()") == []
+
+
+@pytest.fixture
+def role_app_user_may_become(new_db_admin: Conn) -> Iterator[str]:
+    """A role app_user may SET ROLE to (roles are cluster-wide: a new one, dropped after)."""
+    role = f"boom_support_{secrets.token_hex(4)}"
+    new_db_admin.run(f"CREATE ROLE {role} NOLOGIN")
+    new_db_admin.run(f"GRANT {role} TO app_user")
+    yield role
+    new_db_admin.run(f"DROP OWNED BY {role}")
+    new_db_admin.run(f"DROP ROLE {role}")
+
+
+def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn,
+        role_app_user_may_become: str) -> None:
+    # Readable by a role app_user may switch to, not by app_user itself.
+    with trigger_off(new_db_admin):
+        new_db_admin.run(VIEW)
+        new_db_admin.run(f"GRANT SELECT ON app.support_bookings TO {role_app_user_may_become}")
+    found = shows_everyone("app.support_bookings", user_of(new_db_admin))
+    assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(bootstrap.BootstrapError) as failure:
+        bootstrap.apply(new_db_admin)
+    assert f"gaps the bootstrap will not override: {found}." in str(failure.value)
+    assert state(postgres, new_db) == unchanged
+    # Mended as the finding says, the check is clean and a run goes through.
+    new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert bootstrap.apply(new_db_admin).repaired == ()

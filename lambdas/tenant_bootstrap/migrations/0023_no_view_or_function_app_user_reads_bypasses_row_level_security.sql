@@ -1,24 +1,29 @@
--- 0023: a view app_user reads does not run as a role that bypasses row level security.
+-- 0023: no view or function app_user reads through runs as a role that bypasses row level
+-- security.
 --
--- A view reads its tables as its owner. boom_owner is bound by FORCE ROW LEVEL SECURITY, so a
--- view of an application migration's shows each tenant its own rows. One made by an operator
--- as a role that bypasses row level security (a superuser, or a BYPASSRLS role: RDS's master,
--- if it has BYPASSRLS, see the README's real-deploy table) reads every tenant's rows, and a
--- GRANT SELECT on it to app_user (a support screen, a report) showed every tenant all of
--- them: tenant B read tenant A's bookings through app.support_bookings, and no audit said
--- anything (shown at version 22, test_tenant_views.py).
+-- A view reads its tables as its owner, and a SECURITY DEFINER function runs as its owner.
+-- boom_owner is bound by FORCE ROW LEVEL SECURITY, so the application's own show each tenant
+-- its own rows. One made by an operator as a role that bypasses row level security (a
+-- superuser, or a BYPASSRLS role: RDS's master, if it has BYPASSRLS, see the README's
+-- real-deploy table) reads every tenant's rows. Granted to app_user (a support screen, a
+-- report), a view of app.bookings showed tenant B tenant A's bookings; a SECURITY DEFINER
+-- function counting bookings, executable by PUBLIC as every new function is, gave tenant B
+-- everyone's count; and no audit said anything (shown at version 22, test_tenant_bypassing_owners.py).
 --
 -- Now app.audit_tenant_views() reports a view outside the system schemas that reads tenant
 -- tables (directly or through other views), is owned by a role with SUPERUSER or BYPASSRLS,
 -- is not security_invoker (which reads as whoever queries it), and that app_user may read,
--- itself or through a role it may SET ROLE to (a column's grant counts). The event trigger
--- refuses such a view when it is created, replaced or given to such an owner (it now fires
--- on CREATE VIEW and ALTER VIEW too), and a GRANT while one exists; the check reports one
--- made while the trigger was off, or through ALTER ROLE ... BYPASSRLS of its owner, which no
--- event trigger sees, and every run refuses until it is mended: ALTER VIEW ... SET
--- (security_invoker = on), or ALTER VIEW ... OWNER TO boom_owner. The rest of the trigger's
--- function is 0021's, unchanged. Not covered: a SECURITY DEFINER function of such a role,
--- whose body no catalog describes (RDS gives no one SUPERUSER; the contract says as much).
+-- itself or through a role it may SET ROLE to (a column's grant counts; its schema's USAGE
+-- is needed). The event trigger refuses such a view when it is created, replaced or given
+-- to such an owner (it now fires on CREATE VIEW and ALTER VIEW too), and a GRANT while one
+-- exists. app.audit_definer_functions() reports a SECURITY DEFINER function or procedure of
+-- such a role, outside the system schemas and not an extension's, that app_user may execute
+-- in the same sense: no catalog says what its body reads, so any such function may read any
+-- tenant's rows. It is only reported, not refused when made: a new function is executable by
+-- PUBLIC until the REVOKE that follows its CREATE. The check reports either one (made while
+-- the trigger was off, or whose owner got BYPASSRLS later, which no event trigger sees), and
+-- every run refuses until it is mended as the finding says. The rest of the trigger's
+-- function is 0021's, unchanged.
 
 CREATE FUNCTION app.audit_tenant_views() RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
@@ -38,7 +43,8 @@ AS $$
       AND NOT coalesce((SELECT option_value::boolean FROM pg_options_to_table(c.reloptions)
                         WHERE option_name = 'security_invoker'), false)
       AND EXISTS (SELECT FROM readers r
-                  WHERE has_any_column_privilege(r.oid, c.oid, 'SELECT'))
+                  WHERE has_any_column_privilege(r.oid, c.oid, 'SELECT')
+                    AND has_schema_privilege(r.oid, n.oid, 'USAGE'))
   )
   SELECT v.oid::regclass::text,
          'a view app_user may read, run as ' || quote_ident(v.owner) || ', who bypasses row '
@@ -53,6 +59,34 @@ AS $$
 $$;
 -- EXECUTE stays with PUBLIC, as on app.audit_tenant_columns() (0021): the event trigger runs
 -- it as whichever role runs the command.
+
+CREATE FUNCTION app.audit_definer_functions() RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH readers AS (
+    SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  )
+  SELECT 'function ' || p.oid::regprocedure::text,
+         'app_user may run it as ' || quote_ident(o.rolname) || ', who bypasses row level '
+         || 'security (SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of '
+         || 'tenant tables, it reads for every tenant. ALTER FUNCTION '
+         || p.oid::regprocedure::text || ' SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION '
+         || p.oid::regprocedure::text || ' FROM PUBLIC, app_user'
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_roles o ON o.oid = p.proowner
+  WHERE p.prosecdef AND (o.rolsuper OR o.rolbypassrls)
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                    AND d.objid = p.oid AND d.deptype = 'e')
+    AND EXISTS (SELECT FROM readers r
+                WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                  AND has_schema_privilege(r.oid, n.oid, 'USAGE'))
+  ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION app.audit_definer_functions() FROM PUBLIC;
 
 -- 0021's function, plus views.
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
@@ -157,4 +191,5 @@ CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
   EXECUTE FUNCTION app.protect_new_tenant_tables();
 
 -- A function the bootstrap ships (0012).
-INSERT INTO boom_meta.shipped_functions (signature) VALUES ('app.audit_tenant_views()');
+INSERT INTO boom_meta.shipped_functions (signature) VALUES ('app.audit_tenant_views()'),
+  ('app.audit_definer_functions()');

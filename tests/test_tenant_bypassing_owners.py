@@ -1,10 +1,11 @@
-"""A view app_user reads does not run as a role that bypasses row level security (migration
-0023), on real PostgreSQL 15.
+"""No view or function app_user reads through runs as a role that bypasses row level security
+(migration 0023), on real PostgreSQL 15.
 
-A view reads its tables as its owner. The tests' superuser stands in for an operator's role
-that bypasses row level security (RDS's master, if it has BYPASSRLS): the negative control at
-version 22 shows its view, granted to app_user, handing tenant B tenant A's bookings, with no
-audit reporting anything.
+A view reads its tables as its owner, a SECURITY DEFINER function runs as its owner. The tests'
+superuser stands in for an operator's role that bypasses row level security (RDS's master, if
+it has BYPASSRLS): the negative controls at version 22 show its view, granted to app_user, and
+its function, executable by PUBLIC as every new function is, handing tenant B tenant A's
+bookings, with no audit reporting anything.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
     # Readable by a role app_user may switch to, not by app_user itself.
     with trigger_off(new_db_admin):
         new_db_admin.run(VIEW)
+        new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role_app_user_may_become}")
         new_db_admin.run(f"GRANT SELECT ON app.support_bookings TO {role_app_user_may_become}")
     found = shows_everyone("app.support_bookings", user_of(new_db_admin))
     assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
@@ -127,3 +129,82 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
     assert bootstrap.check(new_db_admin).findings == ()
     assert bootstrap.apply(new_db_admin).repaired == ()
+
+
+COUNT_ALL = ("CREATE FUNCTION {schema}.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+             "AS 'SELECT count(*) FROM app.bookings'")
+
+
+def runs_for_everyone(function: str, owner: str) -> str:
+    return (f"function {function}: app_user may run it as {owner}, who bypasses row level "
+            "security (SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of "
+            f"tenant tables, it reads for every tenant. ALTER FUNCTION {function} SECURITY "
+            f"INVOKER, or REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user")
+
+
+def every_tenants_count(admin: Conn) -> int:
+    return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])  # the superuser's
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
+def test_negative_control_before_0023_a_superusers_definer_function_counts_every_tenant(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(COUNT_ALL.format(schema="app"))  # executable by PUBLIC, as made
+    own = in_tenant(new_db_app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0]
+    counted = in_tenant(new_db_app_user, TENANT_B, "SELECT app.count_all()")[0][0]
+    assert counted == every_tenants_count(new_db_admin) > own
+    assert enforce.gaps(new_db_admin) == []
+
+
+@pytest.mark.parametrize(("mend", "owns_count"), [
+    ("ALTER FUNCTION app.count_all() SECURITY INVOKER", True),
+    ("REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC, app_user", False),
+], ids=["invoker", "revoked"])
+def test_a_definer_function_app_user_may_run_as_such_a_role_is_found_and_every_run_refuses(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
+        mend: str, owns_count: bool) -> None:
+    new_db_admin.run(COUNT_ALL.format(schema="app"))  # not refused: PUBLIC's until a REVOKE
+    found = runs_for_everyone("app.count_all()", user_of(new_db_admin))
+    assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(bootstrap.BootstrapError) as failure:
+        bootstrap.apply(new_db_admin)
+    assert f"gaps the bootstrap will not override: {found}." in str(failure.value)
+    assert state(postgres, new_db) == unchanged
+    # Mended as the finding says: the check is clean, a run goes through
+    new_db_admin.run(mend)
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert bootstrap.apply(new_db_admin).repaired == ()
+    if owns_count:  # and, run as app_user, the function counts tenant B's bookings only
+        assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.count_all()") == in_tenant(
+            new_db_app_user, TENANT_B, "SELECT count(*) FROM app.bookings")
+
+
+def test_only_a_definer_function_app_user_can_reach_is_reported(
+        new_db_admin: Conn, new_db_owner: Conn, role_app_user_may_become: str) -> None:
+    audit = "SELECT table_name FROM app.audit_definer_functions()"
+    # In a schema app_user has no USAGE on, PUBLIC's EXECUTE reaches no one
+    new_db_admin.run("CREATE SCHEMA ops")
+    new_db_admin.run(COUNT_ALL.format(schema="ops"))
+    # boom_owner's own is bound (FORCE), as test_tenant_isolation.py shows
+    new_db_owner.run(COUNT_ALL.format(schema="app").replace("count_all", "count_mine"))
+    assert new_db_admin.run(audit) == []
+    # An extension's is the extension's (made here one of plpgsql's, which every database has)
+    new_db_admin.run(COUNT_ALL.format(schema="app").replace("count_all", "count_vendor"))
+    new_db_admin.run("ALTER EXTENSION plpgsql ADD FUNCTION app.count_vendor()")
+    assert new_db_admin.run(audit) == []
+    # A role app_user may SET ROLE to, given USAGE and EXECUTE, reaches it
+    new_db_admin.run(f"GRANT USAGE ON SCHEMA ops TO {role_app_user_may_become}")
+    assert new_db_admin.run(audit) == [["function ops.count_all()"]]
+
+
+def test_a_view_in_a_schema_app_user_cannot_use_is_allowed_until_it_can(
+        new_db_admin: Conn) -> None:
+    new_db_admin.run("CREATE SCHEMA ops")
+    new_db_admin.run("CREATE VIEW ops.all_bookings AS SELECT * FROM app.bookings")
+    new_db_admin.run("GRANT SELECT ON ops.all_bookings TO app_user")  # out of its reach
+    assert new_db_admin.run("SELECT * FROM app.audit_tenant_views()") == []
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run("GRANT USAGE ON SCHEMA ops TO app_user")
+    assert failure.value.args[0]["M"] == shows_everyone("ops.all_bookings",
+                                                        user_of(new_db_admin))

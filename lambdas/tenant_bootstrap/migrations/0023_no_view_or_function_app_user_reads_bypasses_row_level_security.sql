@@ -8,7 +8,8 @@
 -- real-deploy table) reads every tenant's rows. Granted to app_user (a support screen, a
 -- report), a view of app.bookings showed tenant B tenant A's bookings; a SECURITY DEFINER
 -- function counting bookings, executable by PUBLIC as every new function is, gave tenant B
--- everyone's count; and no audit said anything (shown at version 22, test_tenant_bypassing_owners.py).
+-- everyone's count; and no audit said anything (shown at version 22,
+-- test_tenant_bypassing_owners.py).
 --
 -- Now app.audit_tenant_views() reports a view outside the system schemas that reads tenant
 -- tables (directly or through other views), is owned by a role with SUPERUSER or BYPASSRLS,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pg8000.native
 import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
@@ -193,6 +194,18 @@ def state(postgres: PostgresServer, database: str) -> tuple[str, list[list[objec
     finally:
         conn.close()
     return schema_dump(postgres, database), recorded
+
+
+def refused_by_check_and_run(postgres: PostgresServer, database: str,
+                             admin: pg8000.native.Connection, finding: str) -> None:
+    """`finding` is the guarantee check's one finding (a gap no run papers over), and a run
+    refuses, naming it, with `database` left exactly as it was."""
+    assert bootstrap.check(admin).findings == (f"would refuse: {finding}",)
+    unchanged = state(postgres, database)
+    with pytest.raises(bootstrap.BootstrapError) as failure:
+        bootstrap.apply(admin)
+    assert f"gaps the bootstrap will not override: {finding}." in str(failure.value)
+    assert state(postgres, database) == unchanged
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer
-from tests.fixture_secrets import state
+from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, in_tenant
 
 BEFORE_0023 = 22
@@ -119,12 +119,7 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role_app_user_may_become}")
         new_db_admin.run(f"GRANT SELECT ON app.support_bookings TO {role_app_user_may_become}")
     found = shows_everyone("app.support_bookings", user_of(new_db_admin))
-    assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
-    unchanged = state(postgres, new_db)
-    with pytest.raises(bootstrap.BootstrapError) as failure:
-        bootstrap.apply(new_db_admin)
-    assert f"gaps the bootstrap will not override: {found}." in str(failure.value)
-    assert state(postgres, new_db) == unchanged
+    refused_by_check_and_run(postgres, new_db, new_db_admin, found)
     # Mended as the finding says, the check is clean and a run goes through.
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
     assert bootstrap.check(new_db_admin).findings == ()
@@ -165,12 +160,7 @@ def test_a_definer_function_app_user_may_run_as_such_a_role_is_found_and_every_r
         mend: str, owns_count: bool) -> None:
     new_db_admin.run(COUNT_ALL.format(schema="app"))  # not refused: PUBLIC's until a REVOKE
     found = runs_for_everyone("app.count_all()", user_of(new_db_admin))
-    assert bootstrap.check(new_db_admin).findings == (f"would refuse: {found}",)
-    unchanged = state(postgres, new_db)
-    with pytest.raises(bootstrap.BootstrapError) as failure:
-        bootstrap.apply(new_db_admin)
-    assert f"gaps the bootstrap will not override: {found}." in str(failure.value)
-    assert state(postgres, new_db) == unchanged
+    refused_by_check_and_run(postgres, new_db, new_db_admin, found)
     # Mended as the finding says: the check is clean, a run goes through
     new_db_admin.run(mend)
     assert bootstrap.check(new_db_admin).findings == ()

@@ -1,11 +1,11 @@
 """No view or function app_user reads through runs as a role that bypasses row level security
-(migration 0023), on real PostgreSQL 15.
+(migration 0023), nor is LEAKPROOF, on real PostgreSQL 15.
 
 A view reads its tables as its owner, a SECURITY DEFINER function runs as its owner. The tests'
 superuser stands in for an operator's role that bypasses row level security (RDS's master, if
-it has BYPASSRLS): the negative controls at version 22 show its view, granted to app_user, and
-its function, executable by PUBLIC as every new function is, handing tenant B tenant A's
-bookings, with no audit reporting anything.
+it has BYPASSRLS): the negative controls at version 22 show its view, granted to app_user, its
+function, executable by PUBLIC as every new function is, and a LEAKPROOF function (which only a
+superuser can mark) each handing tenant B tenant A's bookings, with no audit reporting anything.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import refused_by_check_and_run, state
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, in_tenant
+from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
 
 BEFORE_0023 = 22
 VIEW = "CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings"
@@ -172,7 +172,7 @@ def test_a_definer_function_app_user_may_run_as_such_a_role_is_found_and_every_r
 
 def test_only_a_definer_function_app_user_can_reach_is_reported(
         new_db_admin: Conn, new_db_owner: Conn, role_app_user_may_become: str) -> None:
-    audit = "SELECT table_name FROM app.audit_definer_functions()"
+    audit = "SELECT table_name FROM app.audit_tenant_functions()"
     # In a schema app_user has no USAGE on, PUBLIC's EXECUTE reaches no one
     new_db_admin.run("CREATE SCHEMA ops")
     new_db_admin.run(COUNT_ALL.format(schema="ops"))
@@ -198,3 +198,56 @@ def test_a_view_in_a_schema_app_user_cannot_use_is_allowed_until_it_can(
         new_db_admin.run("GRANT USAGE ON SCHEMA ops TO app_user")
     assert failure.value.args[0]["M"] == shows_everyone("ops.all_bookings",
                                                         user_of(new_db_admin))
+
+
+# Only a superuser may mark a function LEAKPROOF; made cheap, the planner runs it first.
+PEEK = ("CREATE FUNCTION app.peek(text) RETURNS boolean LANGUAGE plpgsql LEAKPROOF "
+        "COST 0.000001 AS $$ BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END $$")
+SECRET = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+          "VALUES ('secret-of-a', now(), now() + interval '1 hour')")
+
+
+def what_peek_saw(app_user: Conn, tenant: object) -> list[str]:
+    """The values app.peek() was run on while `tenant`'s query, a sequential scan (settings
+    any session may make), asked for its bookings."""
+    query = "SELECT resource FROM app.bookings WHERE app.peek(resource)"
+    plan = in_tenant(app_user, tenant, f"EXPLAIN {query}")
+    assert plan[0][0].startswith("Seq Scan on bookings"), plan  # every row, filtered
+    app_user.notices.clear()
+    in_tenant(app_user, tenant, query)
+    return sorted(notice[b"M"].decode() for notice in app_user.notices
+                  if notice[b"M"].startswith(b"saw "))
+
+
+@pytest.fixture
+def sequential_scans(new_db_app_user: Conn) -> None:
+    new_db_app_user.run("SET enable_indexscan = off")
+    new_db_app_user.run("SET enable_bitmapscan = off")
+
+
+@pytest.mark.usefixtures("sequential_scans")
+@pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
+def test_negative_control_before_0023_a_leakproof_function_shows_other_tenants_rows(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    committed(new_db_owner, TENANT_A, SECRET)
+    new_db_admin.run(PEEK)
+    assert "saw secret-of-a" in what_peek_saw(new_db_app_user, TENANT_B)
+    assert enforce.gaps(new_db_admin) == []
+
+
+@pytest.mark.usefixtures("sequential_scans")
+def test_a_leakproof_function_app_user_may_call_is_found_until_it_is_not_leakproof(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    committed(new_db_owner, TENANT_A, SECRET)
+    new_db_admin.run(PEEK)
+    refused_by_check_and_run(postgres, new_db, new_db_admin, (
+        "function app.peek(text): it is LEAKPROOF and app_user may call it, so PostgreSQL may "
+        "run it on every tenant's rows before the tenant policy filters them: what it shows of "
+        "its arguments (an error, a notice) shows other tenants' rows. ALTER FUNCTION "
+        "app.peek(text) NOT LEAKPROOF"))
+    new_db_admin.run("ALTER FUNCTION app.peek(text) NOT LEAKPROOF")
+    assert bootstrap.check(new_db_admin).findings == ()
+    # Not leakproof, it runs after the policy: on tenant B's rows only
+    own = in_tenant(new_db_app_user, TENANT_B, "SELECT resource FROM app.bookings")
+    assert what_peek_saw(new_db_app_user, TENANT_B) == sorted(f"saw {r}" for [r] in own)

@@ -21,7 +21,7 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
                 "app.audit_tenant_privileges()",  # 0008; sequences since 0017
                 "app.audit_tenant_expression_statistics()",  # 0009
                 "app.audit_tenant_columns()",  # 0021
-                "app.audit_tenant_views()", "app.audit_definer_functions()")  # 0023
+                "app.audit_tenant_views()", "app.audit_tenant_functions()")  # 0023
 
 
 

@@ -17,14 +17,17 @@
 -- itself or through a role it may SET ROLE to (a column's grant counts; its schema's USAGE
 -- is needed). The event trigger refuses such a view when it is created, replaced or given
 -- to such an owner (it now fires on CREATE VIEW and ALTER VIEW too), and a GRANT while one
--- exists. app.audit_definer_functions() reports a SECURITY DEFINER function or procedure of
+-- exists. app.audit_tenant_functions() reports a SECURITY DEFINER function or procedure of
 -- such a role, outside the system schemas and not an extension's, that app_user may execute
 -- in the same sense: no catalog says what its body reads, so any such function may read any
 -- tenant's rows. It is only reported, not refused when made: a new function is executable by
--- PUBLIC until the REVOKE that follows its CREATE. The check reports either one (made while
--- the trigger was off, or whose owner got BYPASSRLS later, which no event trigger sees), and
--- every run refuses until it is mended as the finding says. The rest of the trigger's
--- function is 0021's, unchanged.
+-- PUBLIC until the REVOKE that follows its CREATE. It also reports a LEAKPROOF one app_user
+-- may call (only a superuser can mark one, for speed): PostgreSQL may then run it on rows
+-- before the tenant policy has filtered them, and a notice it raised showed tenant B tenant
+-- A's bookings (at version 22). The check reports any of these (made while the trigger was
+-- off, or whose owner got BYPASSRLS later, which no event trigger sees), and every run
+-- refuses until it is mended as the finding says. The rest of the trigger's function is
+-- 0021's, unchanged.
 
 CREATE FUNCTION app.audit_tenant_views() RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
@@ -61,33 +64,46 @@ $$;
 -- EXECUTE stays with PUBLIC, as on app.audit_tenant_columns() (0021): the event trigger runs
 -- it as whichever role runs the command.
 
-CREATE FUNCTION app.audit_definer_functions() RETURNS TABLE (table_name text, problem text)
+CREATE FUNCTION app.audit_tenant_functions() RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH readers AS (
     SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  ), callable AS (
+    -- Functions and procedures app_user may run, outside the system schemas, not an
+    -- extension's (whose code the extension vouches for).
+    SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proleakproof,
+           o.rolname AS owner, o.rolsuper OR o.rolbypassrls AS bypasses
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE (p.prosecdef OR p.proleakproof)
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+      AND EXISTS (SELECT FROM readers r
+                  WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                    AND has_schema_privilege(r.oid, n.oid, 'USAGE'))
   )
-  SELECT 'function ' || p.oid::regprocedure::text,
-         'app_user may run it as ' || quote_ident(o.rolname) || ', who bypasses row level '
+  SELECT 'function ' || signature,
+         'app_user may run it as ' || quote_ident(owner) || ', who bypasses row level '
          || 'security (SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of '
-         || 'tenant tables, it reads for every tenant. ALTER FUNCTION '
-         || p.oid::regprocedure::text || ' SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION '
-         || p.oid::regprocedure::text || ' FROM PUBLIC, app_user'
-  FROM pg_proc p
-  JOIN pg_namespace n ON n.oid = p.pronamespace
-  JOIN pg_roles o ON o.oid = p.proowner
-  WHERE p.prosecdef AND (o.rolsuper OR o.rolbypassrls)
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-    AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                    AND d.objid = p.oid AND d.deptype = 'e')
-    AND EXISTS (SELECT FROM readers r
-                WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
-                  AND has_schema_privilege(r.oid, n.oid, 'USAGE'))
-  ORDER BY 1
+         || 'tenant tables, it reads for every tenant. ALTER FUNCTION ' || signature
+         || ' SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION ' || signature
+         || ' FROM PUBLIC, app_user'
+  FROM callable WHERE prosecdef AND bypasses
+  UNION ALL
+  SELECT 'function ' || signature,
+         'it is LEAKPROOF and app_user may call it, so PostgreSQL may run it on every '
+         || 'tenant''s rows before the tenant policy filters them: what it shows of its '
+         || 'arguments (an error, a notice) shows other tenants'' rows. ALTER FUNCTION '
+         || signature || ' NOT LEAKPROOF'
+  FROM callable WHERE proleakproof
+  ORDER BY 1, 2
 $$;
-REVOKE ALL ON FUNCTION app.audit_definer_functions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION app.audit_tenant_functions() FROM PUBLIC;
 
 -- 0021's function, plus views.
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
@@ -193,4 +209,4 @@ CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
 
 -- A function the bootstrap ships (0012).
 INSERT INTO boom_meta.shipped_functions (signature) VALUES ('app.audit_tenant_views()'),
-  ('app.audit_definer_functions()');
+  ('app.audit_tenant_functions()');

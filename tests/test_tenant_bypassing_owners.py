@@ -126,6 +126,33 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
     assert bootstrap.apply(new_db_admin).repaired == ()
 
 
+
+@pytest.fixture
+def view_owner(new_db_admin: Conn) -> Iterator[str]:
+    """A role that may read app.bookings and owns nothing yet (cluster-wide: new, dropped)."""
+    role = f"boom_reports_{secrets.token_hex(4)}"
+    new_db_admin.run(f"CREATE ROLE {role} NOLOGIN NOBYPASSRLS")
+    new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role}")
+    new_db_admin.run(f"GRANT SELECT ON app.bookings TO {role}")
+    yield role
+    new_db_admin.run(f"DROP OWNED BY {role}")
+    new_db_admin.run(f"DROP ROLE {role}")
+
+
+def test_a_view_whose_owner_is_given_bypassrls_later_is_found(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
+        view_owner: str) -> None:
+    new_db_admin.run(VIEW)
+    new_db_admin.run(f"ALTER VIEW app.support_bookings OWNER TO {view_owner}")
+    new_db_admin.run(GRANT)  # allowed: row level security binds its owner
+    view = TENANTS_SEEN.format(view="app.support_bookings")
+    assert in_tenant(new_db_app_user, TENANT_B, view) == [[1]]
+    # A role attribute, which no event trigger sees
+    new_db_admin.run(f"ALTER ROLE {view_owner} BYPASSRLS")
+    assert in_tenant(new_db_app_user, TENANT_B, view) == [[2]]
+    refused_by_check_and_run(postgres, new_db, new_db_admin,
+                             shows_everyone("app.support_bookings", view_owner))
+
 COUNT_ALL = ("CREATE FUNCTION {schema}.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
              "AS 'SELECT count(*) FROM app.bookings'")
 

@@ -55,7 +55,11 @@ def test_negative_control_before_0021_a_renamed_tenant_id_loses_every_guard(
     new_db_owner.run(RENAME.format(table=table))
     read = "SELECT DISTINCT account_id FROM app.bookings"
     assert in_tenant(new_db_app_user, TENANT_B, read) == [[TENANT_B]]
-    # but the same DISABLE now stays, and tenant B reads tenant A's bookings
+    # but a widening policy, which the trigger refuses on a tenant table, now goes through
+    new_db_owner.run("CREATE POLICY everyone ON app.bookings USING (true)")
+    assert len(in_tenant(new_db_app_user, TENANT_B, read)) == 2
+    new_db_owner.run("DROP POLICY everyone ON app.bookings")
+    # and so does the same DISABLE, and tenant B reads tenant A's bookings
     new_db_owner.run(DISABLE.format(table=table))
     assert row_security(new_db_owner, table) == [False, True]
     assert sorted(map(str, sum(in_tenant(new_db_app_user, TENANT_B, read), []))) == sorted(

@@ -158,10 +158,12 @@ COUNT_ALL = ("CREATE FUNCTION {schema}.count_all() RETURNS bigint LANGUAGE sql S
 
 
 def runs_for_everyone(function: str, owner: str) -> str:
-    return (f"function {function}: app_user may run it as {owner}, who bypasses row level "
-            "security (SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of "
-            f"tenant tables, it reads for every tenant. ALTER FUNCTION {function} SECURITY "
-            f"INVOKER, or REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user")
+    return (f"function {function}: app_user may run it (a call, or a trigger of a table it "
+            f"writes) as {owner}, who bypasses row level security (SUPERUSER or BYPASSRLS) and "
+            "is SECURITY DEFINER: whatever it reads of tenant tables, it reads for every "
+            f"tenant. ALTER FUNCTION {function} SECURITY INVOKER, or keep it from app_user "
+            f"(REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user; a trigger's: DROP "
+            "TRIGGER)")
 
 
 def every_tenants_count(admin: Conn) -> int:
@@ -278,3 +280,37 @@ def test_a_leakproof_function_app_user_may_call_is_found_until_it_is_not_leakpro
     # Not leakproof, it runs after the policy: on tenant B's rows only
     own = in_tenant(new_db_app_user, TENANT_B, "SELECT resource FROM app.bookings")
     assert what_peek_saw(new_db_app_user, TENANT_B) == sorted(f"saw {r}" for [r] in own)
+
+
+# A trigger's function runs in the writes that fire it, whoever may EXECUTE it.
+COPY_COUNT = ("CREATE FUNCTION app.copy_count() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+              "AS $$ BEGIN NEW.resource := (SELECT count(*) FROM app.bookings)::text; "
+              "RETURN NEW; END $$")
+TRIGGER = ("CREATE TRIGGER count_on_insert BEFORE INSERT ON app.bookings FOR EACH ROW "
+           "EXECUTE FUNCTION app.copy_count()")
+INSERT = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+          "VALUES ('n', now(), now() + interval '1 hour') RETURNING resource")
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
+def test_negative_control_before_0023_a_superusers_trigger_counts_every_tenant_for_b(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(COPY_COUNT)
+    new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")  # no one may call it
+    new_db_admin.run(TRIGGER)
+    before = every_tenants_count(new_db_admin)
+    [[written]] = committed(new_db_app_user, TENANT_B, INSERT)
+    assert int(written) == before > every_tenants_count(new_db_admin) // 2  # all tenants'
+    assert enforce.gaps(new_db_admin) == []
+
+
+def test_a_definer_trigger_function_of_such_a_role_is_found_though_no_one_may_call_it(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn) -> None:
+    new_db_admin.run(COPY_COUNT)
+    new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")
+    assert new_db_admin.run("SELECT * FROM app.audit_tenant_functions()") == []  # not yet used
+    new_db_admin.run(TRIGGER)
+    refused_by_check_and_run(postgres, new_db, new_db_admin,
+                             runs_for_everyone("app.copy_count()", user_of(new_db_admin)))
+    new_db_admin.run("ALTER FUNCTION app.copy_count() SECURITY INVOKER")
+    assert bootstrap.check(new_db_admin).findings == ()

@@ -19,9 +19,11 @@
 -- to such an owner (it now fires on CREATE VIEW and ALTER VIEW too), and a GRANT while one
 -- exists. app.audit_tenant_functions() reports a SECURITY DEFINER function or procedure of
 -- such a role, outside the system schemas and not an extension's, that app_user may execute
--- in the same sense: no catalog says what its body reads, so any such function may read any
--- tenant's rows. It is only reported, not refused when made: a new function is executable by
--- PUBLIC until the REVOKE that follows its CREATE. It also reports a LEAKPROOF one app_user
+-- in the same sense, or that a trigger runs on a table app_user writes (a trigger's function
+-- runs in the writes that fire it, whoever may EXECUTE it: at version 22 one counted every
+-- tenant's bookings inside tenant B's insert): no catalog says what its body reads, so any
+-- such function may read any tenant's rows. It is only reported, not refused when made: a
+-- new function is executable by PUBLIC until the REVOKE that follows its CREATE. It also reports a LEAKPROOF one app_user
 -- may call (only a superuser can mark one, for speed): PostgreSQL may then run it on rows
 -- before the tenant policy has filtered them, and a notice it raised showed tenant B tenant
 -- A's bookings (at version 22). The check reports any of these (made while the trigger was
@@ -85,14 +87,19 @@ AS $$
                       AND d.objid = p.oid AND d.deptype = 'e')
       AND EXISTS (SELECT FROM readers r
                   WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
-                    AND has_schema_privilege(r.oid, n.oid, 'USAGE'))
+                    AND has_schema_privilege(r.oid, n.oid, 'USAGE')
+                  -- A trigger's function runs in the writes that fire it, EXECUTE or not.
+                  OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                             AND has_table_privilege(r.oid, t.tgrelid,
+                                                     'INSERT, UPDATE, DELETE, TRUNCATE')))
   )
   SELECT 'function ' || signature,
-         'app_user may run it as ' || quote_ident(owner) || ', who bypasses row level '
-         || 'security (SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of '
-         || 'tenant tables, it reads for every tenant. ALTER FUNCTION ' || signature
-         || ' SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION ' || signature
-         || ' FROM PUBLIC, app_user'
+         'app_user may run it (a call, or a trigger of a table it writes) as '
+         || quote_ident(owner) || ', who bypasses row level security (SUPERUSER or '
+         || 'BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads '
+         || 'for every tenant. ALTER FUNCTION ' || signature || ' SECURITY INVOKER, or keep '
+         || 'it from app_user (REVOKE EXECUTE ON FUNCTION ' || signature
+         || ' FROM PUBLIC, app_user; a trigger''s: DROP TRIGGER)'
   FROM callable WHERE prosecdef AND bypasses
   UNION ALL
   SELECT 'function ' || signature,

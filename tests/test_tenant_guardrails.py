@@ -9,7 +9,7 @@ import re
 import pg8000.native
 import pytest
 
-from tests.fixture_postgres import PostgresServer, bootstrapped_database
+from tests.fixture_postgres import PostgresServer, bootstrapped_database, new_login_role
 from tests.fixture_tenants import (
     ACTS_AS_OWNER,
     MATVIEW_OF_BOOKINGS,
@@ -242,3 +242,42 @@ def test_a_partitioned_tenant_table_is_protected_partition_by_partition(
     for table, rows in (("app.visits", 2), ("app.visits_2026", 1), ("app.visits_2027", 1)):
         assert in_tenant(app, TENANT_A, f"SELECT count(*) FROM {table}") == [[rows]]
     app.close()
+
+
+@pytest.mark.parametrize(("version", "told"), [(22, False), (None, True)], ids=["v22", "now"])
+def test_a_role_that_may_not_use_schema_app_is_told_what_the_trigger_needs(
+        postgres: PostgresServer, role_passwords: dict[str, str], version: int | None,
+        told: bool) -> None:
+    # A monitoring agent's role making a table in a schema of its own (0023 names the fix;
+    # before, PostgreSQL's "permission denied for schema app" came from inside the trigger).
+    database = bootstrapped_database(postgres, role_passwords, target_version=version)
+    user, password = new_login_role(postgres, "monitor", "")
+    admin = postgres.connect(database)
+    try:
+        admin.run(f"CREATE SCHEMA mon AUTHORIZATION {user}")
+        agent = postgres.connect(database, user=user, password=password)
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            agent.run("CREATE TABLE mon.samples (at timestamptz)")
+        agent.close()
+        error = refused.value.args[0]
+        if not told:
+            assert error["M"] == "permission denied for schema app"
+            return
+        assert error["M"] == (
+            "the tenant guarantees' event trigger checks every CREATE TABLE in this database "
+            f"with functions in schema app, and {user} may not use that schema")
+        assert error["H"] == (f"GRANT USAGE ON SCHEMA app TO {user} (USAGE shows no table's "
+                              "rows: each table needs its own privileges), or run it as "
+                              "boom_owner.")
+        # Granted as the hint says, the table is made
+        admin.run(f"GRANT USAGE ON SCHEMA app TO {user}")
+        agent = postgres.connect(database, user=user, password=password)
+        agent.run("CREATE TABLE mon.samples (at timestamptz)")
+        agent.close()
+    finally:
+        admin.run("DROP SCHEMA mon CASCADE")
+        admin.run(f"DROP OWNED BY {user}")
+        admin.close()
+        cluster = postgres.connect()
+        cluster.run(f"DROP ROLE {user}")
+        cluster.close()

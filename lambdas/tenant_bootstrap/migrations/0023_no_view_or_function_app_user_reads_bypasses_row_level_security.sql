@@ -23,13 +23,16 @@
 -- runs in the writes that fire it, whoever may EXECUTE it: at version 22 one counted every
 -- tenant's bookings inside tenant B's insert): no catalog says what its body reads, so any
 -- such function may read any tenant's rows. It is only reported, not refused when made: a
--- new function is executable by PUBLIC until the REVOKE that follows its CREATE. It also reports a LEAKPROOF one app_user
--- may call (only a superuser can mark one, for speed): PostgreSQL may then run it on rows
--- before the tenant policy has filtered them, and a notice it raised showed tenant B tenant
--- A's bookings (at version 22). The check reports any of these (made while the trigger was
--- off, or whose owner got BYPASSRLS later, which no event trigger sees), and every run
--- refuses until it is mended as the finding says. The rest of the trigger's function is
--- 0021's, unchanged.
+-- new function is executable by PUBLIC until the REVOKE that follows its CREATE. It also
+-- reports a LEAKPROOF one app_user may call (only a superuser can mark one, for speed):
+-- PostgreSQL may then run it on rows before the tenant policy has filtered them, and a
+-- notice it raised showed tenant B tenant A's bookings (at version 22). The check reports
+-- any of these (made while the trigger was off, or whose owner got BYPASSRLS later, which no
+-- event trigger sees), and every run refuses until it is mended as the finding says. The
+-- rest of the trigger's function is 0021's, but for one thing: a role that may not use
+-- schema app (a monitoring agent making a table in a schema of its own) is told that the
+-- trigger needs it and how to grant it, instead of PostgreSQL's bare "permission denied for
+-- schema app" from inside the trigger.
 
 CREATE FUNCTION app.audit_tenant_views() RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
@@ -112,7 +115,9 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION app.audit_tenant_functions() FROM PUBLIC;
 
--- 0021's function, plus views.
+-- 0021's function, plus views, and a role that may not use schema app told so: a monitoring
+-- agent's CREATE TABLE in a schema of its own failed inside the trigger with "permission
+-- denied for schema app", naming neither the trigger nor the fix (since 0001).
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -128,6 +133,15 @@ BEGIN
     RETURN;
   END IF;
   PERFORM set_config('boom.protecting', 'on', true);
+  -- The checks below call functions in app, as whoever runs the command.
+  IF NOT has_schema_privilege('app', 'USAGE') THEN
+    RAISE EXCEPTION 'the tenant guarantees'' event trigger checks every % in this database '
+                    'with functions in schema app, and % may not use that schema', TG_TAG,
+                    quote_ident(current_user)
+      USING HINT = 'GRANT USAGE ON SCHEMA app TO ' || quote_ident(current_user) || ' (USAGE '
+                   'shows no table''s rows: each table needs its own privileges), or run it '
+                   'as boom_owner.';
+  END IF;
   IF TG_TAG = 'GRANT' THEN
     -- A GRANT names no single object here (ALL TABLES IN SCHEMA, several tables): all of them.
     SELECT a.table_name || ': ' || a.problem INTO refused

@@ -181,12 +181,20 @@ def new_login_role(server: PostgresServer, prefix: str, attributes: str) -> tupl
     return user, password
 
 
-@contextmanager
-def superuser_of_its_own(server: PostgresServer, database: str) -> Iterator[tuple[str, str]]:
+def superuser_of_its_own(server: PostgresServer,
+                         database: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
     """A new superuser login role and its password, for a test that changes the master's
-    password (the session's superuser is every other test's master). Roles are cluster-wide:
-    afterwards what it owns in `database` goes to the superuser, and the role is dropped."""
-    user, password = new_login_role(server, "boom_admin", "SUPERUSER")
+    password (the session's superuser is every other test's master); see role_of_its_own."""
+    return role_of_its_own(server, database, "boom_admin", "SUPERUSER")
+
+
+@contextmanager
+def role_of_its_own(server: PostgresServer, database: str, prefix: str,
+                    attributes: str = "") -> Iterator[tuple[str, str]]:
+    """A new login role `<prefix>_<random>` with `attributes`, and its password, for the
+    block. Roles are cluster-wide: afterwards what it owns in `database` goes to the superuser,
+    what it was granted there is revoked, and the role is dropped (with its memberships)."""
+    user, password = new_login_role(server, prefix, attributes)
     try:
         yield user, password
     finally:

@@ -10,7 +10,6 @@ superuser can mark) each handing tenant B tenant A's bookings, with no audit rep
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pg8000.native
@@ -18,7 +17,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
 
@@ -100,14 +99,12 @@ def test_an_invoker_view_of_such_an_owner_reads_as_app_user(
 
 
 @pytest.fixture
-def role_app_user_may_become(new_db_admin: Conn) -> Iterator[str]:
-    """A role app_user may SET ROLE to (roles are cluster-wide: a new one, dropped after)."""
-    role = f"boom_support_{secrets.token_hex(4)}"
-    new_db_admin.run(f"CREATE ROLE {role} NOLOGIN")
-    new_db_admin.run(f"GRANT {role} TO app_user")
-    yield role
-    new_db_admin.run(f"DROP OWNED BY {role}")
-    new_db_admin.run(f"DROP ROLE {role}")
+def role_app_user_may_become(postgres: PostgresServer, new_db: str,
+                             new_db_admin: Conn) -> Iterator[str]:
+    """A role app_user may SET ROLE to."""
+    with role_of_its_own(postgres, new_db, "boom_support") as (role, _):
+        new_db_admin.run(f"GRANT {role} TO app_user")
+        yield role
 
 
 def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
@@ -128,15 +125,12 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
 
 
 @pytest.fixture
-def view_owner(new_db_admin: Conn) -> Iterator[str]:
-    """A role that may read app.bookings and owns nothing yet (cluster-wide: new, dropped)."""
-    role = f"boom_reports_{secrets.token_hex(4)}"
-    new_db_admin.run(f"CREATE ROLE {role} NOLOGIN NOBYPASSRLS")
-    new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role}")
-    new_db_admin.run(f"GRANT SELECT ON app.bookings TO {role}")
-    yield role
-    new_db_admin.run(f"DROP OWNED BY {role}")
-    new_db_admin.run(f"DROP ROLE {role}")
+def view_owner(postgres: PostgresServer, new_db: str, new_db_admin: Conn) -> Iterator[str]:
+    """A role row level security binds, that may read app.bookings and owns nothing yet."""
+    with role_of_its_own(postgres, new_db, "boom_reports", "NOBYPASSRLS") as (role, _):
+        new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role}")
+        new_db_admin.run(f"GRANT SELECT ON app.bookings TO {role}")
+        yield role
 
 
 def test_a_view_whose_owner_is_given_bypassrls_later_is_found(

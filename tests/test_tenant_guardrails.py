@@ -4,12 +4,13 @@ rows, an app_user that can act as the owner) is refused when made or named by th
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pg8000.native
 import pytest
 
-from tests.fixture_postgres import PostgresServer, bootstrapped_database, new_login_role
+from tests.fixture_postgres import PostgresServer, bootstrapped_database, role_of_its_own
 from tests.fixture_tenants import (
     ACTS_AS_OWNER,
     MATVIEW_OF_BOOKINGS,
@@ -251,14 +252,12 @@ def test_a_role_that_may_not_use_schema_app_is_told_what_the_trigger_needs(
     # A monitoring agent's role making a table in a schema of its own (0023 names the fix;
     # before, PostgreSQL's "permission denied for schema app" came from inside the trigger).
     database = bootstrapped_database(postgres, role_passwords, target_version=version)
-    user, password = new_login_role(postgres, "monitor", "")
-    admin = postgres.connect(database)
-    try:
+    with role_of_its_own(postgres, database, "monitor") as (user, password), \
+            contextlib.closing(postgres.connect(database)) as admin:
         admin.run(f"CREATE SCHEMA mon AUTHORIZATION {user}")
         agent = postgres.connect(database, user=user, password=password)
-        with pytest.raises(pg8000.native.DatabaseError) as refused:
+        with contextlib.closing(agent), pytest.raises(pg8000.native.DatabaseError) as refused:
             agent.run("CREATE TABLE mon.samples (at timestamptz)")
-        agent.close()
         error = refused.value.args[0]
         if not told:
             assert error["M"] == "permission denied for schema app"
@@ -271,13 +270,5 @@ def test_a_role_that_may_not_use_schema_app_is_told_what_the_trigger_needs(
                               "boom_owner.")
         # Granted as the hint says, the table is made
         admin.run(f"GRANT USAGE ON SCHEMA app TO {user}")
-        agent = postgres.connect(database, user=user, password=password)
-        agent.run("CREATE TABLE mon.samples (at timestamptz)")
-        agent.close()
-    finally:
-        admin.run("DROP SCHEMA mon CASCADE")
-        admin.run(f"DROP OWNED BY {user}")
-        admin.close()
-        cluster = postgres.connect()
-        cluster.run(f"DROP ROLE {user}")
-        cluster.close()
+        with contextlib.closing(postgres.connect(database, user=user, password=password)) as again:
+            again.run("CREATE TABLE mon.samples (at timestamptz)")

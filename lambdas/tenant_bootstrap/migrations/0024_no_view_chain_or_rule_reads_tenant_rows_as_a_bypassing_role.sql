@@ -1,0 +1,285 @@
+-- 0024: no view reached through another view, and no rule, reads tenant rows as a role that
+-- bypasses row level security.
+--
+-- 0023 looked at the views app_user may read itself. A view reads its tables as its owner
+-- (as its reader if security_invoker), whoever reads the view, and so does a view inside
+-- it: app_user reads the outer view, the outer view's owner reads the inner one, the inner
+-- one's owner reads the table. Two ways round 0023 each showed tenant B tenant A's bookings
+-- at version 23, with nothing reported or refused (test_tenant_rewrite_rules.py):
+-- - boom_owner's view (default privileges grant app_user SELECT on it) of an operator's
+--   view of app.bookings, owned by a role that bypasses row level security and granted to
+--   boom_owner only;
+-- - boom_owner's security_invoker view of an operator's view in a schema app_user may not
+--   use: 0023 required USAGE on the view's schema, which PostgreSQL checks only when a
+--   query names the view, not when another view reads it.
+-- A rule (CREATE RULE ... ON INSERT ... DO ALSO ...) runs as the owner of its table or view,
+-- even a security_invoker one: an operator's table that app_user may write, whose rule
+-- copied count(*) of app.bookings into a table app_user reads, gave tenant B everyone's
+-- count.
+--
+-- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
+-- rewrite rules (a view is its ON SELECT rule): the views it, or a role it may SET ROLE to,
+-- may read (with USAGE on their schema), the other rules of tables and views it may write
+-- (the rule's event), and from each, the views that rule reads and its role may read,
+-- running as each view's owner (or, for a security_invoker view, as app_user's session). It
+-- returns each tenant table a rule reads as a role with SUPERUSER or BYPASSRLS. The view
+-- audit now reports from it, naming the view or the rule's table to mend and what app_user
+-- reads it through; a view that reads tenant tables only through views that run as their own
+-- bound owners, or as the reader, is no longer reported (0023 reported every tenant table
+-- behind it, though app_user saw only its own tenant's rows through it). The event trigger
+-- refuses a view, a rule, a table's new owner or its new tenant_id column, and a GRANT that
+-- would make any of them so (it now fires on CREATE RULE too), and the check reports one
+-- made while the trigger was off, or whose owner got BYPASSRLS later.
+--
+-- Not followed: the rules and triggers of the tables a rule's action writes, and a rule
+-- reached through an auto-updatable view app_user writes (each needs an operator's own
+-- table with a rule; the contract says rules are not the application's tools). A function a
+-- view calls runs as the view's reader, who needs EXECUTE on it: app.audit_tenant_functions()
+-- (0023) covers a SECURITY DEFINER one.
+
+CREATE FUNCTION app.tenant_rows_read_as_bypassing()
+RETURNS TABLE (entry regclass, entry_rule oid, via regclass, via_rule oid, runs_as name,
+               tenant_table regclass)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE readers AS (
+    -- app_user and every role it may SET ROLE to (0008).
+    SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  ), invoker_views AS (
+    SELECT c.oid FROM pg_class c CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
+    WHERE c.relkind = 'v' AND o.option_name = 'security_invoker' AND o.option_value::boolean
+  ), reads AS (
+    -- The relations each rule's action and condition name (a view's ON SELECT rule names the
+    -- view too, which adds nothing below).
+    SELECT DISTINCT w.oid AS rule, d.refobjid AS relation
+    FROM pg_rewrite w
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+  ), entries AS (
+    -- A view a reader may read: its rule reads as the view's owner, or as the reader.
+    SELECT w.oid AS rule, r.oid AS reader,
+           CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN r.oid
+                ELSE c.relowner END AS runs_as
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_rewrite w ON w.ev_class = c.oid AND w.ev_type = '1'
+    JOIN readers r ON has_any_column_privilege(r.oid, c.oid, 'SELECT')
+                  AND has_schema_privilege(r.oid, n.oid, 'USAGE')
+    WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    UNION
+    -- Another rule of a table or view a reader may write (the rule's event): it runs as the
+    -- relation's owner, even on a security_invoker view. No USAGE needed: an auto-updatable
+    -- view elsewhere may write the relation.
+    SELECT w.oid, r.oid, c.relowner
+    FROM pg_rewrite w
+    JOIN pg_class c ON c.oid = w.ev_class
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN readers r ON has_table_privilege(r.oid, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
+                                                          WHEN '3' THEN 'INSERT'
+                                                          ELSE 'DELETE' END)
+    WHERE w.ev_type IN ('2', '3', '4') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+  ), reached (entry_rule, rule, reader, runs_as) AS (
+    SELECT e.rule, e.rule, e.reader, e.runs_as FROM entries e
+    UNION
+    -- A view a reached rule reads, if the role that rule runs as may read it.
+    SELECT r.entry_rule, w.oid, r.reader,
+           CASE WHEN v.oid IN (SELECT oid FROM invoker_views) THEN r.reader
+                ELSE v.relowner END
+    FROM reached r
+    JOIN reads f ON f.rule = r.rule
+    JOIN pg_class v ON v.oid = f.relation AND v.relkind = 'v'
+    JOIN pg_rewrite w ON w.ev_class = v.oid AND w.ev_type = '1'
+    WHERE has_any_column_privilege(r.runs_as, v.oid, 'SELECT')
+  )
+  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, w.ev_class::regclass, r.rule, o.rolname,
+         t.relid::regclass
+  FROM reached r
+  JOIN pg_roles o ON o.oid = r.runs_as AND (o.rolsuper OR o.rolbypassrls)
+  JOIN reads f ON f.rule = r.rule
+  JOIN app.tenant_tables() t ON t.relid = f.relation
+  JOIN pg_rewrite w ON w.oid = r.rule
+  JOIN pg_rewrite e ON e.oid = r.entry_rule
+$$;
+-- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
+
+-- 0023's findings for the views app_user reads itself, unchanged; the rest from the function
+-- above.
+CREATE OR REPLACE FUNCTION app.audit_tenant_views() RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH found AS (
+    SELECT b.via, b.via_rule, b.runs_as,
+           string_agg(DISTINCT b.tenant_table::text, ', '
+                      ORDER BY b.tenant_table::text) AS tenant_tables,
+           bool_or(b.entry_rule = b.via_rule) AS read_itself,
+           string_agg(DISTINCT b.entry::text, ', ' ORDER BY b.entry::text)
+             FILTER (WHERE b.entry_rule <> b.via_rule) AS through
+    FROM app.tenant_rows_read_as_bypassing() b
+    GROUP BY b.via, b.via_rule, b.runs_as
+  )
+  SELECT f.via::text,
+         CASE WHEN w.ev_type = '1' THEN
+           'a view app_user ' || CASE WHEN f.read_itself THEN 'may read'
+                                      ELSE 'reads through ' || f.through END
+           || ', run as ' || quote_ident(f.runs_as::text) || ', who bypasses row level '
+           || 'security (SUPERUSER or BYPASSRLS): it shows every tenant''s rows of '
+           || f.tenant_tables || '. ALTER VIEW ' || f.via::text
+           || ' SET (security_invoker = on), or ALTER VIEW ' || f.via::text
+           || ' OWNER TO boom_owner'
+         ELSE
+           'rule ' || quote_ident(w.rulename::text) || ' runs, when app_user '
+           || CASE w.ev_type WHEN '2' THEN 'updates' WHEN '3' THEN 'inserts into'
+                             ELSE 'deletes from' END || ' ' || f.via::text
+           || ', as ' || quote_ident(f.runs_as::text) || ', who bypasses row level security '
+           || '(SUPERUSER or BYPASSRLS): it reads every tenant''s rows of ' || f.tenant_tables
+           || '. DROP RULE ' || quote_ident(w.rulename::text) || ' ON ' || f.via::text
+           || ', or make boom_owner the owner of ' || f.via::text
+         END
+  FROM found f
+  JOIN pg_rewrite w ON w.oid = f.via_rule
+  ORDER BY 1, 2
+$$;
+
+-- 0023's function, and: a view whose finding names another view (the one app_user reads it
+-- through, or the one it reads through), a rule, a table whose rule or tenant_id column
+-- makes a finding, each refused with the finding; a rule's with a rule's hint.
+CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  command record;
+  relation text;
+  problem_prefix text;
+  refused text;
+  is_rule boolean;
+  view_hint constant text := 'A view app_user reads must run as a role row level security '
+                             'binds, or as its reader.';
+  rule_hint constant text := 'A rule runs as the owner of its table or view: one that '
+                             'app_user''s writes fire must belong to a role row level '
+                             'security binds.';
+BEGIN
+  -- protect_tenant_table() runs ALTER TABLE itself: do not recurse into it.
+  IF current_setting('boom.protecting', true) = 'on' THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('boom.protecting', 'on', true);
+  -- The checks below call functions in app, as whoever runs the command.
+  IF NOT has_schema_privilege('app', 'USAGE') THEN
+    RAISE EXCEPTION 'the tenant guarantees'' event trigger checks every % in this database '
+                    'with functions in schema app, and % may not use that schema', TG_TAG,
+                    quote_ident(current_user)
+      USING HINT = 'GRANT USAGE ON SCHEMA app TO ' || quote_ident(current_user) || ' (USAGE '
+                   'shows no table''s rows: each table needs its own privileges), or run it '
+                   'as boom_owner.';
+  END IF;
+  IF TG_TAG = 'GRANT' THEN
+    -- A GRANT names no single object here (ALL TABLES IN SCHEMA, several tables): all of them.
+    SELECT a.table_name || ': ' || a.problem INTO refused
+      FROM app.audit_tenant_privileges() a LIMIT 1;
+    IF refused IS NOT NULL THEN
+      RAISE EXCEPTION '%', refused
+        USING HINT = 'Grant app_user only SELECT, INSERT, UPDATE and DELETE on tenant tables, '
+                     'and only USAGE (and SELECT) on sequences.';
+    END IF;
+    -- (0023, 0024) A view or rule that would show app_user every tenant's rows.
+    SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
+      INTO refused, is_rule FROM app.audit_tenant_views() a LIMIT 1;
+    IF refused IS NOT NULL THEN
+      RAISE EXCEPTION '%', refused
+        USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+    END IF;
+  END IF;
+  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
+                 WHERE object_type IN ('table', 'table column', 'materialized view', 'policy',
+                                       'sequence', 'view', 'rule')
+                   AND objid IS NOT NULL
+  LOOP
+    IF command.object_type IN ('table', 'table column', 'sequence') THEN
+      -- (0017) A sequence here is one the CREATE or ALTER TABLE made (identity, serial).
+      PERFORM app.protect_tenant_table(command.objid::regclass)
+        FROM pg_class c WHERE c.oid = command.objid AND c.relkind IN ('r', 'p');
+      SELECT a.table_name || ': ' || a.problem INTO refused
+        FROM app.audit_tenant_privileges() a
+        WHERE a.table_name = command.objid::regclass::text LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = 'Default privileges of the schema grant it: ALTER DEFAULT PRIVILEGES '
+                       '... REVOKE ' || CASE command.object_type
+                         WHEN 'sequence' THEN 'UPDATE ON SEQUENCES'
+                         ELSE 'TRUNCATE, TRIGGER, REFERENCES ON TABLES' END
+                       || ' FROM app_user.';
+      END IF;
+      -- (0021) A tenant_id column renamed: the guarantees would no longer see the table.
+      SELECT a.table_name || ': ' || a.problem INTO refused
+        FROM app.audit_tenant_columns() a
+        WHERE a.table_name = command.objid::regclass::text LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = 'Keep the name tenant_id; code that wants another name can map it (an '
+                       'ORM''s column name, a plain view''s alias).';
+      END IF;
+      -- (0024) A rule of the table, which runs as its owner, or a view or rule that now
+      -- reads it as a tenant table.
+      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
+        INTO refused, is_rule FROM app.audit_tenant_views() a
+        WHERE a.table_name IN (SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
+                               WHERE command.objid IN (b.entry, b.via, b.tenant_table)) LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+      END IF;
+      CONTINUE;
+    END IF;
+    IF command.object_type IN ('view', 'rule') THEN
+      -- (0023) A view made, replaced or given another owner; (0024) or one that app_user
+      -- reads through it, and a rule.
+      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
+        INTO refused, is_rule FROM app.audit_tenant_views() a
+        WHERE a.table_name IN (
+          SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
+          WHERE CASE command.object_type
+                  WHEN 'rule' THEN command.objid IN (b.entry_rule, b.via_rule)
+                  ELSE command.objid IN (b.entry, b.via) END) LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+        USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+      END IF;
+      CONTINUE;
+    END IF;
+    IF command.object_type = 'policy' THEN
+      SELECT p.polrelid::regclass::text, 'policy ' || quote_ident(p.polname) || ' widens'
+        INTO relation, problem_prefix FROM pg_policy p WHERE p.oid = command.objid;
+    ELSE
+      relation := command.objid::regclass::text;
+      problem_prefix := 'materialized view';
+    END IF;
+    SELECT a.problem INTO refused FROM app.audit_tenant_tables() a
+      WHERE a.table_name = relation AND starts_with(a.problem, problem_prefix) LIMIT 1;
+    IF refused IS NOT NULL THEN
+      RAISE EXCEPTION '%: %', relation, refused
+        USING HINT = CASE command.object_type
+          WHEN 'policy' THEN 'Narrow access with a RESTRICTIVE policy instead, or leave the '
+                             'tenant policy as it is.'
+          ELSE 'Use a plain view (it keeps the tables'' policies), or create the materialized '
+               'view outside app_user''s reach.' END;
+    END IF;
+  END LOOP;
+  PERFORM set_config('boom.protecting', 'off', true);
+END
+$$;
+
+DROP EVENT TRIGGER IF EXISTS boom_protect_tenant_tables;
+CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+               'CREATE MATERIALIZED VIEW', 'CREATE POLICY', 'ALTER POLICY', 'GRANT',
+               'CREATE VIEW', 'ALTER VIEW', 'CREATE RULE')
+  EXECUTE FUNCTION app.protect_new_tenant_tables();
+
+-- A function the bootstrap ships (0012).
+INSERT INTO boom_meta.shipped_functions (signature)
+  VALUES ('app.tenant_rows_read_as_bypassing()');

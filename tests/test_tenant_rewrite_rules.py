@@ -1,0 +1,258 @@
+"""Nothing app_user reaches through a view inside a view, or through a rule, reads tenant rows
+as a role that bypasses row level security (migration 0024), on real PostgreSQL 15.
+
+A view reads its tables as its owner (as its reader if security_invoker), and so does each view
+inside it; a rule runs as the owner of its table. The tests' superuser stands in for an
+operator's role that bypasses row level security. At version 23 the audit looked only at the
+views app_user may read itself, and the negative controls below each handed tenant B tenant A's
+bookings with nothing reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pg8000.native
+import pytest
+
+from lambdas.tenant_bootstrap import bootstrap, enforce
+from tests.fixture_bootstrap import trigger_off
+from tests.fixture_postgres import PostgresServer
+from tests.fixture_secrets import refused_by_check_and_run, state
+from tests.fixture_tenants import TENANT_B, Conn, committed, in_tenant
+
+BEFORE_0024 = 23
+VIEW_HINT = "A view app_user reads must run as a role row level security binds, or as its reader."
+RULE_HINT = ("A rule runs as the owner of its table or view: one that app_user's writes fire "
+             "must belong to a role row level security binds.")
+TENANTS_SEEN = "SELECT count(DISTINCT tenant_id) FROM {view}"
+
+# The operator's view (the superuser's), given to boom_owner, and boom_owner's view of it,
+# which boom_owner's default privileges let app_user read.
+INNER = "CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings"
+INNER_TO_OWNER = "GRANT SELECT ON app.support_bookings TO boom_owner"
+OUTER = "CREATE VIEW app.recent AS SELECT * FROM app.support_bookings"
+# The operator's view in a schema app_user may not use, granted to it (0023 let it be), and
+# boom_owner's security_invoker view of it: PostgreSQL checks USAGE only where a query names
+# the view.
+OPS_VIEW = ("CREATE SCHEMA ops", "CREATE VIEW ops.all_bookings AS SELECT * FROM app.bookings",
+            "GRANT SELECT ON ops.all_bookings TO app_user")
+INVOKER_OVER_OPS = ("CREATE VIEW app.recent WITH (security_invoker = on) AS "
+                    "SELECT * FROM ops.all_bookings")
+
+
+def user_of(conn: Conn) -> str:
+    return str(conn.run("SELECT current_user")[0][0])
+
+
+def shows_everyone_through(view: str, through: str, owner: str) -> str:
+    return (f"{view}: a view app_user reads through {through}, run as {owner}, who bypasses row "
+            "level security (SUPERUSER or BYPASSRLS): it shows every tenant's rows of "
+            f"app.bookings. ALTER VIEW {view} SET (security_invoker = on), or ALTER VIEW {view} "
+            "OWNER TO boom_owner")
+
+
+def outer_view_way(admin: Conn) -> tuple[str, str]:
+    """Sets up one way's operator's view; returns the outer view's statement and the inner
+    view's name."""
+    admin.run(INNER)
+    admin.run(INNER_TO_OWNER)
+    return OUTER, "app.support_bookings"
+
+
+def invoker_over_ops_way(admin: Conn) -> tuple[str, str]:
+    for statement in OPS_VIEW:
+        admin.run(statement)
+    # boom_owner needs USAGE to name the view when it makes its own, not afterwards.
+    admin.run("GRANT USAGE ON SCHEMA ops TO boom_owner")
+    return INVOKER_OVER_OPS, "ops.all_bookings"
+
+
+Way = Callable[[Conn], tuple[str, str]]
+WAYS = pytest.mark.parametrize("way", [outer_view_way, invoker_over_ops_way],
+                               ids=["granted-to-boom_owner", "schema-app_user-cannot-use"])
+
+
+@WAYS
+@pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
+def test_negative_control_before_0024_a_view_inside_a_view_shows_every_tenant(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn, way: Way) -> None:
+    outer, _ = way(new_db_admin)
+    new_db_owner.run(outer)
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[2]]
+    assert enforce.gaps(new_db_admin) == []  # no audit of version 23 reports it
+
+
+@WAYS
+def test_a_view_app_user_would_read_another_through_is_refused_and_changes_nothing(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        way: Way) -> None:
+    outer, inner = way(new_db_admin)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_owner.run(outer)
+    assert failure.value.args[0]["M"] == shows_everyone_through(inner, "app.recent",
+                                                                user_of(new_db_admin))
+    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert state(postgres, new_db) == unchanged
+
+
+def test_an_inner_view_made_to_run_as_its_owner_later_is_refused(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(INNER.replace("AS", "WITH (security_invoker = on) AS", 1))
+    new_db_admin.run(INNER_TO_OWNER)
+    new_db_owner.run(OUTER)  # allowed: the inner view reads as app_user, whom the policy binds
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run("ALTER VIEW app.support_bookings RESET (security_invoker)")
+    assert failure.value.args[0]["M"] == shows_everyone_through(
+        "app.support_bookings", "app.recent", user_of(new_db_admin))
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
+
+
+def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    with trigger_off(new_db_admin):
+        outer, inner = outer_view_way(new_db_admin)
+        new_db_owner.run(outer)
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[2]]
+    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone_through(
+        inner, "app.recent", user_of(new_db_admin)))
+    # Mended as the finding says: the check is clean, a run goes through, B sees only B.
+    new_db_admin.run(f"ALTER VIEW {inner} SET (security_invoker = on)")
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert bootstrap.apply(new_db_admin).repaired == ()
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
+
+
+@pytest.mark.parametrize("inner", [
+    "CREATE VIEW app.own_bookings AS SELECT * FROM app.bookings",  # reads as boom_owner
+    "CREATE VIEW app.own_bookings WITH (security_invoker = on) AS SELECT * FROM app.bookings",
+], ids=["boom_owners", "invoker"])
+def test_an_operators_view_of_views_that_read_as_bound_roles_is_allowed(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn, inner: str) -> None:
+    # Refused at version 23, which reported every tenant table behind a view
+    new_db_owner.run(inner)
+    new_db_admin.run("CREATE VIEW app.support_bookings AS SELECT * FROM app.own_bookings")
+    new_db_admin.run("GRANT SELECT ON app.support_bookings TO app_user")
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(
+        view="app.support_bookings")) == [[1]]
+    assert enforce.gaps(new_db_admin) == []
+
+
+def test_a_function_a_view_calls_runs_as_the_views_reader(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    """Why the audit need not look into functions: PostgreSQL calls a view's functions as
+    whoever queries the view, so app_user needs EXECUTE on them (a SECURITY DEFINER one it may
+    execute is app.audit_tenant_functions()'s, 0023), and an invoker's reads as app_user."""
+    new_db_admin.run("CREATE FUNCTION app.every_booking() RETURNS TABLE (tenant_id uuid) "
+                     "LANGUAGE sql AS 'SELECT tenant_id FROM app.bookings'")
+    new_db_admin.run("CREATE VIEW app.support_bookings AS SELECT * FROM app.every_booking()")
+    new_db_admin.run("GRANT SELECT ON app.support_bookings TO app_user")  # it reads no table
+    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(
+        view="app.support_bookings")) == [[1]]
+    # boom_owner's view of a definer function only boom_owner may execute
+    new_db_admin.run("CREATE FUNCTION app.count_all() RETURNS bigint LANGUAGE sql "
+                     "SECURITY DEFINER AS 'SELECT count(*) FROM app.bookings'")
+    new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC")
+    new_db_admin.run("GRANT EXECUTE ON FUNCTION app.count_all() TO boom_owner")
+    new_db_owner.run("CREATE VIEW app.counted AS SELECT app.count_all() AS bookings")
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        in_tenant(new_db_app_user, TENANT_B, "SELECT bookings FROM app.counted")
+    assert failure.value.args[0]["M"] == "permission denied for function count_all"
+    assert enforce.gaps(new_db_admin) == []
+
+
+# An operator's table app_user may write, whose rule copies what it reads of app.bookings into
+# a table app_user reads.
+REQUESTS = ("CREATE TABLE app.requests (note text)", "CREATE TABLE app.request_log (n bigint)",
+            "GRANT SELECT ON app.request_log TO app_user")
+GRANT_INSERT = "GRANT INSERT ON app.requests TO app_user"
+RULE = ("CREATE RULE count_them AS ON INSERT TO app.requests DO ALSO "
+        "INSERT INTO app.request_log SELECT count(*) FROM app.bookings")
+REQUEST = "INSERT INTO app.requests VALUES ('a request')"
+LOGGED = "SELECT n FROM app.request_log"
+
+
+def rule_reads_everyone(owner: str) -> str:
+    return ("app.requests: rule count_them runs, when app_user inserts into app.requests, as "
+            f"{owner}, who bypasses row level security (SUPERUSER or BYPASSRLS): it reads every "
+            "tenant's rows of app.bookings. DROP RULE count_them ON app.requests, or make "
+            "boom_owner the owner of app.requests")
+
+
+def own_count(app_user: Conn) -> int:
+    return int(in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0])
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
+def test_negative_control_before_0024_a_superusers_rule_counts_every_tenant_for_b(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    for statement in (*REQUESTS, GRANT_INSERT, RULE):
+        new_db_admin.run(statement)
+    committed(new_db_app_user, TENANT_B, REQUEST)
+    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == [[everyone]]
+    assert everyone > own_count(new_db_app_user)
+    assert enforce.gaps(new_db_admin) == []
+
+
+@pytest.mark.parametrize("order", [(GRANT_INSERT, RULE), (RULE, GRANT_INSERT)],
+                         ids=["rule-after-grant", "grant-after-rule"])
+def test_a_rule_app_users_writes_would_run_as_such_a_role_is_refused_and_changes_nothing(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn,
+        order: tuple[str, str]) -> None:
+    for statement in (*REQUESTS, order[0]):
+        new_db_admin.run(statement)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(order[1])
+    assert failure.value.args[0]["M"] == rule_reads_everyone(user_of(new_db_admin))
+    assert failure.value.args[0]["H"] == RULE_HINT
+    assert state(postgres, new_db) == unchanged
+
+
+def test_boom_owners_rule_is_bound_until_its_table_is_given_to_such_a_role(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    for statement in (*REQUESTS, GRANT_INSERT):
+        new_db_admin.run(statement)
+    for table in ("app.requests", "app.request_log"):
+        new_db_admin.run(f"ALTER TABLE {table} OWNER TO boom_owner")
+    new_db_owner.run(RULE)  # boom_owner's: FORCE binds it
+    committed(new_db_app_user, TENANT_B, REQUEST)
+    assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == [[own_count(new_db_app_user)]]
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(f"ALTER TABLE app.requests OWNER TO {user_of(new_db_admin)}")
+    assert failure.value.args[0]["M"] == rule_reads_everyone(user_of(new_db_admin))
+
+
+@pytest.mark.parametrize("mend", ["DROP RULE count_them ON app.requests",
+                                  "ALTER TABLE app.requests OWNER TO boom_owner"],
+                         ids=["dropped", "boom_owners"])
+def test_a_rule_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
+        mend: str) -> None:
+    with trigger_off(new_db_admin):
+        for statement in (*REQUESTS, GRANT_INSERT, RULE):
+            new_db_admin.run(statement)
+    refused_by_check_and_run(postgres, new_db, new_db_admin,
+                             rule_reads_everyone(user_of(new_db_admin)))
+    new_db_admin.run(mend)
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert bootstrap.apply(new_db_admin).repaired == ()
+
+
+def test_a_table_an_operators_view_reads_is_refused_a_tenant_id(
+        new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_owner.run("CREATE TABLE app.notes (note text)")
+    new_db_admin.run("CREATE VIEW app.support_notes AS SELECT * FROM app.notes")
+    new_db_admin.run("GRANT SELECT ON app.support_notes TO app_user")  # no tenant rows yet
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_owner.run("ALTER TABLE app.notes "
+                         "ADD COLUMN tenant_id uuid NOT NULL DEFAULT app.current_tenant_id()")
+    assert failure.value.args[0]["M"].startswith(
+        "app.support_notes: a view app_user may read, run as ")
+    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert new_db_admin.run("SELECT count(*) FROM app.tenant_tables() "
+                            "WHERE name = 'app.notes'") == [[0]]

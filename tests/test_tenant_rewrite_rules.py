@@ -1,11 +1,12 @@
-"""Nothing app_user reaches through a view inside a view, or through a rule, reads tenant rows
-as a role that bypasses row level security (migration 0024), on real PostgreSQL 15.
+"""Nothing app_user reaches through a view inside a view, by writing through a view, or through
+a rule, reaches tenant rows as a role that bypasses row level security (migration 0024), on
+real PostgreSQL 15.
 
-A view reads its tables as its owner (as its reader if security_invoker), and so does each view
-inside it; a rule runs as the owner of its table. The tests' superuser stands in for an
-operator's role that bypasses row level security. At version 23 the audit looked only at the
-views app_user may read itself, and the negative controls below each handed tenant B tenant A's
-bookings with nothing reported.
+A view reads and writes its tables as its owner (as its reader if security_invoker), and so
+does each view inside it; a rule runs as the owner of its table. The tests' superuser stands in
+for an operator's role that bypasses row level security. At version 23 the audit looked only at
+the views app_user may read itself, and the negative controls below each handed tenant B tenant
+A's bookings, or every tenant's to delete, with nothing reported.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def user_of(conn: Conn) -> str:
 
 
 def shows_everyone_through(view: str, through: str, owner: str) -> str:
-    return (f"{view}: a view app_user reads through {through}, run as {owner}, who bypasses row "
-            "level security (SUPERUSER or BYPASSRLS): it shows every tenant's rows of "
+    return (f"{view}: a view app_user reaches through {through}, run as {owner}, who bypasses "
+            "row level security (SUPERUSER or BYPASSRLS): it shows every tenant's rows of "
             f"app.bookings. ALTER VIEW {view} SET (security_invoker = on), or ALTER VIEW {view} "
             "OWNER TO boom_owner")
 
@@ -96,6 +97,61 @@ def test_a_view_app_user_would_read_another_through_is_refused_and_changes_nothi
     assert failure.value.args[0]["H"] == VIEW_HINT
     assert state(postgres, new_db) == unchanged
 
+
+# The operator's view of app.bookings, which app_user may only write.
+WRITES = {"DELETE": "WITH gone AS (DELETE FROM app.support_bookings RETURNING 1) "
+                    "SELECT count(*) FROM gone",
+          "UPDATE (resource)": "WITH moved AS (UPDATE app.support_bookings SET resource = 'x' "
+                               "RETURNING 1) SELECT count(*) FROM moved"}
+
+
+def writes_everyone(owner: str) -> str:
+    return ("app.support_bookings: a view app_user may write, run as "
+            f"{owner}, who bypasses row level security (SUPERUSER or BYPASSRLS): its writes reach "
+            "every tenant's rows of app.bookings. ALTER VIEW app.support_bookings SET "
+            "(security_invoker = on), or ALTER VIEW app.support_bookings OWNER TO boom_owner")
+
+
+@pytest.mark.parametrize("privilege", WRITES)
+@pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
+def test_negative_control_before_0024_writing_through_a_view_reaches_every_tenant(
+        new_db_admin: Conn, new_db_app_user: Conn, privilege: str) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run(f"GRANT {privilege} ON app.support_bookings TO app_user")  # no SELECT
+    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    own = in_tenant(new_db_app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0]
+    assert in_tenant(new_db_app_user, TENANT_B, WRITES[privilege]) == [[everyone]]
+    assert everyone > own
+    assert enforce.gaps(new_db_admin) == []
+
+
+@pytest.mark.parametrize("privilege", [*WRITES, "INSERT"])
+def test_a_view_app_user_may_only_write_is_refused_too(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, privilege: str) -> None:
+    new_db_admin.run(INNER)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(f"GRANT {privilege} ON app.support_bookings TO app_user")
+    assert failure.value.args[0]["M"] == writes_everyone(user_of(new_db_admin))
+    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert state(postgres, new_db) == unchanged
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_view_boom_owner_may_only_write_is_followed_for_app_users_writes(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run("GRANT DELETE ON app.support_bookings TO boom_owner")  # no SELECT
+    version = new_db_admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
+    if version == BEFORE_0024:
+        new_db_owner.run(OUTER)  # negative control: B deletes every tenant's bookings
+        everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+        assert in_tenant(new_db_app_user, TENANT_B, WRITES["DELETE"].replace(
+            "app.support_bookings", "app.recent")) == [[everyone]]
+        return
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_owner.run(OUTER)
+    assert failure.value.args[0]["M"] == writes_everyone(user_of(new_db_admin)).replace(
+        "may write", "reaches through app.recent")
 
 def test_an_inner_view_made_to_run_as_its_owner_later_is_refused(
         new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
@@ -177,9 +233,9 @@ LOGGED = "SELECT n FROM app.request_log"
 
 def rule_reads_everyone(owner: str) -> str:
     return ("app.requests: rule count_them runs, when app_user inserts into app.requests, as "
-            f"{owner}, who bypasses row level security (SUPERUSER or BYPASSRLS): it reads every "
-            "tenant's rows of app.bookings. DROP RULE count_them ON app.requests, or make "
-            "boom_owner the owner of app.requests")
+            f"{owner}, who bypasses row level security (SUPERUSER or BYPASSRLS): its action "
+            "reaches every tenant's rows of app.bookings. DROP RULE count_them ON app.requests, "
+            "or make boom_owner the owner of app.requests")
 
 
 def own_count(app_user: Conn) -> int:

@@ -1,11 +1,14 @@
--- 0024: no view reached through another view, and no rule, reads tenant rows as a role that
--- bypasses row level security.
+-- 0024: no view reached through another view or written through, and no rule, reaches
+-- tenant rows as a role that bypasses row level security.
 --
 -- 0023 looked at the views app_user may read itself. A view reads its tables as its owner
 -- (as its reader if security_invoker), whoever reads the view, and so does a view inside
 -- it: app_user reads the outer view, the outer view's owner reads the inner one, the inner
 -- one's owner reads the table. Two ways round 0023 each showed tenant B tenant A's bookings
--- at version 23, with nothing reported or refused (test_tenant_rewrite_rules.py):
+-- at version 23, with nothing reported or refused (test_tenant_rewrite_rules.py), and so did
+-- writing through a view (an auto-updatable view writes its table as its owner): given only
+-- DELETE on a superuser's view of app.bookings, tenant B deleted every tenant's bookings.
+-- The two ways round:
 -- - boom_owner's view (default privileges grant app_user SELECT on it) of an operator's
 --   view of app.bookings, owned by a role that bypasses row level security and granted to
 --   boom_owner only;
@@ -19,27 +22,27 @@
 --
 -- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
 -- rewrite rules (a view is its ON SELECT rule): the views it, or a role it may SET ROLE to,
--- may read (with USAGE on their schema), the other rules of tables and views it may write
--- (the rule's event), and from each, the views that rule reads and its role may read,
--- running as each view's owner (or, for a security_invoker view, as app_user's session). It
--- returns each tenant table a rule reads as a role with SUPERUSER or BYPASSRLS. The view
--- audit now reports from it, naming the view or the rule's table to mend and what app_user
--- reads it through; a view that reads tenant tables only through views that run as their own
--- bound owners, or as the reader, is no longer reported (0023 reported every tenant table
--- behind it, though app_user saw only its own tenant's rows through it). The event trigger
--- refuses a view, a rule, a table's new owner or its new tenant_id column, and a GRANT that
--- would make any of them so (it now fires on CREATE RULE too), and the check reports one
--- made while the trigger was off, or whose owner got BYPASSRLS later.
+-- may read or write (with USAGE on their schema), the other rules of tables and views it
+-- may write (the rule's event), and from each, the views that rule names and its role may
+-- use, running as each view's owner (or, for a security_invoker view, as app_user's
+-- session). It returns each tenant table a rule names, run as a role with SUPERUSER or
+-- BYPASSRLS. The view audit now reports from it, naming the view or the rule's table to
+-- mend and what app_user reaches it through; a view that reads tenant tables only through
+-- views that run as their own bound owners, or as the reader, is no longer reported (0023
+-- reported every tenant table behind it, though app_user saw only its own tenant's rows
+-- through it). The event trigger refuses a view, a rule, a table's new owner or its new
+-- tenant_id column, and a GRANT that would make any of them so (it now fires on CREATE RULE
+-- too), and the check reports one made while the trigger was off, or whose owner got
+-- BYPASSRLS later.
 --
 -- Not followed: the rules and triggers of the tables a rule's action writes, and a rule
 -- reached through an auto-updatable view app_user writes (each needs an operator's own
--- table with a rule; the contract says rules are not the application's tools). A function a
--- view calls runs as the view's reader, who needs EXECUTE on it: app.audit_tenant_functions()
--- (0023) covers a SECURITY DEFINER one.
+-- table with a rule). A function a view calls runs as the view's reader, who needs EXECUTE
+-- on it: app.audit_tenant_functions() (0023) covers a SECURITY DEFINER one.
 
 CREATE FUNCTION app.tenant_rows_read_as_bypassing()
-RETURNS TABLE (entry regclass, entry_rule oid, via regclass, via_rule oid, runs_as name,
-               tenant_table regclass)
+RETURNS TABLE (entry regclass, entry_rule oid, reads boolean, via regclass, via_rule oid,
+               runs_as name, tenant_table regclass)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -49,7 +52,7 @@ AS $$
   ), invoker_views AS (
     SELECT c.oid FROM pg_class c CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
     WHERE c.relkind = 'v' AND o.option_name = 'security_invoker' AND o.option_value::boolean
-  ), reads AS (
+  ), names AS (
     -- The relations each rule's action and condition name (a view's ON SELECT rule names the
     -- view too, which adds nothing below).
     SELECT DISTINCT w.oid AS rule, d.refobjid AS relation
@@ -57,14 +60,17 @@ AS $$
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
   ), entries AS (
-    -- A view a reader may read: its rule reads as the view's owner, or as the reader.
+    -- A view a reader may read or write (an auto-updatable view writes its table as it
+    -- reads it): its rule runs as the view's owner, or as the reader.
     SELECT w.oid AS rule, r.oid AS reader,
            CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN r.oid
-                ELSE c.relowner END AS runs_as
+                ELSE c.relowner END AS runs_as,
+           has_any_column_privilege(r.oid, c.oid, 'SELECT') AS reads
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_rewrite w ON w.ev_class = c.oid AND w.ev_type = '1'
-    JOIN readers r ON has_any_column_privilege(r.oid, c.oid, 'SELECT')
+    JOIN readers r ON (has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE')
+                       OR has_table_privilege(r.oid, c.oid, 'DELETE'))
                   AND has_schema_privilege(r.oid, n.oid, 'USAGE')
     WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
@@ -72,7 +78,7 @@ AS $$
     -- Another rule of a table or view a reader may write (the rule's event): it runs as the
     -- relation's owner, even on a security_invoker view. No USAGE needed: an auto-updatable
     -- view elsewhere may write the relation.
-    SELECT w.oid, r.oid, c.relowner
+    SELECT w.oid, r.oid, c.relowner, false
     FROM pg_rewrite w
     JOIN pg_class c ON c.oid = w.ev_class
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -81,24 +87,27 @@ AS $$
                                                           ELSE 'DELETE' END)
     WHERE w.ev_type IN ('2', '3', '4') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-  ), reached (entry_rule, rule, reader, runs_as) AS (
-    SELECT e.rule, e.rule, e.reader, e.runs_as FROM entries e
+  ), reached (entry_rule, reads, rule, reader, runs_as) AS (
+    SELECT e.rule, e.reads, e.rule, e.reader, e.runs_as FROM entries e
     UNION
-    -- A view a reached rule reads, if the role that rule runs as may read it.
-    SELECT r.entry_rule, w.oid, r.reader,
+    -- A view a reached rule names, if the role that rule runs as may read or write it
+    -- (app_user reads through it only if every role on the way may read).
+    SELECT r.entry_rule, r.reads AND has_any_column_privilege(r.runs_as, v.oid, 'SELECT'),
+           w.oid, r.reader,
            CASE WHEN v.oid IN (SELECT oid FROM invoker_views) THEN r.reader
                 ELSE v.relowner END
     FROM reached r
-    JOIN reads f ON f.rule = r.rule
+    JOIN names f ON f.rule = r.rule
     JOIN pg_class v ON v.oid = f.relation AND v.relkind = 'v'
     JOIN pg_rewrite w ON w.ev_class = v.oid AND w.ev_type = '1'
-    WHERE has_any_column_privilege(r.runs_as, v.oid, 'SELECT')
+    WHERE has_any_column_privilege(r.runs_as, v.oid, 'SELECT, INSERT, UPDATE')
+       OR has_table_privilege(r.runs_as, v.oid, 'DELETE')
   )
-  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, w.ev_class::regclass, r.rule, o.rolname,
-         t.relid::regclass
+  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, r.reads, w.ev_class::regclass, r.rule,
+         o.rolname, t.relid::regclass
   FROM reached r
   JOIN pg_roles o ON o.oid = r.runs_as AND (o.rolsuper OR o.rolbypassrls)
-  JOIN reads f ON f.rule = r.rule
+  JOIN names f ON f.rule = r.rule
   JOIN app.tenant_tables() t ON t.relid = f.relation
   JOIN pg_rewrite w ON w.oid = r.rule
   JOIN pg_rewrite e ON e.oid = r.entry_rule
@@ -116,6 +125,9 @@ AS $$
            string_agg(DISTINCT b.tenant_table::text, ', '
                       ORDER BY b.tenant_table::text) AS tenant_tables,
            bool_or(b.entry_rule = b.via_rule) AS read_itself,
+           coalesce(bool_or(b.reads) FILTER (WHERE b.entry_rule = b.via_rule), false)
+             AS shows_itself,
+           bool_or(b.reads) AS shows,
            string_agg(DISTINCT b.entry::text, ', ' ORDER BY b.entry::text)
              FILTER (WHERE b.entry_rule <> b.via_rule) AS through
     FROM app.tenant_rows_read_as_bypassing() b
@@ -123,11 +135,14 @@ AS $$
   )
   SELECT f.via::text,
          CASE WHEN w.ev_type = '1' THEN
-           'a view app_user ' || CASE WHEN f.read_itself THEN 'may read'
-                                      ELSE 'reads through ' || f.through END
+           'a view app_user ' || CASE WHEN f.shows_itself THEN 'may read'
+                                      WHEN f.read_itself THEN 'may write'
+                                      ELSE 'reaches through ' || f.through END
            || ', run as ' || quote_ident(f.runs_as::text) || ', who bypasses row level '
-           || 'security (SUPERUSER or BYPASSRLS): it shows every tenant''s rows of '
-           || f.tenant_tables || '. ALTER VIEW ' || f.via::text
+           || 'security (SUPERUSER or BYPASSRLS): '
+           || CASE WHEN f.shows THEN 'it shows every tenant''s rows of '
+                   ELSE 'its writes reach every tenant''s rows of ' END || f.tenant_tables
+           || '. ALTER VIEW ' || f.via::text
            || ' SET (security_invoker = on), or ALTER VIEW ' || f.via::text
            || ' OWNER TO boom_owner'
          ELSE
@@ -135,7 +150,8 @@ AS $$
            || CASE w.ev_type WHEN '2' THEN 'updates' WHEN '3' THEN 'inserts into'
                              ELSE 'deletes from' END || ' ' || f.via::text
            || ', as ' || quote_ident(f.runs_as::text) || ', who bypasses row level security '
-           || '(SUPERUSER or BYPASSRLS): it reads every tenant''s rows of ' || f.tenant_tables
+           || '(SUPERUSER or BYPASSRLS): its action reaches every tenant''s rows of '
+           || f.tenant_tables
            || '. DROP RULE ' || quote_ident(w.rulename::text) || ' ON ' || f.via::text
            || ', or make boom_owner the owner of ' || f.via::text
          END

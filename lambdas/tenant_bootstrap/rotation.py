@@ -1,7 +1,9 @@
 """Password rotation of boom_owner and of the RDS master user. Secrets Manager invokes the
-bootstrap function with {"Step": ..., "SecretId": ..., "ClientRequestToken": ...} for each of
-four steps, in order, on each secret's schedule (the TenantBootstrap construct's
-RotationSchedules):
+bootstrap function with {"Step": ..., "SecretId": ..., "ClientRequestToken": ...,
+"RotationToken": ...} for each of four steps, in order, on each secret's schedule (the
+TenantBootstrap construct's RotationSchedules). The RotationToken is for a function that
+rotates a secret of another account, which passes it back; this one ignores it, and never logs
+it (AWS marks it sensitive):
 
   createSecret  a new random password as the AWSPENDING version of the secret
   setSecret     the role's password set to it, as the master user, under the bootstrap's

@@ -215,6 +215,22 @@ BEGIN
                                        'sequence', 'view', 'rule')
                    AND objid IS NOT NULL
   LOOP
+    -- (0023) A view made, replaced or given another owner; (0024) a view app_user reaches
+    -- through it or it through, a rule, a table a rule belongs to (its owner changed) or
+    -- one that views or rules now read as a tenant table (tenant_id added).
+    IF command.object_type IN ('table', 'table column', 'view', 'rule') THEN
+      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
+        INTO refused, is_rule FROM app.audit_tenant_views() a
+        WHERE a.table_name IN (
+          SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
+          WHERE CASE command.object_type
+                  WHEN 'rule' THEN command.objid IN (b.entry_rule, b.via_rule)
+                  ELSE command.objid IN (b.entry, b.via, b.tenant_table) END) LIMIT 1;
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%', refused
+          USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+      END IF;
+    END IF;
     IF command.object_type IN ('table', 'table column', 'sequence') THEN
       -- (0017) A sequence here is one the CREATE or ALTER TABLE made (identity, serial).
       PERFORM app.protect_tenant_table(command.objid::regclass)
@@ -239,32 +255,9 @@ BEGIN
           USING HINT = 'Keep the name tenant_id; code that wants another name can map it (an '
                        'ORM''s column name, a plain view''s alias).';
       END IF;
-      -- (0024) A rule of the table, which runs as its owner, or a view or rule that now
-      -- reads it as a tenant table.
-      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
-        INTO refused, is_rule FROM app.audit_tenant_views() a
-        WHERE a.table_name IN (SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
-                               WHERE command.objid IN (b.entry, b.via, b.tenant_table)) LIMIT 1;
-      IF refused IS NOT NULL THEN
-        RAISE EXCEPTION '%', refused
-          USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
-      END IF;
       CONTINUE;
     END IF;
     IF command.object_type IN ('view', 'rule') THEN
-      -- (0023) A view made, replaced or given another owner; (0024) or one that app_user
-      -- reads through it, and a rule.
-      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
-        INTO refused, is_rule FROM app.audit_tenant_views() a
-        WHERE a.table_name IN (
-          SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
-          WHERE CASE command.object_type
-                  WHEN 'rule' THEN command.objid IN (b.entry_rule, b.via_rule)
-                  ELSE command.objid IN (b.entry, b.via) END) LIMIT 1;
-      IF refused IS NOT NULL THEN
-        RAISE EXCEPTION '%', refused
-        USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
-      END IF;
       CONTINUE;
     END IF;
     IF command.object_type = 'policy' THEN

@@ -284,8 +284,9 @@ def test_boom_owners_rule_is_bound_until_its_table_is_given_to_such_a_role(
 
 
 @pytest.mark.parametrize("mend", ["DROP RULE count_them ON app.requests",
+                                  "ALTER TABLE app.requests DISABLE RULE count_them",
                                   "ALTER TABLE app.requests OWNER TO boom_owner"],
-                         ids=["dropped", "boom_owners"])
+                         ids=["dropped", "disabled", "boom_owners"])
 def test_a_rule_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
         mend: str) -> None:
@@ -297,6 +298,9 @@ def test_a_rule_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
     new_db_admin.run(mend)
     assert bootstrap.check(new_db_admin).findings == ()
     assert bootstrap.apply(new_db_admin).repaired == ()
+    if "OWNER" not in mend:  # the rule no longer fires
+        committed(new_db_app_user, TENANT_B, REQUEST)
+        assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == []
 
 
 def test_a_table_an_operators_view_reads_is_refused_a_tenant_id(

@@ -77,7 +77,8 @@ AS $$
     UNION
     -- Another rule of a table or view a reader may write (the rule's event): it runs as the
     -- relation's owner, even on a security_invoker view. No USAGE needed: an auto-updatable
-    -- view elsewhere may write the relation.
+    -- view elsewhere may write the relation. Not a disabled one, nor one only replication
+    -- fires (session_replication_role, which only a superuser may set).
     SELECT w.oid, r.oid, c.relowner, false
     FROM pg_rewrite w
     JOIN pg_class c ON c.oid = w.ev_class
@@ -85,7 +86,8 @@ AS $$
     JOIN readers r ON has_table_privilege(r.oid, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
                                                           WHEN '3' THEN 'INSERT'
                                                           ELSE 'DELETE' END)
-    WHERE w.ev_type IN ('2', '3', '4') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    WHERE w.ev_type IN ('2', '3', '4') AND w.ev_enabled IN ('O', 'A')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
   ), reached (entry_rule, reads, rule, reader, runs_as) AS (
     SELECT e.rule, e.reads, e.rule, e.reader, e.runs_as FROM entries e

@@ -11,8 +11,6 @@ A's bookings, or every tenant's to delete, with nothing reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pg8000.native
 import pytest
 
@@ -34,68 +32,93 @@ INNER = "CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings"
 INNER_TO_OWNER = "GRANT SELECT ON app.support_bookings TO boom_owner"
 OUTER = "CREATE VIEW app.recent AS SELECT * FROM app.support_bookings"
 # The operator's view in a schema app_user may not use, granted to it (0023 let it be), and
-# boom_owner's security_invoker view of it: PostgreSQL checks USAGE only where a query names
-# the view.
-OPS_VIEW = ("CREATE SCHEMA ops", "CREATE VIEW ops.all_bookings AS SELECT * FROM app.bookings",
-            "GRANT SELECT ON ops.all_bookings TO app_user")
-INVOKER_OVER_OPS = ("CREATE VIEW app.recent WITH (security_invoker = on) AS "
-                    "SELECT * FROM ops.all_bookings")
+# what boom_owner makes of it (it needs USAGE to name the view, not afterwards): PostgreSQL
+# checks USAGE only where a query names an object.
+OPS = ("CREATE SCHEMA ops", "CREATE VIEW ops.all_bookings AS SELECT * FROM app.bookings")
+OPS_GRANT = "GRANT SELECT ON ops.all_bookings TO app_user"
+OPS_TO_OWNER = "GRANT USAGE ON SCHEMA ops TO boom_owner"
+# Each way: the operator's statements, boom_owner's, and what tenant B then runs.
+WAYS = {
+    "outer-view": ((INNER, INNER_TO_OWNER), (OUTER,), TENANTS_SEEN.format(view="app.recent")),
+    "invoker-view-no-usage": (
+        (*OPS, OPS_GRANT, OPS_TO_OWNER),
+        ("CREATE VIEW app.recent WITH (security_invoker = on) AS SELECT * FROM ops.all_bookings",),
+        TENANTS_SEEN.format(view="app.recent")),
+    "atomic-function-no-usage": (
+        (*OPS, OPS_GRANT, OPS_TO_OWNER),
+        ("CREATE FUNCTION app.tenants_seen() RETURNS bigint LANGUAGE sql "
+         "BEGIN ATOMIC SELECT count(DISTINCT tenant_id) FROM ops.all_bookings; END",),
+        "SELECT app.tenants_seen()"),
+}
 
 
 def user_of(conn: Conn) -> str:
     return str(conn.run("SELECT current_user")[0][0])
 
 
-def shows_everyone_through(view: str, through: str, owner: str) -> str:
-    return (f"{view}: a view app_user reaches through {through}, run as {owner}, who bypasses "
-            "row level security (SUPERUSER or BYPASSRLS): it shows every tenant's rows of "
-            f"app.bookings. ALTER VIEW {view} SET (security_invoker = on), or ALTER VIEW {view} "
-            "OWNER TO boom_owner")
+def shows_everyone(view: str, owner: str, through: str | None = None) -> str:
+    reach = f"reaches through {through}" if through else "may read"
+    return (f"{view}: a view app_user {reach}, run as {owner}, who bypasses row level security "
+            "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
+            f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
 
 
-def outer_view_way(admin: Conn) -> tuple[str, str]:
-    """Sets up one way's operator's view; returns the outer view's statement and the inner
-    view's name."""
-    admin.run(INNER)
-    admin.run(INNER_TO_OWNER)
-    return OUTER, "app.support_bookings"
-
-
-def invoker_over_ops_way(admin: Conn) -> tuple[str, str]:
-    for statement in OPS_VIEW:
-        admin.run(statement)
-    # boom_owner needs USAGE to name the view when it makes its own, not afterwards.
-    admin.run("GRANT USAGE ON SCHEMA ops TO boom_owner")
-    return INVOKER_OVER_OPS, "ops.all_bookings"
-
-
-Way = Callable[[Conn], tuple[str, str]]
-WAYS = pytest.mark.parametrize("way", [outer_view_way, invoker_over_ops_way],
-                               ids=["granted-to-boom_owner", "schema-app_user-cannot-use"])
-
-
-@WAYS
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
-def test_negative_control_before_0024_a_view_inside_a_view_shows_every_tenant(
-        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn, way: Way) -> None:
-    outer, _ = way(new_db_admin)
-    new_db_owner.run(outer)
-    assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[2]]
+def test_negative_control_before_0024_a_view_one_step_away_shows_every_tenant(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn, way: str) -> None:
+    operator, owner, query = WAYS[way]
+    for statement in operator:
+        new_db_admin.run(statement)
+    for statement in owner:
+        new_db_owner.run(statement)
+    assert in_tenant(new_db_app_user, TENANT_B, query) == [[2]]
     assert enforce.gaps(new_db_admin) == []  # no audit of version 23 reports it
 
 
-@WAYS
-def test_a_view_app_user_would_read_another_through_is_refused_and_changes_nothing(
-        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
-        way: Way) -> None:
-    outer, inner = way(new_db_admin)
+def test_a_view_app_user_would_reach_another_through_is_refused_and_changes_nothing(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run(INNER_TO_OWNER)
     unchanged = state(postgres, new_db)
     with pytest.raises(pg8000.native.DatabaseError) as failure:
-        new_db_owner.run(outer)
-    assert failure.value.args[0]["M"] == shows_everyone_through(inner, "app.recent",
-                                                                user_of(new_db_admin))
+        new_db_owner.run(OUTER)
+    assert failure.value.args[0]["M"] == shows_everyone(
+        "app.support_bookings", user_of(new_db_admin), through="app.recent")
     assert failure.value.args[0]["H"] == VIEW_HINT
     assert state(postgres, new_db) == unchanged
+
+
+def test_a_view_in_a_schema_app_user_cannot_use_is_refused_when_granted(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn) -> None:
+    # 0023 allowed it until a GRANT USAGE; the ways above reach it without one.
+    for statement in OPS:
+        new_db_admin.run(statement)
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(OPS_GRANT)
+    assert failure.value.args[0]["M"] == shows_everyone("ops.all_bookings", user_of(new_db_admin))
+    assert state(postgres, new_db) == unchanged
+
+
+COUNT_ALL = ("CREATE FUNCTION ops.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+             "AS 'SELECT count(*) FROM app.bookings'")
+COUNTED = ("CREATE FUNCTION app.counted() RETURNS bigint LANGUAGE sql "
+           "BEGIN ATOMIC SELECT ops.count_all(); END")
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_definer_function_in_a_schema_app_user_cannot_use_is_reported(
+        new_db: str, new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    for statement in (OPS[0], COUNT_ALL, OPS_TO_OWNER):  # executable by PUBLIC, as made
+        new_db_admin.run(statement)
+    new_db_owner.run(COUNTED)
+    new_db_admin.run("REVOKE USAGE ON SCHEMA ops FROM boom_owner")
+    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.counted()") == [[everyone]]
+    reported = new_db_admin.run("SELECT table_name FROM app.audit_tenant_functions()")
+    version = new_db_admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
+    assert reported == ([] if version == BEFORE_0024 else [["function ops.count_all()"]])
 
 
 # The operator's view of app.bookings, which app_user may only write.
@@ -161,8 +184,8 @@ def test_an_inner_view_made_to_run_as_its_owner_later_is_refused(
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run("ALTER VIEW app.support_bookings RESET (security_invoker)")
-    assert failure.value.args[0]["M"] == shows_everyone_through(
-        "app.support_bookings", "app.recent", user_of(new_db_admin))
+    assert failure.value.args[0]["M"] == shows_everyone(
+        "app.support_bookings", user_of(new_db_admin), through="app.recent")
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
 
 
@@ -170,13 +193,14 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
         new_db_app_user: Conn) -> None:
     with trigger_off(new_db_admin):
-        outer, inner = outer_view_way(new_db_admin)
-        new_db_owner.run(outer)
+        new_db_admin.run(INNER)
+        new_db_admin.run(INNER_TO_OWNER)
+        new_db_owner.run(OUTER)
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[2]]
-    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone_through(
-        inner, "app.recent", user_of(new_db_admin)))
+    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone(
+        "app.support_bookings", user_of(new_db_admin), through="app.recent"))
     # Mended as the finding says: the check is clean, a run goes through, B sees only B.
-    new_db_admin.run(f"ALTER VIEW {inner} SET (security_invoker = on)")
+    new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
     assert bootstrap.check(new_db_admin).findings == ()
     assert bootstrap.apply(new_db_admin).repaired == ()
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]

@@ -1,44 +1,46 @@
--- 0024: no view reached through another view or written through, and no rule, reaches
--- tenant rows as a role that bypasses row level security.
+-- 0024: no view reached through another view or written through, no rule, and nothing in a
+-- schema app_user may not use reaches tenant rows as a role that bypasses row level
+-- security.
 --
--- 0023 looked at the views app_user may read itself. A view reads its tables as its owner
--- (as its reader if security_invoker), whoever reads the view, and so does a view inside
--- it: app_user reads the outer view, the outer view's owner reads the inner one, the inner
--- one's owner reads the table. Two ways round 0023 each showed tenant B tenant A's bookings
--- at version 23, with nothing reported or refused (test_tenant_rewrite_rules.py), and so did
--- writing through a view (an auto-updatable view writes its table as its owner): given only
--- DELETE on a superuser's view of app.bookings, tenant B deleted every tenant's bookings.
--- The two ways round:
+-- 0023 looked at the views app_user may read itself, with USAGE on their schema. A view
+-- reads and writes its tables as its owner (as its user if security_invoker), whoever uses
+-- it, and so does a view inside it: app_user reads the outer view, the outer view's owner
+-- reads the inner one, the inner one's owner reads the table. At version 23, with nothing
+-- reported or refused (test_tenant_rewrite_rules.py):
 -- - boom_owner's view (default privileges grant app_user SELECT on it) of an operator's
 --   view of app.bookings, owned by a role that bypasses row level security and granted to
---   boom_owner only;
--- - boom_owner's security_invoker view of an operator's view in a schema app_user may not
---   use: 0023 required USAGE on the view's schema, which PostgreSQL checks only when a
---   query names the view, not when another view reads it.
--- A rule (CREATE RULE ... ON INSERT ... DO ALSO ...) runs as the owner of its table or view,
--- even a security_invoker one: an operator's table that app_user may write, whose rule
--- copied count(*) of app.bookings into a table app_user reads, gave tenant B everyone's
--- count.
+--   boom_owner only, showed tenant B tenant A's bookings;
+-- - so did an operator's such view in a schema app_user may not use, granted to app_user,
+--   through boom_owner's security_invoker view of it or boom_owner's SQL-standard function
+--   body (BEGIN ATOMIC) reading it: PostgreSQL checks USAGE only where a query names an
+--   object by its name, and a view or such a body was named by its maker. The same body
+--   calling an operator's SECURITY DEFINER function there gave tenant B every tenant's
+--   count (0023's function audit also required USAGE);
+-- - given only DELETE (or UPDATE) on an operator's view of app.bookings (an auto-updatable
+--   view writes its table as its owner), tenant B deleted every tenant's bookings;
+-- - a rule (CREATE RULE ... ON INSERT ... DO ALSO ...) runs as the owner of its table or
+--   view, even a security_invoker one: an operator's table that app_user may write, whose
+--   rule copied count(*) of app.bookings into a table app_user reads, gave tenant B
+--   everyone's count.
 --
 -- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
 -- rewrite rules (a view is its ON SELECT rule): the views it, or a role it may SET ROLE to,
--- may read or write (with USAGE on their schema), the other rules of tables and views it
--- may write (the rule's event), and from each, the views that rule names and its role may
--- use, running as each view's owner (or, for a security_invoker view, as app_user's
--- session). It returns each tenant table a rule names, run as a role with SUPERUSER or
--- BYPASSRLS. The view audit now reports from it, naming the view or the rule's table to
--- mend and what app_user reaches it through; a view that reads tenant tables only through
--- views that run as their own bound owners, or as the reader, is no longer reported (0023
--- reported every tenant table behind it, though app_user saw only its own tenant's rows
--- through it). The event trigger refuses a view, a rule, a table's new owner or its new
--- tenant_id column, and a GRANT that would make any of them so (it now fires on CREATE RULE
--- too), and the check reports one made while the trigger was off, or whose owner got
--- BYPASSRLS later.
+-- may read or write, the other rules of tables and views it may write (the rule's event),
+-- and from each, the views that rule names and its role may use, running as each view's
+-- owner (or, for a security_invoker view, as app_user's session). It returns each tenant
+-- table a rule names, run as a role with SUPERUSER or BYPASSRLS. The view audit now reports
+-- from it, naming the view or the rule's table to mend and what app_user reaches it through;
+-- a view that reads tenant tables only through views that run as their own bound owners, or
+-- as the reader, is no longer reported (0023 reported every tenant table behind it, though
+-- app_user saw only its own tenant's rows through it). The function audit no longer asks for
+-- USAGE. The event trigger refuses a view, a rule, a table's new owner or its new tenant_id
+-- column, and a GRANT that would make any of them so (it now fires on CREATE RULE too), and
+-- the check reports one made while the trigger was off, or whose owner got BYPASSRLS later.
 --
 -- Not followed: the rules and triggers of the tables a rule's action writes, and a rule
 -- reached through an auto-updatable view app_user writes (each needs an operator's own
--- table with a rule). A function a view calls runs as the view's reader, who needs EXECUTE
--- on it: app.audit_tenant_functions() (0023) covers a SECURITY DEFINER one.
+-- table with a rule). A function a view calls runs as the view's user, who needs EXECUTE
+-- on it: the function audit covers a SECURITY DEFINER one.
 
 CREATE FUNCTION app.tenant_rows_read_as_bypassing()
 RETURNS TABLE (entry regclass, entry_rule oid, reads boolean, via regclass, via_rule oid,
@@ -61,7 +63,9 @@ AS $$
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
   ), entries AS (
     -- A view a reader may read or write (an auto-updatable view writes its table as it
-    -- reads it): its rule runs as the view's owner, or as the reader.
+    -- reads it): its rule runs as the view's owner, or as the reader. USAGE on its schema
+    -- is no bar: a view or a SQL-standard function body (BEGIN ATOMIC) made by a role with
+    -- USAGE names it for app_user, which PostgreSQL then checks only for SELECT.
     SELECT w.oid AS rule, r.oid AS reader,
            CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN r.oid
                 ELSE c.relowner END AS runs_as,
@@ -69,16 +73,14 @@ AS $$
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_rewrite w ON w.ev_class = c.oid AND w.ev_type = '1'
-    JOIN readers r ON (has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE')
-                       OR has_table_privilege(r.oid, c.oid, 'DELETE'))
-                  AND has_schema_privilege(r.oid, n.oid, 'USAGE')
+    JOIN readers r ON has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE')
+                   OR has_table_privilege(r.oid, c.oid, 'DELETE')
     WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
     UNION
     -- Another rule of a table or view a reader may write (the rule's event): it runs as the
-    -- relation's owner, even on a security_invoker view. No USAGE needed: an auto-updatable
-    -- view elsewhere may write the relation. Not a disabled one, nor one only replication
-    -- fires (session_replication_role, which only a superuser may set).
+    -- relation's owner, even on a security_invoker view. Not a disabled one, nor one only
+    -- replication fires (session_replication_role, which only a superuser may set).
     SELECT w.oid, r.oid, c.relowner, false
     FROM pg_rewrite w
     JOIN pg_class c ON c.oid = w.ev_class
@@ -159,6 +161,54 @@ AS $$
          END
   FROM found f
   JOIN pg_rewrite w ON w.oid = f.via_rule
+  ORDER BY 1, 2
+$$;
+
+-- 0023's, but for USAGE on the function's schema, which is no bar either: a SQL-standard
+-- body (BEGIN ATOMIC) of boom_owner's calling a superuser's SECURITY DEFINER function in a
+-- schema app_user may not use gave tenant B every tenant's count at version 23.
+CREATE OR REPLACE FUNCTION app.audit_tenant_functions()
+RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH readers AS (
+    SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  ), callable AS (
+    -- Functions and procedures app_user may run, outside the system schemas, not an
+    -- extension's (whose code the extension vouches for).
+    SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proleakproof,
+           o.rolname AS owner, o.rolsuper OR o.rolbypassrls AS bypasses
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE (p.prosecdef OR p.proleakproof)
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+      AND EXISTS (SELECT FROM readers r
+                  WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                  -- A trigger's function runs in the writes that fire it, EXECUTE or not.
+                  OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                             AND has_table_privilege(r.oid, t.tgrelid,
+                                                     'INSERT, UPDATE, DELETE, TRUNCATE')))
+  )
+  SELECT 'function ' || signature,
+         'app_user may run it (a call, or a trigger of a table it writes) as '
+         || quote_ident(owner) || ', who bypasses row level security (SUPERUSER or '
+         || 'BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads '
+         || 'for every tenant. ALTER FUNCTION ' || signature || ' SECURITY INVOKER, or keep '
+         || 'it from app_user (REVOKE EXECUTE ON FUNCTION ' || signature
+         || ' FROM PUBLIC, app_user; a trigger''s: DROP TRIGGER)'
+  FROM callable WHERE prosecdef AND bypasses
+  UNION ALL
+  SELECT 'function ' || signature,
+         'it is LEAKPROOF and app_user may call it, so PostgreSQL may run it on every '
+         || 'tenant''s rows before the tenant policy filters them: what it shows of its '
+         || 'arguments (an error, a notice) shows other tenants'' rows. ALTER FUNCTION '
+         || signature || ' NOT LEAKPROOF'
+  FROM callable WHERE proleakproof
   ORDER BY 1, 2
 $$;
 

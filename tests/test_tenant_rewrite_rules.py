@@ -101,6 +101,66 @@ def test_a_view_in_a_schema_app_user_cannot_use_is_refused_when_granted(
     assert state(postgres, new_db) == unchanged
 
 
+# boom_owner's SECURITY DEFINER function (executable by PUBLIC, as every new one is), reading
+# the operator's view granted to boom_owner: app_user's call reads it as boom_owner.
+DEFINER = ("CREATE FUNCTION app.tenants_seen() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+           "AS 'SELECT count(DISTINCT tenant_id) FROM app.support_bookings'")
+SEEN = "SELECT app.tenants_seen()"
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
+def test_negative_control_before_0024_boom_owners_definer_function_reads_such_a_view(
+        new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run(INNER_TO_OWNER)
+    new_db_owner.run(DEFINER)
+    assert in_tenant(new_db_app_user, TENANT_B, SEEN) == [[2]]
+    assert enforce.gaps(new_db_admin) == []
+
+
+def test_boom_owners_definer_function_makes_such_a_view_a_finding(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run(INNER_TO_OWNER)  # allowed: no function of boom_owner's app_user may run
+    new_db_owner.run(DEFINER)  # no event trigger sees CREATE FUNCTION
+    found = shows_everyone("app.support_bookings", user_of(new_db_admin),
+                           through="SECURITY DEFINER functions of boom_owner")
+    refused_by_check_and_run(postgres, new_db, new_db_admin, found)
+    new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
+    assert bootstrap.check(new_db_admin).findings == ()
+    assert in_tenant(new_db_app_user, TENANT_B, SEEN) == [[1]]  # read as boom_owner: bound
+
+
+
+def test_boom_owners_definer_trigger_function_makes_such_a_view_a_finding(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_admin.run(INNER_TO_OWNER)
+    # Run by app_user's inserts, though no one may call it
+    new_db_owner.run("CREATE FUNCTION app.stamp_tenants_seen() RETURNS trigger LANGUAGE plpgsql "
+                     "SECURITY DEFINER AS $$ BEGIN NEW.resource := (SELECT count(DISTINCT "
+                     "tenant_id) FROM app.support_bookings)::text; RETURN NEW; END $$")
+    new_db_owner.run("REVOKE ALL ON FUNCTION app.stamp_tenants_seen() FROM PUBLIC, app_user")
+    assert bootstrap.check(new_db_admin).findings == ()
+    new_db_owner.run("CREATE TRIGGER stamp BEFORE INSERT ON app.bookings "
+                     "FOR EACH ROW EXECUTE FUNCTION app.stamp_tenants_seen()")
+    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone(
+        "app.support_bookings", user_of(new_db_admin),
+        through="SECURITY DEFINER functions of boom_owner"))
+
+def test_a_grant_that_would_let_such_a_function_read_such_a_view_is_refused(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_admin.run(INNER)
+    new_db_owner.run(DEFINER)  # it may not read the view yet
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_admin.run(INNER_TO_OWNER)
+    assert failure.value.args[0]["M"] == shows_everyone(
+        "app.support_bookings", user_of(new_db_admin),
+        through="SECURITY DEFINER functions of boom_owner")
+    assert state(postgres, new_db) == unchanged
+
 COUNT_ALL = ("CREATE FUNCTION ops.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
              "AS 'SELECT count(*) FROM app.bookings'")
 COUNTED = ("CREATE FUNCTION app.counted() RETURNS bigint LANGUAGE sql "

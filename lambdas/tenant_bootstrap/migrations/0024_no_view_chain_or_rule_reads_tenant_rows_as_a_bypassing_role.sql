@@ -21,10 +21,14 @@
 -- - a rule (CREATE RULE ... ON INSERT ... DO ALSO ...) runs as the owner of its table or
 --   view, even a security_invoker one: an operator's table that app_user may write, whose
 --   rule copied count(*) of app.bookings into a table app_user reads, gave tenant B
---   everyone's count.
+--   everyone's count;
+-- - a SECURITY DEFINER function of boom_owner's (bound, so not 0023's finding) reading an
+--   operator's view granted to boom_owner: app_user's call read it as boom_owner, and the
+--   view every tenant's rows.
 --
 -- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
--- rewrite rules (a view is its ON SELECT rule): the views it, or a role it may SET ROLE to,
+-- rewrite rules (a view is its ON SELECT rule): the views it, a role it may SET ROLE to, or
+-- the owner of a SECURITY DEFINER function it may run (what the body reads, no catalog says)
 -- may read or write, the other rules of tables and views it may write (the rule's event),
 -- and from each, the views that rule names and its role may use, running as each view's
 -- owner (or, for a security_invoker view, as app_user's session). It returns each tenant
@@ -35,7 +39,9 @@
 -- app_user saw only its own tenant's rows through it). The function audit no longer asks for
 -- USAGE. The event trigger refuses a view, a rule, a table's new owner or its new tenant_id
 -- column, and a GRANT that would make any of them so (it now fires on CREATE RULE too), and
--- the check reports one made while the trigger was off, or whose owner got BYPASSRLS later.
+-- the check reports one made while the trigger was off, whose owner got BYPASSRLS later, or
+-- that a new SECURITY DEFINER function reaches (the trigger does not watch CREATE FUNCTION:
+-- a new function is executable by PUBLIC until the REVOKE that follows it).
 --
 -- Not followed: the rules and triggers of the tables a rule's action writes, and a rule
 -- reached through an auto-updatable view app_user writes (each needs an operator's own
@@ -43,14 +49,36 @@
 -- on it: the function audit covers a SECURITY DEFINER one.
 
 CREATE FUNCTION app.tenant_rows_read_as_bypassing()
-RETURNS TABLE (entry regclass, entry_rule oid, reads boolean, via regclass, via_rule oid,
-               runs_as name, tenant_table regclass)
+RETURNS TABLE (entry regclass, entry_rule oid, by_definer name, reads boolean, via regclass,
+               via_rule oid, runs_as name, tenant_table regclass)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH RECURSIVE readers AS (
     -- app_user and every role it may SET ROLE to (0008).
     SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+  ), acting (oid, definer) AS (
+    -- Those, and the owner of a SECURITY DEFINER function app_user may run (a call, or a
+    -- trigger of a table it writes), outside the system schemas and not an extension's: its
+    -- body acts as that owner, and no catalog says what it reads. (One of a role that
+    -- bypasses row level security is app.audit_tenant_functions()'s finding already.)
+    SELECT r.oid, NULL::name FROM readers r
+    UNION
+    SELECT o.oid, o.rolname
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE p.prosecdef AND NOT (o.rolsuper OR o.rolbypassrls)
+      AND NOT pg_has_role('app_user', o.oid, 'MEMBER')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+      AND EXISTS (SELECT FROM readers r
+                  WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                  OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                             AND has_table_privilege(r.oid, t.tgrelid,
+                                                     'INSERT, UPDATE, DELETE, TRUNCATE')))
   ), invoker_views AS (
     SELECT c.oid FROM pg_class c CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
     WHERE c.relkind = 'v' AND o.option_name = 'security_invoker' AND o.option_value::boolean
@@ -62,42 +90,42 @@ AS $$
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
   ), entries AS (
-    -- A view a reader may read or write (an auto-updatable view writes its table as it
-    -- reads it): its rule runs as the view's owner, or as the reader. USAGE on its schema
+    -- A view an acting role may read or write (an auto-updatable view writes its table as
+    -- it reads it): its rule runs as the view's owner, or as that role. USAGE on its schema
     -- is no bar: a view or a SQL-standard function body (BEGIN ATOMIC) made by a role with
     -- USAGE names it for app_user, which PostgreSQL then checks only for SELECT.
-    SELECT w.oid AS rule, r.oid AS reader,
-           CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN r.oid
+    SELECT w.oid AS rule, a.oid AS reader, a.definer,
+           CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN a.oid
                 ELSE c.relowner END AS runs_as,
-           has_any_column_privilege(r.oid, c.oid, 'SELECT') AS reads
+           has_any_column_privilege(a.oid, c.oid, 'SELECT') AS reads
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_rewrite w ON w.ev_class = c.oid AND w.ev_type = '1'
-    JOIN readers r ON has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE')
-                   OR has_table_privilege(r.oid, c.oid, 'DELETE')
+    JOIN acting a ON has_any_column_privilege(a.oid, c.oid, 'SELECT, INSERT, UPDATE')
+                  OR has_table_privilege(a.oid, c.oid, 'DELETE')
     WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
     UNION
-    -- Another rule of a table or view a reader may write (the rule's event): it runs as the
-    -- relation's owner, even on a security_invoker view. Not a disabled one, nor one only
-    -- replication fires (session_replication_role, which only a superuser may set).
-    SELECT w.oid, r.oid, c.relowner, false
+    -- Another rule of a table or view an acting role may write (the rule's event): it runs
+    -- as the relation's owner, even on a security_invoker view. Not a disabled one, nor one
+    -- only replication fires (session_replication_role, which only a superuser may set).
+    SELECT w.oid, a.oid, a.definer, c.relowner, false
     FROM pg_rewrite w
     JOIN pg_class c ON c.oid = w.ev_class
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN readers r ON has_table_privilege(r.oid, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
-                                                          WHEN '3' THEN 'INSERT'
-                                                          ELSE 'DELETE' END)
+    JOIN acting a ON has_table_privilege(a.oid, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
+                                                         WHEN '3' THEN 'INSERT'
+                                                         ELSE 'DELETE' END)
     WHERE w.ev_type IN ('2', '3', '4') AND w.ev_enabled IN ('O', 'A')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-  ), reached (entry_rule, reads, rule, reader, runs_as) AS (
-    SELECT e.rule, e.reads, e.rule, e.reader, e.runs_as FROM entries e
+  ), reached (entry_rule, definer, reads, rule, reader, runs_as) AS (
+    SELECT e.rule, e.definer, e.reads, e.rule, e.reader, e.runs_as FROM entries e
     UNION
     -- A view a reached rule names, if the role that rule runs as may read or write it
     -- (app_user reads through it only if every role on the way may read).
-    SELECT r.entry_rule, r.reads AND has_any_column_privilege(r.runs_as, v.oid, 'SELECT'),
-           w.oid, r.reader,
+    SELECT r.entry_rule, r.definer,
+           r.reads AND has_any_column_privilege(r.runs_as, v.oid, 'SELECT'), w.oid, r.reader,
            CASE WHEN v.oid IN (SELECT oid FROM invoker_views) THEN r.reader
                 ELSE v.relowner END
     FROM reached r
@@ -107,8 +135,8 @@ AS $$
     WHERE has_any_column_privilege(r.runs_as, v.oid, 'SELECT, INSERT, UPDATE')
        OR has_table_privilege(r.runs_as, v.oid, 'DELETE')
   )
-  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, r.reads, w.ev_class::regclass, r.rule,
-         o.rolname, t.relid::regclass
+  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass,
+         r.rule, o.rolname, t.relid::regclass
   FROM reached r
   JOIN pg_roles o ON o.oid = r.runs_as AND (o.rolsuper OR o.rolbypassrls)
   JOIN names f ON f.rule = r.rule
@@ -128,13 +156,19 @@ AS $$
     SELECT b.via, b.via_rule, b.runs_as,
            string_agg(DISTINCT b.tenant_table::text, ', '
                       ORDER BY b.tenant_table::text) AS tenant_tables,
-           bool_or(b.entry_rule = b.via_rule) AS read_itself,
-           coalesce(bool_or(b.reads) FILTER (WHERE b.entry_rule = b.via_rule), false)
-             AS shows_itself,
+           bool_or(b.entry_rule = b.via_rule AND b.by_definer IS NULL) AS read_itself,
+           coalesce(bool_or(b.reads) FILTER (WHERE b.entry_rule = b.via_rule
+                                             AND b.by_definer IS NULL), false) AS shows_itself,
            bool_or(b.reads) AS shows,
-           string_agg(DISTINCT b.entry::text, ', ' ORDER BY b.entry::text)
-             FILTER (WHERE b.entry_rule <> b.via_rule) AS through
-    FROM app.tenant_rows_read_as_bypassing() b
+           string_agg(DISTINCT b.label, ', ' ORDER BY b.label)
+             FILTER (WHERE b.entry_rule <> b.via_rule OR b.by_definer IS NOT NULL) AS through
+    FROM (SELECT f.*, CASE
+                 WHEN f.by_definer IS NULL THEN f.entry::text
+                 WHEN f.entry_rule = f.via_rule
+                   THEN 'SECURITY DEFINER functions of ' || quote_ident(f.by_definer::text)
+                 ELSE f.entry::text || ' in SECURITY DEFINER functions of '
+                      || quote_ident(f.by_definer::text) END AS label
+          FROM app.tenant_rows_read_as_bypassing() f) b
     GROUP BY b.via, b.via_rule, b.runs_as
   )
   SELECT f.via::text,

@@ -304,6 +304,59 @@ def test_a_function_a_view_calls_runs_as_the_views_reader(
     assert enforce.gaps(new_db_admin) == []
 
 
+
+# The superuser's SECURITY DEFINER function only boom_owner may execute, and boom_owner's
+# that calls it: app_user's call runs the first as boom_owner, the second as the superuser.
+CHAIN = ("CREATE FUNCTION app.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+         "AS 'SELECT count(*) FROM app.bookings'",
+         "REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC",
+         "GRANT EXECUTE ON FUNCTION app.count_all() TO boom_owner")
+CALLS_IT = ("CREATE FUNCTION app.counted() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+            "AS 'SELECT app.count_all()'")
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_definer_function_app_user_reaches_through_another_is_reported(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    for statement in CHAIN:
+        new_db_admin.run(statement)
+    new_db_owner.run(CALLS_IT)
+    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.counted()") == [[everyone]]
+    version = new_db_admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
+    if version == BEFORE_0024:
+        assert enforce.gaps(new_db_admin) == []  # negative control: nothing reported
+        return
+    owner = user_of(new_db_admin)
+    refused_by_check_and_run(postgres, new_db, new_db_admin, (
+        "function app.count_all(): app_user may run it through SECURITY DEFINER functions of "
+        f"boom_owner as {owner}, who bypasses row level security (SUPERUSER or BYPASSRLS) and "
+        "is SECURITY DEFINER: whatever it reads of tenant tables, it reads for every tenant. "
+        "ALTER FUNCTION app.count_all() SECURITY INVOKER, or keep it from boom_owner (REVOKE "
+        "EXECUTE ON FUNCTION app.count_all() FROM PUBLIC, boom_owner; a trigger's: DROP "
+        "TRIGGER)"))
+    new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC, boom_owner")
+    assert bootstrap.check(new_db_admin).findings == ()
+
+
+def test_a_leakproof_function_only_a_definer_functions_owner_may_call_is_reported(
+        new_db_admin: Conn, new_db_owner: Conn) -> None:
+    # boom_owner's definer functions may run it on rows the policy has not yet filtered.
+    new_db_admin.run("CREATE FUNCTION app.peek(text) RETURNS boolean LANGUAGE plpgsql LEAKPROOF "
+                     "AS $$ BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END $$")
+    new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.peek(text) FROM PUBLIC")
+    new_db_admin.run("GRANT EXECUTE ON FUNCTION app.peek(text) TO boom_owner")
+    audit = "SELECT problem FROM app.audit_tenant_functions()"
+    assert new_db_admin.run(audit) == []  # no definer function of boom_owner's yet
+    new_db_owner.run("CREATE FUNCTION app.mine() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+                     "AS 'SELECT count(*) FROM app.bookings'")
+    assert new_db_admin.run(audit) == [[
+        "it is LEAKPROOF and app_user may call it through SECURITY DEFINER functions of "
+        "boom_owner, so PostgreSQL may run it on every tenant's rows before the tenant policy "
+        "filters them: what it shows of its arguments (an error, a notice) shows other "
+        "tenants' rows. ALTER FUNCTION app.peek(text) NOT LEAKPROOF"]]
+
 # An operator's table app_user may write, whose rule copies what it reads of app.bookings into
 # a table app_user reads.
 REQUESTS = ("CREATE TABLE app.requests (note text)", "CREATE TABLE app.request_log (n bigint)",

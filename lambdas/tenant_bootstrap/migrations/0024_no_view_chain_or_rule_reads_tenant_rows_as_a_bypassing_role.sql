@@ -24,8 +24,12 @@
 --   everyone's count;
 -- - a SECURITY DEFINER function of boom_owner's (bound, so not 0023's finding) reading an
 --   operator's view granted to boom_owner: app_user's call read it as boom_owner, and the
---   view every tenant's rows.
+--   view every tenant's rows; one calling an operator's SECURITY DEFINER function that only
+--   boom_owner may execute (0023 asked only whether app_user may) counted every tenant's.
 --
+-- app.roles_acting_for_app_user() lists the roles whose privileges app_user can use: its
+-- own, a role it may SET ROLE to, and the owner of each SECURITY DEFINER function it may run,
+-- or run through another. The function audit reports what any of them may execute.
 -- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
 -- rewrite rules (a view is its ON SELECT rule): the views it, a role it may SET ROLE to, or
 -- the owner of a SECURITY DEFINER function it may run (what the body reads, no catalog says)
@@ -48,37 +52,46 @@
 -- table with a rule). A function a view calls runs as the view's user, who needs EXECUTE
 -- on it: the function audit covers a SECURITY DEFINER one.
 
+CREATE FUNCTION app.roles_acting_for_app_user() RETURNS TABLE (role oid, definer name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE acting (role, definer) AS (
+    -- app_user and every role it may SET ROLE to (0008).
+    SELECT r.oid, NULL::name FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+    UNION
+    -- The owner of a SECURITY DEFINER function an acting role may run (a call, or a trigger
+    -- of a table it writes), outside the system schemas and not an extension's: its body
+    -- acts as that owner, and no catalog says what it reads. Not one that bypasses row level
+    -- security: its function is app.audit_tenant_functions()'s finding already.
+    SELECT o.oid, o.rolname
+    FROM acting a
+    JOIN pg_proc p ON p.prosecdef
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE NOT (o.rolsuper OR o.rolbypassrls) AND NOT pg_has_role('app_user', o.oid, 'MEMBER')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+      AND (has_function_privilege(a.role, p.oid, 'EXECUTE')
+           OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                      AND has_table_privilege(a.role, t.tgrelid,
+                                              'INSERT, UPDATE, DELETE, TRUNCATE')))
+  )
+  SELECT DISTINCT role, definer FROM acting
+$$;
+-- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
+
 CREATE FUNCTION app.tenant_rows_read_as_bypassing()
 RETURNS TABLE (entry regclass, entry_rule oid, by_definer name, reads boolean, via regclass,
                via_rule oid, runs_as name, tenant_table regclass)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  WITH RECURSIVE readers AS (
-    -- app_user and every role it may SET ROLE to (0008).
-    SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
-  ), acting (oid, definer) AS (
-    -- Those, and the owner of a SECURITY DEFINER function app_user may run (a call, or a
-    -- trigger of a table it writes), outside the system schemas and not an extension's: its
-    -- body acts as that owner, and no catalog says what it reads. (One of a role that
-    -- bypasses row level security is app.audit_tenant_functions()'s finding already.)
-    SELECT r.oid, NULL::name FROM readers r
-    UNION
-    SELECT o.oid, o.rolname
-    FROM pg_proc p
-    JOIN pg_namespace n ON n.oid = p.pronamespace
-    JOIN pg_roles o ON o.oid = p.proowner
-    WHERE p.prosecdef AND NOT (o.rolsuper OR o.rolbypassrls)
-      AND NOT pg_has_role('app_user', o.oid, 'MEMBER')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.deptype = 'e')
-      AND EXISTS (SELECT FROM readers r
-                  WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
-                  OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
-                             AND has_table_privilege(r.oid, t.tgrelid,
-                                                     'INSERT, UPDATE, DELETE, TRUNCATE')))
+  WITH RECURSIVE acting (oid, definer) AS (
+    -- app_user, a role it may SET ROLE to, the owner of a definer function it may run.
+    SELECT role, definer FROM app.roles_acting_for_app_user()
   ), invoker_views AS (
     SELECT c.oid FROM pg_class c CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
     WHERE c.relkind = 'v' AND o.option_name = 'security_invoker' AND o.option_value::boolean
@@ -198,47 +211,58 @@ AS $$
   ORDER BY 1, 2
 $$;
 
--- 0023's, but for USAGE on the function's schema, which is no bar either: a SQL-standard
--- body (BEGIN ATOMIC) of boom_owner's calling a superuser's SECURITY DEFINER function in a
--- schema app_user may not use gave tenant B every tenant's count at version 23.
+-- 0023's, but for two ways round it, each shown at version 23: USAGE on the function's
+-- schema is no bar (a SQL-standard body, BEGIN ATOMIC, of boom_owner's calling a superuser's
+-- SECURITY DEFINER function in a schema app_user may not use gave tenant B every tenant's
+-- count), and app_user acts as the owner of any SECURITY DEFINER function it may run (one of
+-- boom_owner's calling a superuser's that only boom_owner may execute did the same). Such a
+-- finding names the functions app_user reaches it through, and whom to revoke EXECUTE from.
 CREATE OR REPLACE FUNCTION app.audit_tenant_functions()
 RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  WITH readers AS (
-    SELECT r.oid FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
-  ), callable AS (
-    -- Functions and procedures app_user may run, outside the system schemas, not an
-    -- extension's (whose code the extension vouches for).
+  WITH callable AS (
+    -- Functions and procedures app_user may run, itself or as the owner of a definer function
+    -- it may run, outside the system schemas, not an extension's (whose code the extension
+    -- vouches for).
     SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proleakproof,
-           o.rolname AS owner, o.rolsuper OR o.rolbypassrls AS bypasses
+           o.rolname AS owner, o.rolsuper OR o.rolbypassrls AS bypasses,
+           bool_or(a.definer IS NULL) AS directly,
+           string_agg(DISTINCT quote_ident(a.definer::text), ', '
+                      ORDER BY quote_ident(a.definer::text)) AS definers
     FROM pg_proc p
     JOIN pg_namespace n ON n.oid = p.pronamespace
     JOIN pg_roles o ON o.oid = p.proowner
+    JOIN app.roles_acting_for_app_user() a
+      ON has_function_privilege(a.role, p.oid, 'EXECUTE')
+      -- A trigger's function runs in the writes that fire it, EXECUTE or not.
+      OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                 AND has_table_privilege(a.role, t.tgrelid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
     WHERE (p.prosecdef OR p.proleakproof)
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                       AND d.objid = p.oid AND d.deptype = 'e')
-      AND EXISTS (SELECT FROM readers r
-                  WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')
-                  -- A trigger's function runs in the writes that fire it, EXECUTE or not.
-                  OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
-                             AND has_table_privilege(r.oid, t.tgrelid,
-                                                     'INSERT, UPDATE, DELETE, TRUNCATE')))
+    GROUP BY p.oid, o.rolname, o.rolsuper, o.rolbypassrls
   )
   SELECT 'function ' || signature,
-         'app_user may run it (a call, or a trigger of a table it writes) as '
-         || quote_ident(owner) || ', who bypasses row level security (SUPERUSER or '
+         'app_user may run it ' || CASE WHEN directly
+           THEN '(a call, or a trigger of a table it writes)'
+           ELSE 'through SECURITY DEFINER functions of ' || definers END
+         || ' as ' || quote_ident(owner) || ', who bypasses row level security (SUPERUSER or '
          || 'BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads '
          || 'for every tenant. ALTER FUNCTION ' || signature || ' SECURITY INVOKER, or keep '
-         || 'it from app_user (REVOKE EXECUTE ON FUNCTION ' || signature
-         || ' FROM PUBLIC, app_user; a trigger''s: DROP TRIGGER)'
+         || 'it from ' || CASE WHEN directly THEN 'app_user' ELSE definers END
+         || ' (REVOKE EXECUTE ON FUNCTION ' || signature || ' FROM PUBLIC, '
+         || CASE WHEN directly THEN 'app_user' ELSE definers END
+         || '; a trigger''s: DROP TRIGGER)'
   FROM callable WHERE prosecdef AND bypasses
   UNION ALL
   SELECT 'function ' || signature,
-         'it is LEAKPROOF and app_user may call it, so PostgreSQL may run it on every '
+         'it is LEAKPROOF and app_user may call it' || CASE WHEN directly THEN ''
+           ELSE ' through SECURITY DEFINER functions of ' || definers END
+         || ', so PostgreSQL may run it on every '
          || 'tenant''s rows before the tenant policy filters them: what it shows of its '
          || 'arguments (an error, a notice) shows other tenants'' rows. ALTER FUNCTION '
          || signature || ' NOT LEAKPROOF'
@@ -377,4 +401,4 @@ CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
 
 -- A function the bootstrap ships (0012).
 INSERT INTO boom_meta.shipped_functions (signature)
-  VALUES ('app.tenant_rows_read_as_bypassing()');
+  VALUES ('app.roles_acting_for_app_user()'), ('app.tenant_rows_read_as_bypassing()');

@@ -440,6 +440,31 @@ def test_a_rule_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == []
 
 
+# boom_owner may insert into the operator's table (app_user may not), and makes a view of it,
+# which default privileges let app_user insert into: the insert reaches the table as
+# boom_owner, and fires the operator's rule as the operator.
+FORM = "CREATE VIEW app.request_form AS SELECT * FROM app.requests"
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_rule_reached_through_an_updatable_view(
+        new_db: str, new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
+    for statement in (*REQUESTS, "GRANT SELECT, INSERT ON app.requests TO boom_owner", RULE):
+        new_db_admin.run(statement)
+    version = new_db_admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
+    if version == BEFORE_0024:  # negative control: tenant B gets every tenant's count
+        new_db_owner.run(FORM)
+        committed(new_db_app_user, TENANT_B, REQUEST.replace("requests", "request_form"))
+        everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+        assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == [[everyone]]
+        assert enforce.gaps(new_db_admin) == []
+        return
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_owner.run(FORM)
+    assert failure.value.args[0]["M"] == rule_reads_everyone(user_of(new_db_admin)).replace(
+        "inserts into app.requests,", "inserts into app.requests through app.request_form,")
+    assert failure.value.args[0]["H"] == RULE_HINT
+
 def test_a_table_an_operators_view_reads_is_refused_a_tenant_id(
         new_db_admin: Conn, new_db_owner: Conn) -> None:
     new_db_owner.run("CREATE TABLE app.notes (note text)")

@@ -47,10 +47,10 @@
 -- that a new SECURITY DEFINER function reaches (the trigger does not watch CREATE FUNCTION:
 -- a new function is executable by PUBLIC until the REVOKE that follows it).
 --
--- Not followed: the rules and triggers of the tables a rule's action writes, and a rule
--- reached through an auto-updatable view app_user writes (each needs an operator's own
--- table with a rule). A function a view calls runs as the view's user, who needs EXECUTE
--- on it: the function audit covers a SECURITY DEFINER one.
+-- A function a view calls runs as the view's user, who needs EXECUTE on it: the function
+-- audit covers a SECURITY DEFINER one. A trigger's function that a rule's write fires runs
+-- as the session's user unless SECURITY DEFINER, which the function audit covers only for
+-- tables app_user (or a role acting for it) may write itself.
 
 CREATE FUNCTION app.roles_acting_for_app_user() RETURNS TABLE (role oid, definer name)
 LANGUAGE sql STABLE
@@ -135,18 +135,27 @@ AS $$
   ), reached (entry_rule, definer, reads, rule, reader, runs_as) AS (
     SELECT e.rule, e.definer, e.reads, e.rule, e.reader, e.runs_as FROM entries e
     UNION
-    -- A view a reached rule names, if the role that rule runs as may read or write it
-    -- (app_user reads through it only if every role on the way may read).
+    -- From a reached rule, as the role it runs as: a view it names and may read or write
+    -- (app_user reads through it only if every role on the way may read), and another rule
+    -- of a relation it names and may write (a write through an auto-updatable view, or the
+    -- rule's own action, fires it as the relation's owner).
     SELECT r.entry_rule, r.definer,
-           r.reads AND has_any_column_privilege(r.runs_as, v.oid, 'SELECT'), w.oid, r.reader,
-           CASE WHEN v.oid IN (SELECT oid FROM invoker_views) THEN r.reader
-                ELSE v.relowner END
+           r.reads AND has_any_column_privilege(r.runs_as, c.oid, 'SELECT'),
+           w.oid, r.reader,
+           CASE WHEN w.ev_type = '1' AND c.oid IN (SELECT oid FROM invoker_views) THEN r.reader
+                ELSE c.relowner END
     FROM reached r
     JOIN names f ON f.rule = r.rule
-    JOIN pg_class v ON v.oid = f.relation AND v.relkind = 'v'
-    JOIN pg_rewrite w ON w.ev_class = v.oid AND w.ev_type = '1'
-    WHERE has_any_column_privilege(r.runs_as, v.oid, 'SELECT, INSERT, UPDATE')
-       OR has_table_privilege(r.runs_as, v.oid, 'DELETE')
+    JOIN pg_class c ON c.oid = f.relation
+    JOIN pg_rewrite w ON w.ev_class = c.oid
+    WHERE CASE WHEN w.ev_type = '1'
+            THEN c.relkind = 'v'
+                 AND (has_any_column_privilege(r.runs_as, c.oid, 'SELECT, INSERT, UPDATE')
+                      OR has_table_privilege(r.runs_as, c.oid, 'DELETE'))
+            ELSE w.ev_enabled IN ('O', 'A')
+                 AND has_table_privilege(r.runs_as, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
+                                                            WHEN '3' THEN 'INSERT'
+                                                            ELSE 'DELETE' END) END
   )
   SELECT DISTINCT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass,
          r.rule, o.rolname, t.relid::regclass
@@ -200,6 +209,7 @@ AS $$
            'rule ' || quote_ident(w.rulename::text) || ' runs, when app_user '
            || CASE w.ev_type WHEN '2' THEN 'updates' WHEN '3' THEN 'inserts into'
                              ELSE 'deletes from' END || ' ' || f.via::text
+           || CASE WHEN f.through IS NULL THEN '' ELSE ' through ' || f.through END
            || ', as ' || quote_ident(f.runs_as::text) || ', who bypasses row level security '
            || '(SUPERUSER or BYPASSRLS): its action reaches every tenant''s rows of '
            || f.tenant_tables

@@ -469,6 +469,46 @@ def test_a_rule_reached_through_an_updatable_view(
         "inserts into app.requests,", "inserts into app.requests through app.request_form,")
     assert failure.value.args[0]["H"] == RULE_HINT
 
+# The operator's materialized view of app.bookings (every tenant's rows, no row level
+# security), given to boom_owner: 0004 reports one app_user may read by name.
+MATERIALIZED = ("CREATE MATERIALIZED VIEW app.all_bookings AS SELECT * FROM app.bookings",
+                "GRANT SELECT ON app.all_bookings TO boom_owner")
+OVER_MATERIALIZED = "CREATE VIEW app.recent AS SELECT * FROM app.all_bookings"
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_materialized_view_reached_through_a_view(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    for statement in MATERIALIZED:
+        new_db_admin.run(statement)
+    if before_0024(new_db_admin):  # negative control: tenant B reads both tenants' rows
+        new_db_owner.run(OVER_MATERIALIZED)
+        assert in_tenant(new_db_app_user, TENANT_B,
+                         TENANTS_SEEN.format(view="app.recent")) == [[2]]
+        assert enforce.gaps(new_db_admin) == []
+        return
+    unchanged = state(postgres, new_db)
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        new_db_owner.run(OVER_MATERIALIZED)
+    assert failure.value.args[0]["M"] == (
+        "app.recent: reaches materialized view app.all_bookings as boom_owner for app_user: it "
+        "has no row level security, so every tenant sees the rows it holds of app.bookings. "
+        "REVOKE SELECT ON app.all_bookings FROM boom_owner, or read the tables through a "
+        "plain view")
+    assert failure.value.args[0]["H"] == ("A materialized view has no row level security: keep "
+                                          "it from every role app_user reaches it as.")
+    assert state(postgres, new_db) == unchanged
+
+
+def test_a_materialized_view_of_no_tenant_table_is_not_a_finding(
+        new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_admin.run("CREATE MATERIALIZED VIEW app.calendar AS "
+                     "SELECT generate_series(1, 12) AS month")
+    new_db_admin.run("GRANT SELECT ON app.calendar TO boom_owner")
+    new_db_owner.run("CREATE VIEW app.months AS SELECT * FROM app.calendar")
+    assert enforce.gaps(new_db_admin) == []
+
 def test_a_table_an_operators_view_reads_is_refused_a_tenant_id(
         new_db_admin: Conn, new_db_owner: Conn) -> None:
     new_db_owner.run("CREATE TABLE app.notes (note text)")

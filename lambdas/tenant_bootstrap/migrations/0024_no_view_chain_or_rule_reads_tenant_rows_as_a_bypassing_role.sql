@@ -25,7 +25,10 @@
 -- - a SECURITY DEFINER function of boom_owner's (bound, so not 0023's finding) reading an
 --   operator's view granted to boom_owner: app_user's call read it as boom_owner, and the
 --   view every tenant's rows; one calling an operator's SECURITY DEFINER function that only
---   boom_owner may execute (0023 asked only whether app_user may) counted every tenant's.
+--   boom_owner may execute (0023 asked only whether app_user may) counted every tenant's;
+-- - boom_owner's view of an operator's materialized view of app.bookings, granted to
+--   boom_owner: a materialized view has no row level security, and 0004 looked only at one
+--   app_user may read by name.
 --
 -- app.roles_acting_for_app_user() lists the roles whose privileges app_user can use: its
 -- own, a role it may SET ROLE to, and the owner of each SECURITY DEFINER function it may run,
@@ -36,7 +39,8 @@
 -- may read or write, the other rules of tables and views it may write (the rule's event),
 -- and from each, the views that rule names and its role may use, running as each view's
 -- owner (or, for a security_invoker view, as app_user's session). It returns each tenant
--- table a rule names, run as a role with SUPERUSER or BYPASSRLS. The view audit now reports
+-- table a rule names, run as a role with SUPERUSER or BYPASSRLS, and each materialized view
+-- of tenant tables a rule names, run as a role that may read it. The view audit now reports
 -- from it, naming the view or the rule's table to mend and what app_user reaches it through;
 -- a view that reads tenant tables only through views that run as their own bound owners, or
 -- as the reader, is no longer reported (0023 reported every tenant table behind it, though
@@ -85,7 +89,7 @@ $$;
 
 CREATE FUNCTION app.tenant_rows_read_as_bypassing()
 RETURNS TABLE (entry regclass, entry_rule oid, by_definer name, reads boolean, via regclass,
-               via_rule oid, runs_as name, tenant_table regclass)
+               via_rule oid, runs_as name, tenant_table regclass, stored boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -157,14 +161,28 @@ AS $$
                                                             WHEN '3' THEN 'INSERT'
                                                             ELSE 'DELETE' END) END
   )
-  SELECT DISTINCT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass,
-         r.rule, o.rolname, t.relid::regclass
+  SELECT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass, r.rule,
+         o.rolname, t.relid::regclass, false
   FROM reached r
   JOIN pg_roles o ON o.oid = r.runs_as AND (o.rolsuper OR o.rolbypassrls)
   JOIN names f ON f.rule = r.rule
   JOIN app.tenant_tables() t ON t.relid = f.relation
   JOIN pg_rewrite w ON w.oid = r.rule
   JOIN pg_rewrite e ON e.oid = r.entry_rule
+  UNION
+  -- A materialized view of tenant tables that a reached rule names and its role may read:
+  -- it has no row level security, so whoever reads it reads every row it holds (0004
+  -- reports one app_user may read by name).
+  SELECT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass, r.rule,
+         o.rolname, m.oid::regclass, true
+  FROM reached r
+  JOIN pg_roles o ON o.oid = r.runs_as
+  JOIN names f ON f.rule = r.rule
+  JOIN pg_class m ON m.oid = f.relation AND m.relkind = 'm'
+  JOIN pg_rewrite w ON w.oid = r.rule
+  JOIN pg_rewrite e ON e.oid = r.entry_rule
+  WHERE has_table_privilege(r.runs_as, m.oid, 'SELECT')
+    AND EXISTS (SELECT FROM app.tenant_tables_behind(m.oid::regclass))
 $$;
 -- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
 
@@ -175,7 +193,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH found AS (
-    SELECT b.via, b.via_rule, b.runs_as,
+    SELECT b.via, b.via_rule, b.runs_as, b.stored,
+           CASE WHEN b.stored THEN b.tenant_table END AS held,
            string_agg(DISTINCT b.tenant_table::text, ', '
                       ORDER BY b.tenant_table::text) AS tenant_tables,
            bool_or(b.entry_rule = b.via_rule AND b.by_definer IS NULL) AS read_itself,
@@ -191,10 +210,19 @@ AS $$
                  ELSE f.entry::text || ' in SECURITY DEFINER functions of '
                       || quote_ident(f.by_definer::text) END AS label
           FROM app.tenant_rows_read_as_bypassing() f) b
-    GROUP BY b.via, b.via_rule, b.runs_as
+    GROUP BY b.via, b.via_rule, b.runs_as, b.stored, CASE WHEN b.stored THEN b.tenant_table END
   )
   SELECT f.via::text,
-         CASE WHEN w.ev_type = '1' THEN
+         CASE WHEN f.stored THEN
+           'reaches materialized view ' || f.held::text || ' as '
+           || quote_ident(f.runs_as::text) || ' for app_user'
+           || CASE WHEN f.through IS NULL THEN '' ELSE ' (through ' || f.through || ')' END
+           || ': it has no row level security, so every tenant sees the rows it holds of '
+           || (SELECT string_agg(t::text, ', ' ORDER BY t::text)
+               FROM app.tenant_tables_behind(f.held) t)
+           || '. REVOKE SELECT ON ' || f.held::text || ' FROM '
+           || quote_ident(f.runs_as::text) || ', or read the tables through a plain view'
+         WHEN w.ev_type = '1' THEN
            'a view app_user ' || CASE WHEN f.shows_itself THEN 'may read'
                                       WHEN f.read_itself THEN 'may write'
                                       ELSE 'reaches through ' || f.through END
@@ -282,7 +310,8 @@ $$;
 
 -- 0023's function, and: a view whose finding names another view (the one app_user reads it
 -- through, or the one it reads through), a rule, a table whose rule or tenant_id column
--- makes a finding, each refused with the finding; a rule's with a rule's hint.
+-- makes a finding, each refused with the finding and its kind's hint (view, rule,
+-- materialized view).
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -292,12 +321,14 @@ DECLARE
   relation text;
   problem_prefix text;
   refused text;
-  is_rule boolean;
+  hint text;
   view_hint constant text := 'A view app_user reads must run as a role row level security '
                              'binds, or as its reader.';
   rule_hint constant text := 'A rule runs as the owner of its table or view: one that '
                              'app_user''s writes fire must belong to a role row level '
                              'security binds.';
+  stored_hint constant text := 'A materialized view has no row level security: keep it from '
+                               'every role app_user reaches it as.';
 BEGIN
   -- protect_tenant_table() runs ALTER TABLE itself: do not recurse into it.
   IF current_setting('boom.protecting', true) = 'on' THEN
@@ -323,11 +354,14 @@ BEGIN
                      'and only USAGE (and SELECT) on sequences.';
     END IF;
     -- (0023, 0024) A view or rule that would show app_user every tenant's rows.
-    SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
-      INTO refused, is_rule FROM app.audit_tenant_views() a LIMIT 1;
+    SELECT a.table_name || ': ' || a.problem,
+           CASE WHEN starts_with(a.problem, 'rule ') THEN rule_hint
+                WHEN starts_with(a.problem, 'reaches materialized view ') THEN stored_hint
+                ELSE view_hint END
+      INTO refused, hint FROM app.audit_tenant_views() a LIMIT 1;
     IF refused IS NOT NULL THEN
       RAISE EXCEPTION '%', refused
-        USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+        USING HINT = hint;
     END IF;
   END IF;
   FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
@@ -339,8 +373,11 @@ BEGIN
     -- through it or it through, a rule, a table a rule belongs to (its owner changed) or
     -- one that views or rules now read as a tenant table (tenant_id added).
     IF command.object_type IN ('table', 'table column', 'view', 'rule') THEN
-      SELECT a.table_name || ': ' || a.problem, starts_with(a.problem, 'rule ')
-        INTO refused, is_rule FROM app.audit_tenant_views() a
+      SELECT a.table_name || ': ' || a.problem,
+           CASE WHEN starts_with(a.problem, 'rule ') THEN rule_hint
+                WHEN starts_with(a.problem, 'reaches materialized view ') THEN stored_hint
+                ELSE view_hint END
+        INTO refused, hint FROM app.audit_tenant_views() a
         WHERE a.table_name IN (
           SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
           WHERE CASE command.object_type
@@ -348,7 +385,7 @@ BEGIN
                   ELSE command.objid IN (b.entry, b.via, b.tenant_table) END) LIMIT 1;
       IF refused IS NOT NULL THEN
         RAISE EXCEPTION '%', refused
-          USING HINT = CASE WHEN is_rule THEN rule_hint ELSE view_hint END;
+          USING HINT = hint;
       END IF;
     END IF;
     IF command.object_type IN ('table', 'table column', 'sequence') THEN

@@ -501,6 +501,24 @@ def test_a_materialized_view_reached_through_a_view(
     assert state(postgres, new_db) == unchanged
 
 
+@pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
+def test_a_materialized_view_a_definer_function_reads(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
+        new_db_app_user: Conn) -> None:
+    for statement in MATERIALIZED:
+        new_db_admin.run(statement)
+    new_db_owner.run(DEFINER.replace("app.support_bookings", "app.all_bookings"))
+    assert in_tenant(new_db_app_user, TENANT_B, SEEN) == [[2]]
+    if before_0024(new_db_admin):  # negative control
+        assert enforce.gaps(new_db_admin) == []
+        return
+    refused_by_check_and_run(postgres, new_db, new_db_admin, (
+        "app.all_bookings: reaches materialized view app.all_bookings as boom_owner for "
+        "app_user (through SECURITY DEFINER functions of boom_owner): it has no row level "
+        "security, so every tenant sees the rows it holds of app.bookings. REVOKE SELECT ON "
+        "app.all_bookings FROM boom_owner, or read the tables through a plain view"))
+
+
 def test_a_materialized_view_of_no_tenant_table_is_not_a_finding(
         new_db_admin: Conn, new_db_owner: Conn) -> None:
     new_db_admin.run("CREATE MATERIALIZED VIEW app.calendar AS "

@@ -40,7 +40,8 @@
 -- and from each, the views that rule names and its role may use, running as each view's
 -- owner (or, for a security_invoker view, as app_user's session). It returns each tenant
 -- table a rule names, run as a role with SUPERUSER or BYPASSRLS, and each materialized view
--- of tenant tables a rule names, run as a role that may read it. The view audit now reports
+-- of tenant tables a rule names, run as a role that may read it, or that a role acting for
+-- app_user other than app_user itself may read by name (0004 reports app_user's). The view audit now reports
 -- from it, naming the view or the rule's table to mend and what app_user reaches it through;
 -- a view that reads tenant tables only through views that run as their own bound owners, or
 -- as the reader, is no longer reported (0023 reported every tenant table behind it, though
@@ -182,6 +183,17 @@ AS $$
   JOIN pg_rewrite w ON w.oid = r.rule
   JOIN pg_rewrite e ON e.oid = r.entry_rule
   WHERE has_table_privilege(r.runs_as, m.oid, 'SELECT')
+    AND EXISTS (SELECT FROM app.tenant_tables_behind(m.oid::regclass))
+  UNION
+  -- And one an acting role other than app_user may read by name (a role it may SET ROLE to,
+  -- a definer function's owner): as its own entry and via.
+  SELECT m.oid::regclass, w.oid, a.definer, true, m.oid::regclass, w.oid, o.rolname,
+         m.oid::regclass, true
+  FROM acting a
+  JOIN pg_roles o ON o.oid = a.oid AND o.rolname <> 'app_user'
+  JOIN pg_class m ON m.relkind = 'm'
+  JOIN pg_rewrite w ON w.ev_class = m.oid AND w.ev_type = '1'
+  WHERE has_table_privilege(a.oid, m.oid, 'SELECT')
     AND EXISTS (SELECT FROM app.tenant_tables_behind(m.oid::regclass))
 $$;
 -- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.

@@ -1,6 +1,6 @@
--- 0024: no view reached through another view or written through, no rule, and nothing in a
--- schema app_user may not use reaches tenant rows as a role that bypasses row level
--- security.
+-- 0024: nothing app_user reaches through a view inside a view, a write through a view, a
+-- rule, a schema it may not use, or a SECURITY DEFINER function of a bound role reads tenant
+-- rows as a role that bypasses row level security, or from a materialized view.
 --
 -- 0023 looked at the views app_user may read itself, with USAGE on their schema. A view
 -- reads and writes its tables as its owner (as its user if security_invoker), whoever uses
@@ -33,24 +33,24 @@
 -- app.roles_acting_for_app_user() lists the roles whose privileges app_user can use: its
 -- own, a role it may SET ROLE to, and the owner of each SECURITY DEFINER function it may run,
 -- or run through another. The function audit reports what any of them may execute.
--- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query
--- rewrite rules (a view is its ON SELECT rule): the views it, a role it may SET ROLE to, or
--- the owner of a SECURITY DEFINER function it may run (what the body reads, no catalog says)
--- may read or write, the other rules of tables and views it may write (the rule's event),
--- and from each, the views that rule names and its role may use, running as each view's
--- owner (or, for a security_invoker view, as app_user's session). It returns each tenant
--- table a rule names, run as a role with SUPERUSER or BYPASSRLS, and each materialized view
--- of tenant tables a rule names, run as a role that may read it, or that a role acting for
--- app_user other than app_user itself may read by name (0004 reports app_user's). The view audit now reports
--- from it, naming the view or the rule's table to mend and what app_user reaches it through;
--- a view that reads tenant tables only through views that run as their own bound owners, or
--- as the reader, is no longer reported (0023 reported every tenant table behind it, though
--- app_user saw only its own tenant's rows through it). The function audit no longer asks for
--- USAGE. The event trigger refuses a view, a rule, a table's new owner or its new tenant_id
--- column, and a GRANT that would make any of them so (it now fires on CREATE RULE too), and
--- the check reports one made while the trigger was off, whose owner got BYPASSRLS later, or
--- that a new SECURITY DEFINER function reaches (the trigger does not watch CREATE FUNCTION:
--- a new function is executable by PUBLIC until the REVOKE that follows it).
+-- app.tenant_rows_read_as_bypassing() follows what app_user reaches through the query rewrite
+-- rules (a view is its ON SELECT rule): the views it, a role it may SET ROLE to, or the owner
+-- of a SECURITY DEFINER function it may run (what the body reads, no catalog says) may read or
+-- write, the other rules of tables and views it may write (the rule's event), and from each,
+-- the views that rule names and its role may use, running as each view's owner (or, for a
+-- security_invoker view, as app_user's session). It returns each tenant table a rule names, run
+-- as a role with SUPERUSER or BYPASSRLS, and each materialized view of tenant tables a rule
+-- names, run as a role that may read it, or that a role acting for app_user other than app_user
+-- itself may read by name (0004 reports app_user's). The view audit now reports from it, naming
+-- the view or the rule's table to mend and what app_user reaches it through; a view that reads
+-- tenant tables only through views that run as their own bound owners, or as the reader, is no
+-- longer reported (0023 reported every tenant table behind it, though app_user saw only its own
+-- tenant's rows through it). The function audit no longer asks for USAGE. The event trigger
+-- refuses a view, a rule, a table's new owner or its new tenant_id column, and a GRANT that
+-- would make any of them so (it now fires on CREATE RULE too), and the check reports one made
+-- while the trigger was off, whose owner got BYPASSRLS later, or that a new SECURITY DEFINER
+-- function reaches (the trigger does not watch CREATE FUNCTION: a new function is executable by
+-- PUBLIC until the REVOKE that follows it).
 --
 -- A function a view calls runs as the view's user, who needs EXECUTE on it: the function
 -- audit covers a SECURITY DEFINER one. A trigger's function that a rule's write fires runs

@@ -58,6 +58,16 @@ def user_of(conn: Conn) -> str:
     return str(conn.run("SELECT current_user")[0][0])
 
 
+def every_tenants_count(admin: Conn) -> int:
+    """How many bookings all tenants have (the superuser's count)."""
+    return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])
+
+
+def own_count(app_user: Conn) -> int:
+    """How many bookings tenant B has, as app_user sees them."""
+    return int(in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0])
+
+
 def before_0024(admin: Conn) -> bool:
     """Whether the test's database is at version 23, the negative control's."""
     return bool(admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
@@ -182,7 +192,7 @@ def test_a_definer_function_in_a_schema_app_user_cannot_use_is_reported(
         new_db_admin.run(statement)
     new_db_owner.run(COUNTED)
     new_db_admin.run("REVOKE USAGE ON SCHEMA ops FROM boom_owner")
-    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    everyone = every_tenants_count(new_db_admin)
     assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.counted()") == [[everyone]]
     reported = new_db_admin.run("SELECT table_name FROM app.audit_tenant_functions()")
     assert reported == ([] if before_0024(new_db_admin) else [["function ops.count_all()"]])
@@ -208,8 +218,8 @@ def test_negative_control_before_0024_writing_through_a_view_reaches_every_tenan
         new_db_admin: Conn, new_db_app_user: Conn, privilege: str) -> None:
     new_db_admin.run(INNER)
     new_db_admin.run(f"GRANT {privilege} ON app.support_bookings TO app_user")  # no SELECT
-    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
-    own = in_tenant(new_db_app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0]
+    everyone = every_tenants_count(new_db_admin)
+    own = own_count(new_db_app_user)
     assert in_tenant(new_db_app_user, TENANT_B, WRITES[privilege]) == [[everyone]]
     assert everyone > own
     assert enforce.gaps(new_db_admin) == []
@@ -233,7 +243,7 @@ def test_a_view_boom_owner_may_only_write_is_followed_for_app_users_writes(
     new_db_admin.run("GRANT DELETE ON app.support_bookings TO boom_owner")  # no SELECT
     if before_0024(new_db_admin):
         new_db_owner.run(OUTER)  # negative control: B deletes every tenant's bookings
-        everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+        everyone = every_tenants_count(new_db_admin)
         assert in_tenant(new_db_app_user, TENANT_B, WRITES["DELETE"].replace(
             "app.support_bookings", "app.recent")) == [[everyone]]
         return
@@ -328,7 +338,7 @@ def test_a_definer_function_app_user_reaches_through_another_is_reported(
     for statement in CHAIN:
         new_db_admin.run(statement)
     new_db_owner.run(CALLS_IT)
-    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    everyone = every_tenants_count(new_db_admin)
     assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.counted()") == [[everyone]]
     if before_0024(new_db_admin):
         assert enforce.gaps(new_db_admin) == []  # negative control: nothing reported
@@ -380,17 +390,13 @@ def rule_reads_everyone(owner: str) -> str:
             "or make boom_owner the owner of app.requests")
 
 
-def own_count(app_user: Conn) -> int:
-    return int(in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0])
-
-
 @pytest.mark.parametrize("new_db", [BEFORE_0024], indirect=True)
 def test_negative_control_before_0024_a_superusers_rule_counts_every_tenant_for_b(
         new_db_admin: Conn, new_db_app_user: Conn) -> None:
     for statement in (*REQUESTS, GRANT_INSERT, RULE):
         new_db_admin.run(statement)
     committed(new_db_app_user, TENANT_B, REQUEST)
-    everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+    everyone = every_tenants_count(new_db_admin)
     assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == [[everyone]]
     assert everyone > own_count(new_db_app_user)
     assert enforce.gaps(new_db_admin) == []
@@ -459,7 +465,7 @@ def test_a_rule_reached_through_an_updatable_view(
     if before_0024(new_db_admin):  # negative control: tenant B gets every tenant's count
         new_db_owner.run(FORM)
         committed(new_db_app_user, TENANT_B, REQUEST.replace("requests", "request_form"))
-        everyone = new_db_admin.run("SELECT count(*) FROM app.bookings")[0][0]
+        everyone = every_tenants_count(new_db_admin)
         assert in_tenant(new_db_app_user, TENANT_B, LOGGED) == [[everyone]]
         assert enforce.gaps(new_db_admin) == []
         return

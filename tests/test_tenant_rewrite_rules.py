@@ -402,8 +402,10 @@ def test_negative_control_before_0024_a_superusers_rule_counts_every_tenant_for_
     assert enforce.gaps(new_db_admin) == []
 
 
-@pytest.mark.parametrize("order", [(GRANT_INSERT, RULE), (RULE, GRANT_INSERT)],
-                         ids=["rule-after-grant", "grant-after-rule"])
+@pytest.mark.parametrize("order", [
+    (GRANT_INSERT, RULE), (RULE, GRANT_INSERT),
+    ("GRANT INSERT (note) ON app.requests TO app_user", RULE),  # one column's grant writes too
+], ids=["rule-after-grant", "grant-after-rule", "rule-after-column-grant"])
 def test_a_rule_app_users_writes_would_run_as_such_a_role_is_refused_and_changes_nothing(
         postgres: PostgresServer, new_db: str, new_db_admin: Conn,
         order: tuple[str, str]) -> None:

@@ -97,9 +97,6 @@ AS $$
   WITH RECURSIVE acting (oid, definer) AS (
     -- app_user, a role it may SET ROLE to, the owner of a definer function it may run.
     SELECT role, definer FROM app.roles_acting_for_app_user()
-  ), invoker_views AS (
-    SELECT c.oid FROM pg_class c CROSS JOIN LATERAL pg_options_to_table(c.reloptions) o
-    WHERE c.relkind = 'v' AND o.option_name = 'security_invoker' AND o.option_value::boolean
   ), names AS (
     -- The relations each rule's action and condition name (a view's ON SELECT rule names the
     -- view too, which adds nothing below).
@@ -107,60 +104,48 @@ AS $$
     FROM pg_rewrite w
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
-  ), entries AS (
-    -- A view an acting role may read or write (an auto-updatable view writes its table as
-    -- it reads it): its rule runs as the view's owner, or as that role. USAGE on its schema
-    -- is no bar: a view or a SQL-standard function body (BEGIN ATOMIC) made by a role with
-    -- USAGE names it for app_user, which PostgreSQL then checks only for SELECT.
-    SELECT w.oid AS rule, a.oid AS reader, a.definer,
-           CASE WHEN c.oid IN (SELECT oid FROM invoker_views) THEN a.oid
-                ELSE c.relowner END AS runs_as,
-           has_any_column_privilege(a.oid, c.oid, 'SELECT') AS reads
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_rewrite w ON w.ev_class = c.oid AND w.ev_type = '1'
-    JOIN acting a ON has_any_column_privilege(a.oid, c.oid, 'SELECT, INSERT, UPDATE')
-                  OR has_table_privilege(a.oid, c.oid, 'DELETE')
-    WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-    UNION
-    -- Another rule of a table or view an acting role may write (the rule's event): it runs
-    -- as the relation's owner, even on a security_invoker view. Not a disabled one, nor one
-    -- only replication fires (session_replication_role, which only a superuser may set).
-    SELECT w.oid, a.oid, a.definer, c.relowner, false
+  ), usable AS (
+    -- The rules a role may set off, outside the system schemas: a view's ON SELECT rule, by
+    -- reading or writing the view (an auto-updatable view writes its table as it reads it),
+    -- run as the view's owner or, if security_invoker, as that role; another rule of a table
+    -- or view, by its event (INSERT, UPDATE: a column's grant is enough; DELETE), run as the
+    -- relation's owner, even on a security_invoker view. Not a disabled rule, nor one only
+    -- replication fires (session_replication_role, which only a superuser may set).
+    SELECT w.oid AS rule, c.oid AS relation, c.relowner AS owner, w.ev_type = '1' AS selects,
+           w.ev_type = '1' AND coalesce((SELECT o.option_value::boolean
+                                         FROM pg_options_to_table(c.reloptions) o
+                                         WHERE o.option_name = 'security_invoker'), false)
+             AS invoker,
+           CASE w.ev_type WHEN '1' THEN 'SELECT, INSERT, UPDATE' WHEN '2' THEN 'UPDATE'
+                          WHEN '3' THEN 'INSERT' END AS column_privileges,
+           w.ev_type IN ('1', '4') AS deletes
     FROM pg_rewrite w
     JOIN pg_class c ON c.oid = w.ev_class
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN acting a ON has_table_privilege(a.oid, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
-                                                         WHEN '3' THEN 'INSERT'
-                                                         ELSE 'DELETE' END)
-    WHERE w.ev_type IN ('2', '3', '4') AND w.ev_enabled IN ('O', 'A')
+    WHERE (w.ev_type = '1' AND c.relkind = 'v' OR w.ev_type <> '1' AND w.ev_enabled IN ('O', 'A'))
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
   ), reached (entry_rule, definer, reads, rule, reader, runs_as) AS (
-    SELECT e.rule, e.definer, e.reads, e.rule, e.reader, e.runs_as FROM entries e
+    -- What an acting role sets off itself. USAGE on the relation's schema is no bar: a view or
+    -- a SQL-standard function body (BEGIN ATOMIC) made by a role with USAGE names it for
+    -- app_user, which PostgreSQL then checks only for the privilege.
+    SELECT u.rule, a.definer, u.selects AND has_any_column_privilege(a.oid, u.relation, 'SELECT'),
+           u.rule, a.oid, CASE WHEN u.invoker THEN a.oid ELSE u.owner END
+    FROM acting a
+    JOIN usable u ON coalesce(has_any_column_privilege(a.oid, u.relation, u.column_privileges),
+                              false)
+                  OR u.deletes AND has_table_privilege(a.oid, u.relation, 'DELETE')
     UNION
-    -- From a reached rule, as the role it runs as: a view it names and may read or write
-    -- (app_user reads through it only if every role on the way may read), and another rule
-    -- of a relation it names and may write (a write through an auto-updatable view, or the
-    -- rule's own action, fires it as the relation's owner).
+    -- What a reached rule sets off, as the role it runs as, among the relations it names
+    -- (app_user reads through a view only if every role on the way may read).
     SELECT r.entry_rule, r.definer,
-           r.reads AND has_any_column_privilege(r.runs_as, c.oid, 'SELECT'),
-           w.oid, r.reader,
-           CASE WHEN w.ev_type = '1' AND c.oid IN (SELECT oid FROM invoker_views) THEN r.reader
-                ELSE c.relowner END
+           r.reads AND u.selects AND has_any_column_privilege(r.runs_as, u.relation, 'SELECT'),
+           u.rule, r.reader, CASE WHEN u.invoker THEN r.reader ELSE u.owner END
     FROM reached r
     JOIN names f ON f.rule = r.rule
-    JOIN pg_class c ON c.oid = f.relation
-    JOIN pg_rewrite w ON w.ev_class = c.oid
-    WHERE CASE WHEN w.ev_type = '1'
-            THEN c.relkind = 'v'
-                 AND (has_any_column_privilege(r.runs_as, c.oid, 'SELECT, INSERT, UPDATE')
-                      OR has_table_privilege(r.runs_as, c.oid, 'DELETE'))
-            ELSE w.ev_enabled IN ('O', 'A')
-                 AND has_table_privilege(r.runs_as, c.oid, CASE w.ev_type WHEN '2' THEN 'UPDATE'
-                                                            WHEN '3' THEN 'INSERT'
-                                                            ELSE 'DELETE' END) END
+    JOIN usable u ON u.relation = f.relation
+    WHERE coalesce(has_any_column_privilege(r.runs_as, u.relation, u.column_privileges), false)
+       OR u.deletes AND has_table_privilege(r.runs_as, u.relation, 'DELETE')
   )
   SELECT e.ev_class::regclass, r.entry_rule, r.definer, r.reads, w.ev_class::regclass, r.rule,
          o.rolname, t.relid::regclass, false

@@ -68,6 +68,29 @@ def widening(policy: str) -> str:
     return f"policy {policy} {WIDENS}"
 
 
+def user_of(conn: Conn) -> str:
+    return str(conn.run("SELECT current_user")[0][0])
+
+
+def every_tenants_count(admin: Conn) -> int:
+    """How many bookings all tenants have, as a superuser (the tests' admin) counts them."""
+    return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])
+
+
+# What the event trigger and the view audit say of a view that shows app_user every tenant's
+# bookings as a role bypassing row level security (0023; `through`: what it is reached
+# through, 0024).
+BYPASSING_VIEW_HINT = ("A view app_user reads must run as a role row level security binds, or "
+                       "as its reader.")
+
+
+def bypassing_view(view: str, owner: str, through: str | None = None) -> str:
+    reach = f"reaches through {through}" if through else "may read"
+    return (f"{view}: a view app_user {reach}, run as {owner}, who bypasses row level security "
+            "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
+            f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
+
+
 def seed_two_tenants(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
     owner = connect_as(postgres, passwords, database, "boom_owner")
     for tenant in (TENANT_A, TENANT_B):

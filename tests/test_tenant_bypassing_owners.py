@@ -19,23 +19,22 @@ from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import refused_by_check_and_run, state
-from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
+from tests.fixture_tenants import (
+    BYPASSING_VIEW_HINT,
+    TENANT_A,
+    TENANT_B,
+    Conn,
+    bypassing_view,
+    committed,
+    every_tenants_count,
+    in_tenant,
+    user_of,
+)
 
 BEFORE_0023 = 22
 VIEW = "CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings"
 GRANT = "GRANT SELECT ON app.support_bookings TO app_user"
 TENANTS_SEEN = "SELECT count(DISTINCT tenant_id) FROM {view}"
-HINT = "A view app_user reads must run as a role row level security binds, or as its reader."
-
-
-def shows_everyone(view: str, owner: str) -> str:
-    return (f"{view}: a view app_user may read, run as {owner}, who bypasses row level security "
-            "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
-            f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
-
-
-def user_of(conn: Conn) -> str:
-    return str(conn.run("SELECT current_user")[0][0])
 
 
 @pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
@@ -68,9 +67,9 @@ def test_a_view_that_would_show_app_user_every_tenant_is_refused_and_changes_not
     unchanged = state(postgres, new_db)
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run(refused)
-    assert failure.value.args[0]["M"] == shows_everyone("app.support_bookings",
+    assert failure.value.args[0]["M"] == bypassing_view("app.support_bookings",
                                                         user_of(new_db_admin))
-    assert failure.value.args[0]["H"] == HINT
+    assert failure.value.args[0]["H"] == BYPASSING_VIEW_HINT
     assert state(postgres, new_db) == unchanged
 
 
@@ -84,7 +83,7 @@ def test_an_applications_view_given_to_such_an_owner_is_refused(
                    "ALTER TABLE app.recent OWNER TO {owner}"):
         with pytest.raises(pg8000.native.DatabaseError) as failure:
             new_db_admin.run(change.format(owner=user_of(new_db_admin)))
-        assert failure.value.args[0]["M"] == shows_everyone("app.recent", user_of(new_db_admin))
+        assert failure.value.args[0]["M"] == bypassing_view("app.recent", user_of(new_db_admin))
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
 
 
@@ -115,7 +114,7 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         new_db_admin.run(VIEW)
         new_db_admin.run(f"GRANT USAGE ON SCHEMA app TO {role_app_user_may_become}")
         new_db_admin.run(f"GRANT SELECT ON app.support_bookings TO {role_app_user_may_become}")
-    found = shows_everyone("app.support_bookings", user_of(new_db_admin))
+    found = bypassing_view("app.support_bookings", user_of(new_db_admin))
     refused_by_check_and_run(postgres, new_db, new_db_admin, found)
     # Mended as the finding says, the check is clean and a run goes through.
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
@@ -145,7 +144,7 @@ def test_a_view_whose_owner_is_given_bypassrls_later_is_found(
     new_db_admin.run(f"ALTER ROLE {view_owner} BYPASSRLS")
     assert in_tenant(new_db_app_user, TENANT_B, view) == [[2]]
     refused_by_check_and_run(postgres, new_db, new_db_admin,
-                             shows_everyone("app.support_bookings", view_owner))
+                             bypassing_view("app.support_bookings", view_owner))
 
 COUNT_ALL = ("CREATE FUNCTION {schema}.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
              "AS 'SELECT count(*) FROM app.bookings'")
@@ -158,10 +157,6 @@ def runs_for_everyone(function: str, owner: str) -> str:
             f"tenant. ALTER FUNCTION {function} SECURITY INVOKER, or keep it from app_user "
             f"(REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user; a trigger's: DROP "
             "TRIGGER)")
-
-
-def every_tenants_count(admin: Conn) -> int:
-    return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])  # the superuser's
 
 
 @pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)

@@ -20,10 +20,18 @@ from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import refused_by_check_and_run, state
-from tests.fixture_tenants import TENANT_B, Conn, committed, in_tenant
+from tests.fixture_tenants import (
+    BYPASSING_VIEW_HINT,
+    TENANT_B,
+    Conn,
+    bypassing_view,
+    committed,
+    every_tenants_count,
+    in_tenant,
+    user_of,
+)
 
 BEFORE_0024 = 23
-VIEW_HINT = "A view app_user reads must run as a role row level security binds, or as its reader."
 RULE_HINT = ("A rule runs as the owner of its table or view: one that app_user's writes fire "
              "must belong to a role row level security binds.")
 TENANTS_SEEN = "SELECT count(DISTINCT tenant_id) FROM {view}"
@@ -54,15 +62,6 @@ WAYS = {
 }
 
 
-def user_of(conn: Conn) -> str:
-    return str(conn.run("SELECT current_user")[0][0])
-
-
-def every_tenants_count(admin: Conn) -> int:
-    """How many bookings all tenants have (the superuser's count)."""
-    return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])
-
-
 def own_count(app_user: Conn) -> int:
     """How many bookings tenant B has, as app_user sees them."""
     return int(in_tenant(app_user, TENANT_B, "SELECT count(*) FROM app.bookings")[0][0])
@@ -72,13 +71,6 @@ def before_0024(admin: Conn) -> bool:
     """Whether the test's database is at version 23, the negative control's."""
     return bool(admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
                 == BEFORE_0024)
-
-
-def shows_everyone(view: str, owner: str, through: str | None = None) -> str:
-    reach = f"reaches through {through}" if through else "may read"
-    return (f"{view}: a view app_user {reach}, run as {owner}, who bypasses row level security "
-            "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
-            f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -101,9 +93,9 @@ def test_a_view_app_user_would_reach_another_through_is_refused_and_changes_noth
     unchanged = state(postgres, new_db)
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_owner.run(OUTER)
-    assert failure.value.args[0]["M"] == shows_everyone(
+    assert failure.value.args[0]["M"] == bypassing_view(
         "app.support_bookings", user_of(new_db_admin), through="app.recent")
-    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert failure.value.args[0]["H"] == BYPASSING_VIEW_HINT
     assert state(postgres, new_db) == unchanged
 
 
@@ -115,7 +107,7 @@ def test_a_view_in_a_schema_app_user_cannot_use_is_refused_when_granted(
     unchanged = state(postgres, new_db)
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run(OPS_GRANT)
-    assert failure.value.args[0]["M"] == shows_everyone("ops.all_bookings", user_of(new_db_admin))
+    assert failure.value.args[0]["M"] == bypassing_view("ops.all_bookings", user_of(new_db_admin))
     assert state(postgres, new_db) == unchanged
 
 
@@ -142,7 +134,7 @@ def test_boom_owners_definer_function_makes_such_a_view_a_finding(
     new_db_admin.run(INNER)
     new_db_admin.run(INNER_TO_OWNER)  # allowed: no function of boom_owner's app_user may run
     new_db_owner.run(DEFINER)  # no event trigger sees CREATE FUNCTION
-    found = shows_everyone("app.support_bookings", user_of(new_db_admin),
+    found = bypassing_view("app.support_bookings", user_of(new_db_admin),
                            through="SECURITY DEFINER functions of boom_owner")
     refused_by_check_and_run(postgres, new_db, new_db_admin, found)
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
@@ -163,7 +155,7 @@ def test_boom_owners_definer_trigger_function_makes_such_a_view_a_finding(
     assert bootstrap.check(new_db_admin).findings == ()
     new_db_owner.run("CREATE TRIGGER stamp BEFORE INSERT ON app.bookings "
                      "FOR EACH ROW EXECUTE FUNCTION app.stamp_tenants_seen()")
-    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone(
+    refused_by_check_and_run(postgres, new_db, new_db_admin, bypassing_view(
         "app.support_bookings", user_of(new_db_admin),
         through="SECURITY DEFINER functions of boom_owner"))
 
@@ -174,7 +166,7 @@ def test_a_grant_that_would_let_such_a_function_read_such_a_view_is_refused(
     unchanged = state(postgres, new_db)
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run(INNER_TO_OWNER)
-    assert failure.value.args[0]["M"] == shows_everyone(
+    assert failure.value.args[0]["M"] == bypassing_view(
         "app.support_bookings", user_of(new_db_admin),
         through="SECURITY DEFINER functions of boom_owner")
     assert state(postgres, new_db) == unchanged
@@ -233,7 +225,7 @@ def test_a_view_app_user_may_only_write_is_refused_too(
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run(f"GRANT {privilege} ON app.support_bookings TO app_user")
     assert failure.value.args[0]["M"] == writes_everyone(user_of(new_db_admin))
-    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert failure.value.args[0]["H"] == BYPASSING_VIEW_HINT
     assert state(postgres, new_db) == unchanged
 
 @pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
@@ -260,7 +252,7 @@ def test_an_inner_view_made_to_run_as_its_owner_later_is_refused(
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
     with pytest.raises(pg8000.native.DatabaseError) as failure:
         new_db_admin.run("ALTER VIEW app.support_bookings RESET (security_invoker)")
-    assert failure.value.args[0]["M"] == shows_everyone(
+    assert failure.value.args[0]["M"] == bypassing_view(
         "app.support_bookings", user_of(new_db_admin), through="app.recent")
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[1]]
 
@@ -273,7 +265,7 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         new_db_admin.run(INNER_TO_OWNER)
         new_db_owner.run(OUTER)
     assert in_tenant(new_db_app_user, TENANT_B, TENANTS_SEEN.format(view="app.recent")) == [[2]]
-    refused_by_check_and_run(postgres, new_db, new_db_admin, shows_everyone(
+    refused_by_check_and_run(postgres, new_db, new_db_admin, bypassing_view(
         "app.support_bookings", user_of(new_db_admin), through="app.recent"))
     # Mended as the finding says: the check is clean, a run goes through, B sees only B.
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
@@ -545,6 +537,6 @@ def test_a_table_an_operators_view_reads_is_refused_a_tenant_id(
                          "ADD COLUMN tenant_id uuid NOT NULL DEFAULT app.current_tenant_id()")
     assert failure.value.args[0]["M"].startswith(
         "app.support_notes: a view app_user may read, run as ")
-    assert failure.value.args[0]["H"] == VIEW_HINT
+    assert failure.value.args[0]["H"] == BYPASSING_VIEW_HINT
     assert new_db_admin.run("SELECT count(*) FROM app.tenant_tables() "
                             "WHERE name = 'app.notes'") == [[0]]

@@ -176,7 +176,8 @@ def test_negative_control_before_0023_a_superusers_definer_function_counts_every
 def test_a_definer_function_app_user_may_run_as_such_a_role_is_found_and_every_run_refuses(
         postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_app_user: Conn,
         mend: str, owns_count: bool) -> None:
-    new_db_admin.run(COUNT_ALL.format(schema="app"))  # not refused: PUBLIC's until a REVOKE
+    with trigger_off(new_db_admin):  # since 0025 it would lose PUBLIC's EXECUTE as made
+        new_db_admin.run(COUNT_ALL.format(schema="app"))
     found = runs_for_everyone("app.count_all()", user_of(new_db_admin))
     refused_by_check_and_run(postgres, new_db, new_db_admin, found)
     # Mended as the finding says: the check is clean, a run goes through
@@ -191,20 +192,25 @@ def test_a_definer_function_app_user_may_run_as_such_a_role_is_found_and_every_r
 def test_only_a_definer_function_app_user_can_reach_is_reported(
         new_db_admin: Conn, new_db_owner: Conn, role_app_user_may_become: str) -> None:
     audit = "SELECT table_name FROM app.audit_tenant_functions()"
-    # EXECUTE kept from PUBLIC reaches no one (USAGE on its schema would be no bar: see
-    # test_tenant_rewrite_rules.py)
-    new_db_admin.run(COUNT_ALL.format(schema="app"))
-    new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC")
-    # boom_owner's own is bound (FORCE), as test_tenant_isolation.py shows
-    new_db_owner.run(COUNT_ALL.format(schema="app").replace("count_all", "count_mine"))
-    assert new_db_admin.run(audit) == []
-    # An extension's is the extension's (made here one of plpgsql's, which every database has)
-    new_db_admin.run(COUNT_ALL.format(schema="app").replace("count_all", "count_vendor"))
-    new_db_admin.run("ALTER EXTENSION plpgsql ADD FUNCTION app.count_vendor()")
-    assert new_db_admin.run(audit) == []
-    # A role app_user may SET ROLE to, given EXECUTE, reaches it
-    new_db_admin.run(f"GRANT EXECUTE ON FUNCTION app.count_all() TO {role_app_user_may_become}")
-    assert new_db_admin.run(audit) == [["function app.count_all()"]]
+    # What the audit sees, with the trigger off (since 0025 it refuses or mends the first and
+    # the last as they are made: test_tenant_definer_functions.py).
+    with trigger_off(new_db_admin):
+        # EXECUTE kept from PUBLIC reaches no one (USAGE on its schema would be no bar: see
+        # test_tenant_rewrite_rules.py)
+        new_db_admin.run(COUNT_ALL.format(schema="app"))
+        new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.count_all() FROM PUBLIC")
+        # boom_owner's own is bound (FORCE), as test_tenant_isolation.py shows
+        new_db_owner.run(COUNT_ALL.format(schema="app").replace("count_all", "count_mine"))
+        assert new_db_admin.run(audit) == []
+        # An extension's is the extension's (made here one of plpgsql's, which every database
+        # has)
+        new_db_admin.run(COUNT_ALL.format(schema="app").replace("count_all", "count_vendor"))
+        new_db_admin.run("ALTER EXTENSION plpgsql ADD FUNCTION app.count_vendor()")
+        assert new_db_admin.run(audit) == []
+        # A role app_user may SET ROLE to, given EXECUTE, reaches it
+        new_db_admin.run(
+            f"GRANT EXECUTE ON FUNCTION app.count_all() TO {role_app_user_may_become}")
+        assert new_db_admin.run(audit) == [["function app.count_all()"]]
 
 
 # Only a superuser may mark a function LEAKPROOF; made cheap, the planner runs it first.
@@ -247,7 +253,8 @@ def test_a_leakproof_function_app_user_may_call_is_found_until_it_is_not_leakpro
         postgres: PostgresServer, new_db: str, new_db_admin: Conn, new_db_owner: Conn,
         new_db_app_user: Conn) -> None:
     committed(new_db_owner, TENANT_A, SECRET)
-    new_db_admin.run(PEEK)
+    with trigger_off(new_db_admin):  # since 0025 it would lose PUBLIC's EXECUTE as made
+        new_db_admin.run(PEEK)
     refused_by_check_and_run(postgres, new_db, new_db_admin, (
         "function app.peek(text): it is LEAKPROOF and app_user may call it, so PostgreSQL may "
         "run it on every tenant's rows before the tenant policy filters them: what it shows of "
@@ -287,7 +294,8 @@ def test_a_definer_trigger_function_of_such_a_role_is_found_though_no_one_may_ca
     new_db_admin.run(COPY_COUNT)
     new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")
     assert new_db_admin.run("SELECT * FROM app.audit_tenant_functions()") == []  # not yet used
-    new_db_admin.run(TRIGGER)
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_admin.run(TRIGGER)
     refused_by_check_and_run(postgres, new_db, new_db_admin,
                              runs_for_everyone("app.copy_count()", user_of(new_db_admin)))
     new_db_admin.run("ALTER FUNCTION app.copy_count() SECURITY INVOKER")

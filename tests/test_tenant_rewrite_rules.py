@@ -133,7 +133,8 @@ def test_boom_owners_definer_function_makes_such_a_view_a_finding(
         new_db_app_user: Conn) -> None:
     new_db_admin.run(INNER)
     new_db_admin.run(INNER_TO_OWNER)  # allowed: no function of boom_owner's app_user may run
-    new_db_owner.run(DEFINER)  # no event trigger sees CREATE FUNCTION
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_owner.run(DEFINER)
     found = bypassing_view("app.support_bookings", user_of(new_db_admin),
                            through="SECURITY DEFINER functions of boom_owner")
     refused_by_check_and_run(postgres, new_db, new_db_admin, found)
@@ -153,8 +154,9 @@ def test_boom_owners_definer_trigger_function_makes_such_a_view_a_finding(
                      "tenant_id) FROM app.support_bookings)::text; RETURN NEW; END $$")
     new_db_owner.run("REVOKE ALL ON FUNCTION app.stamp_tenants_seen() FROM PUBLIC, app_user")
     assert bootstrap.check(new_db_admin).findings == ()
-    new_db_owner.run("CREATE TRIGGER stamp BEFORE INSERT ON app.bookings "
-                     "FOR EACH ROW EXECUTE FUNCTION app.stamp_tenants_seen()")
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_owner.run("CREATE TRIGGER stamp BEFORE INSERT ON app.bookings "
+                         "FOR EACH ROW EXECUTE FUNCTION app.stamp_tenants_seen()")
     refused_by_check_and_run(postgres, new_db, new_db_admin, bypassing_view(
         "app.support_bookings", user_of(new_db_admin),
         through="SECURITY DEFINER functions of boom_owner"))
@@ -180,8 +182,9 @@ COUNTED = ("CREATE FUNCTION app.counted() RETURNS bigint LANGUAGE sql "
 @pytest.mark.parametrize("new_db", [BEFORE_0024, None], indirect=True, ids=["23", "latest"])
 def test_a_definer_function_in_a_schema_app_user_cannot_use_is_reported(
         new_db: str, new_db_admin: Conn, new_db_owner: Conn, new_db_app_user: Conn) -> None:
-    for statement in (OPS[0], COUNT_ALL, OPS_TO_OWNER):  # executable by PUBLIC, as made
-        new_db_admin.run(statement)
+    with trigger_off(new_db_admin):  # executable by PUBLIC, as made (0025 revokes that)
+        for statement in (OPS[0], COUNT_ALL, OPS_TO_OWNER):
+            new_db_admin.run(statement)
     new_db_owner.run(COUNTED)
     new_db_admin.run("REVOKE USAGE ON SCHEMA ops FROM boom_owner")
     everyone = every_tenants_count(new_db_admin)
@@ -329,7 +332,8 @@ def test_a_definer_function_app_user_reaches_through_another_is_reported(
         new_db_app_user: Conn) -> None:
     for statement in CHAIN:
         new_db_admin.run(statement)
-    new_db_owner.run(CALLS_IT)
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_owner.run(CALLS_IT)
     everyone = every_tenants_count(new_db_admin)
     assert in_tenant(new_db_app_user, TENANT_B, "SELECT app.counted()") == [[everyone]]
     if before_0024(new_db_admin):
@@ -356,8 +360,9 @@ def test_a_leakproof_function_only_a_definer_functions_owner_may_call_is_reporte
     new_db_admin.run("GRANT EXECUTE ON FUNCTION app.peek(text) TO boom_owner")
     audit = "SELECT problem FROM app.audit_tenant_functions()"
     assert new_db_admin.run(audit) == []  # no definer function of boom_owner's yet
-    new_db_owner.run("CREATE FUNCTION app.mine() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
-                     "AS 'SELECT count(*) FROM app.bookings'")
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_owner.run("CREATE FUNCTION app.mine() RETURNS bigint LANGUAGE sql "
+                         "SECURITY DEFINER AS 'SELECT count(*) FROM app.bookings'")
     assert new_db_admin.run(audit) == [[
         "it is LEAKPROOF and app_user may call it through SECURITY DEFINER functions of "
         "boom_owner, so PostgreSQL may run it on every tenant's rows before the tenant policy "
@@ -507,7 +512,8 @@ def test_a_materialized_view_a_definer_function_reads(
         new_db_app_user: Conn) -> None:
     for statement in MATERIALIZED:
         new_db_admin.run(statement)
-    new_db_owner.run(DEFINER.replace("app.support_bookings", "app.all_bookings"))
+    with trigger_off(new_db_admin):  # since 0025 refused when made
+        new_db_owner.run(DEFINER.replace("app.support_bookings", "app.all_bookings"))
     assert in_tenant(new_db_app_user, TENANT_B, SEEN) == [[2]]
     if before_0024(new_db_admin):  # negative control
         assert enforce.gaps(new_db_admin) == []

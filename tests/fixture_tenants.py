@@ -82,6 +82,11 @@ def every_tenants_count(admin: Conn) -> int:
 # through, 0024).
 BYPASSING_VIEW_HINT = ("A view app_user reads must run as a role row level security binds, or "
                        "as its reader.")
+# And its hints for a rule and a materialized view such a role reaches (0024).
+RULE_HINT = ("A rule runs as the owner of its table or view: one that app_user's writes fire "
+             "must belong to a role row level security binds.")
+STORED_HINT = ("A materialized view has no row level security: keep it from every role app_user "
+               "reaches it as.")
 
 
 def bypassing_view(view: str, owner: str, through: str | None = None) -> str:
@@ -89,6 +94,24 @@ def bypassing_view(view: str, owner: str, through: str | None = None) -> str:
     return (f"{view}: a view app_user {reach}, run as {owner}, who bypasses row level security "
             "(SUPERUSER or BYPASSRLS): it shows every tenant's rows of app.bookings. ALTER VIEW "
             f"{view} SET (security_invoker = on), or ALTER VIEW {view} OWNER TO boom_owner")
+
+
+# What the event trigger and the function audit say of a SECURITY DEFINER function app_user
+# may run as such a role (0023; 0024: the roles app_user acts as, `reach` for app_user), and
+# the trigger's hint (0025).
+FUNCTION_HINT = ("GRANT EXECUTE on such a function only to the roles that need it, never to "
+                 "app_user or a role it acts as (a new one's EXECUTE is revoked from PUBLIC as it "
+                 "is made; default privileges may grant it: ALTER DEFAULT PRIVILEGES ... REVOKE "
+                 "EXECUTE ON FUNCTIONS FROM app_user).")
+
+
+def runs_for_everyone(function: str, owner: str) -> str:
+    return (f"function {function}: app_user may run it (a call, or a trigger of a table it "
+            f"writes) as {owner}, who bypasses row level security (SUPERUSER or BYPASSRLS) and "
+            "is SECURITY DEFINER: whatever it reads of tenant tables, it reads for every "
+            f"tenant. ALTER FUNCTION {function} SECURITY INVOKER, or keep it from app_user "
+            f"(REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user; a trigger's: DROP "
+            "TRIGGER)")
 
 
 def seed_two_tenants(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:

@@ -28,6 +28,7 @@ from tests.fixture_tenants import (
     committed,
     every_tenants_count,
     in_tenant,
+    runs_for_everyone,
     user_of,
 )
 
@@ -148,15 +149,6 @@ def test_a_view_whose_owner_is_given_bypassrls_later_is_found(
 
 COUNT_ALL = ("CREATE FUNCTION {schema}.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
              "AS 'SELECT count(*) FROM app.bookings'")
-
-
-def runs_for_everyone(function: str, owner: str) -> str:
-    return (f"function {function}: app_user may run it (a call, or a trigger of a table it "
-            f"writes) as {owner}, who bypasses row level security (SUPERUSER or BYPASSRLS) and "
-            "is SECURITY DEFINER: whatever it reads of tenant tables, it reads for every "
-            f"tenant. ALTER FUNCTION {function} SECURITY INVOKER, or keep it from app_user "
-            f"(REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, app_user; a trigger's: DROP "
-            "TRIGGER)")
 
 
 @pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)

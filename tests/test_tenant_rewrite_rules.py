@@ -22,6 +22,8 @@ from tests.fixture_postgres import PostgresServer
 from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import (
     BYPASSING_VIEW_HINT,
+    RULE_HINT,
+    STORED_HINT,
     TENANT_B,
     Conn,
     bypassing_view,
@@ -32,8 +34,6 @@ from tests.fixture_tenants import (
 )
 
 BEFORE_0024 = 23
-RULE_HINT = ("A rule runs as the owner of its table or view: one that app_user's writes fire "
-             "must belong to a role row level security binds.")
 TENANTS_SEEN = "SELECT count(DISTINCT tenant_id) FROM {view}"
 
 # The operator's view (the superuser's), given to boom_owner, and boom_owner's view of it,
@@ -501,8 +501,7 @@ def test_a_materialized_view_reached_through_a_view(
         "has no row level security, so every tenant sees the rows it holds of app.bookings. "
         "REVOKE SELECT ON app.all_bookings FROM boom_owner, or read the tables through a "
         "plain view")
-    assert failure.value.args[0]["H"] == ("A materialized view has no row level security: keep "
-                                          "it from every role app_user reaches it as.")
+    assert failure.value.args[0]["H"] == STORED_HINT
     assert state(postgres, new_db) == unchanged
 
 

@@ -1,52 +1,53 @@
 -- 0025: a function app_user may run does not run as a role that bypasses row level security,
--- nor is it LEAKPROOF, from the moment it is made.
+-- nor is it LEAKPROOF, nor reaches such a view or function, from the moment it is made.
 --
--- 0023 reports such a function (SECURITY DEFINER, owned by a role with SUPERUSER or
--- BYPASSRLS, which app_user, or a role acting for it, may execute or fire by a trigger; or
--- LEAKPROOF), and 0024 the views a new SECURITY DEFINER function of a bound role lets
--- app_user reach, but the event trigger did not watch CREATE FUNCTION: PostgreSQL makes a new
--- function executable by PUBLIC, so refusing the CREATE would have come before the REVOKE the
--- documentation has follow it. Until the next check (15 minutes) or run, app_user could call
--- it. At version 24 (test_tenant_definer_functions.py): an operator's SECURITY DEFINER
--- function counting app.bookings, made as the superuser, gave tenant B every tenant's count
--- at once; a trigger running such a function, made on app.bookings, did the same in tenant
--- B's insert; and boom_owner's SECURITY DEFINER function reading an operator's bypassing view
--- granted to boom_owner (allowed while no definer function made boom_owner act for app_user)
--- gave tenant B every tenant's count; the check reported each only afterwards.
+-- 0023 reports a SECURITY DEFINER function of a role with SUPERUSER or BYPASSRLS that
+-- app_user (or a role acting for it) may execute or fire by a trigger, and a LEAKPROOF one it
+-- may call; 0024 the views and functions a bound role's SECURITY DEFINER function lets
+-- app_user reach. But the event trigger did not watch CREATE FUNCTION: PostgreSQL makes a
+-- new function executable by PUBLIC, and refusing the CREATE would have come before the
+-- REVOKE the documentation has follow it. Until the next check (15 minutes) or run, app_user
+-- could call it. At version 24 (test_tenant_definer_functions.py), with nothing refused: an
+-- operator's SECURITY DEFINER function counting app.bookings, made as the superuser, gave
+-- tenant B every tenant's count at once; a trigger on app.bookings running such a function
+-- did the same in tenant B's insert; and boom_owner's SECURITY DEFINER function reading an
+-- operator's bypassing view granted to boom_owner (allowed while no definer function made
+-- boom_owner act for app_user) showed tenant B both tenants.
 --
 -- Now the event trigger also fires on CREATE and ALTER FUNCTION, PROCEDURE and ROUTINE, and
--- CREATE TRIGGER:
--- - a new SECURITY DEFINER function or procedure of a role that bypasses row level security,
---   and a new LEAKPROOF one, loses PUBLIC's EXECUTE as it is made (a NOTICE says so): PUBLIC's
---   EXECUTE on a new function is PostgreSQL's default, not anyone's choice, and revoking it
---   at once is what the documentation's "Writing SECURITY DEFINER Functions Safely" does in
---   the CREATE's transaction. Its REVOKE and GRANTs to other roles go on working. A run does
---   not revoke it later from one made while the trigger was off: by then it may be a choice,
---   so the check reports it and runs refuse, as before;
--- - a function, procedure or trigger whose function is then still a function finding
+-- CREATE TRIGGER, and app.tenant_findings_through_routine() names the findings a function
+-- makes: itself (0023's function findings), and, if SECURITY DEFINER, what its owner may run
+-- or reach (0024's, through its owner). Then:
+-- - a new function or procedure that would make one loses PUBLIC's EXECUTE as it is made, and
+--   a NOTICE says so and why: PUBLIC's EXECUTE on a new function is PostgreSQL's default, not
+--   anyone's choice, and revoking it at once is what "Writing SECURITY DEFINER Functions
+--   Safely" in the documentation does in the CREATE's transaction, whose REVOKE and GRANTs
+--   to other roles go on working. A CREATE OR REPLACE counts as new. A run does not revoke
+--   it later from one made while the trigger was off (by then it may be someone's choice):
+--   the check reports it and every run refuses, as before;
+-- - a function, procedure or trigger command after which its function still makes one
 --   (EXECUTE for app_user by a GRANT or default privileges, a trigger on a table app_user
---   writes, ALTER FUNCTION ... OWNER TO such a role, SECURITY DEFINER or LEAKPROOF), and a
---   SECURITY DEFINER function of a bound role through which app_user reaches a function or
---   view finding, is refused, naming it, with nothing changed;
+--   writes, ALTER ... SECURITY DEFINER, LEAKPROOF or OWNER TO) is refused, naming it, with
+--   nothing changed;
 -- - a GRANT while any function finding stands is refused, as one is while a view finding
 --   does (0023).
 -- Only the command's own function is looked at, so mending one finding (ALTER FUNCTION ...
 -- SECURITY INVOKER, NOT LEAKPROOF) is not refused while another stands.
 
--- 0024's function, and the function, procedure and trigger commands above.
+-- The findings a function makes (kind: function, view, rule, materialized view), for the
+-- event trigger.
 CREATE FUNCTION app.tenant_findings_through_routine(routine oid)
 RETURNS TABLE (finding text, kind text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH acting AS (
-    -- Its owner, if app_user acts as it through this function: a SECURITY DEFINER function
-    -- of a role that does not bypass row level security (0024's acting roles).
+    -- Its owner, if it is SECURITY DEFINER: app_user, if it may run it, acts as the owner
+    -- (0024's acting roles), and the audits report what the owner reaches as app_user's.
     SELECT o.oid, o.rolname
     FROM pg_proc p
     JOIN pg_roles o ON o.oid = p.proowner
-    WHERE p.oid = routine AND p.prosecdef AND NOT (o.rolsuper OR o.rolbypassrls)
-      AND EXISTS (SELECT FROM app.roles_acting_for_app_user() r WHERE r.role = o.oid)
+    WHERE p.oid = routine AND p.prosecdef
   )
   SELECT *
   FROM (SELECT a.table_name || ': ' || a.problem, 'function'
@@ -71,10 +72,11 @@ AS $$
         WHERE a.table_name IN (SELECT b.via::text
                                FROM app.tenant_rows_read_as_bypassing() b, acting g
                                WHERE b.by_definer = g.rolname)) f (finding, kind)
-  ORDER BY kind <> 'function', finding
+  ORDER BY kind, finding
 $$;
 -- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
 
+-- 0024's function, and the function, procedure and trigger commands above.
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -114,6 +114,17 @@ def runs_for_everyone(function: str, owner: str) -> str:
             "TRIGGER)")
 
 
+# A superuser's SECURITY DEFINER trigger function: a trigger's function runs in the writes
+# that fire it, whoever may EXECUTE it; the trigger, and tenant B's insert that fires it.
+COPY_COUNT = ("CREATE FUNCTION app.copy_count() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+              "AS $$ BEGIN NEW.resource := (SELECT count(*) FROM app.bookings)::text; "
+              "RETURN NEW; END $$")
+COPY_COUNT_TRIGGER = ("CREATE TRIGGER count_on_insert BEFORE INSERT ON app.bookings FOR EACH ROW "
+                      "EXECUTE FUNCTION app.copy_count()")
+COPY_COUNT_INSERT = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
+                     "VALUES ('n', now(), now() + interval '1 hour') RETURNING resource")
+
+
 def seed_two_tenants(postgres: PostgresServer, passwords: dict[str, str], database: str) -> None:
     owner = connect_as(postgres, passwords, database, "boom_owner")
     for tenant in (TENANT_A, TENANT_B):

@@ -21,6 +21,9 @@ from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import (
     BYPASSING_VIEW_HINT,
+    COPY_COUNT,
+    COPY_COUNT_INSERT,
+    COPY_COUNT_TRIGGER,
     TENANT_A,
     TENANT_B,
     Conn,
@@ -121,7 +124,6 @@ def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
     new_db_admin.run("ALTER VIEW app.support_bookings SET (security_invoker = on)")
     assert bootstrap.check(new_db_admin).findings == ()
     assert bootstrap.apply(new_db_admin).repaired == ()
-
 
 
 @pytest.fixture
@@ -259,24 +261,14 @@ def test_a_leakproof_function_app_user_may_call_is_found_until_it_is_not_leakpro
     assert what_peek_saw(new_db_app_user, TENANT_B) == sorted(f"saw {r}" for [r] in own)
 
 
-# A trigger's function runs in the writes that fire it, whoever may EXECUTE it.
-COPY_COUNT = ("CREATE FUNCTION app.copy_count() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
-              "AS $$ BEGIN NEW.resource := (SELECT count(*) FROM app.bookings)::text; "
-              "RETURN NEW; END $$")
-TRIGGER = ("CREATE TRIGGER count_on_insert BEFORE INSERT ON app.bookings FOR EACH ROW "
-           "EXECUTE FUNCTION app.copy_count()")
-INSERT = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
-          "VALUES ('n', now(), now() + interval '1 hour') RETURNING resource")
-
-
 @pytest.mark.parametrize("new_db", [BEFORE_0023], indirect=True)
 def test_negative_control_before_0023_a_superusers_trigger_counts_every_tenant_for_b(
         new_db_admin: Conn, new_db_app_user: Conn) -> None:
     new_db_admin.run(COPY_COUNT)
     new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")  # no one may call it
-    new_db_admin.run(TRIGGER)
+    new_db_admin.run(COPY_COUNT_TRIGGER)
     before = every_tenants_count(new_db_admin)
-    [[written]] = committed(new_db_app_user, TENANT_B, INSERT)
+    [[written]] = committed(new_db_app_user, TENANT_B, COPY_COUNT_INSERT)
     assert int(written) == before > every_tenants_count(new_db_admin) // 2  # all tenants'
     assert enforce.gaps(new_db_admin) == []
 
@@ -287,7 +279,7 @@ def test_a_definer_trigger_function_of_such_a_role_is_found_though_no_one_may_ca
     new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")
     assert new_db_admin.run("SELECT * FROM app.audit_tenant_functions()") == []  # not yet used
     with trigger_off(new_db_admin):  # since 0025 refused when made
-        new_db_admin.run(TRIGGER)
+        new_db_admin.run(COPY_COUNT_TRIGGER)
     refused_by_check_and_run(postgres, new_db, new_db_admin,
                              runs_for_everyone("app.copy_count()", user_of(new_db_admin)))
     new_db_admin.run("ALTER FUNCTION app.copy_count() SECURITY INVOKER")

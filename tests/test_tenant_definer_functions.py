@@ -21,6 +21,9 @@ from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import state
 from tests.fixture_tenants import (
     BYPASSING_VIEW_HINT,
+    COPY_COUNT,
+    COPY_COUNT_INSERT,
+    COPY_COUNT_TRIGGER,
     FUNCTION_HINT,
     RULE_HINT,
     STORED_HINT,
@@ -38,14 +41,6 @@ BEFORE_0025 = 24
 COUNT_ALL = ("CREATE FUNCTION app.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
              "AS 'SELECT count(*) FROM app.bookings'")
 CALL = "SELECT app.count_all()"
-# A trigger's function runs in the writes that fire it, whoever may EXECUTE it.
-COPY_COUNT = ("CREATE FUNCTION app.copy_count() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
-              "AS $$ BEGIN NEW.resource := (SELECT count(*) FROM app.bookings)::text; "
-              "RETURN NEW; END $$")
-TRIGGER = ("CREATE TRIGGER count_on_insert BEFORE INSERT ON app.bookings FOR EACH ROW "
-           "EXECUTE FUNCTION app.copy_count()")
-INSERT = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
-          "VALUES ('n', now(), now() + interval '1 hour') RETURNING resource")
 # The operator's view, given to boom_owner only, and boom_owner's SECURITY DEFINER function
 # reading it (0024): app_user's call reads it as boom_owner.
 VIEW = ("CREATE VIEW app.support_bookings AS SELECT * FROM app.bookings",
@@ -109,13 +104,13 @@ def test_a_trigger_running_such_a_function_in_tenant_bs_insert_is_refused_from_0
     new_db_admin.run(COPY_COUNT)
     new_db_admin.run("REVOKE ALL ON FUNCTION app.copy_count() FROM PUBLIC")  # no one may call it
     if at_version_24(new_db_admin):  # negative control: B's insert writes everyone's count
-        new_db_admin.run(TRIGGER)
+        new_db_admin.run(COPY_COUNT_TRIGGER)
         before = every_tenants_count(new_db_admin)
-        [[written]] = committed(new_db_app_user, TENANT_B, INSERT)
+        [[written]] = committed(new_db_app_user, TENANT_B, COPY_COUNT_INSERT)
         assert int(written) == before
         return
     unchanged = state(postgres, new_db)
-    error = refused(new_db_admin, TRIGGER)
+    error = refused(new_db_admin, COPY_COUNT_TRIGGER)
     assert error["M"] == runs_for_everyone("app.copy_count()", user_of(new_db_admin))
     assert error["H"] == FUNCTION_HINT
     assert state(postgres, new_db) == unchanged

@@ -255,11 +255,12 @@ BEGIN
 END
 $$;
 
--- The trigger now runs the function audit as whichever role runs the command, as it runs the
--- view audit (0023 kept this one from PUBLIC).
-GRANT EXECUTE ON FUNCTION app.audit_tenant_functions() TO PUBLIC;
-
 DROP EVENT TRIGGER IF EXISTS boom_protect_tenant_tables;
+-- The trigger now runs the function audit as whichever role runs the command, as it runs the
+-- view audit (0023 kept this one from PUBLIC). Granted while no event trigger exists: under
+-- one, a GRANT runs the privilege audit, and a database upgraded from before 0008 or 0017 may
+-- still hold a grant that the run revokes only at its end (shown by the upgrade tests).
+GRANT EXECUTE ON FUNCTION app.audit_tenant_functions() TO PUBLIC;
 CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
                'CREATE MATERIALIZED VIEW', 'CREATE POLICY', 'ALTER POLICY', 'GRANT',

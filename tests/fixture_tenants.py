@@ -72,6 +72,11 @@ def user_of(conn: Conn) -> str:
     return str(conn.run("SELECT current_user")[0][0])
 
 
+def schema_version(admin: Conn) -> int:
+    """The version the test's database is at (boom_meta.schema_versions)."""
+    return int(admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0])
+
+
 def every_tenants_count(admin: Conn) -> int:
     """How many bookings all tenants have, as a superuser (the tests' admin) counts them."""
     return int(admin.run("SELECT count(*) FROM app.bookings")[0][0])

@@ -34,6 +34,7 @@ from tests.fixture_tenants import (
     every_tenants_count,
     in_tenant,
     runs_for_everyone,
+    schema_version,
     user_of,
 )
 
@@ -52,8 +53,7 @@ PEEK = ("CREATE FUNCTION app.peek(text) RETURNS boolean LANGUAGE plpgsql LEAKPRO
 
 
 def at_version_24(admin: Conn) -> bool:
-    return bool(admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
-                == BEFORE_0025)
+    return schema_version(admin) == BEFORE_0025
 
 
 def public_may_execute(admin: Conn, function: str) -> bool:

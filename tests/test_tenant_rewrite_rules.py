@@ -30,6 +30,7 @@ from tests.fixture_tenants import (
     committed,
     every_tenants_count,
     in_tenant,
+    schema_version,
     user_of,
 )
 
@@ -69,8 +70,7 @@ def own_count(app_user: Conn) -> int:
 
 def before_0024(admin: Conn) -> bool:
     """Whether the test's database is at version 23, the negative control's."""
-    return bool(admin.run("SELECT max(version) FROM boom_meta.schema_versions")[0][0]
-                == BEFORE_0024)
+    return schema_version(admin) == BEFORE_0024
 
 
 @pytest.mark.parametrize("way", WAYS)

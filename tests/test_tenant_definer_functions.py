@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pg8000.native
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
 from tests.fixture_postgres import PostgresServer, role_of_its_own
-from tests.fixture_secrets import state
+from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import (
     BYPASSING_VIEW_HINT,
     COPY_COUNT,
@@ -382,3 +382,111 @@ def test_boom_owners_function_made_security_definer_is_refused_with_the_reached_
     error = refused(new_db_owner, "ALTER FUNCTION app.mine() SECURITY DEFINER")
     assert (error["M"], error["H"]) == (found, hint)
     assert state(postgres, new_db) == unchanged
+
+
+# A superuser's SECURITY DEFINER transition function, kept from PUBLIC, and its aggregate:
+# PostgreSQL checks an aggregate's parts against the aggregate's owner, not its caller.
+COUNT_STEP = ("CREATE FUNCTION app.count_step(bigint, integer) RETURNS bigint LANGUAGE plpgsql "
+              "SECURITY DEFINER AS $$ BEGIN RETURN (SELECT count(*) FROM app.bookings); END $$")
+AGGREGATE = ("CREATE AGGREGATE app.everyone(integer) (sfunc = app.count_step, stype = bigint, "
+             "initcond = '0')")
+EVERYONE = "SELECT app.everyone(1)"
+
+
+def through_aggregate(owner: str) -> str:
+    return ("function app.count_step(bigint,integer): app_user may run it through aggregate "
+            f"app.everyone(integer) as {owner}, who bypasses row level security (SUPERUSER or "
+            "BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads "
+            "for every tenant. ALTER FUNCTION app.count_step(bigint,integer) SECURITY INVOKER, "
+            "or keep the aggregate from app_user (REVOKE EXECUTE ON FUNCTION "
+            "app.everyone(integer) FROM PUBLIC, app_user)")
+
+
+@pytest.mark.parametrize("new_db", [BEFORE_0025, None], indirect=True, ids=["24", "latest"])
+def test_an_aggregate_over_such_a_function_counts_every_tenant_only_before_0025(
+        new_db_admin: Conn, new_db_app_user: Conn) -> None:
+    new_db_admin.run(COUNT_STEP)
+    new_db_admin.run("REVOKE ALL ON FUNCTION app.count_step(bigint, integer) FROM PUBLIC")
+    said = notices(new_db_admin, AGGREGATE)
+    if at_version_24(new_db_admin):  # negative control: B counts everyone's, nothing reported
+        assert in_tenant(new_db_app_user, TENANT_B, EVERYONE) == [
+            [every_tenants_count(new_db_admin)]]
+        assert enforce.gaps(new_db_admin) == []
+        return
+    assert said == [revoked("app.everyone(integer)", through_aggregate(user_of(new_db_admin)))]
+    with pytest.raises(pg8000.native.DatabaseError) as failure:
+        in_tenant(new_db_app_user, TENANT_B, EVERYONE)
+    assert failure.value.args[0]["M"] == "permission denied for aggregate everyone"
+    assert bootstrap.check(new_db_admin).findings == ()
+
+
+def test_such_an_aggregate_made_while_the_trigger_was_off_is_found_until_kept_from_app_user(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn,
+        new_db_app_user: Conn) -> None:
+    with trigger_off(new_db_admin):
+        new_db_admin.run(COUNT_STEP)
+        new_db_admin.run("REVOKE ALL ON FUNCTION app.count_step(bigint, integer) FROM PUBLIC")
+        new_db_admin.run(AGGREGATE)
+    found = through_aggregate(user_of(new_db_admin))
+    refused_by_check_and_run(postgres, new_db, new_db_admin, found)
+    # Given to app_user again: refused
+    error = refused(new_db_admin, "GRANT EXECUTE ON FUNCTION app.everyone(integer) TO app_user")
+    assert (error["M"], error["H"]) == (found, FUNCTION_HINT)
+    new_db_admin.run("REVOKE EXECUTE ON FUNCTION app.everyone(integer) FROM PUBLIC")
+    assert bootstrap.check(new_db_admin).findings == ()
+
+
+def test_an_aggregate_given_to_an_owner_who_may_run_such_a_function_is_refused(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn) -> None:
+    with trigger_off(new_db_admin):  # the aggregate is PUBLIC's, but its owner may not run
+        new_db_admin.run(COUNT_STEP)  # the superuser's part, so its calls fail
+        new_db_admin.run("REVOKE ALL ON FUNCTION app.count_step(bigint, integer) FROM PUBLIC")
+        new_db_admin.run(AGGREGATE)
+        new_db_admin.run("ALTER AGGREGATE app.everyone(integer) OWNER TO boom_owner")
+    assert bootstrap.check(new_db_admin).findings == ()
+    unchanged = state(postgres, new_db)
+    admin = user_of(new_db_admin)
+    error = refused(new_db_admin, f"ALTER AGGREGATE app.everyone(integer) OWNER TO {admin}")
+    assert (error["M"], error["H"]) == (through_aggregate(admin), FUNCTION_HINT)
+    assert state(postgres, new_db) == unchanged
+
+
+def test_boom_owners_aggregate_over_its_definer_function_reaching_such_a_view(
+        new_db_admin: Conn, new_db_owner: Conn) -> None:
+    """The aggregate's part runs as boom_owner for app_user (it acts for app_user through it),
+    and boom_owner may read the superuser's view."""
+    for statement in VIEW:
+        new_db_admin.run(statement)
+    new_db_owner.run("CREATE FUNCTION app.seen_step(bigint, integer) RETURNS bigint "
+                     "LANGUAGE sql SECURITY DEFINER "
+                     "AS 'SELECT count(DISTINCT tenant_id) FROM app.support_bookings'")
+    view = bypassing_view("app.support_bookings", user_of(new_db_admin),
+                          through="SECURITY DEFINER functions of boom_owner")
+    assert notices(new_db_owner, "CREATE AGGREGATE app.seen(integer) (sfunc = app.seen_step, "
+                   "stype = bigint, initcond = '0')") == [revoked("app.seen(integer)", view)]
+
+
+def test_boom_owners_definer_function_may_call_such_an_aggregate_is_kept_from_app_user(
+        new_db_admin: Conn, new_db_owner: Conn) -> None:
+    new_db_admin.run(COUNT_STEP)
+    new_db_admin.run(AGGREGATE)  # loses PUBLIC's EXECUTE as it is made
+    new_db_admin.run("GRANT EXECUTE ON FUNCTION app.everyone(integer) TO boom_owner")
+    admin = user_of(new_db_admin)
+    found = ("function app.count_step(bigint,integer): app_user may run it through aggregate "
+             "app.everyone(integer) in SECURITY DEFINER functions of boom_owner as "
+             f"{admin}, who bypasses row level security (SUPERUSER or BYPASSRLS) and is "
+             "SECURITY DEFINER: whatever it reads of tenant tables, it reads for every tenant. "
+             "ALTER FUNCTION app.count_step(bigint,integer) SECURITY INVOKER, or keep the "
+             "aggregate from boom_owner (REVOKE EXECUTE ON FUNCTION app.everyone(integer) FROM "
+             "PUBLIC, boom_owner)")
+    assert notices(new_db_owner, CALLS_IT.replace("app.count_all()", "app.everyone(1)")) == [
+        revoked("app.counted()", found)]
+
+
+def test_a_leakproof_part_of_an_aggregate_is_no_finding(new_db_admin: Conn) -> None:
+    """An aggregate's parts run on the rows the policy has let through: LEAKPROOF lets the
+    planner run a function in a filter, before the policy's."""
+    new_db_admin.run(COUNT_STEP.replace("SECURITY DEFINER", "LEAKPROOF"))  # kept from PUBLIC
+    assert notices(new_db_admin, AGGREGATE) == []  # the aggregate stays PUBLIC's
+    assert public_may_execute(new_db_admin, "app.everyone(integer)")
+    assert bootstrap.check(new_db_admin).findings == ()

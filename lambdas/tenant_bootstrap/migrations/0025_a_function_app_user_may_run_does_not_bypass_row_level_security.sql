@@ -12,27 +12,189 @@
 -- tenant B every tenant's count at once; a trigger on app.bookings running such a function
 -- did the same in tenant B's insert; and boom_owner's SECURITY DEFINER function reading an
 -- operator's bypassing view granted to boom_owner (allowed while no definer function made
--- boom_owner act for app_user) showed tenant B both tenants.
+-- boom_owner act for app_user) showed tenant B both tenants. And no audit saw an aggregate:
+-- PostgreSQL checks an aggregate's parts (transition, final ... functions) against the
+-- aggregate's owner, not its caller, so a superuser's aggregate over a SECURITY DEFINER
+-- transition function kept from PUBLIC counted every tenant's bookings for tenant B.
 --
--- Now the event trigger also fires on CREATE and ALTER FUNCTION, PROCEDURE and ROUTINE, and
--- CREATE TRIGGER, and app.tenant_findings_through_routine() names the findings a function
--- makes: itself (0023's function findings), and, if SECURITY DEFINER, what its owner may run
--- or reach (0024's, through its owner). Then:
--- - a new function or procedure that would make one loses PUBLIC's EXECUTE as it is made, and
---   a NOTICE says so and why: PUBLIC's EXECUTE on a new function is PostgreSQL's default, not
---   anyone's choice, and revoking it at once is what "Writing SECURITY DEFINER Functions
---   Safely" in the documentation does in the CREATE's transaction, whose REVOKE and GRANTs
---   to other roles go on working. A CREATE OR REPLACE counts as new. A run does not revoke
---   it later from one made while the trigger was off (by then it may be someone's choice):
---   the check reports it and every run refuses, as before;
--- - a function, procedure or trigger command after which its function still makes one
---   (EXECUTE for app_user by a GRANT or default privileges, a trigger on a table app_user
+-- Now the function audit and the acting roles count a part of an aggregate an acting role
+-- may call, whose owner may execute it (app.aggregates_running()); a LEAKPROOF part is no
+-- finding (it runs on rows the policy let through). The event trigger also fires on CREATE
+-- and ALTER FUNCTION, PROCEDURE, ROUTINE and AGGREGATE, and CREATE TRIGGER, and
+-- app.tenant_findings_through_routine() names the findings a function (an aggregate: its
+-- parts, app.routine_parts()) makes: itself (0023's function findings), and, if SECURITY
+-- DEFINER, what its owner may run or reach (0024's, through its owner). Then:
+-- - a new function, procedure or aggregate that would make one loses PUBLIC's EXECUTE as it
+--   is made, and a NOTICE says so and why: PUBLIC's EXECUTE on a new function is
+--   PostgreSQL's default, not anyone's choice, and revoking it at once is what "Writing
+--   SECURITY DEFINER Functions Safely" in the documentation does in the CREATE's
+--   transaction, whose REVOKE and GRANTs to other roles go on working. A CREATE OR REPLACE
+--   counts as new. A run does not revoke it later from one made while the trigger was off
+--   (by then it may be someone's choice): the check reports it and every run refuses;
+-- - a function, procedure, aggregate or trigger command after which its function still makes
+--   one (EXECUTE for app_user by a GRANT or default privileges, a trigger on a table app_user
 --   writes, ALTER ... SECURITY DEFINER, LEAKPROOF or OWNER TO) is refused, naming it, with
 --   nothing changed;
 -- - a GRANT while any function finding stands is refused, as one is while a view finding
 --   does (0023).
 -- Only the command's own function is looked at, so mending one finding (ALTER FUNCTION ...
 -- SECURITY INVOKER, NOT LEAKPROOF) is not refused while another stands.
+--
+-- The estimate of roles_acting_for_app_user() is now 10 rows: with the default 1000, the
+-- function audit's plan passed jit_above_cost and each call spent about 600 ms compiling.
+
+-- (0025) The aggregates a function is a part of (transition, final, combine, serial, moving
+-- ones), where the aggregate's owner may execute it: PostgreSQL checks an aggregate's parts
+-- against its owner, not against whoever calls it. At version 24 a superuser's aggregate over
+-- a SECURITY DEFINER transition function, kept from PUBLIC, counted every tenant's bookings
+-- for tenant B, and no audit saw it.
+CREATE FUNCTION app.aggregates_running(routine oid) RETURNS TABLE (aggregate oid)
+LANGUAGE sql STABLE ROWS 1
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT g.aggfnoid::oid
+  FROM pg_aggregate g
+  JOIN pg_proc a ON a.oid = g.aggfnoid
+  WHERE routine IN (g.aggtransfn, g.aggfinalfn, g.aggcombinefn, g.aggserialfn,
+                    g.aggdeserialfn, g.aggmtransfn, g.aggminvtransfn, g.aggmfinalfn)
+    AND has_function_privilege(a.proowner, routine, 'EXECUTE')
+$$;
+-- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
+
+-- A function, and, if it is an aggregate, its parts: what runs when it is called.
+CREATE FUNCTION app.routine_parts(routine oid) RETURNS TABLE (part oid)
+LANGUAGE sql STABLE ROWS 2
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT routine
+  UNION
+  SELECT p.part
+  FROM pg_aggregate g,
+       unnest(ARRAY[g.aggtransfn, g.aggfinalfn, g.aggcombinefn, g.aggserialfn, g.aggdeserialfn,
+                    g.aggmtransfn, g.aggminvtransfn, g.aggmfinalfn]::oid[]) AS p (part)
+  WHERE g.aggfnoid = routine AND p.part <> 0
+$$;
+-- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
+
+-- 0024's, and a part of an aggregate an acting role may call. ROWS 10: with the default
+-- estimate (1000 rows) the function audit's plan cost passed jit_above_cost, and each call
+-- spent about 600 ms compiling itself (measured here; JIT is on by default).
+CREATE OR REPLACE FUNCTION app.roles_acting_for_app_user() RETURNS TABLE (role oid, definer name)
+LANGUAGE sql STABLE ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE acting (role, definer) AS (
+    -- app_user and every role it may SET ROLE to (0008).
+    SELECT r.oid, NULL::name FROM pg_roles r WHERE pg_has_role('app_user', r.oid, 'MEMBER')
+    UNION
+    -- The owner of a SECURITY DEFINER function an acting role may run (a call, a trigger of
+    -- a table it writes, or, since 0025, an aggregate it may call), outside the system
+    -- schemas and not an extension's: its body acts as that owner, and no catalog says what
+    -- it reads. Not one that bypasses row level security: its function is
+    -- app.audit_tenant_functions()'s finding already.
+    SELECT o.oid, o.rolname
+    FROM acting a
+    JOIN pg_proc p ON p.prosecdef
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE NOT (o.rolsuper OR o.rolbypassrls) AND NOT pg_has_role('app_user', o.oid, 'MEMBER')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+      AND (has_function_privilege(a.role, p.oid, 'EXECUTE')
+           OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid
+                      AND has_table_privilege(a.role, t.tgrelid,
+                                              'INSERT, UPDATE, DELETE, TRUNCATE'))
+           -- (0025) A part of an aggregate it may call (its transition, final, combine ...
+           -- function), which PostgreSQL lets the aggregate's owner execute for it.
+           OR EXISTS (SELECT FROM app.aggregates_running(p.oid) g
+                      WHERE has_function_privilege(a.role, g.aggregate, 'EXECUTE')))
+  )
+  SELECT DISTINCT role, definer FROM acting
+$$;
+
+
+-- 0024's, and a SECURITY DEFINER part of an aggregate an acting role may call (not a LEAKPROOF
+-- one: it runs on rows the policy let through), naming the aggregate to keep from whom.
+CREATE OR REPLACE FUNCTION app.audit_tenant_functions()
+RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH candidates AS MATERIALIZED (
+    -- SECURITY DEFINER and LEAKPROOF functions and procedures outside the system schemas
+    -- (which hold hundreds of LEAKPROOF ones), not an extension's (whose code the extension
+    -- vouches for): the few the rest looks at.
+    SELECT p.oid, p.oid::regprocedure::text AS signature, p.prosecdef, p.proleakproof,
+           o.rolname AS owner, o.rolsuper OR o.rolbypassrls AS bypasses
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_roles o ON o.oid = p.proowner
+    WHERE (p.prosecdef OR p.proleakproof)
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e')
+  ), callable AS (
+    -- Those app_user may run, itself or as the owner of a definer function it may run.
+    SELECT c.oid, c.signature, c.prosecdef, c.proleakproof, c.owner, c.bypasses,
+           bool_or(a.definer IS NULL AND w.aggregate IS NULL) AS directly,
+           string_agg(DISTINCT quote_ident(a.definer::text), ', '
+                      ORDER BY quote_ident(a.definer::text))
+             FILTER (WHERE w.aggregate IS NULL) AS definers,
+           string_agg(DISTINCT w.aggregate::regprocedure::text, ', '
+                      ORDER BY w.aggregate::regprocedure::text) AS aggregates,
+           string_agg(DISTINCT w.aggregate::regprocedure::text || coalesce(
+                        ' in SECURITY DEFINER functions of ' || quote_ident(a.definer::text), ''),
+                      ', ' ORDER BY w.aggregate::regprocedure::text || coalesce(
+                        ' in SECURITY DEFINER functions of ' || quote_ident(a.definer::text), ''))
+             AS aggregate_routes,
+           string_agg(DISTINCT coalesce(quote_ident(a.definer::text), 'app_user'), ', '
+                      ORDER BY coalesce(quote_ident(a.definer::text), 'app_user'))
+             AS aggregate_holders  -- read only when every way in is an aggregate
+    FROM candidates c
+    CROSS JOIN app.roles_acting_for_app_user() a
+    JOIN LATERAL (
+      -- A call; a trigger's function runs in the writes that fire it, EXECUTE or not.
+      SELECT NULL::oid AS aggregate
+      WHERE has_function_privilege(a.role, c.oid, 'EXECUTE')
+         OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = c.oid
+                    AND has_table_privilege(a.role, t.tgrelid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
+      UNION ALL
+      -- (0025) A part of an aggregate it may call.
+      SELECT g.aggregate FROM app.aggregates_running(c.oid) g
+      WHERE has_function_privilege(a.role, g.aggregate, 'EXECUTE')) w ON true
+    GROUP BY c.oid, c.signature, c.prosecdef, c.proleakproof, c.owner, c.bypasses
+  )
+  SELECT 'function ' || signature,
+         'app_user may run it ' || CASE WHEN directly
+           THEN '(a call, or a trigger of a table it writes)'
+           WHEN definers IS NOT NULL THEN 'through SECURITY DEFINER functions of ' || definers
+           ELSE 'through aggregate ' || aggregate_routes END
+         || ' as ' || quote_ident(owner) || ', who bypasses row level security (SUPERUSER or '
+         || 'BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads '
+         || 'for every tenant. ALTER FUNCTION ' || signature || ' SECURITY INVOKER, or keep '
+         || CASE WHEN directly OR definers IS NOT NULL
+              THEN 'it from ' || CASE WHEN directly THEN 'app_user' ELSE definers END
+                   || ' (REVOKE EXECUTE ON FUNCTION ' || signature || ' FROM PUBLIC, '
+                   || CASE WHEN directly THEN 'app_user' ELSE definers END
+                   || '; a trigger''s: DROP TRIGGER)'
+              ELSE 'the aggregate from ' || aggregate_holders || ' (REVOKE EXECUTE ON FUNCTION '
+                   || aggregates || ' FROM PUBLIC, ' || aggregate_holders || ')' END
+  FROM callable WHERE prosecdef AND bypasses
+  UNION ALL
+  SELECT 'function ' || signature,
+         'it is LEAKPROOF and app_user may call it' || CASE WHEN directly THEN ''
+           ELSE ' through SECURITY DEFINER functions of ' || definers END
+         || ', so PostgreSQL may run it on every '
+         || 'tenant''s rows before the tenant policy filters them: what it shows of its '
+         || 'arguments (an error, a notice) shows other tenants'' rows. ALTER FUNCTION '
+         || signature || ' NOT LEAKPROOF'
+  -- An aggregate's parts run on the rows the policy has let through.
+  FROM callable WHERE proleakproof AND (directly OR definers IS NOT NULL)
+  ORDER BY 1, 2
+$$;
 
 -- The findings a function makes (kind: function, view, rule, materialized view), for the
 -- event trigger.
@@ -42,25 +204,31 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH acting AS (
-    -- Its owner, if it is SECURITY DEFINER: app_user, if it may run it, acts as the owner
-    -- (0024's acting roles), and the audits report what the owner reaches as app_user's.
+    -- Its owner (an aggregate's: its parts' owners), if SECURITY DEFINER: app_user, if it
+    -- may run it, acts as the owner (0024's acting roles), and the audits report what the
+    -- owner reaches as app_user's.
     SELECT o.oid, o.rolname
-    FROM pg_proc p
+    FROM app.routine_parts(routine) r
+    JOIN pg_proc p ON p.oid = r.part
     JOIN pg_roles o ON o.oid = p.proowner
-    WHERE p.oid = routine AND p.prosecdef
+    WHERE p.prosecdef
   )
   SELECT *
   FROM (SELECT a.table_name || ': ' || a.problem, 'function'
         FROM app.audit_tenant_functions() a
-        -- The function itself; or one its owner may run, or fire by a trigger.
-        WHERE a.table_name = 'function ' || routine::regprocedure::text
-           OR a.table_name IN (
-             SELECT 'function ' || q.oid::regprocedure::text
-             FROM acting g, pg_proc q
+        -- The function itself (an aggregate's parts); or one its owner may run, fire by a
+        -- trigger or call through an aggregate (the finding names it: 'function ' || its
+        -- signature).
+        WHERE a.table_name IN (SELECT 'function ' || r.part::regprocedure::text
+                               FROM app.routine_parts(routine) r)
+           OR EXISTS (
+             SELECT FROM acting g, to_regprocedure(substr(a.table_name, 10)) q (oid)
              WHERE has_function_privilege(g.oid, q.oid, 'EXECUTE')
                 OR EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = q.oid
                            AND has_table_privilege(g.oid, t.tgrelid,
-                                                   'INSERT, UPDATE, DELETE, TRUNCATE')))
+                                                   'INSERT, UPDATE, DELETE, TRUNCATE'))
+                OR EXISTS (SELECT FROM app.aggregates_running(q.oid) x
+                           WHERE has_function_privilege(g.oid, x.aggregate, 'EXECUTE')))
         UNION ALL
         -- A view, rule or materialized view its owner reaches.
         SELECT a.table_name || ': ' || a.problem,
@@ -146,25 +314,26 @@ BEGIN
   FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
                  WHERE object_type IN ('table', 'table column', 'materialized view', 'policy',
                                        'sequence', 'view', 'rule', 'function', 'procedure',
-                                       'trigger')
+                                       'aggregate', 'trigger')
                    AND objid IS NOT NULL
   LOOP
-    -- (0025) A function or procedure made or altered, or a trigger made: its function, if
-    -- SECURITY DEFINER or LEAKPROOF (no other kind is a finding, nor makes one).
-    IF command.object_type IN ('function', 'procedure', 'trigger') THEN
-      SELECT p.oid, p.prosecdef OR p.proleakproof INTO routine, watched
-        FROM pg_proc p
-        WHERE p.oid = CASE command.object_type
-                        WHEN 'trigger' THEN (SELECT t.tgfoid FROM pg_trigger t
-                                             WHERE t.oid = command.objid)
-                        ELSE command.objid END;
+    -- (0025) A function, procedure or aggregate made or altered, or a trigger made: its
+    -- function, if it (or an aggregate's part) is SECURITY DEFINER or LEAKPROOF (no other
+    -- kind is a finding, nor makes one).
+    IF command.object_type IN ('function', 'procedure', 'aggregate', 'trigger') THEN
+      routine := CASE command.object_type
+                   WHEN 'trigger' THEN (SELECT t.tgfoid FROM pg_trigger t
+                                        WHERE t.oid = command.objid)
+                   ELSE command.objid END;
+      SELECT bool_or(p.prosecdef OR p.proleakproof) INTO watched
+        FROM app.routine_parts(routine) r JOIN pg_proc p ON p.oid = r.part;
       IF NOT coalesce(watched, false) THEN
         CONTINUE;
       END IF;
       -- A new function is executable by PUBLIC, PostgreSQL's default rather than anyone's
       -- choice, until the REVOKE the documentation has follow its CREATE: revoked here, at
       -- once, from one that would be a finding or make one.
-      IF command.command_tag IN ('CREATE FUNCTION', 'CREATE PROCEDURE')
+      IF command.command_tag IN ('CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE AGGREGATE')
          AND has_function_privilege('public', routine, 'EXECUTE') THEN
         SELECT f.finding INTO refused FROM app.tenant_findings_through_routine(routine) f
           LIMIT 1;
@@ -266,9 +435,10 @@ CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
                'CREATE MATERIALIZED VIEW', 'CREATE POLICY', 'ALTER POLICY', 'GRANT',
                'CREATE VIEW', 'ALTER VIEW', 'CREATE RULE', 'CREATE FUNCTION',
                'ALTER FUNCTION', 'CREATE PROCEDURE', 'ALTER PROCEDURE', 'ALTER ROUTINE',
-               'CREATE TRIGGER')
+               'CREATE AGGREGATE', 'ALTER AGGREGATE', 'CREATE TRIGGER')
   EXECUTE FUNCTION app.protect_new_tenant_tables();
 
 -- A function the bootstrap ships (0012).
 INSERT INTO boom_meta.shipped_functions (signature)
-  VALUES ('app.tenant_findings_through_routine(oid)');
+  VALUES ('app.aggregates_running(oid)'), ('app.routine_parts(oid)'),
+         ('app.tenant_findings_through_routine(oid)');

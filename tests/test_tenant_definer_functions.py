@@ -3,9 +3,10 @@ it LEAKPROOF, from the moment it is made (migration 0025), on real PostgreSQL 15
 
 Until 0025 the event trigger did not watch CREATE FUNCTION: PostgreSQL makes a new function
 executable by PUBLIC, and the check (every 15 minutes) or the next run reported such a
-function only afterwards. The negative controls at version 24 show tenant B reading every
-tenant's count through one at once. The tests' superuser stands in for an operator's role
-that bypasses row level security.
+function only afterwards; and no audit saw an aggregate over one (PostgreSQL checks an
+aggregate's parts against its owner, not its caller). The negative controls at version 24
+show tenant B reading every tenant's count through each at once. The tests' superuser stands
+in for an operator's role that bypasses row level security.
 """
 
 from __future__ import annotations

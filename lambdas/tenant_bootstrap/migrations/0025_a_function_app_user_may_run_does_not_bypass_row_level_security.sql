@@ -244,7 +244,7 @@ AS $$
 $$;
 -- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
 
--- 0024's function, and the function, procedure and trigger commands above.
+-- 0024's function, and the function, procedure, aggregate and trigger commands above.
 CREATE OR REPLACE FUNCTION app.protect_new_tenant_tables() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

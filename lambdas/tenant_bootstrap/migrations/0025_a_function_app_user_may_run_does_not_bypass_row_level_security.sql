@@ -114,7 +114,6 @@ AS $$
   SELECT DISTINCT role, definer FROM acting
 $$;
 
-
 -- 0024's, and a SECURITY DEFINER part of an aggregate an acting role may call (not a LEAKPROOF
 -- one: it runs on rows the policy let through), naming the aggregate to keep from whom.
 CREATE OR REPLACE FUNCTION app.audit_tenant_functions()

@@ -15,6 +15,7 @@ from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
     new_role_passwords,
+    role_of_its_own,
     running_postgres,
 )
 from tests.fixture_secrets import aws, own_master  # noqa: F401 - fixtures, found here by pytest
@@ -150,6 +151,15 @@ def new_db_admin(postgres: PostgresServer, new_db: str) -> Iterator[Conn]:
     conn = postgres.connect(new_db, tls=True)
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def role_app_user_may_become(postgres: PostgresServer, new_db: str,
+                             new_db_admin: Conn) -> Iterator[str]:
+    """A login role of the test's own that app_user may SET ROLE to, on new_db."""
+    with role_of_its_own(postgres, new_db, "boom_support") as (role, _):
+        new_db_admin.run(f"GRANT {role} TO app_user")
+        yield role
 
 
 @pytest.fixture

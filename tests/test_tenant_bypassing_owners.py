@@ -101,15 +101,6 @@ def test_an_invoker_view_of_such_an_owner_reads_as_app_user(
     assert new_db_admin.run("SELECT * FROM app.audit_tenant_views()") == []
 
 
-@pytest.fixture
-def role_app_user_may_become(postgres: PostgresServer, new_db: str,
-                             new_db_admin: Conn) -> Iterator[str]:
-    """A role app_user may SET ROLE to."""
-    with role_of_its_own(postgres, new_db, "boom_support") as (role, _):
-        new_db_admin.run(f"GRANT {role} TO app_user")
-        yield role
-
-
 def test_one_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
         postgres: PostgresServer, new_db: str, new_db_admin: Conn,
         role_app_user_may_become: str) -> None:

@@ -11,8 +11,6 @@ in for an operator's role that bypasses row level security.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pg8000.native
 import pytest
 
@@ -69,10 +67,15 @@ def refused(admin: Conn, statement: str) -> dict[str, str]:
     return dict(failure.value.args[0])
 
 
+def messages(conn: Conn) -> list[str]:
+    """What the server has said to `conn` (notices, warnings), in order."""
+    return [notice[b"M"].decode() for notice in conn.notices]
+
+
 def notices(conn: Conn, statement: str) -> list[str]:
     conn.notices.clear()
     conn.run(statement)
-    return [notice[b"M"].decode() for notice in conn.notices]
+    return messages(conn)
 
 
 def revoked(function: str, otherwise: str) -> str:
@@ -159,14 +162,6 @@ def test_the_documented_idiom_still_works_and_the_roles_granted_may_run_it(
         assert bootstrap.check(new_db_admin).findings == ()
 
 
-@pytest.fixture
-def role_app_user_may_become(postgres: PostgresServer, new_db: str,
-                             new_db_admin: Conn) -> Iterator[str]:
-    with role_of_its_own(postgres, new_db, "boom_support") as (role, _):
-        new_db_admin.run(f"GRANT {role} TO app_user")
-        yield role
-
-
 @pytest.mark.parametrize("grant", [
     "GRANT EXECUTE ON FUNCTION app.count_all() TO app_user",
     "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA app TO app_user",
@@ -196,7 +191,7 @@ def test_default_privileges_that_grant_app_user_execute_make_such_a_function_ref
     error = refused(new_db_admin, COUNT_ALL)  # PUBLIC's EXECUTE revoked, app_user's stays
     found = runs_for_everyone("app.count_all()", user_of(new_db_admin))
     assert (error["M"], error["H"]) == (found, FUNCTION_HINT)
-    assert [notice[b"M"].decode() for notice in new_db_admin.notices] == (
+    assert messages(new_db_admin) == (
         [] if public_too else [revoked("app.count_all()", found)])
     assert state(postgres, new_db) == unchanged
 

@@ -40,8 +40,10 @@
 -- Only the command's own function is looked at, so mending one finding (ALTER FUNCTION ...
 -- SECURITY INVOKER, NOT LEAKPROOF) is not refused while another stands.
 --
--- The estimate of roles_acting_for_app_user() is now 10 rows: with the default 1000, the
--- function audit's plan passed jit_above_cost and each call spent about 600 ms compiling.
+-- app.tenant_finding_hint() gives a view or function finding its hint, in one place (0024's
+-- trigger chose it from the message's first words twice). The estimate of
+-- roles_acting_for_app_user() is now 10 rows: with the default 1000, the function audit's
+-- plan passed jit_above_cost and each call spent about 600 ms compiling.
 
 -- (0025) The aggregates a function is a part of (transition, final, combine, serial, moving
 -- ones), where the aggregate's owner may execute it: PostgreSQL checks an aggregate's parts
@@ -195,10 +197,33 @@ AS $$
   ORDER BY 1, 2
 $$;
 
--- The findings a function makes (kind: function, view, rule, materialized view), for the
--- event trigger.
+-- The event trigger's hint for a finding of the view or function audit, by its kind: 0024
+-- chose it from the message's first words in two places of the trigger, and 0025 needs it in
+-- two more.
+CREATE FUNCTION app.tenant_finding_hint(subject text, problem text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE
+    WHEN starts_with(subject, 'function ')
+      THEN 'GRANT EXECUTE on such a function only to the roles that need it, never to app_user '
+           'or a role it acts as (a new one''s EXECUTE is revoked from PUBLIC as it is made; '
+           'default privileges may grant it: ALTER DEFAULT PRIVILEGES ... REVOKE EXECUTE ON '
+           'FUNCTIONS FROM app_user).'
+    WHEN starts_with(problem, 'rule ')
+      THEN 'A rule runs as the owner of its table or view: one that app_user''s writes fire '
+           'must belong to a role row level security binds.'
+    WHEN starts_with(problem, 'reaches materialized view ')
+      THEN 'A materialized view has no row level security: keep it from every role app_user '
+           'reaches it as.'
+    ELSE 'A view app_user reads must run as a role row level security binds, or as its '
+         'reader.' END
+$$;
+-- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
+
+-- The findings a function makes, with their hints, for the event trigger.
 CREATE FUNCTION app.tenant_findings_through_routine(routine oid)
-RETURNS TABLE (finding text, kind text)
+RETURNS TABLE (finding text, hint text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -212,8 +237,9 @@ AS $$
     JOIN pg_roles o ON o.oid = p.proowner
     WHERE p.prosecdef
   )
-  SELECT *
-  FROM (SELECT a.table_name || ': ' || a.problem, 'function'
+  SELECT f.finding, f.hint
+  FROM (SELECT a.table_name || ': ' || a.problem,
+               app.tenant_finding_hint(a.table_name, a.problem)
         FROM app.audit_tenant_functions() a
         -- The function itself (an aggregate's parts); or one its owner may run, fire by a
         -- trigger or call through an aggregate (the finding names it: 'function ' || its
@@ -231,15 +257,12 @@ AS $$
         UNION ALL
         -- A view, rule or materialized view its owner reaches.
         SELECT a.table_name || ': ' || a.problem,
-               CASE WHEN starts_with(a.problem, 'rule ') THEN 'rule'
-                    WHEN starts_with(a.problem, 'reaches materialized view ')
-                      THEN 'materialized view'
-                    ELSE 'view' END
+               app.tenant_finding_hint(a.table_name, a.problem)
         FROM app.audit_tenant_views() a
         WHERE a.table_name IN (SELECT b.via::text
                                FROM app.tenant_rows_read_as_bypassing() b, acting g
-                               WHERE b.by_definer = g.rolname)) f (finding, kind)
-  ORDER BY kind, finding
+                               WHERE b.by_definer = g.rolname)) f (finding, hint)
+  ORDER BY f.finding
 $$;
 -- EXECUTE stays with PUBLIC: the event trigger runs it as whichever role runs the command.
 
@@ -254,18 +277,6 @@ DECLARE
   problem_prefix text;
   refused text;
   hint text;
-  view_hint constant text := 'A view app_user reads must run as a role row level security '
-                             'binds, or as its reader.';
-  rule_hint constant text := 'A rule runs as the owner of its table or view: one that '
-                             'app_user''s writes fire must belong to a role row level '
-                             'security binds.';
-  stored_hint constant text := 'A materialized view has no row level security: keep it from '
-                               'every role app_user reaches it as.';
-  function_hint constant text := 'GRANT EXECUTE on such a function only to the roles that need '
-                                 'it, never to app_user or a role it acts as (a new one''s '
-                                 'EXECUTE is revoked from PUBLIC as it is made; default '
-                                 'privileges may grant it: ALTER DEFAULT PRIVILEGES ... REVOKE '
-                                 'EXECUTE ON FUNCTIONS FROM app_user).';
   routine oid;
   watched boolean;
 BEGIN
@@ -293,21 +304,18 @@ BEGIN
                      'and only USAGE (and SELECT) on sequences.';
     END IF;
     -- (0023, 0024) A view or rule that would show app_user every tenant's rows.
-    SELECT a.table_name || ': ' || a.problem,
-           CASE WHEN starts_with(a.problem, 'rule ') THEN rule_hint
-                WHEN starts_with(a.problem, 'reaches materialized view ') THEN stored_hint
-                ELSE view_hint END
+    SELECT a.table_name || ': ' || a.problem, app.tenant_finding_hint(a.table_name, a.problem)
       INTO refused, hint FROM app.audit_tenant_views() a LIMIT 1;
     IF refused IS NOT NULL THEN
       RAISE EXCEPTION '%', refused
         USING HINT = hint;
     END IF;
     -- (0025) A function app_user would run as a role that bypasses row level security.
-    SELECT a.table_name || ': ' || a.problem INTO refused
-      FROM app.audit_tenant_functions() a LIMIT 1;
+    SELECT a.table_name || ': ' || a.problem, app.tenant_finding_hint(a.table_name, a.problem)
+      INTO refused, hint FROM app.audit_tenant_functions() a LIMIT 1;
     IF refused IS NOT NULL THEN
       RAISE EXCEPTION '%', refused
-        USING HINT = function_hint;
+        USING HINT = hint;
     END IF;
   END IF;
   FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
@@ -343,9 +351,7 @@ BEGIN
             USING HINT = 'GRANT EXECUTE on it to the roles that need it, not app_user.';
         END IF;
       END IF;
-      SELECT f.finding, CASE f.kind WHEN 'function' THEN function_hint WHEN 'rule' THEN rule_hint
-                                    WHEN 'materialized view' THEN stored_hint
-                                    ELSE view_hint END
+      SELECT f.finding, f.hint
         INTO refused, hint FROM app.tenant_findings_through_routine(routine) f LIMIT 1;
       IF refused IS NOT NULL THEN
         RAISE EXCEPTION '%', refused
@@ -357,10 +363,7 @@ BEGIN
     -- through it or it through, a rule, a table a rule belongs to (its owner changed) or
     -- one that views or rules now read as a tenant table (tenant_id added).
     IF command.object_type IN ('table', 'table column', 'view', 'rule') THEN
-      SELECT a.table_name || ': ' || a.problem,
-           CASE WHEN starts_with(a.problem, 'rule ') THEN rule_hint
-                WHEN starts_with(a.problem, 'reaches materialized view ') THEN stored_hint
-                ELSE view_hint END
+      SELECT a.table_name || ': ' || a.problem, app.tenant_finding_hint(a.table_name, a.problem)
         INTO refused, hint FROM app.audit_tenant_views() a
         WHERE a.table_name IN (
           SELECT b.via::text FROM app.tenant_rows_read_as_bypassing() b
@@ -440,4 +443,4 @@ CREATE EVENT TRIGGER boom_protect_tenant_tables ON ddl_command_end
 -- A function the bootstrap ships (0012).
 INSERT INTO boom_meta.shipped_functions (signature)
   VALUES ('app.aggregates_running(oid)'), ('app.routine_parts(oid)'),
-         ('app.tenant_findings_through_routine(oid)');
+         ('app.tenant_finding_hint(text,text)'), ('app.tenant_findings_through_routine(oid)');

@@ -345,7 +345,7 @@ def local_pgbouncer_ini(postgres: PostgresServer, database: str,
     return ini.replace("listen_port = 0", "listen_port = {port}")
 
 
-def one_server_connection(**settings: int) -> PgBouncerConfig:
+def one_server_connection(**settings: Any) -> PgBouncerConfig:
     """The product's (prod) PgBouncer settings with its pool cut to one server connection, so
     that consecutive clients share a backend, and `settings` (PgBouncerConfig fields, say a
     shorter timeout) replaced: give it to local_pgbouncer_ini(pool=)."""

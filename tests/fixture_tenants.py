@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import pg8000.native
 import pytest
+from pg8000.native import Connection as Conn
 
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 
@@ -19,7 +20,6 @@ ROWS_PER_TENANT = 3
 # The textbook tenant check, without 0003/0005's stamp: a session-level SET passes it.
 TEXTBOOK = ("CREATE OR REPLACE FUNCTION app.current_tenant_id() RETURNS uuid LANGUAGE sql "
             "STABLE AS $$ SELECT current_setting('boom.tenant_id', true)::uuid $$")
-Conn = pg8000.native.Connection
 
 # What app.audit_tenant_tables() says (migration 0004), for the tests that expect it.
 WIDENS = ("widens access: its USING and WITH CHECK must be exactly "

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from tests.fixture_synth import ROOT
 PROD = ENVIRONMENT_CONFIGS["prod"]
 
 
-def with_database(**changes: object) -> EnvironmentConfig:
+def with_database(**changes: Any) -> EnvironmentConfig:
     return replace(PROD, database=replace(PROD.database, **changes))
 
 
@@ -198,7 +199,7 @@ def test_cache_maintenance_window(window: str, message: str) -> None:
     ({"cache": replace(PROD.cache, engine_version="6.2")},
      r"prod\.cache\.engine_version = '6.2': is not a Redis 7 version"),
 ])
-def test_names_regions_zones_and_engines(changes: dict[str, object], message: str) -> None:
+def test_names_regions_zones_and_engines(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(PROD, **changes)
 
@@ -278,7 +279,7 @@ def test_zones_must_belong_to_the_primary_region(zone: str) -> None:
     ("server_lifetime_seconds", 59, "range 60-3600"),
     ("server_lifetime_seconds", 3601, "range 60-3600"),
 ])
-def test_pgbouncer_values(field: str, value: object, message: str) -> None:
+def test_pgbouncer_values(field: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"prod\.pgbouncer\.{field} = .*{message}"):
         replace(PROD, pgbouncer=replace(PROD.pgbouncer, **{field: value}))
 

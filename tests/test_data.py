@@ -16,7 +16,7 @@ from tests.fixture_synth import Synthesized, cdk_json_context
 def only(template: assertions.Template, type_: str) -> dict[str, Any]:
     resources = template.find_resources(type_)
     assert len(resources) == 1, f"expected one {type_}, found {len(resources)}"
-    return next(iter(resources.values()))
+    return dict(next(iter(resources.values())))
 
 
 def test_database_matches_the_seed(synthesized: Synthesized) -> None:
@@ -177,7 +177,7 @@ def test_grant_connect_opens_only_the_port_to_the_peer_in_the_peers_stack() -> N
 
     app, stacks = create_app(environ={}, gate=False, context={
         **cdk_json_context(), "aws:cdk:bundling-stacks": []})
-    peer_stack = cdk.Stack(app, "Peer", env=stacks.data.environment and cdk.Environment(
+    peer_stack = cdk.Stack(app, "Peer", env=cdk.Environment(
         account=stacks.config.account, region=stacks.config.primary_region))
     peer = ec2.SecurityGroup(peer_stack, "Client", vpc=stacks.network.vpc)
     # When the peer is granted access to the database and the cache

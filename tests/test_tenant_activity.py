@@ -17,12 +17,12 @@ from contextlib import contextmanager
 
 import pg8000.native
 import pytest
+from pg8000.native import Connection as Conn
 
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import TENANT_B, connect_as
 
 SECRET = "ann@example.com"
-Conn = pg8000.native.Connection
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import ssl
 import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -222,10 +223,14 @@ def test_vendored_distributions_are_exactly_what_pg8000_needs() -> None:
         assert f"{name}=={distribution(name).version}" in pinned
 
 
+RDNS = tuple[tuple[tuple[str, str], ...], ...]
+
+
 def test_the_rds_ca_bundle_loads_and_holds_the_regional_roots() -> None:
     pem = rds_ca.rds_ca_bundle()
     context = ssl.create_default_context(cafile=None, cadata=pem)
-    subjects = [dict(x[0] for x in cert["subject"]).get("commonName", "")
+    # Each subject is a tuple of relative distinguished names, each a tuple of (name, value).
+    subjects = [dict(rdn[0] for rdn in cast(RDNS, cert["subject"])).get("commonName", "")
                 for cert in context.get_ca_certs()]
     for region in ("us-east-1", "us-west-2", "eu-west-1"):
         assert f"Amazon RDS {region} Root CA RSA2048 G1" in subjects

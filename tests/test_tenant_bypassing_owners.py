@@ -10,6 +10,7 @@ superuser can mark) each handing tenant B tenant A's bookings, with no audit rep
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pg8000.native
@@ -205,7 +206,7 @@ SECRET = ("INSERT INTO app.bookings (resource, starts_at, ends_at) "
           "VALUES ('secret-of-a', now(), now() + interval '1 hour')")
 
 
-def what_peek_saw(app_user: Conn, tenant: object) -> list[str]:
+def what_peek_saw(app_user: Conn, tenant: uuid.UUID) -> list[str]:
     """The values app.peek() was run on while `tenant`'s query, a sequential scan (settings
     any session may make), asked for its bookings."""
     query = "SELECT resource FROM app.bookings WHERE app.peek(resource)"

@@ -6,9 +6,14 @@ by position) shows as a wrong number.
 
 from __future__ import annotations
 
+import math
+import re
+import statistics
 from pathlib import Path
 
-from benchmarks.results import Results, interval95, write_results
+import pytest
+
+from benchmarks.results import T95, TARGET, Results, interval95, write_results
 
 KEYS = ("a", "b", "a0", "c", "d")
 
@@ -19,9 +24,9 @@ def rounds(tps: float, server_us: float) -> list[dict[str, float]]:
     return [one, {**one, "tps": tps * 1.1}]
 
 
-def render(runs: Results, directory: Path) -> str:
+def render(runs: Results, directory: Path, server_mean_ms: float = 0.05) -> str:
     """RESULTS.md for `runs`, with fixed prepared-statement, heavier-read and 1000-client
-    numbers."""
+    numbers, and database query time `server_mean_ms`."""
     prepared = Results({"b": rounds(2000.0, 200.0), "a": rounds(1500.0, 250.0)},
                        {"a": "prepared a", "b": "prepared b"})
     heavier = Results({"b": rounds(1000.0, 600.0), "a": rounds(900.0, 700.0)},
@@ -29,7 +34,7 @@ def render(runs: Results, directory: Path) -> str:
     path = directory / "RESULTS.md"
     write_results(path, runs, prepared, heavier, {"tps": 1.0, "mean": 1.0, "p50": 1.0, "p95": 1.0,
                                          "p99": 1.0},
-                  {"calls": 10.0, "mean": 0.05, "worst": 0.2}, 25, 100,
+                  {"calls": 10.0, "mean": server_mean_ms, "worst": 0.2}, 25, 100,
                   {"tenants": 10, "rows": 2000, "clients": 50, "seconds": 15, "rounds": 2,
                    "baseline": 2, "prepared_seconds": 10, "read_rows": 30,
                    "heavier_read_rows": 300})
@@ -58,6 +63,8 @@ def test_results_name_each_ratio_from_its_own_workload(tmp_path: Path) -> None:
     # The row counts are the run's (30 and 300 here, unlike the benchmark's 20 and 200).
     assert "read a tenant's 30 latest bookings, insert one booking" in text
     assert "## A heavier read: 300 bookings" in text
+    # The PgBouncer the run used, by its own --version (its first line)
+    assert re.search(r"\nPgBouncer [0-9]+\.[0-9]+\.[0-9]+ \(built from Debian", text)
     # Heavier read: (a) 900 tps, (b) 1000 tps; CPU 800 us vs 700 us (client 100 us each).
     assert "(a)/(b) with a 300-booking read: 0.900 (per round: 0.900, 0.900)" in text
     assert ("(a) adds +100 us\nof CPU to (b)'s 700 us (with the 30-booking read: +100 us to\n"
@@ -83,3 +90,57 @@ def test_a_run_whose_interval_holds_the_target_says_so(tmp_path: Path) -> None:
     runs["a"] = [{**runs["b"][0], "tps": 800.0}, {**runs["b"][1], "tps": 1078.0}]
     text = render(Results(runs, {k: k for k in runs}), tmp_path)
     assert "**not met** by this run's mean, though its 95% interval also holds 0.90" in text
+
+
+def students_t_cdf(t: float, df: int, steps: int = 20_000) -> float:
+    """P(T <= t) for Student's t with `df` degrees of freedom: its density integrated from 0
+    by Simpson's rule, plus the half below 0."""
+    scale = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+
+    def density(x: float) -> float:
+        return scale * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = t / steps
+    inner = sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return 0.5 + h / 3 * (density(0.0) + inner + density(t))
+
+
+def test_each_critical_value_is_students_t_at_97_5_percent() -> None:
+    # A two-sided 95% interval leaves 2.5% above its critical value, for 1 to 10 df.
+    assert sorted(T95) == list(range(1, 11))
+    for df, critical in T95.items():
+        assert abs(students_t_cdf(critical, df) - 0.975) < 2e-5, df
+
+
+def test_a_ratio_on_the_target_meets_it(tmp_path: Path) -> None:
+    tps = {"b": 1000.0, "a": 1000.0 * TARGET, "a0": 700.0, "c": 950.0, "d": 950.0}
+    runs = Results({k: rounds(v, 300.0) for k, v in tps.items()}, {k: k for k in tps})
+    assert "Target >= 0.90: met" in render(runs, tmp_path)
+    tps["a"] = 1000.0 * TARGET - 0.5
+    runs = Results({k: rounds(v, 300.0) for k, v in tps.items()}, {k: k for k in tps})
+    assert "Target >= 0.90: **not met**" in render(runs, tmp_path)
+
+
+@pytest.mark.parametrize("edge", [0, 1])
+def test_the_interval_s_edges_count_as_holding_the_target(tmp_path: Path, edge: int) -> None:
+    # Five rounds whose 95% interval starts (edge 0) or ends (1) exactly at the target, the
+    # mean above or below it: either way the verdict is hedged.
+    values = [0.80, 0.82, 0.84, 0.86, 0.88]
+    half = T95[4] * statistics.stdev(values) / 5 ** 0.5
+    assert all(map(math.isclose, interval95(values), (0.84 - half, 0.84 + half)))
+    shifted = [v * TARGET / interval95(values)[edge] for v in values]  # same shape, edge at 0.90
+    assert interval95(shifted)[edge] == TARGET
+    tps = {"b": 1000.0, "a0": 700.0, "c": 900.0, "d": 950.0}
+    base = {k: [{**rounds(v, 300.0)[0]} for _ in values] for k, v in tps.items()}
+    base["a"] = [{**base["b"][0], "tps": 1000.0 * v} for v in shifted]
+    text = render(Results(base, {k: k for k in base}), tmp_path)
+    assert "though its 95% interval also holds 0.90" in text
+
+
+@pytest.mark.parametrize(("mean_ms", "verdict"), [(49.99, "met"), (50.0, "not met")])
+def test_the_seeds_50_ms_is_met_only_below_it(tmp_path: Path, mean_ms: float,
+                                              verdict: str) -> None:
+    tps = {"b": 1000.0, "a": 800.0, "a0": 700.0, "c": 900.0, "d": 950.0}
+    runs = Results({k: rounds(v, 300.0) for k, v in tps.items()}, {k: k for k in tps})
+    text = render(runs, tmp_path, server_mean_ms=mean_ms)
+    assert f"Seed target: under 50 ms on average: {verdict}." in text

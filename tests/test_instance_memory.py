@@ -8,7 +8,8 @@ from boom_stacks.instance_memory import max_connections_ceiling, memory_gib
 
 
 @pytest.mark.parametrize(("instance_class", "gib"), [
-    ("db.t3.micro", 1), ("db.t3.small", 2), ("db.t3.medium", 4), ("db.t4g.2xlarge", 32),
+    ("db.t3.micro", 1), ("db.t3.small", 2), ("db.t3.medium", 4), ("db.t3.large", 8),
+    ("db.t4g.xlarge", 16), ("db.t4g.2xlarge", 32),
     ("db.m5.large", 8), ("db.m6g.xlarge", 16), ("db.m6i.16xlarge", 256), ("db.m5.24xlarge", 384),
     ("db.r6g.large", 16), ("db.r7g.2xlarge", 64), ("db.r5.24xlarge", 768),
 ])

@@ -9,6 +9,7 @@ import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,24 @@ def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
     assert "password =" not in everything and "PASSWORD" not in everything
     assert objects["ConfigMap/rds-ca-bundle"]["data"]["rds-ca-bundle.pem"].count(
         "BEGIN CERTIFICATE") > 50
+
+
+@pytest.mark.parametrize("seconds", [5, 16, 600])
+def test_a_silent_peer_is_given_up_within_one_to_two_dead_connection_seconds(
+        seconds: int) -> None:
+    # Config's whole range (5-600): an idle connection is probed after `seconds` and closed
+    # after tcp_keepcnt unanswered probes, tcp_keepintvl apart; data unacknowledged for
+    # `seconds` closes a busy one (tcp_user_timeout, in ms).
+    prod = ENVIRONMENT_CONFIGS["prod"]
+    config = replace(prod, pgbouncer=replace(prod.pgbouncer, dead_connection_seconds=seconds))
+    objects = {f"{o['kind']}/{o['metadata']['name']}": o
+               for o in pgbouncer_manifests(config, database_host=HOST)}
+    section = rendered_ini(objects)["pgbouncer"]
+    idle, interval, probes = (int(section[k]) for k in ("tcp_keepidle", "tcp_keepintvl",
+                                                        "tcp_keepcnt"))
+    assert idle == seconds and interval >= 1
+    assert seconds < idle + probes * interval <= 2 * seconds
+    assert int(section["tcp_user_timeout"]) == seconds * 1000
 
 
 def test_the_network_policy_admits_only_the_namespace_and_reaches_only_postgres_and_dns() -> None:

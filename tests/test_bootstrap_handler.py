@@ -441,6 +441,29 @@ def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(
     assert f"{tables[-1]}: policy everyone widens access" in caplog.text
 
 
+def test_the_deadline_is_lambdas_remaining_time_less_the_margin() -> None:
+    before = time.monotonic()
+    deadline = handler._deadline(LambdaContext(60_000))
+    after = time.monotonic()
+    assert deadline is not None
+    assert before + 60 - handler.DEADLINE_MARGIN_SECONDS <= deadline
+    assert deadline <= after + 60 - handler.DEADLINE_MARGIN_SECONDS
+    assert handler._deadline(object()) is None  # outside Lambda: no deadline
+
+
+def test_the_event_is_logged_without_the_service_token(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The provider's ARN is noise in every line; the resource's own properties are kept.
+    gone = {"RequestType": "Delete", "LogicalResourceId": "TenantBootstrap",
+            "PhysicalResourceId": "tenant-bootstrap:host:5432/boom",
+            "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:1:function:p",
+                                   "TargetVersion": "3"}}
+    with caplog.at_level(logging.INFO):
+        handler.on_event(gone)
+    assert 'Delete TenantBootstrap {"TargetVersion": "3"}' in caplog.text
+    assert "ServiceToken" not in caplog.text and "function:p" not in caplog.text
+
+
 def test_the_run_ends_before_lambdas_timeout_with_a_reason_and_nothing_changed(
         postgres: PostgresServer, aws: Secrets) -> None:
     # Given another run holding the database (a retry overlapping a stuck attempt, say) and a

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap, handler, master_secret
+from lambdas.tenant_bootstrap import bootstrap, errors, handler, master_secret
 from tests.fixture_bootstrap import bootstrap_run_in_progress
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, free_port
@@ -405,6 +405,13 @@ def test_a_missing_ca_bundle_is_named(aws: Secrets, postgres: PostgresServer,
     master = aws.master(**master_values(postgres, older_database))
     with pytest.raises(bootstrap.BootstrapError, match="absent.pem not found"):
         handler.on_event(event("Create", aws, master))
+
+
+def test_a_reason_is_cut_only_past_what_a_response_holds() -> None:
+    cap = errors.MAX_REPORTED_CHARS
+    assert errors.bounded("x" * cap) == "x" * cap
+    assert errors.bounded("x" * (cap + 1)) == \
+        "x" * cap + " ... (1 more characters in the function's log)"
 
 
 def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(

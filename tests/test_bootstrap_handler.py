@@ -448,6 +448,47 @@ def test_long_repair_lists_and_reasons_fit_a_cloudformation_response(
     assert f"{tables[-1]}: policy everyone widens access" in caplog.text
 
 
+def test_an_operators_cancel_is_reported_as_one_not_as_the_deadline(
+        postgres: PostgresServer, aws: Secrets) -> None:
+    # Given a run waiting for another run's lock, a minute before its deadline
+    database = postgres.create_database()
+    before = state(postgres, database)
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 60) * 1000))
+    create = event("Create", aws, aws.master(**master_values(postgres, database)))
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            handler.on_event(create, context)
+        except BaseException as err:  # the test reads it
+            failures.append(err)
+
+    with bootstrap_run_in_progress(postgres, database):
+        worker = threading.Thread(target=run)
+        worker.start()
+        # When an operator cancels its statement (pg_cancel_backend: SQLSTATE 57014, as the
+        # deadline's statement_timeout raises)
+        admin = postgres.connect(database)
+        try:
+            waiting: list[list[Any]] = []
+            for _ in range(100):
+                waiting = admin.run("SELECT pid FROM pg_stat_activity WHERE wait_event = "
+                                    "'advisory' AND datname = :db", db=database)
+                if waiting:
+                    break
+                time.sleep(0.1)
+            assert len(waiting) == 1, "the run never waited for the lock"
+            admin.run("SELECT pg_cancel_backend(:pid)", pid=waiting[0][0])
+        finally:
+            admin.close()
+        worker.join(timeout=30)
+    # Then the run fails naming the cancel, not Lambda's timeout, and nothing changed
+    assert len(failures) == 1 and isinstance(failures[0], bootstrap.BootstrapError)
+    assert "canceling statement due to user request (SQLSTATE 57014)" in str(failures[0])
+    assert "timeout" not in str(failures[0])
+    assert state(postgres, database) == before
+
+
 def test_the_deadline_is_lambdas_remaining_time_less_the_margin() -> None:
     before = time.monotonic()
     deadline = handler._deadline(LambdaContext(60_000))

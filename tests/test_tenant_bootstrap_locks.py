@@ -189,6 +189,12 @@ def test_nonsense_lock_waits_are_refused(bad: dict[str, float]) -> None:
         LockWait(**bad)  # type: ignore[arg-type]
 
 
+def test_the_least_lock_wait_is_taken() -> None:
+    # One attempt of 1 ms, no pause: what each refusal above is one step past.
+    least = LockWait(timeout_ms=1, attempts=1, first_pause_seconds=0, max_pause_seconds=0)
+    assert list(least.pauses()) == [] and least.worst_case_seconds() == 0.001
+
+
 def test_slow_migrations_are_cancelled_at_the_deadline_and_change_nothing(
         postgres: PostgresServer, fresh: FreshDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     # Lambda would kill the run at its timeout, mid-transaction, and PostgreSQL would hold the

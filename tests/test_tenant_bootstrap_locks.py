@@ -178,7 +178,8 @@ def test_the_bootstrap_tries_again_and_goes_through_when_the_table_is_freed(
     retries = [r.getMessage() for r in caplog.records if r.name == bootstrap.__name__]
     assert retries and retries[0].startswith(
         "attempt 1 of 10 waited 200 ms for a table lock and rolled back; trying again in 0.5 s")
-    assert "(app_user) idle in transaction" in retries[0] and "on app.bookings" in retries[0]
+    assert re.search(r"\(app_user\) idle in transaction, its transaction [0-9]+ s old, on "
+                     r"app\.bookings", retries[0]), retries[0]
 
 
 @pytest.mark.parametrize("bad", [{"timeout_ms": 0}, {"attempts": 0},
@@ -193,6 +194,13 @@ def test_the_least_lock_wait_is_taken() -> None:
     # One attempt of 1 ms, no pause: what each refusal above is one step past.
     least = LockWait(timeout_ms=1, attempts=1, first_pause_seconds=0, max_pause_seconds=0)
     assert list(least.pauses()) == [] and least.worst_case_seconds() == 0.001
+
+
+def test_pauses_double_up_to_their_ceiling_and_bound_the_last_attempt() -> None:
+    lock_wait = LockWait(timeout_ms=500, attempts=5, first_pause_seconds=1, max_pause_seconds=5)
+    assert list(lock_wait.pauses()) == [1, 2, 4, 5]  # after attempts 1 to 4
+    assert lock_wait.last_attempt_after_seconds() == 4 * 0.5 + 12
+    assert lock_wait.worst_case_seconds() == 4 * 0.5 + 12 + 0.5
 
 
 def test_slow_migrations_are_cancelled_at_the_deadline_and_change_nothing(

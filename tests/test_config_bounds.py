@@ -39,8 +39,8 @@ def changed(changes: dict[tuple[str, str], Any]) -> EnvironmentConfig:
                             for section, fields in sections.items()})
 
 
-# (section, field, lowest, highest, what else the edges need to be valid). Where the bound
-# comes from AWS or PgBouncer, config_rules.py says so beside it.
+# (section, field, lowest, highest, what else the edges need to be valid), as config_rules.py
+# sets them (default_pool_size's ceiling is prod's max_db_connections).
 RANGES: list[tuple[str, str, int, int, dict[tuple[str, str], Any]]] = [
     ("backup", "retention_days", 1, 3650, {}),
     ("backup", "noncurrent_retention_days", 1, 3650, {}),

@@ -1,11 +1,13 @@
 """The bootstrap tests' database (empty, one per test) and what they read back from it: its
-schema and recorded versions."""
+schema and recorded versions; and runs started in the background, for the tests that get in
+their way."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -128,3 +130,30 @@ def hand_to_master(admin: pg8000.native.Connection, master: str, migration: Migr
         # (0023's audit, in a migration the master may not run for its event trigger).
         for (function,) in admin.run("SELECT signature FROM boom_meta.shipped_functions"):
             admin.run(f"ALTER FUNCTION {function} OWNER TO {master}")
+
+
+WAITING = 10.0  # seconds a step may take before the test calls it stuck
+
+
+def in_background(work: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
+    """`work` started in a thread (a run the test then gets in the way of); once the thread
+    has ended, the outcome holds its "result" or the exception as "error"."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as err:  # noqa: BLE001 - handed to the test, which asserts on it
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds, failing the test after WAITING seconds."""
+    deadline = time.monotonic() + WAITING
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

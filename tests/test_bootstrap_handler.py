@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, errors, handler, master_secret
-from tests.fixture_bootstrap import bootstrap_run_in_progress
+from tests.fixture_bootstrap import WAITING, bootstrap_run_in_progress, eventually, in_background
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_secrets import Secrets, master_values, state
@@ -455,37 +455,24 @@ def test_an_operators_cancel_is_reported_as_one_not_as_the_deadline(
     before = state(postgres, database)
     context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 60) * 1000))
     create = event("Create", aws, aws.master(**master_values(postgres, database)))
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            handler.on_event(create, context)
-        except BaseException as err:  # the test reads it
-            failures.append(err)
-
     with bootstrap_run_in_progress(postgres, database):
-        worker = threading.Thread(target=run)
-        worker.start()
+        worker, outcome = in_background(lambda: handler.on_event(create, context))
         # When an operator cancels its statement (pg_cancel_backend: SQLSTATE 57014, as the
         # deadline's statement_timeout raises)
         admin = postgres.connect(database)
         try:
-            waiting: list[list[Any]] = []
-            for _ in range(100):
-                waiting = admin.run("SELECT pid FROM pg_stat_activity WHERE wait_event = "
-                                    "'advisory' AND datname = :db", db=database)
-                if waiting:
-                    break
-                time.sleep(0.1)
-            assert len(waiting) == 1, "the run never waited for the lock"
-            admin.run("SELECT pg_cancel_backend(:pid)", pid=waiting[0][0])
+            waiting = ("SELECT pid FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                       "AND datname = current_database()")
+            eventually(lambda: len(admin.run(waiting)) == 1)
+            admin.run("SELECT pg_cancel_backend(:pid)", pid=admin.run(waiting)[0][0])
         finally:
             admin.close()
-        worker.join(timeout=30)
+        worker.join(WAITING)
     # Then the run fails naming the cancel, not Lambda's timeout, and nothing changed
-    assert len(failures) == 1 and isinstance(failures[0], bootstrap.BootstrapError)
-    assert "canceling statement due to user request (SQLSTATE 57014)" in str(failures[0])
-    assert "timeout" not in str(failures[0])
+    failure = outcome["error"]
+    assert isinstance(failure, bootstrap.BootstrapError) and "result" not in outcome
+    assert "canceling statement due to user request (SQLSTATE 57014)" in str(failure)
+    assert "timeout" not in str(failure)
     assert state(postgres, database) == before
 
 

@@ -214,9 +214,7 @@ def test_a_silent_peer_is_given_up_within_one_to_two_dead_connection_seconds(
     # `seconds` closes a busy one (tcp_user_timeout, in ms).
     prod = ENVIRONMENT_CONFIGS["prod"]
     config = replace(prod, pgbouncer=replace(prod.pgbouncer, dead_connection_seconds=seconds))
-    objects = {f"{o['kind']}/{o['metadata']['name']}": o
-               for o in pgbouncer_manifests(config, database_host=HOST)}
-    section = rendered_ini(objects)["pgbouncer"]
+    section = rendered_ini(manifests(config))["pgbouncer"]
     idle, interval, probes = (int(section[k]) for k in ("tcp_keepidle", "tcp_keepintvl",
                                                         "tcp_keepcnt"))
     assert idle == seconds and interval >= 1
@@ -245,7 +243,6 @@ def test_a_config_change_rolls_the_pods() -> None:
         return str(deployment["spec"]["template"]["metadata"]["annotations"][
             "boom.io/config-sha256"])
 
-    from dataclasses import replace
     staging = ENVIRONMENT_CONFIGS["staging"]
     bigger = replace(staging, pgbouncer=replace(staging.pgbouncer, default_pool_size=30))
     assert annotation(staging) != annotation(bigger)

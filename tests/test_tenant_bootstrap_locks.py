@@ -13,9 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,8 +22,11 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
 from tests.fixture_bootstrap import (
+    WAITING,
     FreshDatabase,
     bootstrap_run_in_progress,
+    eventually,
+    in_background,
     schema_dump,
     versions,
 )
@@ -39,7 +41,6 @@ from tests.fixture_tenants import (
 )
 
 BEFORE_0006 = 5
-WAITING = 10.0  # seconds a step may take before the test calls it stuck
 
 
 @dataclass
@@ -71,27 +72,6 @@ def busy(postgres: PostgresServer, role_passwords: dict[str, str]) -> Iterator[B
     yield Busy(database, holder, observer)
     holder.close()
     observer.close()
-
-
-def in_background(work: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = work()
-        except Exception as err:  # noqa: BLE001 - handed to the test, which asserts on it
-            outcome["error"] = err
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def eventually(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAITING
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def upgrade(postgres: PostgresServer, busy: Busy, lock_wait: LockWait) -> bootstrap.Result:

@@ -389,13 +389,16 @@ AGGREGATE = ("CREATE AGGREGATE app.everyone(integer) (sfunc = app.count_step, st
 EVERYONE = "SELECT app.everyone(1)"
 
 
-def through_aggregate(owner: str) -> str:
+def through_aggregate(owner: str, holder: str = "app_user") -> str:
+    """The finding for app.count_step(), owned by `owner`, which app_user reaches through
+    app.everyone(): itself, or as `holder`, whose SECURITY DEFINER functions may call it."""
+    via = "" if holder == "app_user" else f" in SECURITY DEFINER functions of {holder}"
     return ("function app.count_step(bigint,integer): app_user may run it through aggregate "
-            f"app.everyone(integer) as {owner}, who bypasses row level security (SUPERUSER or "
-            "BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant tables, it reads "
-            "for every tenant. ALTER FUNCTION app.count_step(bigint,integer) SECURITY INVOKER, "
-            "or keep the aggregate from app_user (REVOKE EXECUTE ON FUNCTION "
-            "app.everyone(integer) FROM PUBLIC, app_user)")
+            f"app.everyone(integer){via} as {owner}, who bypasses row level security "
+            "(SUPERUSER or BYPASSRLS) and is SECURITY DEFINER: whatever it reads of tenant "
+            "tables, it reads for every tenant. ALTER FUNCTION app.count_step(bigint,integer) "
+            f"SECURITY INVOKER, or keep the aggregate from {holder} (REVOKE EXECUTE ON FUNCTION "
+            f"app.everyone(integer) FROM PUBLIC, {holder})")
 
 
 @pytest.mark.parametrize("new_db", [BEFORE_0025, None], indirect=True, ids=["24", "latest"])
@@ -467,14 +470,7 @@ def test_boom_owners_definer_function_may_call_such_an_aggregate_is_kept_from_ap
     new_db_admin.run(COUNT_STEP)
     new_db_admin.run(AGGREGATE)  # loses PUBLIC's EXECUTE as it is made
     new_db_admin.run("GRANT EXECUTE ON FUNCTION app.everyone(integer) TO boom_owner")
-    admin = user_of(new_db_admin)
-    found = ("function app.count_step(bigint,integer): app_user may run it through aggregate "
-             "app.everyone(integer) in SECURITY DEFINER functions of boom_owner as "
-             f"{admin}, who bypasses row level security (SUPERUSER or BYPASSRLS) and is "
-             "SECURITY DEFINER: whatever it reads of tenant tables, it reads for every tenant. "
-             "ALTER FUNCTION app.count_step(bigint,integer) SECURITY INVOKER, or keep the "
-             "aggregate from boom_owner (REVOKE EXECUTE ON FUNCTION app.everyone(integer) FROM "
-             "PUBLIC, boom_owner)")
+    found = through_aggregate(user_of(new_db_admin), holder="boom_owner")
     assert notices(new_db_owner, CALLS_IT.replace("app.count_all()", "app.everyone(1)")) == [
         revoked("app.counted()", found)]
 

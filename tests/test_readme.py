@@ -1,7 +1,10 @@
 """The README keeps up with the code it indexes: every migration has its line in the
 migrations table, every test module is named (or matched by a glob) in the tests table, and
 every module of the app and of the bootstrap package has its line in Layout, and the
-acknowledgement counts the Compliance gate section states are compliance.py's."""
+acknowledgement counts the Compliance gate section states are compliance.py's. The README and
+`docs/` hold together: every link between them reaches a file and a heading that exist, every
+document in `docs/` is linked from the README, and every test module the tests table sends to
+the documentation is described there."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from lambdas.tenant_bootstrap.bootstrap import load_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+# A Markdown link whose target is a path in the repository, its text possibly wrapped.
+LOCAL_LINK = re.compile(r"\[[^\]]+\]\((?!https?://)([^)\s#]*)(?:#([^)\s]+))?\)")
 
 
 def section(heading: str) -> str:
@@ -55,3 +61,52 @@ def test_the_acknowledgement_counts_are_compliance_pys() -> None:
     counts = tuple(str(len(acknowledgements_for(ENVIRONMENT_CONFIGS[name])))
                    for name in ("dev", "staging", "prod"))
     assert stated.groups() == counts
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation but hyphens dropped, spaces to
+    hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+def test_the_anchor_rule_is_githubs() -> None:
+    assert anchor("Tenant database (row-level security that survives PgBouncer)") == \
+        "tenant-database-row-level-security-that-survives-pgbouncer"
+    assert anchor("Benchmark (`make bench-db`)") == "benchmark-make-bench-db"
+    assert anchor("Between deploys: the guarantee check and the repair") == \
+        "between-deploys-the-guarantee-check-and-the-repair"
+
+
+def test_every_link_between_the_readme_and_docs_reaches_a_file_and_heading() -> None:
+    broken = []
+    for source in [ROOT / "README.md", *DOCS]:
+        for target, fragment in LOCAL_LINK.findall(source.read_text()):
+            path = (source.parent / target).resolve() if target else source
+            if not path.is_file():
+                broken.append(f"{source.name}: {target} (no such file)")
+            elif fragment and fragment not in anchors(path):
+                broken.append(f"{source.name}: {target}#{fragment} (no such heading)")
+    assert broken == []
+
+
+def test_every_document_in_docs_is_linked_from_the_readme() -> None:
+    linked = {(ROOT / target).resolve() for target, _ in LOCAL_LINK.findall(README)}
+    assert DOCS and [doc.name for doc in DOCS if doc.resolve() not in linked] == []
+
+
+def test_every_test_module_the_table_sends_to_the_documentation_is_described_there() -> None:
+    table = section("## Tests")
+    named = set(re.findall(r"^\| `(test_[a-z0-9_]+\.py)` \|", table, re.MULTILINE))
+    sent = next(row for row in table.splitlines() if "docs/test-evidence.md" in row)
+    globs = re.findall(r"`(test_[a-z0-9_*]+\.py)`", sent)
+    prose = README.replace(table, "") + "".join(doc.read_text() for doc in DOCS)
+    undescribed = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))
+                   if path.name not in named
+                   and any(fnmatch.fnmatch(path.name, name) for name in globs)
+                   and f"`{path.name}`" not in prose and f"tests/{path.name}" not in prose]
+    assert undescribed == []

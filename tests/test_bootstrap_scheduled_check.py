@@ -99,6 +99,30 @@ def test_drift_is_counted_and_named_and_nothing_changes(
     assert postgres.password not in out and role_passwords["app_user"] not in out
 
 
+def test_the_metric_counts_every_finding_and_the_first_50_are_named(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A log line and a response have a size limit, the alarm's count does not: 60 tenant
+    # tables made while the event trigger was off, 61 findings with the trigger itself.
+    database = bootstrapped_database(postgres, role_passwords)
+    admin = postgres.connect(database)
+    try:
+        admin.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
+        admin.run("SET ROLE boom_owner")
+        for number in range(60):
+            admin.run(f"CREATE TABLE app.late_{number:02} (id int, tenant_id uuid)")
+        admin.run("RESET ROLE")
+    finally:
+        admin.close()
+    response = handler.on_event(check_event(aws.master(**master_values(postgres, database))))
+    [document] = emitted(capsys.readouterr().out)
+    assert document[scheduled_check.METRIC_NAME] == 61
+    assert document["Findings"] == response["Findings"]
+    shown = response["Findings"]
+    assert len(shown) == scheduled_check.MAX_LOGGED_FINDINGS == 50
+    assert len(set(shown)) == 50 and all(item.startswith("would restore: ") for item in shown)
+
+
 def test_a_server_without_pg_cron_is_a_finding_where_the_schedule_requires_it(
         postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -264,6 +264,27 @@ def test_a_pending_version_for_another_user_is_refused_and_changes_nothing(
     assert logs_in(postgres, master.database, master.user, old["password"])
 
 
+@pytest.mark.parametrize("username", [None, "", 5], ids=["missing", "empty", "a number"])
+def test_a_master_secret_without_a_username_is_refused_by_name_and_changes_nothing(
+        postgres: PostgresServer, aws: Secrets, bootstrapped: OwnMaster,
+        username: object) -> None:
+    # The function tells the master's secret from boom_owner's by its ARN and takes the role
+    # to rotate from its username: without one it has no role to set a password for.
+    master = bootstrapped
+    old = aws.current(master.arn)
+    values = {key: value for key, value in old.items() if key != "username"}
+    if username is not None:
+        values["username"] = username
+    aws.client.put_secret_value(SecretId=master.arn, SecretString=json.dumps(values))
+    token = aws.start_rotation(master.arn)
+    with pytest.raises(bootstrap.BootstrapError, match="the master secret's current version has "
+                       "no username; point the rotation at the RDS instance's attached master "
+                       "secret"):
+        step("createSecret", master.arn, token)
+    assert aws.current(master.arn) == values
+    assert logs_in(postgres, master.database, master.user, old["password"])
+
+
 def test_no_password_reaches_a_response_an_error_or_a_log_line(
         aws: Secrets, bootstrapped: OwnMaster, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:

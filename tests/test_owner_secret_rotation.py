@@ -17,6 +17,7 @@ import string
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import pg8000.native
@@ -68,7 +69,7 @@ def test_a_rotation_gives_boom_owner_a_new_password_and_changes_nothing_else(
     rotate(aws.owner, token)
     new = aws.current(aws.owner)
     assert new["username"] == "boom_owner" and new["password"] != old["password"]
-    assert len(new["password"]) == rotation.PASSWORD_LENGTH
+    assert len(new["password"]) == 32  # as the construct's generated secrets
     assert set(new["password"]) <= set(string.ascii_letters + string.digits)
     # Finished: the new version current, the old one previous, no rotation left pending.
     assert aws.stages(aws.owner) == {token: ["AWSCURRENT"], old_version: ["AWSPREVIOUS"]}
@@ -77,6 +78,30 @@ def test_a_rotation_gives_boom_owner_a_new_password_and_changes_nothing_else(
     assert not logs_in(postgres, rotating.database, "boom_owner", old["password"])
     assert logs_in(postgres, rotating.database, "app_user", role_passwords["app_user"])
     assert schema_dump(postgres, rotating.database) == schema
+
+
+def test_a_rotation_is_reported_stuck_once_it_is_more_than_an_hour_old(
+        aws: Secrets, rotating: Rotating, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The four steps take seconds; the README promises the check reports a rotation begun
+    # more than an hour ago, and nothing sooner (a rotation in progress is no finding).
+    token = midway(aws)
+    [begun] = [version["CreatedDate"] for version in
+               aws.client.list_secret_version_ids(SecretId=aws.owner)["Versions"]
+               if version["VersionId"] == token]
+
+    def findings_at(moment: datetime) -> list[str]:
+        class Clock(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> Clock:
+                return cls.fromtimestamp(moment.timestamp(), tz)
+        monkeypatch.setattr(rotation, "datetime", Clock)
+        return rotation.stuck_rotation(aws.client, aws.owner, "boom_owner")
+
+    assert findings_at(begun + timedelta(minutes=1)) == []
+    assert findings_at(begun + timedelta(hours=1)) == []
+    [finding] = findings_at(begun + timedelta(hours=1, seconds=1))
+    assert finding.startswith("boom_owner's password rotation begun ")
+    assert f"(version {token} is still AWSPENDING)" in finding
 
 
 def test_every_step_can_be_retried(postgres: PostgresServer, aws: Secrets,

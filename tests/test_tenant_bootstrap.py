@@ -185,14 +185,30 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
                                            "BOOM_APP_USER_PASSWORD": role_passwords["app_user"]},
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert f"at version {bootstrap.LATEST_VERSION}" in result.stdout
-    assert "passwords set: app_user" in result.stdout
+    every = ", ".join(str(version) for version in range(1, bootstrap.LATEST_VERSION + 1))
+    assert (f"tenant bootstrap: {database} at version {bootstrap.LATEST_VERSION} (was 0; "
+            f"applied: {every}; passwords set: app_user)") in result.stdout
     assert role_passwords["app_user"] not in result.stdout + result.stderr
+    again = subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
+                           cwd=ROOT, env={"PGPASSWORD": postgres.password}, capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert (f"at version {bootstrap.LATEST_VERSION} (was {bootstrap.LATEST_VERSION}; applied: "
+            "none; passwords set: none)") in again.stdout
 
 
 def test_a_dsn_names_an_ipv6_host_in_brackets() -> None:
     target = parse_dsn("postgresql://boom@[::1]:6543/boom_booking", environ={})
     assert (target.host, target.port, target.database) == ("::1", 6543, "boom_booking")
+
+
+@pytest.mark.parametrize("port", [1, 65535])
+def test_a_dsn_port_may_be_any_from_1_to_65535(port: int) -> None:
+    assert parse_dsn(f"postgresql://boom@127.0.0.1:{port}/boom_booking", environ={}).port == port
+
+
+def test_a_dsn_without_a_port_names_postgresqls_5432() -> None:
+    assert parse_dsn("postgresql://boom@db.example.com/boom_booking", environ={}).port == 5432
 
 
 def test_a_dsn_is_percent_decoded_as_libpq_decodes_it() -> None:
@@ -209,6 +225,7 @@ def test_a_dsn_is_percent_decoded_as_libpq_decodes_it() -> None:
     ("postgresql://u@127.0.0.1:notaport/db", "port is not a number from 1 to 65535"),
     ("postgresql://u@127.0.0.1:0/db", "port is not a number from 1 to 65535"),  # was 5432
     ("postgresql://u@127.0.0.1:70000/db", "port is not a number from 1 to 65535"),
+    ("postgresql://u@127.0.0.1:65536/db", "port is not a number from 1 to 65535"),
     ("postgresql://u@127.0.0.1/db?sslmode=verify-full&sslrootcrt=ca.pem",
      "parameters sslrootcrt are not supported: use sslmode and sslrootcert"),
     # libpq verifies a given root certificate under require; this would not: refused

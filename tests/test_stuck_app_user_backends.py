@@ -339,6 +339,13 @@ def test_a_bad_bound_is_refused_before_anything_changes(fresh: FreshDatabase,
     assert bootstrap.current_version(fresh.conn) == 0
 
 
+@pytest.mark.parametrize(("minutes", "interval"), [(1, "00:01:00"), (1440, "24:00:00")])
+def test_a_bound_at_either_end_of_its_range_is_taken(fresh: FreshDatabase, minutes: int,
+                                                     interval: str) -> None:
+    bootstrap.apply(fresh.conn, app_user_transaction_minutes=minutes)
+    assert bound(fresh.conn) == interval
+
+
 def test_a_bound_for_a_version_without_one_is_refused_and_changes_nothing(
         fresh: FreshDatabase) -> None:
     with pytest.raises(bootstrap.BootstrapError, match="needs schema version 14 .*nothing was"):

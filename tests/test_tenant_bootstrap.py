@@ -127,6 +127,13 @@ def test_passwords_for_unknown_roles_are_refused_before_anything_changes(
     assert schema_dump(postgres, fresh.name) == before
 
 
+def test_a_password_of_exactly_16_characters_is_long_enough() -> None:
+    # The shortest a person's choice may be (the generated secrets have 32); 15 is refused
+    # below, so the line is drawn between the two.
+    bootstrap.check_role_passwords({"app_user": "p" * 16, "boom_owner": "q" * 16})
+    assert bootstrap.long_enough("p" * 16) and not bootstrap.long_enough("p" * 15)
+
+
 @pytest.mark.parametrize("password", ["", "short-pw-15char", None])
 def test_a_short_or_empty_password_is_refused_before_anything_changes(
         postgres: PostgresServer, fresh: FreshDatabase, password: str | None,
@@ -470,6 +477,13 @@ def test_a_bad_connection_limit_is_refused_before_anything_changes(
         bootstrap.apply(fresh.conn, app_user_connection_limit=limit)  # type: ignore[arg-type]
     assert bootstrap.current_version(fresh.conn) == 0
     assert app_user_connection_limit(postgres) == -1
+
+
+@pytest.mark.usefixtures("unlimited_app_user_afterwards")
+def test_the_least_connection_limit_one_is_taken(postgres: PostgresServer,
+                                                 fresh: FreshDatabase) -> None:
+    bootstrap.apply(fresh.conn, app_user_connection_limit=1)
+    assert app_user_connection_limit(postgres) == 1
 
 
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")

@@ -50,6 +50,19 @@ def test_a_database_as_the_bootstrap_left_it_has_no_findings(
         "nothing changed\n")
 
 
+def test_pg_cron_is_required_from_the_version_whose_job_it_runs(fresh: FreshDatabase) -> None:
+    # This server does not load pg_cron. Where the parameter group loads it (the schedule's
+    # RequirePgCron), its absence is a finding from version 14 (0014's job) on, not before:
+    # a database at 13 has nothing for it to run.
+    bootstrap.apply(fresh.conn, target_version=13)
+    found = bootstrap.check(fresh.conn, require_pg_cron=True).findings
+    assert bootstrap.PG_CRON_NOT_LOADED not in found
+    bootstrap.apply(fresh.conn, target_version=14)
+    found = bootstrap.check(fresh.conn, require_pg_cron=True).findings
+    assert bootstrap.PG_CRON_NOT_LOADED in found
+    assert bootstrap.PG_CRON_NOT_LOADED not in bootstrap.check(fresh.conn).findings
+
+
 def test_drift_is_listed_as_what_a_run_would_restore_and_nothing_changes(
         postgres: PostgresServer, fresh: FreshDatabase, capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap.apply(fresh.conn)

@@ -43,6 +43,10 @@ def test_a_repair_restores_what_the_check_finds_and_migrates_nothing(
                     "WHERE oid = 'app.late'::regclass") == [[True, True]]
     conn.close()
     assert state(postgres, database)[1] == recorded  # no migration recorded
+    assert f"at version {bootstrap.LATEST_VERSION}: repaired {LATE_TABLE_RESTORED}" in caplog.text
+    # A second repair finds nothing to do, and its log line says so.
+    assert handler.on_event(repair_event(master))["Repaired"] == []
+    assert f"at version {bootstrap.LATEST_VERSION}: repaired nothing" in caplog.text
     assert postgres.password not in caplog.text
 
 

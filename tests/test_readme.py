@@ -9,6 +9,7 @@ the documentation is described there."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.cache
 def anchors(path: Path) -> set[str]:
+    """The anchors of `path`'s headings (read once however many links point into it)."""
     text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
     return {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
 

@@ -182,23 +182,27 @@ def test_role_passwords_are_set_as_scram_verifiers(postgres: PostgresServer, fre
     app.close()
 
 
+def run_cli(dsn: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """`python -m lambdas.tenant_bootstrap --dsn DSN` as an operator runs it, with only
+    `environ` for its environment."""
+    return subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
+                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
 def test_cli_applies_the_bootstrap(postgres: PostgresServer,
                                    role_passwords: dict[str, str]) -> None:
     database = postgres.create_database()
     dsn = (f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}"
            f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
-    result = subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
-                            cwd=ROOT, env={"PGPASSWORD": postgres.password,
-                                           "BOOM_APP_USER_PASSWORD": role_passwords["app_user"]},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = run_cli(dsn, PGPASSWORD=postgres.password,
+                     BOOM_APP_USER_PASSWORD=role_passwords["app_user"])
     assert result.returncode == 0, result.stderr
     every = ", ".join(str(version) for version in range(1, bootstrap.LATEST_VERSION + 1))
     assert (f"tenant bootstrap: {database} at version {bootstrap.LATEST_VERSION} (was 0; "
             f"applied: {every}; passwords set: app_user)") in result.stdout
     assert role_passwords["app_user"] not in result.stdout + result.stderr
-    again = subprocess.run([sys.executable, "-m", "lambdas.tenant_bootstrap", "--dsn", dsn],
-                           cwd=ROOT, env={"PGPASSWORD": postgres.password}, capture_output=True,
-                           text=True, timeout=60, check=False)
+    again = run_cli(dsn, PGPASSWORD=postgres.password)
     assert again.returncode == 0, again.stderr
     assert (f"at version {bootstrap.LATEST_VERSION} (was {bootstrap.LATEST_VERSION}; applied: "
             "none; passwords set: none)") in again.stdout

@@ -29,7 +29,7 @@ from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .cron import failed_jobs, job_user_gaps, overdue_jobs, pg_cron_loaded, schedule_jobs
 from .deadline import Deadline
-from .enforce import enforce, gaps, restore, tables_to_protect
+from .enforce import EVENT_TRIGGER, enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
@@ -315,20 +315,25 @@ def _findings(conn: pg8000.native.Connection, version: int,
                 "migrated it; this one cannot vouch for a schema it does not know",)
     # Before restore, which may make a job anew.
     stopped = (*failed_jobs(conn), *overdue_jobs(conn))
-    restored = restore(conn, event_trigger_sql(migrations), definitions(migrations))
+    restored = restore(conn, event_triggers(migrations, version), definitions(migrations))
     return (*(f"would restore: {item}" for item in restored),
             *(f"would refuse: {gap}" for gap in gaps(conn)), *stopped)
 
 
-def event_trigger_sql(migrations: list[Migration]) -> str:
-    """The CREATE EVENT TRIGGER of the newest migration that has one: a repair re-creates the
-    trigger exactly as the migrations made it (its function ignores tags it predates)."""
-    for migration in reversed(migrations):
-        statement = re.search(r"^CREATE EVENT TRIGGER boom_protect_tenant_tables .*?;",
-                              migration.sql, re.MULTILINE | re.DOTALL)
-        if statement:
-            return statement[0]
-    raise BootstrapError("no migration creates the event trigger boom_protect_tenant_tables")
+def event_triggers(migrations: list[Migration], version: int) -> dict[str, str]:
+    """The event triggers a database at `version` has, each with the CREATE EVENT TRIGGER of
+    the newest migration that makes it: a repair re-creates a trigger exactly as the
+    migrations made it (boom_protect_tenant_tables' function ignores tags it predates). One a
+    later migration adds is left out: its function does not exist yet."""
+    made: dict[str, tuple[int, str]] = {}
+    for migration in migrations:
+        for statement in re.finditer(r"^CREATE EVENT TRIGGER (\w+) .*?;", migration.sql,
+                                     re.MULTILINE | re.DOTALL):
+            first = made.get(statement[1], (migration.version, ""))[0]
+            made[statement[1]] = (first, statement[0])
+    if EVENT_TRIGGER not in made:
+        raise BootstrapError(f"no migration creates the event trigger {EVENT_TRIGGER}")
+    return {name: create for name, (first, create) in made.items() if first <= version}
 
 
 def current_version(conn: pg8000.native.Connection) -> int:
@@ -386,7 +391,7 @@ def _apply_in_transaction(conn: pg8000.native.Connection, migrations: list[Migra
     # this code does not know (a rolled-back deploy keeps the newer schema).
     version = max(previous, target)
     functions = definitions(migrations[:version]) if version <= len(migrations) else {}
-    repaired = enforce(conn, event_trigger_sql(migrations), functions)
+    repaired = enforce(conn, event_triggers(migrations, version), functions)
     return Result(previous_version=previous, version=version, applied=tuple(done),
                   repaired=repaired)
 

@@ -14,6 +14,8 @@ from .cron import schedule_jobs
 from .errors import BootstrapError
 from .shipped import Definition, restore_functions
 
+# The event trigger that protects tenant tables and refuses what would weaken them as DDL runs
+# (0001); 0026 adds boom_keep_tenant_id_columns. restore() puts back each the migrations make.
 EVENT_TRIGGER = "boom_protect_tenant_tables"
 # Audits of tenant tables, (table_name, problem) each, by the migration that added them.
 TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
@@ -25,11 +27,11 @@ TABLE_AUDITS = ("app.audit_tenant_tables()",  # 0001, exact since 0004
 
 
 
-def enforce(conn: pg8000.native.Connection, create_event_trigger: str,
+def enforce(conn: pg8000.native.Connection, create_event_triggers: Mapping[str, str],
             functions: Mapping[str, Definition]) -> tuple[str, ...]:
     """The guarantees in place, or BootstrapError (the caller rolls back). Returns what it
     restored, for the resource's `Repaired` and the CLI's `repaired:` lines."""
-    repaired = restore(conn, create_event_trigger, functions)
+    repaired = restore(conn, create_event_triggers, functions)
     remaining = gaps(conn)
     if remaining:
         raise BootstrapError(f"the tenant guarantees have gaps the bootstrap will not "
@@ -39,13 +41,15 @@ def enforce(conn: pg8000.native.Connection, create_event_trigger: str,
     return repaired
 
 
-def restore(conn: pg8000.native.Connection, create_event_trigger: str,
+def restore(conn: pg8000.native.Connection, create_event_triggers: Mapping[str, str],
             functions: Mapping[str, Definition]) -> tuple[str, ...]:
     """Puts back what an operator or a role may have undone; says what it put back. The
     shipped functions first (shipped.py), `functions` being their definitions at the
-    database's version: the restores after them call some."""
+    database's version: the restores after them call some. `create_event_triggers`: each
+    event trigger the database's version has, by name, with its CREATE EVENT TRIGGER."""
     return (*restore_functions(conn, functions),
-            *_event_trigger(conn, create_event_trigger), *_tenant_tables(conn),
+            *(item for name, create in create_event_triggers.items()
+              for item in _event_trigger(conn, name, create)), *_tenant_tables(conn),
             *_privileges(conn), *_role_settings(conn), *_database_settings(conn),
             *_temporary(conn), *_creation_rights(conn), *schedule_jobs(conn))
 
@@ -66,16 +70,15 @@ def gaps(conn: pg8000.native.Connection) -> list[str]:
     return [f"{subject}: {problem}" for subject, problem in problems]
 
 
-def _event_trigger(conn: pg8000.native.Connection, create: str) -> list[str]:
+def _event_trigger(conn: pg8000.native.Connection, name: str, create: str) -> list[str]:
     """RDS asks for event triggers to be dropped before a major version upgrade."""
-    state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n",
-                     n=EVENT_TRIGGER)
+    state = conn.run("SELECT evtenabled FROM pg_event_trigger WHERE evtname = :n", n=name)
     if not state:
         conn.run(create)
-        return [f"event trigger {EVENT_TRIGGER} re-created"]
+        return [f"event trigger {name} re-created"]
     if state[0][0] == "D":
-        conn.run(f"ALTER EVENT TRIGGER {EVENT_TRIGGER} ENABLE")
-        return [f"event trigger {EVENT_TRIGGER} re-enabled"]
+        conn.run(f"ALTER EVENT TRIGGER {name} ENABLE")
+        return [f"event trigger {name} re-enabled"]
     return []
 
 

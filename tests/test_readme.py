@@ -3,8 +3,9 @@ migrations table, every test module is named (or matched by a glob) in the tests
 every module of the app and of the bootstrap package has its line in Layout, and the
 acknowledgement counts the Compliance gate section states are compliance.py's. The README and
 `docs/` hold together: every link between them reaches a file and a heading that exist, every
-document in `docs/` is linked from the README, and every test module the tests table sends to
-the documentation is described there."""
+document in `docs/` is linked from the README, every test module the tests table sends to
+the documentation is described there, and the README's one-line "ways in" tables list the
+same ways in as `docs/ways-in.md`'s full ones."""
 
 from __future__ import annotations
 
@@ -113,3 +114,23 @@ def test_every_test_module_the_table_sends_to_the_documentation_is_described_the
                    and any(fnmatch.fnmatch(path.name, name) for name in globs)
                    and f"`{path.name}`" not in prose and f"tests/{path.name}" not in prose]
     assert undescribed == []
+
+
+def ways_in(text: str) -> list[list[str]]:
+    """The rows of the "way in" tables in `text`: (since, test) of each, in order."""
+    return [[cell.strip() for cell in row.strip("|").split("|")][2:]
+            for row in text.splitlines() if row.startswith("| ") and not row.startswith(
+                ("| way in |", "| version |", "| step |", "| key |", "| |"))]
+
+
+def test_the_readmes_ways_in_are_the_full_tables_one_line_each() -> None:
+    at_a_glance = README[README.index("**At a glance:"):README.index(
+        "PostgreSQL 15 has no transaction timeout")]
+    full = (ROOT / "docs" / "ways-in.md").read_text()
+    short, long = ways_in(at_a_glance), ways_in(full)
+    assert len(short) == len(long) > 30
+    assert short == long
+    # One line each: no README "way in" or "what stops it" runs past 140 characters.
+    cells = [cell for row in at_a_glance.splitlines() if row.startswith("| ")
+             for cell in row.strip("|").split("|")[:2]]
+    assert max(map(len, cells)) <= 140

@@ -63,6 +63,28 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     assert bootstrap.apply(conn).repaired == ()
 
 
+def test_a_run_at_an_earlier_version_restores_the_triggers_that_version_has(
+        fresh: FreshDatabase) -> None:
+    # At version 25, before 0026's boom_keep_tenant_id_columns: a run re-creates
+    # boom_protect_tenant_tables (as the newest migration makes it, its function ignoring the
+    # tags it predates), and does not make 0026's trigger, whose function does not exist yet.
+    conn = fresh.conn
+    bootstrap.apply(conn, target_version=25)
+    migrated = conn.run(TRIGGER_DEFINITION)
+    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    assert bootstrap.apply(conn, target_version=25).repaired == (
+        "event trigger boom_protect_tenant_tables re-created",)
+    assert conn.run(TRIGGER_DEFINITION) == migrated
+    assert conn.run("SELECT evtname FROM pg_event_trigger") == [["boom_protect_tenant_tables"]]
+    # At the latest version, both.
+    bootstrap.apply(conn)
+    conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
+    conn.run("DROP EVENT TRIGGER boom_keep_tenant_id_columns")
+    assert bootstrap.apply(conn).repaired == (
+        "event trigger boom_protect_tenant_tables re-created",
+        "event trigger boom_keep_tenant_id_columns re-created")
+
+
 @pytest.mark.parametrize(("widen", "problem"), [
     ("CREATE POLICY everyone ON app.bookings USING (true)",
      ["app.bookings", widening("everyone")]),

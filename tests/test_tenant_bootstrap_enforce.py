@@ -65,19 +65,19 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
 
 def test_a_run_at_an_earlier_version_restores_the_triggers_that_version_has(
         fresh: FreshDatabase) -> None:
-    # At version 25, before 0026's boom_keep_tenant_id_columns: a run re-creates
-    # boom_protect_tenant_tables (as the newest migration makes it, its function ignoring the
-    # tags it predates), and does not make 0026's trigger, whose function does not exist yet.
+    # At version 20: a run re-creates boom_protect_tenant_tables as the newest migration (0025)
+    # makes it, its function ignoring the tags it predates, and does not make 0026's
+    # boom_keep_tenant_id_columns, whose function does not exist yet.
     conn = fresh.conn
-    bootstrap.apply(conn, target_version=25)
-    migrated = conn.run(TRIGGER_DEFINITION)
+    bootstrap.apply(conn, target_version=20)
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
-    assert bootstrap.apply(conn, target_version=25).repaired == (
+    assert bootstrap.apply(conn, target_version=20).repaired == (
         "event trigger boom_protect_tenant_tables re-created",)
-    assert conn.run(TRIGGER_DEFINITION) == migrated
+    restored = conn.run(TRIGGER_DEFINITION)
     assert conn.run("SELECT evtname FROM pg_event_trigger") == [["boom_protect_tenant_tables"]]
-    # At the latest version, both.
+    # At the latest version, both; the one above was already the latest's.
     bootstrap.apply(conn)
+    assert conn.run(TRIGGER_DEFINITION) == restored
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     conn.run("DROP EVENT TRIGGER boom_keep_tenant_id_columns")
     assert bootstrap.apply(conn).repaired == (

@@ -17,7 +17,14 @@ from datetime import timedelta
 
 import pytest
 
-from lambdas.tenant_bootstrap.cron import CRON_JOBS, STUCK_JOB, CronJob, overdue_jobs
+from lambdas.tenant_bootstrap.cron import (
+    CRON_JOBS,
+    HISTORY_JOB,
+    STUCK_JOB,
+    CronJob,
+    _duration,
+    overdue_jobs,
+)
 from tests.fixture_cron import DATABASE, apply, check
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import Conn
@@ -183,6 +190,17 @@ def test_a_late_job_is_judged_only_once_scheduled_and_the_server_up_that_long(
     late_in.run("UPDATE boom_meta.cron_jobs_scheduled SET jobid = jobid + 1000 "
                 "WHERE jobname = :n", n=STUCK_JOB)
     assert overdue_jobs(late_in, quick()) == []
+
+
+@pytest.mark.parametrize(("late_after", "said"), [
+    (timedelta(seconds=1), "1 second"), (timedelta(seconds=90), "90 seconds"),
+    (timedelta(minutes=1), "1 minute"), (CRON_JOBS[STUCK_JOB].late_after, "5 minutes"),
+    (timedelta(hours=1), "1 hour"), (CRON_JOBS[HISTORY_JOB].late_after, "26 hours"),
+])
+def test_a_jobs_allowance_is_said_in_its_largest_whole_unit(late_after: timedelta,
+                                                            said: str) -> None:
+    # As the finding says it: "has started no run for over 26 hours", not "93600 seconds".
+    assert _duration(late_after) == said
 
 
 def test_a_paused_or_altered_job_is_for_a_run_to_restore_not_late(late_in: Conn) -> None:

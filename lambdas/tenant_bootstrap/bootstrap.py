@@ -325,15 +325,16 @@ def event_triggers(migrations: list[Migration], version: int) -> dict[str, str]:
     the newest migration that makes it: a repair re-creates a trigger exactly as the
     migrations made it (boom_protect_tenant_tables' function ignores tags it predates). One a
     later migration adds is left out: its function does not exist yet."""
-    made: dict[str, tuple[int, str]] = {}
+    first: dict[str, int] = {}  # the version that made each
+    newest: dict[str, str] = {}
     for migration in migrations:
         for statement in re.finditer(r"^CREATE EVENT TRIGGER (\w+) .*?;", migration.sql,
                                      re.MULTILINE | re.DOTALL):
-            first = made.get(statement[1], (migration.version, ""))[0]
-            made[statement[1]] = (first, statement[0])
-    if EVENT_TRIGGER not in made:
+            first.setdefault(statement[1], migration.version)
+            newest[statement[1]] = statement[0]
+    if EVENT_TRIGGER not in newest:
         raise BootstrapError(f"no migration creates the event trigger {EVENT_TRIGGER}")
-    return {name: create for name, (first, create) in made.items() if first <= version}
+    return {name: create for name, create in newest.items() if first[name] <= version}
 
 
 def current_version(conn: pg8000.native.Connection) -> int:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
+from tests.fixture_paths import ROOT
+
 if TYPE_CHECKING:
     from boom_stacks.config import PgBouncerConfig
     from boom_stacks.k8s.pgbouncer_ini import ClientTls
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # The PgBouncer `make` builds (Makefile: PGBOUNCER_VERSION, from Debian trixie's source), which
 # pools prepared statements as the pods' 1.26 does; a system one only outside make.
-_BUILT = sorted(Path(__file__).parent.parent.glob(".tools/pgbouncer-*/bin/pgbouncer"))
+_BUILT = sorted(ROOT.glob(".tools/pgbouncer-*/bin/pgbouncer"))
 PGBOUNCER = (os.environ.get("BOOM_PGBOUNCER") or (str(_BUILT[-1]) if _BUILT else None)
              or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer")
 

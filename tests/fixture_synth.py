@@ -17,8 +17,8 @@ from aws_cdk import assertions, cx_api
 from boom_stacks import compliance
 from boom_stacks.config import EnvironmentConfig
 from boom_stacks.stage import EnvironmentStacks, create_app
+from tests.fixture_paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 

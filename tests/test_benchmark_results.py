@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.results import T95, TARGET, Results, interval95, write_results
+from tests.fixture_paths import ROOT
 
 KEYS = ("a", "b", "a0", "c", "d")
 
@@ -86,7 +87,7 @@ def test_the_committed_results_agree_with_their_own_rounds() -> None:
     # The headline of the RESULTS.md in the repository: its mean and interval are those of
     # the rounds it lists (each printed to 3 digits, so within 0.002), and its verdict is the
     # ratio's.
-    text = (Path(__file__).resolve().parent.parent / "benchmarks" / "RESULTS.md").read_text()
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     found = re.search(r"\*\*Ratio \(a\)/\(b\) throughput: ([\d.]+)\*\* \(per round: ([\d., ]+); "
                       r"mean of the rounds\s+([\d.]+), 95% interval ([\d.]+) to ([\d.]+);.*?"
                       r"Target >= 0.90: (\*\*not met\*\*|met)", text, re.DOTALL)
@@ -101,7 +102,7 @@ def test_the_committed_results_agree_with_their_own_rounds() -> None:
 def test_the_committed_results_end_with_the_analysis_as_it_is_now() -> None:
     # A run appends ANALYSIS.md as it was then; a later edit of the analysis (a run's line in
     # its history) is copied into RESULTS.md by hand, and this says when that was forgotten.
-    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    benchmarks = ROOT / "benchmarks"
     analysis = (benchmarks / "ANALYSIS.md").read_text()
     assert analysis.startswith("## ") and len(analysis) > 1000
     assert (benchmarks / "RESULTS.md").read_text().endswith(analysis)

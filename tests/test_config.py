@@ -20,7 +20,7 @@ from boom_stacks.config import (
     EnvironmentConfig,
     load_config,
 )
-from tests.fixture_synth import ROOT
+from tests.fixture_paths import ROOT
 
 PROD = ENVIRONMENT_CONFIGS["prod"]
 

@@ -21,13 +21,14 @@ from boom_stacks.k8s.__main__ import main
 from boom_stacks.k8s.pgbouncer import PORT, pgbouncer_manifests
 from boom_stacks.k8s.versions import KUBERNETES_VERSION
 from tests.fixture_k8s import HOST, manifests, rendered_ini
+from tests.fixture_paths import ROOT
 from tests.fixture_postgres import (
     PostgresServer,
     local_client_tls,
     pooler_connection,
     running_pgbouncer,
 )
-from tests.fixture_synth import ROOT, Synthesized
+from tests.fixture_synth import Synthesized
 
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 

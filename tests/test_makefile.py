@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fixture_paths import ROOT
 
 
 def dry_synth(*args: str, env_var: str | None) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from boom_stacks.compliance import acknowledgements_for
 from boom_stacks.config import ENVIRONMENT_CONFIGS
 from lambdas.tenant_bootstrap.bootstrap import load_migrations
+from tests.fixture_paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 # A Markdown link whose target is a path in the repository, its text possibly wrapped.

@@ -22,11 +22,12 @@ from tests.fixture_bootstrap import (
     trigger_off,
     versions,
 )
+from tests.fixture_paths import ROOT
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
 )
-from tests.fixture_synth import ROOT, Synthesized
+from tests.fixture_synth import Synthesized
 from tests.fixture_tenants import (
     app_user_connection_limit,
 )

@@ -20,6 +20,7 @@ from lambdas.tenant_bootstrap import handler, master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
+from tests.fixture_paths import ROOT
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized, one_data_resource_with_id
 from tests.fixture_synth import data_resources as resources
@@ -218,7 +219,7 @@ def test_vendored_distributions_are_exactly_what_pg8000_needs() -> None:
             closure.add(name)
             pending.extend(_requirement_names(name))
     assert closure == set(VENDORED)
-    pinned = (Path(__file__).parents[1] / "requirements.txt").read_text()
+    pinned = (ROOT / "requirements.txt").read_text()
     for name in VENDORED:
         assert f"{name}=={distribution(name).version}" in pinned
 

@@ -22,7 +22,7 @@ from lambdas.tenant_bootstrap.cron import (
     HISTORY_JOB,
     STUCK_JOB,
     CronJob,
-    _duration,
+    in_words,
     overdue_jobs,
 )
 from tests.fixture_cron import DATABASE, apply, check
@@ -200,7 +200,7 @@ def test_a_late_job_is_judged_only_once_scheduled_and_the_server_up_that_long(
 def test_a_jobs_allowance_is_said_in_its_largest_whole_unit(late_after: timedelta,
                                                             said: str) -> None:
     # As the finding says it: "has started no run for over 26 hours", not "93600 seconds".
-    assert _duration(late_after) == said
+    assert in_words(late_after) == said
 
 
 def test_a_paused_or_altered_job_is_for_a_run_to_restore_not_late(late_in: Conn) -> None:

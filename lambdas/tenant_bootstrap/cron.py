@@ -153,10 +153,11 @@ def _late(name: str, started: str | None, scheduled: str | None, status: str | N
     what = ("app_user transactions are not bounded" if name == STUCK_JOB
             else "its work is not being done")
     return (f"pg_cron job {name} ({job.schedule}) has started no run for over "
-            f"{_duration(job.late_after)}: {since}, so {what}. {why}")
+            f"{in_words(job.late_after)}: {since}, so {what}. {why}")
 
 
-def _duration(span: timedelta) -> str:
+def in_words(span: timedelta) -> str:
+    """`span` in its largest whole unit, as a finding says it: "26 hours", "5 minutes"."""
     seconds = int(span.total_seconds())
     for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
         if seconds % size == 0:

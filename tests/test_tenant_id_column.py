@@ -11,12 +11,14 @@ same DISABLE then giving tenant B every tenant's bookings.
 
 from __future__ import annotations
 
+import contextlib
+
 import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, enforce
 from tests.fixture_bootstrap import trigger_off
-from tests.fixture_postgres import PostgresServer
+from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
 
@@ -192,6 +194,22 @@ def test_what_drops_no_tenant_id_from_a_table_that_stays_goes_through(
     assert new_db_admin.run("SELECT to_regclass('app.visits') IS NULL, "
                             "to_regclass('app.visits_2026') IS NULL") == [[True, True]]
     assert bootstrap.check(new_db_admin).findings == ()
+
+
+def test_a_role_that_may_not_use_schema_app_still_drops_what_it_made(
+        postgres: PostgresServer, new_db: str, new_db_admin: Conn) -> None:
+    # The trigger fires on every DROP in the database, including a monitoring agent's in a
+    # schema of its own. Its function names nothing in schema app, so, unlike
+    # boom_protect_tenant_tables' checks, it asks for no USAGE there.
+    with role_of_its_own(postgres, new_db, "monitor") as (user, password):
+        new_db_admin.run(f"CREATE SCHEMA mon AUTHORIZATION {user}")
+        assert new_db_admin.run("SELECT has_schema_privilege(:u, 'app', 'USAGE')",
+                                u=user) == [[False]]
+        with contextlib.closing(postgres.connect(new_db, user=user, password=password)) as agent:
+            agent.run("CREATE SEQUENCE mon.samples_seq")
+            agent.run("DROP SEQUENCE mon.samples_seq")
+            assert agent.run("SELECT to_regclass('mon.samples_seq')") == [[None]]
+        new_db_admin.run("DROP SCHEMA mon")
 
 
 @pytest.mark.parametrize(("remove", "repair"), [

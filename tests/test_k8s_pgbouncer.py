@@ -143,6 +143,10 @@ def test_the_issue_s_objects_exist_and_agree_with_each_other() -> None:
         assert selector.items() <= pod_labels.items()
     # A drain or a node upgrade leaves at least one PgBouncer serving.
     assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
+    # A rollout takes no pod out of service before its replacement is ready, one new pod at a
+    # time (the connection budget counts twice the replicas: docs/pgbouncer.md).
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == pool.image and ":" in container["image"]
     assert container["ports"][0]["containerPort"] == PORT == service["spec"]["ports"][0]["port"]
@@ -164,6 +168,13 @@ def test_pods_run_hardened() -> None:
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
         "capabilities": {"drop": ["ALL"]}}
     assert "limits" in container["resources"] and "requests" in container["resources"]
+    # Mounted files are never writable; the secrets (app_user's password in the userlist, the
+    # client TLS key) are readable by the pod's user and group only.
+    modes = {volume["name"]: (kind, volume[kind]["defaultMode"]) for volume in pod["volumes"]
+             for kind in ("secret", "configMap") if kind in volume}
+    assert modes == {"config": ("configMap", 0o444), "userlist": ("secret", 0o440),
+                     "rds-ca": ("configMap", 0o444), "client-tls": ("secret", 0o440)}
+    assert {m["name"] for m in container["volumeMounts"] if not m.get("readOnly")} == {"runtime"}
 
 
 def test_the_config_map_carries_the_seed_values_and_no_credentials() -> None:
@@ -272,7 +283,8 @@ def test_the_client_certificate_covers_the_service_and_is_what_pgbouncer_serves(
         service["name"], f"{service['name']}.{service['namespace']}",
         f"{service['name']}.{service['namespace']}.svc",
         f"{service['name']}.{service['namespace']}.svc.cluster.local"]
-    assert "server auth" in spec["usages"] and spec["privateKey"]["rotationPolicy"] == "Always"
+    assert "server auth" in spec["usages"] and spec["privateKey"] == {
+        "algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}  # P-256, a new key each time
     # The Secret cert-manager writes is mounted where the ini points PgBouncer
     deployment = objects["Deployment/pgbouncer"]
     pod = deployment["spec"]["template"]["spec"]

@@ -40,6 +40,11 @@ def test_acknowledgements_are_each_one_rule_on_one_resource() -> None:
 def test_an_acknowledgement_needs_a_real_reason() -> None:
     with pytest.raises(ValueError, match="give a reason"):
         compliance.Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC5", "ok")
+    # 40 characters is where a reason starts: 39 are refused.
+    with pytest.raises(ValueError, match=r"\(40\+ characters\)"):
+        compliance.Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC5", "x" * 39)
+    assert compliance.Acknowledgement("Data", "Cache/ReplicationGroup", "AwsSolutions-AEC5",
+                                      "x" * 40).reason == "x" * 40
 
 
 def test_synth_fails_on_an_unacknowledged_finding() -> None:

@@ -69,6 +69,8 @@ def test_a_deploy_that_changes_the_bootstrap_code_runs_it(synthesized: Synthesiz
     # It follows the source, not the bytecode Python writes beside it.
     (copy / "__pycache__").mkdir()
     (copy / "__pycache__" / "enforce.cpython-313.pyc").write_bytes(b"bytecode")
+    (copy / "__pycache__" / "enforce.cpython-313.opt-1.tmp").write_bytes(b"half-written")
+    (copy / "enforce.pyc").write_bytes(b"legacy bytecode")  # compileall -b puts it beside
     assert python_bundle.source_digest(copy) == props["BootstrapCode"]
     enforce = copy / "enforce.py"
     enforce.write_text(enforce.read_text() + "\n# a new guarantee\n")

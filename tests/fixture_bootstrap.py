@@ -63,10 +63,18 @@ def bootstrap_run_in_progress(postgres: PostgresServer, database: str, *,
         other.close()
 
 
+def event_trigger(conn: pg8000.native.Connection, name: str) -> list[list[object]]:
+    """The event trigger `name` as pg_event_trigger has it: its event, tags, function and
+    state ([] when there is none)."""
+    return conn.run("SELECT evtevent, evttags, evtfoid::regproc::text, evtenabled "
+                    "FROM pg_event_trigger WHERE evtname = :n", n=name)
+
+
 @contextmanager
 def trigger_off(conn: pg8000.native.Connection) -> Iterator[None]:
-    """The bootstrap's event trigger disabled (by `conn`, a superuser's) for the block, as an
-    operator may leave it: what is done meanwhile, on any connection, goes unchecked."""
+    """boom_protect_tenant_tables disabled (by `conn`, a superuser's) for the block, as an
+    operator may leave it: what is done meanwhile, on any connection, goes unchecked by it.
+    0026's boom_keep_tenant_id_columns stays on (test_tenant_id_column.py disables it itself)."""
     conn.run("ALTER EVENT TRIGGER boom_protect_tenant_tables DISABLE")
     try:
         yield

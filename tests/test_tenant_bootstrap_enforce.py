@@ -12,12 +12,11 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.__main__ import main
-from tests.fixture_bootstrap import FreshDatabase, schema_dump, versions
+from tests.fixture_bootstrap import FreshDatabase, event_trigger, schema_dump, versions
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_tenants import ACTS_AS_OWNER, MATVIEW_OF_BOOKINGS, widening
 
-TRIGGER_DEFINITION = ("SELECT evtevent, evttags, evtfoid::regproc::text FROM pg_event_trigger "
-                      "WHERE evtname = 'boom_protect_tenant_tables'")
+PROTECT = "boom_protect_tenant_tables"
 
 
 def may_create_temporary(conn: pg8000.native.Connection, role: str) -> bool:
@@ -41,7 +40,7 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     # created by the owner meanwhile, unprotected
     database, conn = fresh.name, fresh.conn
     bootstrap.apply(conn)
-    migrated = conn.run(TRIGGER_DEFINITION)
+    migrated = event_trigger(conn, PROTECT)
     conn.run(remove)
     conn.run("SET ROLE boom_owner")
     conn.run("CREATE TABLE app.late (id int, tenant_id uuid)")
@@ -58,7 +57,7 @@ def test_a_run_restores_the_event_trigger_and_protects_what_it_missed(
     assert postgres.password not in out
     assert conn.run("SELECT evtenabled FROM pg_event_trigger "
                     "WHERE evtname = 'boom_protect_tenant_tables'") == [["O"]]
-    assert conn.run(TRIGGER_DEFINITION) == migrated  # the same trigger the migrations make
+    assert event_trigger(conn, PROTECT) == migrated  # the same trigger the migrations make
     assert _audit(conn) == []
     assert bootstrap.apply(conn).repaired == ()
 
@@ -73,11 +72,11 @@ def test_a_run_at_an_earlier_version_restores_the_triggers_that_version_has(
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     assert bootstrap.apply(conn, target_version=20).repaired == (
         "event trigger boom_protect_tenant_tables re-created",)
-    restored = conn.run(TRIGGER_DEFINITION)
+    restored = event_trigger(conn, PROTECT)
     assert conn.run("SELECT evtname FROM pg_event_trigger") == [["boom_protect_tenant_tables"]]
     # At the latest version, both; the one above was already the latest's.
     bootstrap.apply(conn)
-    assert conn.run(TRIGGER_DEFINITION) == restored
+    assert event_trigger(conn, PROTECT) == restored
     conn.run("DROP EVENT TRIGGER boom_protect_tenant_tables")
     conn.run("DROP EVENT TRIGGER boom_keep_tenant_id_columns")
     assert bootstrap.apply(conn).repaired == (

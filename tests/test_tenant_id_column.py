@@ -17,7 +17,7 @@ import pg8000.native
 import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, enforce
-from tests.fixture_bootstrap import trigger_off
+from tests.fixture_bootstrap import event_trigger, trigger_off
 from tests.fixture_postgres import PostgresServer, role_of_its_own
 from tests.fixture_secrets import refused_by_check_and_run, state
 from tests.fixture_tenants import TENANT_A, TENANT_B, Conn, committed, in_tenant
@@ -49,6 +49,27 @@ def row_security(conn: Conn, table: str) -> list[bool]:
     [flags] = conn.run("SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
                        "WHERE oid = CAST(:t AS regclass)", t=table)
     return list(flags)
+
+
+def refused_changing_nothing(postgres: PostgresServer, database: str, owner: Conn,
+                             statement: str) -> dict[str, str]:
+    """`statement`, run by the owner, is refused and changes nothing; returns the error's
+    fields (M, the message; H, the hint)."""
+    before = state(postgres, database)
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        owner.run(statement)
+    assert state(postgres, database) == before
+    error: dict[str, str] = refused.value.args[0]
+    return error
+
+
+def b_reads_only_its_own(app_user: Conn) -> bool:
+    return in_tenant(app_user, TENANT_B, "SELECT DISTINCT tenant_id FROM app.bookings"
+                     ) == [[TENANT_B]]
+
+
+KEEP_IT = ("To retire the table, DROP TABLE it. To make shared data of some of its rows, create "
+           "a new table without tenant_id and copy in only rows every tenant may read.")
 
 
 @pytest.mark.parametrize("new_db", [BEFORE_0021], indirect=True)
@@ -84,14 +105,10 @@ def test_renaming_a_tenant_tables_tenant_id_is_refused_and_changes_nothing(
         setup: tuple[str, ...], table: str, policy: str) -> None:
     for statement in setup:
         new_db_owner.run(statement)
-    before = state(postgres, new_db)
-    with pytest.raises(pg8000.native.DatabaseError) as refused:
-        new_db_owner.run(RENAME.format(table=table))
-    assert refused.value.args[0]["M"] == renamed(table, policy)
-    assert refused.value.args[0]["H"].startswith("Keep the name tenant_id")
-    assert state(postgres, new_db) == before
-    assert in_tenant(new_db_app_user, TENANT_B, "SELECT DISTINCT tenant_id FROM app.bookings"
-                     ) == [[TENANT_B]]
+    error = refused_changing_nothing(postgres, new_db, new_db_owner, RENAME.format(table=table))
+    assert error["M"] == renamed(table, policy)
+    assert error["H"].startswith("Keep the name tenant_id")
+    assert b_reads_only_its_own(new_db_app_user)
 
 
 def test_a_rename_made_while_the_trigger_was_off_is_found_and_every_run_refuses(
@@ -135,21 +152,6 @@ def dropped(table: str) -> str:
             "each row belonged to cannot be recovered")
 
 
-def refused_changing_nothing(postgres: PostgresServer, database: str, owner: Conn,
-                             app_user: Conn, drop: str, table: str) -> None:
-    """`drop`, run by the owner, is refused naming `table` and the fix, and changes nothing."""
-    before = state(postgres, database)
-    with pytest.raises(pg8000.native.DatabaseError) as refused:
-        owner.run(drop)
-    assert refused.value.args[0]["M"] == dropped(table)
-    assert refused.value.args[0]["H"] == (
-        "To retire the table, DROP TABLE it. To make shared data of some of its rows, create a "
-        "new table without tenant_id and copy in only rows every tenant may read.")
-    assert state(postgres, database) == before
-    assert in_tenant(app_user, TENANT_B, "SELECT DISTINCT tenant_id FROM app.bookings"
-                     ) == [[TENANT_B]]
-
-
 @pytest.mark.parametrize(("setup", "drop", "table"), [
     ((), DROP.format(table="app.bookings"), "app.bookings"),
     ((), "ALTER TABLE app.bookings DROP COLUMN IF EXISTS tenant_id CASCADE", "app.bookings"),
@@ -164,7 +166,9 @@ def test_dropping_a_tenant_tables_tenant_id_is_refused_and_changes_nothing(
         setup: tuple[str, ...], drop: str, table: str) -> None:
     for statement in setup:
         new_db_owner.run(statement)
-    refused_changing_nothing(postgres, new_db, new_db_owner, new_db_app_user, drop, table)
+    error = refused_changing_nothing(postgres, new_db, new_db_owner, drop)
+    assert (error["M"], error["H"]) == (dropped(table), KEEP_IT)
+    assert b_reads_only_its_own(new_db_app_user)
 
 
 def test_a_domain_dropped_with_cascade_may_not_take_a_tenant_id_with_it(
@@ -176,8 +180,10 @@ def test_a_domain_dropped_with_cascade_may_not_take_a_tenant_id_with_it(
     new_db_owner.run(DOMAIN)
     with trigger_off(new_db_admin):  # boom_protect_tenant_tables only
         new_db_owner.run(NOTES_OF_THE_DOMAIN)
-    refused_changing_nothing(postgres, new_db, new_db_owner, new_db_app_user,
-                             "DROP DOMAIN app.tenant CASCADE", "app.notes")
+    error = refused_changing_nothing(postgres, new_db, new_db_owner,
+                                     "DROP DOMAIN app.tenant CASCADE")
+    assert (error["M"], error["H"]) == (dropped("app.notes"), KEEP_IT)
+    assert b_reads_only_its_own(new_db_app_user)
 
 
 def test_what_drops_no_tenant_id_from_a_table_that_stays_goes_through(
@@ -218,9 +224,7 @@ def test_a_role_that_may_not_use_schema_app_still_drops_what_it_made(
 ], ids=["dropped", "disabled"])
 def test_the_check_reports_the_trigger_gone_and_a_run_puts_it_back(
         new_db_owner: Conn, new_db_admin: Conn, remove: str, repair: str) -> None:
-    definition = (f"SELECT evtevent, evttags, evtfoid::regproc::text, evtenabled "
-                  f"FROM pg_event_trigger WHERE evtname = '{KEEPER}'")
-    migrated = new_db_admin.run(definition)
+    migrated = event_trigger(new_db_admin, KEEPER)
     assert migrated == [["sql_drop", None, "app.keep_tenant_id_columns", "O"]]
     new_db_admin.run(remove)
     # Meanwhile a drop goes through, and cannot be found afterwards: the trigger's absence is
@@ -230,7 +234,7 @@ def test_the_check_reports_the_trigger_gone_and_a_run_puts_it_back(
     assert bootstrap.check(new_db_admin).findings == (
         f"would restore: event trigger {KEEPER} {repair}",)
     assert bootstrap.apply(new_db_admin).repaired == (f"event trigger {KEEPER} {repair}",)
-    assert new_db_admin.run(definition) == migrated  # as the migration made it
+    assert event_trigger(new_db_admin, KEEPER) == migrated  # as the migration made it
     with pytest.raises(pg8000.native.DatabaseError, match="dropping its tenant_id column"):
         new_db_owner.run(DROP.format(table="app.bookings"))
 
@@ -283,14 +287,11 @@ def test_a_tenant_id_that_is_not_a_uuid_is_refused_naming_the_declaration(
         shown: str) -> None:
     new_db_owner.run("CREATE TABLE app.bookings_archive (id bigint)")
     new_db_owner.run(DOMAIN)
-    before = state(postgres, new_db)
-    with pytest.raises(pg8000.native.DatabaseError) as refused:
-        new_db_owner.run(create)
-    assert refused.value.args[0]["M"] == (
+    error = refused_changing_nothing(postgres, new_db, new_db_owner, create)
+    assert error["M"] == (
         f"{table}: tenant_id is {shown}, not uuid: the tenant policy compares it with the uuid "
         "app.current_tenant_id() returns")
-    assert refused.value.args[0]["H"] == (
+    assert error["H"] == (
         "Declare it as app.bookings does: tenant_id uuid NOT NULL DEFAULT "
         "app.current_tenant_id(). Ids kept as text convert with ALTER COLUMN tenant_id TYPE "
         "uuid USING tenant_id::uuid.")
-    assert state(postgres, new_db) == before

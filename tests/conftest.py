@@ -77,7 +77,7 @@ def role_passwords_back(postgres: PostgresServer,
                         role_passwords: dict[str, str]) -> Iterator[None]:
     """For tests that change a role's password (a rotation, drift by hand): roles are
     cluster-wide, so give both back the session's passwords for the tests after."""
-    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
+    from lambdas.tenant_bootstrap.passwords import scram_verifier
 
     yield
     conn = postgres.connect()

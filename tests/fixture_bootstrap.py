@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pg8000.native
 
-from lambdas.tenant_bootstrap.bootstrap import Migration
+from lambdas.tenant_bootstrap.migration_files import Migration
 from tests.fixture_postgres import PG_BIN, PostgresServer, new_login_role
 
 

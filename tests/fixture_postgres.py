@@ -171,7 +171,7 @@ def new_login_role(server: PostgresServer, prefix: str, attributes: str) -> tupl
     """A new login role `<prefix>_<random>` with `attributes` (say "SUPERUSER") and a random
     password, sent as a SCRAM verifier; its name and password. Roles are cluster-wide, so each
     is new."""
-    from lambdas.tenant_bootstrap.bootstrap import scram_verifier
+    from lambdas.tenant_bootstrap.passwords import scram_verifier
 
     user, password = f"{prefix}_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     conn = server.connect()

@@ -25,8 +25,8 @@ import pytest
 from boom_stacks.constructs.pooled_connection_alarm import POOLED_CONNECTION_ENDED_LOG
 from boom_stacks.constructs.removed_statement_alarm import REMOVED_STATEMENT_PATTERN
 from boom_stacks.constructs.tenant_boundary_alarm import TENANT_WRITE_REFUSED_LOG
-from lambdas.tenant_bootstrap.bootstrap import MIGRATIONS_DIR, load_migrations
 from lambdas.tenant_bootstrap.cron import STUCK_BACKEND_LOG
+from lambdas.tenant_bootstrap.migration_files import MIGRATIONS_DIR, load_migrations
 from lambdas.tenant_bootstrap.scheduled_check import METRIC_NAMESPACE
 from lambdas.tenant_bootstrap.shipped import definitions
 from tests.fixture_synth import Synthesized

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from boom_stacks.compliance import acknowledgements_for
 from boom_stacks.config import ENVIRONMENT_CONFIGS
-from lambdas.tenant_bootstrap.bootstrap import load_migrations
+from lambdas.tenant_bootstrap.migration_files import load_migrations
 from tests.fixture_paths import ROOT
 
 README = (ROOT / "README.md").read_text()

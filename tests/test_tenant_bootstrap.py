@@ -12,7 +12,7 @@ from pathlib import Path
 import pg8000.native
 import pytest
 
-from lambdas.tenant_bootstrap import bootstrap
+from lambdas.tenant_bootstrap import bootstrap, migration_files, passwords
 from lambdas.tenant_bootstrap.__main__ import main, parse_dsn
 from tests.fixture_bootstrap import (
     FreshDatabase,
@@ -71,7 +71,7 @@ def test_a_failing_migration_changes_nothing(postgres: PostgresServer, fresh: Fr
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a migration set whose last step fails half-way
     real = bootstrap.load_migrations()
-    broken = [*real[:-1], bootstrap.Migration(real[-1].version, real[-1].name,
+    broken = [*real[:-1], migration_files.Migration(real[-1].version, real[-1].name,
                                               real[-1].sql + "\nSELECT 1/0;")]
     monkeypatch.setattr(bootstrap, "load_migrations", lambda: broken)
     before = schema_dump(postgres, fresh.name)
@@ -95,7 +95,7 @@ def test_an_applied_migration_edited_afterwards_is_refused(
     # Databases already past a migration would never run its new text: the fix is a new one.
     bootstrap.apply(fresh.conn, target_version=2)
     real = bootstrap.load_migrations()
-    edited = [real[0], bootstrap.Migration(2, real[1].name, real[1].sql + "\n-- tweak"),
+    edited = [real[0], migration_files.Migration(2, real[1].name, real[1].sql + "\n-- tweak"),
               *real[2:]]
     monkeypatch.setattr(bootstrap, "load_migrations", lambda: edited)
     before = schema_dump(postgres, fresh.name)
@@ -116,7 +116,7 @@ def test_a_misnamed_or_missing_migration_file_is_refused_before_connecting(
     (tmp_path / "0001_first.sql").write_text("SELECT 1;")
     (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(bootstrap.BootstrapError, match=re.escape(message)):
-        bootstrap.load_migrations(tmp_path)
+        migration_files.load_migrations(tmp_path)
 
 
 def test_passwords_for_unknown_roles_are_refused_before_anything_changes(
@@ -131,8 +131,8 @@ def test_passwords_for_unknown_roles_are_refused_before_anything_changes(
 def test_a_password_of_exactly_16_characters_is_long_enough() -> None:
     # The shortest a person's choice may be (the generated secrets have 32); 15 is refused
     # below, so the line is drawn between the two.
-    bootstrap.check_role_passwords({"app_user": "p" * 16, "boom_owner": "q" * 16})
-    assert bootstrap.long_enough("p" * 16) and not bootstrap.long_enough("p" * 15)
+    passwords.check_role_passwords({"app_user": "p" * 16, "boom_owner": "q" * 16})
+    assert passwords.long_enough("p" * 16) and not passwords.long_enough("p" * 15)
 
 
 @pytest.mark.parametrize("password", ["", "short-pw-15char", None])

@@ -21,6 +21,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap
 from lambdas.tenant_bootstrap.locks import LockWait
+from lambdas.tenant_bootstrap.migration_files import Migration
 from tests.fixture_bootstrap import (
     WAITING,
     FreshDatabase,
@@ -189,7 +190,7 @@ def test_slow_migrations_are_cancelled_at_the_deadline_and_change_nothing(
     # run's locks until it noticed: the run ends first, rolled back. Two migrations of 1 s
     # each, 1.5 s to go: each statement may run only for what is left when it starts.
     real = bootstrap.load_migrations()
-    slow = [*real[:-2], *(bootstrap.Migration(m.version, m.name, m.sql + "\nSELECT pg_sleep(1);")
+    slow = [*real[:-2], *(Migration(m.version, m.name, m.sql + "\nSELECT pg_sleep(1);")
                           for m in real[-2:])]
     monkeypatch.setattr(bootstrap, "load_migrations", lambda: slow)
     before = schema_dump(postgres, fresh.name)

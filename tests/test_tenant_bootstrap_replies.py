@@ -24,6 +24,7 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap, handler
 from lambdas.tenant_bootstrap.connection import Connection, close, connect
 from lambdas.tenant_bootstrap.deadline import REPLY_GRACE_SECONDS
+from lambdas.tenant_bootstrap.migration_files import Migration
 from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress
 from tests.fixture_postgres import PostgresServer, backend_ended
 
@@ -64,7 +65,7 @@ def test_a_run_waits_for_another_run_for_longer_than_the_connect_timeout(
 def test_a_migration_statement_longer_than_the_connect_timeout_completes(
         postgres: PostgresServer, fresh: FreshDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     migrations = bootstrap.load_migrations()
-    slow = bootstrap.Migration(len(migrations) + 1, "slow",
+    slow = Migration(len(migrations) + 1, "slow",
                                f"SELECT pg_sleep({CONNECT_TIMEOUT + 1});")
     monkeypatch.setattr(bootstrap, "load_migrations", lambda: [*migrations, slow])
     conn = connect_as_the_lambda(postgres, fresh.name)
@@ -133,7 +134,7 @@ def test_a_commit_still_running_at_the_deadline_is_reported_as_of_unknown_outcom
     # commits, so a deferred trigger there runs on past the deadline. The run stops waiting
     # REPLY_GRACE_SECONDS after it and says it cannot tell; the server then commits.
     migrations = bootstrap.load_migrations()
-    slow_commit = bootstrap.Migration(len(migrations) + 1, "slow_commit", """
+    slow_commit = Migration(len(migrations) + 1, "slow_commit", """
         CREATE TABLE public.commit_marker (id int);
         CREATE FUNCTION public.slowly() RETURNS trigger LANGUAGE plpgsql AS
           $$ BEGIN PERFORM pg_sleep(10); RETURN NULL; END $$;

@@ -17,7 +17,8 @@ from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
 from boom_stacks.constructs.tenant_bootstrap import HANDLER, MASTER_ROTATION_LOGICAL_ID, VENDORED
 from lambdas.tenant_bootstrap import handler, master_secret
-from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, LATEST_VERSION, Connection
+from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, Connection
+from lambdas.tenant_bootstrap.migration_files import LATEST_VERSION
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
 from tests.fixture_paths import ROOT

@@ -25,7 +25,7 @@ from boom_stacks.config import EnvironmentConfig
 from boom_stacks.constructs.log_groups import encrypted_log_group
 from boom_stacks.constructs.python_bundle import LAMBDAS_DIR, source_digest, vendored_python_code
 from boom_stacks.constructs.tenant_database import TenantDatabase
-from lambdas.tenant_bootstrap.bootstrap import LATEST_VERSION
+from lambdas.tenant_bootstrap.migration_files import LATEST_VERSION
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 
 # 3.13, not 3.14: the tests run the bundled asset on the runtime's own Python minor version

@@ -15,15 +15,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .bootstrap import (
-    LATEST_VERSION,
-    MAX_TRANSACTION_MINUTES,
-    apply,
-    check,
-    check_role_passwords,
-)
+from .bootstrap import MAX_TRANSACTION_MINUTES, apply, check
 from .connection import MAX_PORT, Connection, close, connect
 from .errors import BootstrapError
+from .migration_files import LATEST_VERSION
+from .passwords import check_role_passwords
 from .whole_number import counted, span
 
 PASSWORD_VARIABLES = {"app_user": "BOOM_APP_USER_PASSWORD", "boom_owner": "BOOM_OWNER_PASSWORD"}

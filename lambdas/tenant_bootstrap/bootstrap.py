@@ -9,19 +9,14 @@ operators (`python -m lambdas.tenant_bootstrap`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
-import re
 import time
-from base64 import b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeGuard, TypeVar
+from typing import TypeVar
 
 import pg8000.native
-from scramp import ScramMechanism
 
 from .connection import CONNECTION_LOST, DRIVER_ERRORS
 from .connection import Connection as Connection  # re-exported for callers and tests
@@ -29,19 +24,19 @@ from .connection import connect as connect
 from .connection import ssl_context_for as ssl_context_for
 from .cron import failed_jobs, job_user_gaps, overdue_jobs, pg_cron_loaded, schedule_jobs
 from .deadline import Deadline
-from .enforce import EVENT_TRIGGER, enforce, gaps, restore, tables_to_protect
+from .enforce import enforce, gaps, restore, tables_to_protect
 from .errors import BootstrapError as BootstrapError  # raised by every step; handler imports it
 from .errors import BootstrapRunning, reason
 from .locks import LockWait, blocked, lock_holders, stayed_in_use
+from .migration_files import LATEST_VERSION as LATEST_VERSION  # the deploy's target
+from .migration_files import Migration, event_triggers, load_migrations
+from .passwords import check_role_passwords, scram_verifier
 from .shipped import definitions
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_MIGRATION_FILE = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 ADVISORY_LOCK = 0x0B00_B007  # one bootstrap at a time per database (Lambda retries overlap)
-ROLES = ("app_user", "boom_owner")
 # (0014) The version that bounds app_user's transactions, and the longest bound a run sets,
 # in minutes (a day: the bound is also how long VACUUM may wait behind one transaction).
 TRANSACTION_BOUND_VERSION = 14
@@ -51,8 +46,6 @@ PG_CRON_NOT_LOADED = (
     "the parameter group's shared_preload_libraries and cron.database_name apply when the "
     "instance starts. Reboot it at a quiet moment (RDS shows the group as pending-reboot); "
     "the next run or repair then schedules the jobs")
-MIN_PASSWORD_CHARS = 16  # the generated secrets have 32; a person's choice may be weaker
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_LOCK_WAIT = LockWait()  # the deploy's and the CLI's (locks.py)
 # A check waits this long at most for a table lock: a check only asks for one where drift
 # needs a table altered, which is a finding whether or not the lock comes, so it never holds
@@ -76,17 +69,6 @@ CREATE TABLE boom_meta.schema_versions (
 
 
 @dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
 class Result:
     previous_version: int
     version: int
@@ -101,59 +83,6 @@ class Check:
     # What a bootstrap run would do or refuse now: migrations to apply, guarantees to restore,
     # gaps it would not override. Empty when all is well.
     findings: tuple[str, ...]
-
-
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    migrations = []
-    for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_FILE.fullmatch(path.name)
-        if not match:
-            raise BootstrapError(f"{path.name}: migration files are named NNNN_name.sql")
-        migrations.append(Migration(int(match[1]), match[2], path.read_text()))
-    if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
-        raise BootstrapError("migrations must be numbered 0001, 0002, ... without gaps")
-    return migrations
-
-
-LATEST_VERSION = len(load_migrations())
-
-
-def scram_verifier(password: str) -> str:
-    """A SCRAM-SHA-256 verifier: the server stores it; the password itself is never sent."""
-    salt, stored_key, server_key, iterations = ScramMechanism("SCRAM-SHA-256").make_auth_info(
-        password, iteration_count=4096)
-
-    def b64(raw: bytes) -> str:
-        return b64encode(raw).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-def long_enough(password: object) -> TypeGuard[str]:
-    """Whether `password` is a string of at least MIN_PASSWORD_CHARS characters."""
-    return isinstance(password, str) and len(password) >= MIN_PASSWORD_CHARS
-
-
-def check_role_passwords(role_passwords: Mapping[str, str]) -> None:
-    """BootstrapError unless each password is for one of ROLES and long enough; it names
-    roles, never values. Runs before anything connects or changes."""
-    unknown_roles = set(role_passwords) - set(ROLES)
-    if unknown_roles:
-        raise BootstrapError(f"passwords given for unknown roles {sorted(unknown_roles)}; "
-                             f"roles are {', '.join(ROLES)}")
-    weak = sorted(role for role, password in role_passwords.items()
-                  if not long_enough(password))
-    if weak:
-        raise BootstrapError(f"the password given for {', '.join(weak)} is shorter than "
-                             f"{MIN_PASSWORD_CHARS} characters: generate one, e.g. python -c "
-                             "'import secrets; print(secrets.token_urlsafe(24))'")
-    # A generated password has none; a line break or carriage return is a copy from a file
-    # (`read` of a CRLF line), and the role would no longer log in with its secret's password.
-    copied = sorted(role for role, password in role_passwords.items()
-                    if _CONTROL_CHARACTER.search(password))
-    if copied:
-        raise BootstrapError(f"the password given for {', '.join(copied)} contains a line "
-                             "break or control character: remove it (a copy from a file?)")
 
 
 # Role passwords, or what reads them once the run holds the database (handler.py: a rotation
@@ -318,23 +247,6 @@ def _findings(conn: pg8000.native.Connection, version: int,
     restored = restore(conn, event_triggers(migrations, version), definitions(migrations))
     return (*(f"would restore: {item}" for item in restored),
             *(f"would refuse: {gap}" for gap in gaps(conn)), *stopped)
-
-
-def event_triggers(migrations: list[Migration], version: int) -> dict[str, str]:
-    """The event triggers a database at `version` has, each with the CREATE EVENT TRIGGER of
-    the newest migration that makes it: a repair re-creates a trigger exactly as the
-    migrations made it (boom_protect_tenant_tables' function ignores tags it predates). One a
-    later migration adds is left out: its function does not exist yet."""
-    first: dict[str, int] = {}  # the version that made each
-    newest: dict[str, str] = {}
-    for migration in migrations:
-        for statement in re.finditer(r"^CREATE EVENT TRIGGER (\w+) .*?;", migration.sql,
-                                     re.MULTILINE | re.DOTALL):
-            first.setdefault(statement[1], migration.version)
-            newest[statement[1]] = statement[0]
-    if EVENT_TRIGGER not in newest:
-        raise BootstrapError(f"no migration creates the event trigger {EVENT_TRIGGER}")
-    return {name: create for name, create in newest.items() if first[name] <= version}
 
 
 def current_version(conn: pg8000.native.Connection) -> int:

@@ -40,15 +40,11 @@ import logging
 import time
 from typing import Any
 
-from .bootstrap import (
-    LATEST_VERSION,
-    MAX_TRANSACTION_MINUTES,
-    BootstrapError,
-    apply,
-)
+from .bootstrap import MAX_TRANSACTION_MINUTES, BootstrapError, apply
 from .connection import close
 from .errors import bounded, unknown_names
 from .master_secret import connect_as_master, secrets_client
+from .migration_files import LATEST_VERSION
 from .repair import on_repair
 from .role_secrets import ROLE_FIELDS, current_passwords
 from .rotation import EVENT_FIELDS as ROTATION_FIELDS

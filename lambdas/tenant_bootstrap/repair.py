@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .bootstrap import LATEST_VERSION, BootstrapError, apply
+from .bootstrap import BootstrapError, apply
 from .connection import close
 from .errors import bounded
 from .master_secret import connect_as_master, secrets_client
+from .migration_files import LATEST_VERSION
 from .role_secrets import current_passwords
 from .scheduled_check import event_fields, role_secret_arns, unknown_fields
 

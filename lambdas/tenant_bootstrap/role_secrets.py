@@ -9,10 +9,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .bootstrap import MIN_PASSWORD_CHARS, long_enough
 from .connection import Connection, close, connect
 from .errors import BootstrapError
 from .master_secret import PASSWORD_REFUSED, secret_json
+from .passwords import MIN_PASSWORD_CHARS, long_enough
 from .rotation import pending_version
 
 ROLE_FIELDS = {"app_user": "AppUserSecretArn", "boom_owner": "OwnerSecretArn"}

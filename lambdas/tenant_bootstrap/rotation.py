@@ -41,7 +41,7 @@ from typing import Any
 import pg8000.native
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .bootstrap import ADVISORY_LOCK, MIN_PASSWORD_CHARS, long_enough, scram_verifier
+from .bootstrap import ADVISORY_LOCK
 from .connection import CONNECTION_LOST, DRIVER_ERRORS, close, connect
 from .deadline import Deadline
 from .errors import BootstrapError, reason
@@ -53,6 +53,7 @@ from .master_secret import (
     secret_version_json,
     secrets_client,
 )
+from .passwords import MIN_PASSWORD_CHARS, long_enough, scram_verifier
 
 OWNER_ROLE = "boom_owner"  # the master's role is its secret's username
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")

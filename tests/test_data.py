@@ -217,6 +217,17 @@ def test_redis_auth_token_is_a_secrets_manager_reference(synthesized: Synthesize
     token = json.dumps(props["AuthToken"])
     assert token.startswith('{"Fn::Join"') and "{{resolve:secretsmanager:" in token
     assert ":SecretString:token::}}" in token
+    # ... to the one secret that generates a "token" ElastiCache takes: 16 to 128 printable
+    # characters without @, " or / (punctuation excluded), KMS-encrypted, under its name.
+    [(secret_id, secret)] = synthesized.template("Data").find_resources(
+        "AWS::SecretsManager::Secret",
+        {"Properties": {"Name": f"boom/{synthesized.config.name}/redis/auth"}}).items()
+    assert {"Ref": secret_id} in props["AuthToken"]["Fn::Join"][1]
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert generate["GenerateStringKey"] == "token"
+    assert json.loads(generate["SecretStringTemplate"]) == {}
+    assert generate["ExcludePunctuation"] is True and 16 <= generate["PasswordLength"] <= 128
+    assert "KmsKeyId" in secret["Properties"]
 
 
 def test_no_secret_material_in_any_template(synthesized: Synthesized) -> None:

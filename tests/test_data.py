@@ -259,6 +259,44 @@ def test_backup_bucket_is_private_encrypted_versioned_logged(synthesized: Synthe
             if s["Effect"] == "Deny"]
 
 
+def test_both_buckets_outlive_the_stack_and_refuse_all_but_tls_1_2(
+        synthesized: Synthesized) -> None:
+    # The backups and their access logs, in every environment (dev included): a stack's
+    # deletion or a replacing update leaves them, and neither takes an ACL or plain HTTP.
+    template = synthesized.template("Data")
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    policies = {policy["Properties"]["Bucket"]["Ref"]: policy["Properties"]["PolicyDocument"]
+                for policy in template.find_resources("AWS::S3::BucketPolicy").values()}
+    for name, bucket in buckets.items():
+        assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        props = bucket["Properties"]
+        assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+        denied = [statement["Condition"] for statement in policies[name]["Statement"]
+                  if statement["Effect"] == "Deny" and statement["Action"] == "s3:*"]
+        assert denied == [{"Bool": {"aws:SecureTransport": "false"}},
+                          {"NumericLessThan": {"s3:TlsVersion": 1.2}}]
+
+
+def test_backups_use_an_s3_bucket_key_and_their_access_logs_sse_s3(
+        synthesized: Synthesized) -> None:
+    template = synthesized.template("Data")
+    [backups] = template.find_resources("AWS::S3::Bucket", {"Properties": {
+        "LoggingConfiguration": Match.object_like({"LogFilePrefix": "backup-bucket/"})}}).values()
+    # One data key per bucket, not a KMS request per object written or read.
+    [encryption] = backups["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["BucketKeyEnabled"] is True
+    # S3 server access logging delivers only to a bucket encrypted with S3's own keys.
+    logs_name = backups["Properties"]["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    logs = template.find_resources("AWS::S3::Bucket")[logs_name]["Properties"]
+    assert logs["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    assert logs["LifecycleConfiguration"] == {"Rules": [{
+        "Id": "ExpireAccessLogs", "ExpirationInDays": 365,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 30}, "Status": "Enabled"}]}
+
+
 def test_aws_backup_keeps_daily_database_backups_for_30_days(synthesized: Synthesized) -> None:
     synthesized.template("Data").has_resource_properties("AWS::Backup::BackupPlan", {
         "BackupPlan": Match.object_like({"BackupPlanRule": [Match.object_like({

@@ -205,6 +205,22 @@ def test_cache_matches_the_seed(synthesized: Synthesized) -> None:
     assert props["PreferredMaintenanceWindow"] == cache.maintenance_window == "sun:05:00-sun:06:00"
 
 
+def test_cache_lives_in_isolated_subnets_behind_its_own_group(synthesized: Synthesized) -> None:
+    template = synthesized.template("Data")
+    props = only(template, "AWS::ElastiCache::ReplicationGroup")["Properties"]
+    assert props["ReplicationGroupId"] == f"boom-{synthesized.config.name}-redis"
+    # Its own group, which opens nothing until grant_connect (not the VPC's default group).
+    [group_id] = props["SecurityGroupIds"]
+    assert group_id["Fn::GetAtt"][0].startswith("CacheSecurityGroup")
+    [(subnets_id, subnets)] = template.find_resources("AWS::ElastiCache::SubnetGroup").items()
+    assert props["CacheSubnetGroupName"] == {"Ref": subnets_id}
+    imports = json.dumps(subnets["Properties"]["SubnetIds"])
+    assert imports.count("IsolatedSubnet") == 3 and "PrivateSubnet" not in imports
+    # A client without TLS is refused, not merely offered it; minor versions apply themselves.
+    assert props["TransitEncryptionMode"] == "required"
+    assert props["AutoMinorVersionUpgrade"] is True
+
+
 def test_prod_cache_has_two_nodes_with_failover_across_zones(prod: Synthesized) -> None:
     props = only(prod.template("Data"), "AWS::ElastiCache::ReplicationGroup")["Properties"]
     assert (props["NumCacheClusters"], props["AutomaticFailoverEnabled"],

@@ -263,9 +263,11 @@ def test_backup_bucket_is_private_encrypted_versioned_logged(synthesized: Synthe
                                            "IgnorePublicAcls": True,
                                            "RestrictPublicBuckets": True},
         "LoggingConfiguration": Match.object_like({"LogFilePrefix": "backup-bucket/"}),
-        "LifecycleConfiguration": {"Rules": [Match.object_like({
-            "ExpirationInDays": 30, "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
-            "Status": "Enabled"})]},
+        "LifecycleConfiguration": {"Rules": [{
+            "Id": "BackupRetention", "ExpirationInDays": 30,
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+            "Status": "Enabled"}]},
     })
     policies = template.find_resources("AWS::S3::BucketPolicy")
     assert len(policies) == 2

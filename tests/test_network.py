@@ -24,6 +24,18 @@ def test_vpc_spans_three_named_zones_in_three_tiers(synthesized: Synthesized) ->
                for s in subnets.values() if "Public" in str(s["Properties"]["Tags"]))
 
 
+def test_the_vpcs_default_security_group_is_emptied(synthesized: Synthesized) -> None:
+    # Anything launched without a group of its own gets no traffic in or out (the CIS
+    # benchmark asks it of every VPC): CDK's
+    # custom resource strips the default group's rules, not only a cdk.json feature flag's
+    # promise of it.
+    resources = synthesized.template_json("Network")["Resources"]
+    [vpc_id] = [name for name, r in resources.items() if r["Type"] == "AWS::EC2::VPC"]
+    [restrict] = [r["Properties"] for r in resources.values()
+                  if r["Type"] == "Custom::VpcRestrictDefaultSG"]
+    assert restrict["DefaultSecurityGroupId"] == {"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
+
+
 def test_nat_gateways_one_in_dev_one_per_zone_in_prod(dev: Synthesized,
                                                       prod: Synthesized) -> None:
     dev.template("Network").resource_count_is("AWS::EC2::NatGateway", 1)

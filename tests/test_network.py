@@ -26,9 +26,8 @@ def test_vpc_spans_three_named_zones_in_three_tiers(synthesized: Synthesized) ->
 
 def test_the_vpcs_default_security_group_is_emptied(synthesized: Synthesized) -> None:
     # Anything launched without a group of its own gets no traffic in or out (the CIS
-    # benchmark asks it of every VPC): CDK's
-    # custom resource strips the default group's rules, not only a cdk.json feature flag's
-    # promise of it.
+    # benchmark asks it of every VPC): CDK's custom resource strips the default group's
+    # rules, which the construct asks for and not only a cdk.json feature flag.
     resources = synthesized.template_json("Network")["Resources"]
     [vpc_id] = [name for name, r in resources.items() if r["Type"] == "AWS::EC2::VPC"]
     [restrict] = [r["Properties"] for r in resources.values()

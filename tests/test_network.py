@@ -54,16 +54,28 @@ def test_isolated_subnets_have_no_route_out(synthesized: Synthesized) -> None:
 def test_flow_logs_go_to_an_encrypted_log_group_with_retention(
         synthesized: Synthesized) -> None:
     template = synthesized.template("Network")
-    template.has_resource_properties("AWS::EC2::FlowLog", {
-        "ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
-    template.has_resource_properties("AWS::Logs::LogGroup", {
-        "KmsKeyId": Match.any_value(),
-        "RetentionInDays": synthesized.config.network.flow_log_retention_days})
-    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-    # The flow-log role has a customer-managed policy, no inline policy.
+    resources = synthesized.template_json("Network")["Resources"]
+    [flow_log] = template.find_resources("AWS::EC2::FlowLog", {"Properties": {
+        "ResourceType": "VPC", "TrafficType": "ALL",
+        "LogDestinationType": "cloud-watch-logs"}}).values()
+    group_id = flow_log["Properties"]["LogGroupName"]["Ref"]
+    group = resources[group_id]["Properties"]
+    assert group["RetentionInDays"] == synthesized.config.network.flow_log_retention_days
+    key_id = group["KmsKeyId"]["Fn::GetAtt"][0]
+    assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
+    # The role the flow log delivers with is the service's, and may write to that group
+    # through a customer-managed policy attached to it (no inline policy anywhere).
+    role_id = flow_log["Properties"]["DeliverLogsPermissionArn"]["Fn::GetAtt"][0]
+    [assume] = resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert assume["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     template.resource_count_is("AWS::IAM::Policy", 0)
-    template.has_resource_properties("AWS::IAM::ManagedPolicy", {"PolicyDocument": {
-        "Statement": [Match.object_like({"Action": Match.array_with(["logs:PutLogEvents"])})]}})
+    [policy] = [r["Properties"] for r in resources.values()
+                if r["Type"] == "AWS::IAM::ManagedPolicy"
+                and {"Ref": role_id} in r["Properties"].get("Roles", [])]
+    [grant] = policy["PolicyDocument"]["Statement"]
+    assert (grant["Effect"], grant["Resource"]) == ("Allow", {"Fn::GetAtt": [group_id, "Arn"]})
+    assert sorted(grant["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams",
+                                       "logs:PutLogEvents"]
 
 
 def test_s3_gateway_endpoint_everywhere(synthesized: Synthesized) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk.assertions import Match
 
 from tests.fixture_synth import Synthesized
@@ -100,3 +102,16 @@ def test_interface_endpoints_follow_config(dev: Synthesized, staging: Synthesize
         "SecurityGroupIngress": [{"CidrIp": prod.config.network.cidr, "FromPort": 443,
                                   "ToPort": 443, "IpProtocol": "tcp",
                                   "Description": Match.any_value()}]})
+    # Under the services' own names (private DNS), so SDKs reach them without configuration,
+    # from the private subnets the workloads run in, behind that one group.
+    resources = prod.template_json("Network")["Resources"]
+    endpoints = [r["Properties"] for r in resources.values()
+                 if r["Type"] == "AWS::EC2::VPCEndpoint"
+                 and r["Properties"]["VpcEndpointType"] == "Interface"]
+    assert {e["PrivateDnsEnabled"] for e in endpoints} == {True}
+    assert {json.dumps(e["SecurityGroupIds"]) for e in endpoints} == {json.dumps(
+        [{"Fn::GetAtt": [name, "GroupId"]} for name in resources
+         if name.startswith("NetworkEndpointSecurityGroup")])}
+    for endpoint in endpoints:
+        subnets = [ref["Ref"] for ref in endpoint["SubnetIds"]]
+        assert len(subnets) == 3 and all("PrivateSubnet" in name for name in subnets)

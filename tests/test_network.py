@@ -21,6 +21,13 @@ def test_vpc_spans_three_named_zones_in_three_tiers(synthesized: Synthesized) ->
              if tag["Key"] == "aws-cdk:subnet-type"]
     assert sorted(set(tiers)) == ["Isolated", "Private", "Public"]
     assert all(tiers.count(t) == 3 for t in set(tiers))
+    # The private tier holds the cluster's pods, each with a VPC address (the VPC CNI): 4096
+    # a zone. The public tier holds NAT gateways and load balancers, the isolated one the
+    # data tier: 256 each.
+    prefixes = {(tag["Value"], s["Properties"]["CidrBlock"].split("/")[1])
+                for s in subnets.values() for tag in s["Properties"]["Tags"]
+                if tag["Key"] == "aws-cdk:subnet-type"}
+    assert prefixes == {("Public", "24"), ("Private", "20"), ("Isolated", "24")}
     # Nothing gets a public IP just by being launched in a public subnet.
     assert all(s["Properties"].get("MapPublicIpOnLaunch") is False
                for s in subnets.values() if "Public" in str(s["Properties"]["Tags"]))

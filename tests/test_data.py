@@ -123,10 +123,16 @@ def test_master_secret_is_generated_encrypted_and_rotated(synthesized: Synthesiz
 
 def test_database_log_groups_are_ours_encrypted_with_retention(
         synthesized: Synthesized) -> None:
-    name = f"/aws/rds/instance/boom-{synthesized.config.name}-db/postgresql"
-    synthesized.template("Data").has_resource_properties("AWS::Logs::LogGroup", {
-        "LogGroupName": name, "KmsKeyId": Match.any_value(),
-        "RetentionInDays": synthesized.config.database.log_retention_days})
+    # RDS exports into /aws/rds/instance/<identifier>/<log>, making the group itself (no key,
+    # kept forever) unless it exists: ours are named after the identifier the instance has.
+    identifier = f"boom-{synthesized.config.name}-db"
+    instance = only(synthesized.template("Data"), "AWS::RDS::DBInstance")["Properties"]
+    assert instance["DBInstanceIdentifier"] == identifier
+    for export in instance["EnableCloudwatchLogsExports"]:
+        synthesized.template("Data").has_resource_properties("AWS::Logs::LogGroup", {
+            "LogGroupName": f"/aws/rds/instance/{identifier}/{export}",
+            "KmsKeyId": Match.any_value(),
+            "RetentionInDays": synthesized.config.database.log_retention_days})
 
 
 def test_security_groups_open_nothing_by_default(synthesized: Synthesized) -> None:

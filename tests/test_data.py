@@ -41,6 +41,11 @@ def test_database_matches_the_seed(synthesized: Synthesized) -> None:
     assert props["EnableIAMDatabaseAuthentication"] is True
     assert props["EnableCloudwatchLogsExports"] == ["postgresql", "upgrade"]
     assert props["Port"] == "5432"
+    # Snapshots (RDS's and AWS Backup's) carry the instance's tags: cost and ownership.
+    assert props["CopyTagsToSnapshot"] is True
+    # The CA named, not RDS's default of the day: the bundle the functions and PgBouncer
+    # verify against must hold it, and a CA change is a deploy someone reviews.
+    assert props["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
 
 
 def test_multi_az_and_deletion_guards_only_outside_dev(dev: Synthesized, staging: Synthesized,
@@ -322,10 +327,30 @@ def test_backups_use_an_s3_bucket_key_and_their_access_logs_sse_s3(
 
 
 def test_aws_backup_keeps_daily_database_backups_for_30_days(synthesized: Synthesized) -> None:
-    synthesized.template("Data").has_resource_properties("AWS::Backup::BackupPlan", {
-        "BackupPlan": Match.object_like({"BackupPlanRule": [Match.object_like({
-            "Lifecycle": {"DeleteAfterDays": 30},
-            "ScheduleExpression": "cron(0 2 * * ? *)"})]})})
+    resources = synthesized.template_json("Data")["Resources"]
+
+    def one(type_: str) -> tuple[str, dict[str, Any]]:
+        [(name, resource)] = [(n, r) for n, r in resources.items() if r["Type"] == type_]
+        return name, resource
+
+    vault_id, vault = one("AWS::Backup::BackupVault")
+    plan_id, plan = one("AWS::Backup::BackupPlan")
+    _, selection = one("AWS::Backup::BackupSelection")
+    instance_id, _ = one("AWS::RDS::DBInstance")
+    [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+    # Into our vault (not a default one CDK would add), encrypted with the backup key, and
+    # kept when the stack goes.
+    assert rule["TargetBackupVault"] == {"Fn::GetAtt": [vault_id, "BackupVaultName"]}
+    assert vault["Properties"]["EncryptionKeyArn"]["Fn::GetAtt"][0].startswith("BackupKey")
+    assert (vault["DeletionPolicy"], vault["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    # At 02:00 UTC and started within the hour, so before RDS's own window (03:00-04:00).
+    assert rule["ScheduleExpression"] == "cron(0 2 * * ? *)"
+    assert (rule["StartWindowMinutes"], rule["CompletionWindowMinutes"]) == (60, 120)
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 30}
+    # Of the tenant database, and nothing else.
+    assert selection["Properties"]["BackupPlanId"] == {"Fn::GetAtt": [plan_id, "BackupPlanId"]}
+    [arn] = selection["Properties"]["BackupSelection"]["Resources"]
+    assert {"Ref": instance_id} in arn["Fn::Join"][1]
 
 
 def test_every_key_rotates_and_outlives_the_stack_outside_dev(dev: Synthesized,

@@ -23,7 +23,8 @@ class DatabaseBackupPlan(Construct):
         self.plan.add_rule(backup.BackupPlanRule(
             rule_name="Daily",
             backup_vault=self.vault,
-            # 02:00 UTC: finished before RDS's own backup window (03:00-04:00).
+            # 02:00 UTC and started within the hour, so before RDS's own backup window
+            # (03:00-04:00) opens; an incremental snapshot rarely needs the two hours.
             schedule_expression=events.Schedule.cron(minute="0", hour="2"),
             start_window=Duration.hours(1),
             completion_window=Duration.hours(2),

@@ -353,10 +353,25 @@ def test_aws_backup_keeps_daily_database_backups_for_30_days(synthesized: Synthe
     assert {"Ref": instance_id} in arn["Fn::Join"][1]
 
 
-def test_every_key_rotates_and_outlives_the_stack_outside_dev(dev: Synthesized,
-                                                             prod: Synthesized) -> None:
+def test_keys_rotate_and_keys_and_log_groups_outlive_the_stack_outside_dev(
+        dev: Synthesized, prod: Synthesized) -> None:
     for synth, policy in ((dev, "Delete"), (prod, "Retain")):
         keys = synth.template("Data").find_resources("AWS::KMS::Key")
         assert len(keys) == 5  # database, cache, backups, logs, alarms
         assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
         assert {k["DeletionPolicy"] for k in keys.values()} == {policy}
+        # A key scheduled for deletion can be cancelled for 30 days outside dev (KMS's
+        # longest), 7 in dev (its shortest).
+        assert {k["Properties"]["PendingWindowInDays"] for k in keys.values()} == \
+            {30 if policy == "Retain" else 7}
+        # Each findable by its purpose: alias/boom/<env>/<purpose>, one alias a key.
+        aliases = synth.template("Data").find_resources("AWS::KMS::Alias").values()
+        assert sorted(a["Properties"]["TargetKeyId"]["Fn::GetAtt"][0] for a in aliases) == \
+            sorted(keys)
+        assert {a["Properties"]["AliasName"] for a in aliases} == {
+            f"alias/boom/{synth.config.name}/{purpose}" for purpose in
+            ("database", "cache", "backups", "data-logs", "data-alarms")}
+        # Log groups go with a dev stack and stay with the others (their records outlive it).
+        log_groups = [g for part in ("Network", "Data") for g in synth.template_json(part)[
+            "Resources"].values() if g["Type"] == "AWS::Logs::LogGroup"]
+        assert len(log_groups) >= 5 and {g["DeletionPolicy"] for g in log_groups} == {policy}

@@ -136,6 +136,11 @@ def test_every_alarm_action_can_be_delivered(synthesized: Synthesized) -> None:
                                               f"{synthesized.config.primary_region}:{account}"
                                               ":alarm:*"}},
                     "Sid": "AllowThisAccountsCloudWatchAlarms"} in statements
+            # ... and nothing publishes to it over plain HTTP (the topic is TLS-only).
+            assert {"Effect": "Deny", "Action": "sns:Publish", "Principal": "*",
+                    "Resource": {"Ref": topic_id},
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    "Sid": "AllowPublishThroughSSLOnly"} in statements
             key_id = topics[topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
             assert {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                     "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Resource": "*"} in \

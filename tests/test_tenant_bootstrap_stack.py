@@ -272,6 +272,14 @@ def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> Non
     assert not list(asset.glob("*.dist-info/RECORD"))
     pg8000 = distribution("pg8000")
     assert (asset / f"pg8000-{pg8000.version}.dist-info" / "METADATA").is_file()
+    # Nothing compiled: the function runs on Graviton (arm64), these machines are x86-64,
+    # and the tests run this very asset.
+    assert not [p for p in asset.rglob("*") if p.suffix in (".so", ".pyd", ".dylib")]
+
+
+def test_the_function_runs_on_arm64(synthesized: Synthesized) -> None:
+    props = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")["Properties"]
+    assert props["Architectures"] == ["arm64"]
 
 
 def test_the_asset_is_tested_on_the_python_version_lambda_runs() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boom_stacks.constructs import python_bundle
-from boom_stacks.constructs.tenant_bootstrap import RUNTIME, VENDORED
+from boom_stacks.constructs.tenant_bootstrap import ASSET, RUNTIME
 
 RUNTIME_VERSION = RUNTIME.name.removeprefix("python")  # "3.13"
 
@@ -18,11 +18,8 @@ RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3
 
 
 def bundle(out: Path) -> Path:
-    """The asset exactly as `cdk synth` builds it."""
-    bundler = python_bundle._LocalBundling(python_bundle.LAMBDAS_DIR / "tenant_bootstrap",
-                                           VENDORED, rds_ca=True)
-    assert bundler.try_bundle(str(out)) is True
-    return out
+    """The asset exactly as `cdk synth` builds it: the function's own ASSET."""
+    return ASSET.bundle(out)
 
 
 def runtime_packages(out: Path) -> Path:

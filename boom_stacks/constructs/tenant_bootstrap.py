@@ -23,7 +23,7 @@ from constructs import Construct
 
 from boom_stacks.config import EnvironmentConfig
 from boom_stacks.constructs.log_groups import encrypted_log_group
-from boom_stacks.constructs.python_bundle import LAMBDAS_DIR, source_digest, vendored_python_code
+from boom_stacks.constructs.python_bundle import LAMBDAS_DIR, VendoredAsset, source_digest
 from boom_stacks.constructs.tenant_database import TenantDatabase
 from lambdas.tenant_bootstrap.migration_files import LATEST_VERSION
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
@@ -33,6 +33,8 @@ from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 # pg8000 and what it imports, pinned in requirements.txt (tests check this is the closure).
 VENDORED = ("pg8000", "scramp", "asn1crypto", "python-dateutil", "six")
+# The handler verifies the database's certificate against the bundled RDS CAs.
+ASSET = VendoredAsset("tenant_bootstrap", VENDORED, with_rds_ca=True)
 HANDLER = "tenant_bootstrap.handler.on_event"
 HTTPS = 443
 # The master secret's rotation schedule keeps the logical id CDK's add_rotation_single_user
@@ -82,7 +84,7 @@ class TenantBootstrap(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
-            code=vendored_python_code("tenant_bootstrap", VENDORED, with_rds_ca=True),
+            code=ASSET.code(),
             timeout=Duration.minutes(5),
             # CloudFormation's provider invokes it synchronously; the scheduled check
             # (TenantGuaranteeCheck) asynchronously, where a retry only doubles a check.

@@ -12,6 +12,7 @@ before Lambda would kill the run, and the error says what happened.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -24,8 +25,10 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap, handler
 from lambdas.tenant_bootstrap.connection import Connection, close, connect
 from lambdas.tenant_bootstrap.deadline import REPLY_GRACE_SECONDS
+from lambdas.tenant_bootstrap.errors import BootstrapError
 from lambdas.tenant_bootstrap.migration_files import Migration
 from tests.fixture_bootstrap import FreshDatabase, bootstrap_run_in_progress
+from tests.fixture_network import silent
 from tests.fixture_postgres import PostgresServer, backend_ended
 
 CONNECT_TIMEOUT = 1  # seconds: every wait below is longer
@@ -45,6 +48,17 @@ def test_the_connect_timeout_bounds_connecting_only(postgres: PostgresServer,
         conn.run(f"SELECT pg_sleep({CONNECT_TIMEOUT + 1})")  # pg8000 alone: TimeoutError
     finally:
         close(conn)
+
+
+def test_the_connect_timeout_bounds_a_connection_to_a_host_that_drops_packets(
+        postgres: PostgresServer, fresh: FreshDatabase) -> None:
+    # A security group or route that drops packets: the kernel alone would retry the SYN for
+    # about two minutes, past the Lambda's deadline, and end with no reason given.
+    started = time.monotonic()
+    with silent(postgres.port), pytest.raises(BootstrapError, match=re.escape(
+            f"cannot connect to {postgres.user}@{postgres.host}:{postgres.port}/{fresh.name}")):
+        connect_as_the_lambda(postgres, fresh.name)
+    assert time.monotonic() - started < CONNECT_TIMEOUT + 2
 
 
 @pytest.mark.parametrize("deadline_in", [None, 60.0], ids=["cli", "lambda"])

@@ -1,5 +1,5 @@
-"""The tenant bootstrap Lambda as Lambda runs it: the bundled asset, a bare interpreter of the
-runtime's Python version, and the runtime's own boto3 beside it."""
+"""The tenant bootstrap Lambda as Lambda runs it: a bare interpreter of the runtime's Python
+version, and the runtime's own boto3 beside the asset (the construct's `ASSET.bundle()`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boom_stacks.constructs import python_bundle
-from boom_stacks.constructs.tenant_bootstrap import ASSET, RUNTIME
+from boom_stacks.constructs.tenant_bootstrap import RUNTIME
 
 RUNTIME_VERSION = RUNTIME.name.removeprefix("python")  # "3.13"
 
 # What the Lambda runtime provides itself (in /var/runtime); the asset does not ship them.
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3")
-
-
-def bundle(out: Path) -> Path:
-    """The asset exactly as `cdk synth` builds it: the function's own ASSET."""
-    return ASSET.bundle(out)
 
 
 def runtime_packages(out: Path) -> Path:

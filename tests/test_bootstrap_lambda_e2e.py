@@ -16,8 +16,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from boom_stacks.constructs.tenant_bootstrap import ASSET
 from lambdas.tenant_bootstrap import bootstrap, master_secret, rotation, scheduled_check
-from tests.fixture_lambda import bundle, runtime_interpreter, runtime_packages
+from tests.fixture_lambda import runtime_interpreter, runtime_packages
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
@@ -40,7 +41,7 @@ except Exception as err:   # what the Lambda runtime reports as errorMessage
 
 @pytest.fixture(scope="module")
 def lambda_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return (bundle(tmp_path_factory.mktemp("task")),
+    return (ASSET.bundle(tmp_path_factory.mktemp("task")),
             runtime_packages(tmp_path_factory.mktemp("runtime")))
 
 

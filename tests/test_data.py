@@ -11,6 +11,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk.assertions import Match
 
 from tests.fixture_synth import Synthesized, cdk_json_context
+from tests.fixture_synth import one_data_resource_with_id as one_with_id
 
 
 def only(template: assertions.Template, type_: str) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def test_cache_lives_in_isolated_subnets_behind_its_own_group(synthesized: Synth
     # Its own group, which opens nothing until grant_connect (not the VPC's default group).
     [group_id] = props["SecurityGroupIds"]
     assert group_id["Fn::GetAtt"][0].startswith("CacheSecurityGroup")
-    [(subnets_id, subnets)] = template.find_resources("AWS::ElastiCache::SubnetGroup").items()
+    subnets_id, subnets = one_with_id(synthesized, "AWS::ElastiCache::SubnetGroup", "")
     assert props["CacheSubnetGroupName"] == {"Ref": subnets_id}
     imports = json.dumps(subnets["Properties"]["SubnetIds"])
     assert imports.count("IsolatedSubnet") == 3 and "PrivateSubnet" not in imports
@@ -327,16 +328,10 @@ def test_backups_use_an_s3_bucket_key_and_their_access_logs_sse_s3(
 
 
 def test_aws_backup_keeps_daily_database_backups_for_30_days(synthesized: Synthesized) -> None:
-    resources = synthesized.template_json("Data")["Resources"]
-
-    def one(type_: str) -> tuple[str, dict[str, Any]]:
-        [(name, resource)] = [(n, r) for n, r in resources.items() if r["Type"] == type_]
-        return name, resource
-
-    vault_id, vault = one("AWS::Backup::BackupVault")
-    plan_id, plan = one("AWS::Backup::BackupPlan")
-    _, selection = one("AWS::Backup::BackupSelection")
-    instance_id, _ = one("AWS::RDS::DBInstance")
+    vault_id, vault = one_with_id(synthesized, "AWS::Backup::BackupVault", "")
+    plan_id, plan = one_with_id(synthesized, "AWS::Backup::BackupPlan", "")
+    _, selection = one_with_id(synthesized, "AWS::Backup::BackupSelection", "")
+    instance_id, _ = one_with_id(synthesized, "AWS::RDS::DBInstance", "")
     [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
     # Into our vault (not a default one CDK would add), encrypted with the backup key, and
     # kept when the stack goes.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from aws_cdk.assertions import Match
 
@@ -37,11 +37,11 @@ def test_the_vpcs_default_security_group_is_emptied(synthesized: Synthesized) ->
     # Anything launched without a group of its own gets no traffic in or out (the CIS
     # benchmark asks it of every VPC): CDK's custom resource strips the default group's
     # rules, which the construct asks for and not only a cdk.json feature flag.
-    resources = synthesized.template_json("Network")["Resources"]
-    [vpc_id] = [name for name, r in resources.items() if r["Type"] == "AWS::EC2::VPC"]
-    [restrict] = [r["Properties"] for r in resources.values()
-                  if r["Type"] == "Custom::VpcRestrictDefaultSG"]
-    assert restrict["DefaultSecurityGroupId"] == {"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
+    template = synthesized.template("Network")
+    [vpc_id] = template.find_resources("AWS::EC2::VPC")
+    [restrict] = template.find_resources("Custom::VpcRestrictDefaultSG").values()
+    assert restrict["Properties"]["DefaultSecurityGroupId"] == {
+        "Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
 
 
 def test_nat_gateways_one_in_dev_one_per_zone_in_prod(dev: Synthesized,
@@ -78,10 +78,9 @@ def test_flow_logs_go_to_an_encrypted_log_group_with_retention(
     [assume] = resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert assume["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     template.resource_count_is("AWS::IAM::Policy", 0)
-    [policy] = [r["Properties"] for r in resources.values()
-                if r["Type"] == "AWS::IAM::ManagedPolicy"
-                and {"Ref": role_id} in r["Properties"].get("Roles", [])]
-    [grant] = policy["PolicyDocument"]["Statement"]
+    [policy] = template.find_resources("AWS::IAM::ManagedPolicy", {"Properties": {
+        "Roles": [{"Ref": role_id}]}}).values()
+    [grant] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert (grant["Effect"], grant["Resource"]) == ("Allow", {"Fn::GetAtt": [group_id, "Arn"]})
     assert sorted(grant["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams",
                                        "logs:PutLogEvents"]
@@ -96,10 +95,12 @@ def test_s3_gateway_endpoint_everywhere(synthesized: Synthesized) -> None:
 
 def test_interface_endpoints_follow_config(dev: Synthesized, staging: Synthesized,
                                            prod: Synthesized) -> None:
+    def interface_endpoints(s: Synthesized) -> list[dict[str, Any]]:
+        return [e["Properties"] for e in s.template("Network").find_resources(
+            "AWS::EC2::VPCEndpoint", {"Properties": {"VpcEndpointType": "Interface"}}).values()]
+
     def interface_services(s: Synthesized) -> list[str]:
-        endpoints = s.template("Network").find_resources(
-            "AWS::EC2::VPCEndpoint", {"Properties": {"VpcEndpointType": "Interface"}})
-        return sorted(e["Properties"]["ServiceName"].split(".")[-1] for e in endpoints.values())
+        return sorted(e["ServiceName"].split(".")[-1] for e in interface_endpoints(s))
 
     assert interface_services(dev) == []
     expected = ["dkr", "api", "logs", "secretsmanager", "sts"]
@@ -111,14 +112,12 @@ def test_interface_endpoints_follow_config(dev: Synthesized, staging: Synthesize
                                   "Description": Match.any_value()}]})
     # Under the services' own names (private DNS), so SDKs reach them without configuration,
     # from the private subnets the workloads run in, behind that one group.
-    resources = prod.template_json("Network")["Resources"]
-    endpoints = [r["Properties"] for r in resources.values()
-                 if r["Type"] == "AWS::EC2::VPCEndpoint"
-                 and r["Properties"]["VpcEndpointType"] == "Interface"]
+    endpoints = interface_endpoints(prod)
     assert {e["PrivateDnsEnabled"] for e in endpoints} == {True}
-    assert {json.dumps(e["SecurityGroupIds"]) for e in endpoints} == {json.dumps(
-        [{"Fn::GetAtt": [name, "GroupId"]} for name in resources
-         if name.startswith("NetworkEndpointSecurityGroup")])}
+    [group_id] = [name for name in prod.template("Network").find_resources(
+        "AWS::EC2::SecurityGroup") if name.startswith("NetworkEndpointSecurityGroup")]
+    assert all(e["SecurityGroupIds"] == [{"Fn::GetAtt": [group_id, "GroupId"]}]
+               for e in endpoints)
     for endpoint in endpoints:
         subnets = [ref["Ref"] for ref in endpoint["SubnetIds"]]
         assert len(subnets) == 3 and all("PrivateSubnet" in name for name in subnets)

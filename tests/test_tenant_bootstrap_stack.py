@@ -15,12 +15,17 @@ import pytest
 
 from boom_stacks import rds_ca
 from boom_stacks.constructs import python_bundle
-from boom_stacks.constructs.tenant_bootstrap import HANDLER, MASTER_ROTATION_LOGICAL_ID, VENDORED
+from boom_stacks.constructs.tenant_bootstrap import (
+    ASSET,
+    HANDLER,
+    MASTER_ROTATION_LOGICAL_ID,
+    VENDORED,
+)
 from lambdas.tenant_bootstrap import handler, master_secret
 from lambdas.tenant_bootstrap.bootstrap import DEFAULT_LOCK_WAIT, Connection
 from lambdas.tenant_bootstrap.migration_files import LATEST_VERSION
 from lambdas.tenant_bootstrap.rotation import MASTER_SECRET_VARIABLE
-from tests.fixture_lambda import RUNTIME_VERSION, bundle, interpreters, runtime_interpreter
+from tests.fixture_lambda import RUNTIME_VERSION, interpreters, runtime_interpreter
 from tests.fixture_paths import ROOT
 from tests.fixture_postgres import PostgresServer
 from tests.fixture_synth import Synthesized, one_data_resource_with_id
@@ -261,7 +266,7 @@ def test_bundling_stops_synth_with_the_fix_when_a_part_is_missing() -> None:
 
 @pytest.fixture(scope="module")
 def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bundle(tmp_path_factory.mktemp("asset"))
+    return ASSET.bundle(tmp_path_factory.mktemp("asset"))
 
 
 def test_the_asset_holds_the_handler_its_sql_and_no_bytecode(asset: Path) -> None:
@@ -318,7 +323,7 @@ def test_the_asset_bootstraps_a_real_database_with_nothing_but_the_standard_libr
 
 def test_bundling_twice_gives_identical_files(asset: Path, tmp_path: Path) -> None:
     # The asset hash is the files' hash: a rebuild must not make `cdk diff` show an update.
-    bundle(tmp_path)
+    ASSET.bundle(tmp_path)
 
     def tree(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}

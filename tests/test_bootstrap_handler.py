@@ -7,6 +7,7 @@ fix, and the database is exactly as it was (schema dump and recorded versions).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import re
@@ -230,6 +231,28 @@ def test_the_connection_limit_property_caps_app_user(postgres: PostgresServer,
     create["ResourceProperties"]["AppUserConnectionLimit"] = "120"
     handler.on_event(create)
     assert app_user_connection_limit(postgres) == 120
+
+
+def test_the_transaction_minutes_property_sets_the_bound_pg_crons_job_applies(
+        postgres: PostgresServer, aws: Secrets) -> None:
+    database = postgres.create_database()
+    master = aws.master(**master_values(postgres, database))
+    create = event("Create", aws, master)
+    create["ResourceProperties"]["AppUserTransactionMinutes"] = "25"
+    created = handler.on_event(create)
+
+    def bound() -> object:
+        conn = postgres.connect(database)
+        try:
+            return conn.run("SELECT bound FROM boom_meta.app_user_transaction_bound")
+        finally:
+            conn.close()
+
+    assert bound() == [[datetime.timedelta(minutes=25)]]  # 0014's default is 10
+    update = event("Update", aws, master, PhysicalResourceId=created["PhysicalResourceId"])
+    update["ResourceProperties"]["AppUserTransactionMinutes"] = "90"
+    handler.on_event(update)
+    assert bound() == [[datetime.timedelta(minutes=90)]]
 
 
 def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,

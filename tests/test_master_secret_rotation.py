@@ -7,7 +7,8 @@ What matters beyond the four steps: the database is never sent the password, so 
 can hold it (with a negative control: the statement AWS's rotation function sends puts it in
 the log); a retried setSecret finds the password already set; and a bootstrap run, a check or
 a repair logs in with the pending password while the rotation is between setSecret and
-finishSecret, or stopped there, which the check reports.
+finishSecret, or stopped there, which the check reports; and every secret read names the
+version it means, since moto and AWS disagree on what a read naming none returns.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import json
 import logging
 import secrets
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pg8000.native
 import pytest
 
@@ -197,6 +200,41 @@ def test_negative_control_without_the_pending_password_such_a_run_fails(
     monkeypatch.setattr(master_secret, "_pending_password", lambda *_: None)
     with pytest.raises(bootstrap.BootstrapError, match="password authentication failed"):
         deploy(aws, bootstrapped)
+
+
+@pytest.fixture
+def secret_reads() -> Iterator[list[dict[str, Any]]]:
+    """The parameters of every GetSecretValue call made by a client created from now on (the
+    code's own, from boto3's default session, whose event handlers each new client copies)."""
+    reads: list[dict[str, Any]] = []
+    events = boto3._get_default_session().events  # what boto3.client() uses; no public getter
+    hook = "before-parameter-build.secrets-manager.GetSecretValue"
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        reads.append(dict(params))
+
+    events.register(hook, record, unique_id="test-secret-reads")
+    yield reads
+    events.unregister(hook, unique_id="test-secret-reads")
+
+
+def test_every_secret_read_names_the_version_it_means(aws: Secrets, bootstrapped: OwnMaster,
+                                                      secret_reads: list[dict[str, Any]]) -> None:
+    # A read that names no version gets AWSCURRENT from AWS, and, mid-rotation, the pending
+    # version from moto (its RotateSecret makes that the default). The tests above run on
+    # moto's meaning alone: a pending-password read that named no version would read the
+    # current password in AWS, and the run would fail where these tests pass.
+    token = midway(aws, bootstrapped)
+    deploy(aws, bootstrapped)
+    handler.on_event(guarantee_event("Check", bootstrapped.arn, aws))
+    handler.on_event(guarantee_event("Repair", bootstrapped.arn, aws))
+    rotate(bootstrapped.arn, token, ("testSecret", "finishSecret"))
+    unnamed = [read for read in secret_reads
+               if not read.get("VersionStage") and not read.get("VersionId")]
+    assert unnamed == []
+    # The deploy, check and repair each read the master's pending password.
+    assert sum(read == {"SecretId": bootstrapped.arn, "VersionStage": "AWSPENDING"}
+               for read in secret_reads) >= 3
 
 
 def test_a_master_rotation_stopped_after_setSecret_is_a_finding_naming_how_to_finish_it(

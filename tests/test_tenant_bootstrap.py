@@ -26,6 +26,8 @@ from tests.fixture_paths import ROOT
 from tests.fixture_postgres import (
     PostgresServer,
     bootstrapped_database,
+    logs_in,
+    new_role_passwords,
 )
 from tests.fixture_synth import Synthesized
 from tests.fixture_tenants import (
@@ -207,6 +209,58 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
     assert again.returncode == 0, again.stderr
     assert (f"at version {bootstrap.LATEST_VERSION} (was {bootstrap.LATEST_VERSION}; applied: "
             "none; passwords set: none)") in again.stdout
+
+
+def test_cli_applies_up_to_the_target_version_then_the_rest(
+        postgres: PostgresServer, fresh: FreshDatabase,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    database = fresh.name
+    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
+    environ = {"PGPASSWORD": postgres.password}
+    assert main(["--dsn", dsn, "--target-version", "3"], environ=environ) == 0
+    assert f"{database} at version 3 (was 0; applied: 1, 2, 3;" in capsys.readouterr().out
+    assert [row[0] for row in versions(fresh.conn)] == [1, 2, 3]
+    assert main(["--dsn", dsn], environ=environ) == 0
+    rest = ", ".join(str(version) for version in range(4, bootstrap.LATEST_VERSION + 1))
+    assert f"at version {bootstrap.LATEST_VERSION} (was 3; applied: {rest};" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("role_passwords_back")
+def test_cli_sets_the_passwords_the_environment_gives(
+        postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
+    database = bootstrapped_database(postgres, role_passwords)
+    new = new_role_passwords()
+    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
+    assert main(["--dsn", dsn], environ={
+        "PGPASSWORD": postgres.password, "BOOM_APP_USER_PASSWORD": new["app_user"],
+        "BOOM_OWNER_PASSWORD": new["boom_owner"]}) == 0
+    for role in ("app_user", "boom_owner"):
+        assert logs_in(postgres, database, role, new[role])
+        assert not logs_in(postgres, database, role, role_passwords[role])
+
+
+def test_cli_without_a_dsn_says_what_it_needs_and_how_to_call_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([], environ={})
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m lambdas.tenant_bootstrap [-h] --dsn DSN")
+    assert "error: the following arguments are required: --dsn" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"], environ={})
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    # The module's first line, and each option with what it takes and what it does
+    assert "Operators and local databases: `python -m lambdas.tenant_bootstrap" in shown
+    for option, help_begins in [("--dsn DSN", "postgresql://user[:password]@host"),
+                                ("--target-version N", "apply up to this version"),
+                                ("--app-user-connection-limit N", "set app_user's CONNECTION"),
+                                ("--app-user-transaction-minutes N", "end app_user transactions"),
+                                ("--check", "change nothing")]:
+        assert re.search(rf"^  {re.escape(option)}\s+{re.escape(help_begins)}", shown, re.M), \
+            option
 
 
 def test_a_dsn_names_an_ipv6_host_in_brackets() -> None:

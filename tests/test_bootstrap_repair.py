@@ -4,7 +4,9 @@ from moto) without migrating, and refuses, changing nothing, where a deploy must
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,9 +14,12 @@ import pytest
 from lambdas.tenant_bootstrap import bootstrap, handler, repair
 from tests.fixture_bootstrap import (
     LATE_TABLE_RESTORED,
+    WAITING,
     bootstrap_run_in_progress,
+    in_background,
     late_table_drift,
 )
+from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, bootstrapped_database
 from tests.fixture_secrets import Secrets, guarantee_event, master_values, state
 
@@ -63,6 +68,30 @@ def test_a_repair_waits_for_a_deploys_run_in_progress_then_goes_through(
         assert repairing.is_alive() and outcome == {}  # waiting on the run's advisory lock
     repairing.join(10)
     assert outcome["Repaired"] == LATE_TABLE_RESTORED
+
+
+def test_a_repair_behind_a_long_run_ends_before_lambdas_timeout_and_changes_nothing(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str]) -> None:
+    # Given drift to repair, a deploy's run holding the database, and a Lambda with 1.5 s
+    # left beyond the handler's margin
+    database = bootstrapped_database(postgres, role_passwords)
+    late_table_drift(postgres, database)
+    event = repair_event(aws.master(**master_values(postgres, database)))
+    before = state(postgres, database)
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS + 1.5) * 1000))
+    # When the operator sends the repair
+    started = time.monotonic()
+    with bootstrap_run_in_progress(postgres, database):
+        repairing, outcome = in_background(lambda: handler.on_event(event, context))
+        repairing.join(WAITING)  # (without a deadline it would wait for as long as the run)
+        ended = time.monotonic() - started
+    # Then it gave up in time, saying why and what next, and nothing changed
+    assert not repairing.is_alive() and ended < handler.DEADLINE_MARGIN_SECONDS + 1.5
+    assert isinstance(outcome.get("error"), bootstrap.BootstrapError), outcome
+    assert re.search("repair failed, nothing was changed: the repair would not have ended "
+                     "before the Lambda's timeout .* Invoke the repair again",
+                     str(outcome["error"]))
+    assert state(postgres, database) == before
 
 
 @pytest.mark.parametrize("behind", [True, False])

@@ -26,6 +26,7 @@ from tests.fixture_bootstrap import (
     late_table_drift,
     trigger_off,
 )
+from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, bootstrapped_database, free_port
 from tests.fixture_secrets import Secrets, denied, guarantee_event, master_values, state
 
@@ -137,6 +138,24 @@ def test_a_server_without_pg_cron_is_a_finding_where_the_schedule_requires_it(
     [document] = emitted(capsys.readouterr().out)
     assert document[scheduled_check.METRIC_NAME] == 1
     assert handler.on_event(check_event(master, RequirePgCron=False))["Findings"] == []
+
+
+def test_a_check_with_no_time_left_before_lambdas_timeout_says_so_as_a_finding(
+        postgres: PostgresServer, aws: Secrets, role_passwords: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Lambda's remaining time already inside the handler's margin: the check starts no
+    # statement it could not finish, and says why, in the metric and the invocation's error.
+    master = aws.master(**master_values(postgres, bootstrapped_database(postgres,
+                                                                        role_passwords)))
+    context = LambdaContext(int((handler.DEADLINE_MARGIN_SECONDS - 1) * 1000))
+    with pytest.raises(bootstrap.BootstrapError, match="^check failed, nothing was changed: "
+                       "the check would not have ended before the Lambda's timeout"):
+        handler.on_event(check_event(master), context)
+    [document] = emitted(capsys.readouterr().out)
+    assert emf_metrics(json.dumps(document)) == {scheduled_check.METRIC_NAME: 1}
+    [finding] = document["Findings"]
+    assert finding.startswith("could not check: check failed, nothing was changed: the check "
+                              "would not have ended")
 
 
 @pytest.mark.parametrize("problem", ["unreachable", "wrong password"])

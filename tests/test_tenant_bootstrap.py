@@ -241,7 +241,8 @@ def test_cli_sets_the_passwords_the_environment_gives(
 
 
 def test_cli_without_a_dsn_says_what_it_needs_and_how_to_call_it(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps help to the terminal's width
     with pytest.raises(SystemExit) as exited:
         main([], environ={})
     assert exited.value.code == 2

@@ -124,6 +124,11 @@ class PostgresServer:
             user or self.user, host=self.host, port=port or self.port, database=database,
             password=password if user else self.password, ssl_context=context, timeout=30)
 
+    def dsn(self, database: str) -> str:
+        """`database`'s DSN for the CLI (`--dsn`), as the superuser over verified TLS."""
+        return (f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+                f"?sslmode=verify-full&sslrootcert={self.ca_file}")
+
     @property
     def postmaster_pid(self) -> int:
         """The server's main process (the first line of its postmaster.pid); after a

@@ -7,7 +7,6 @@ fix, and the database is exactly as it was (schema dump and recorded versions).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import logging
 import re
@@ -22,6 +21,7 @@ import pytest
 
 from lambdas.tenant_bootstrap import bootstrap, errors, handler, master_secret
 from tests.fixture_bootstrap import WAITING, bootstrap_run_in_progress, eventually, in_background
+from tests.fixture_cron import bound
 from tests.fixture_lambda import LambdaContext
 from tests.fixture_postgres import PostgresServer, free_port
 from tests.fixture_secrets import Secrets, master_values, state
@@ -240,19 +240,15 @@ def test_the_transaction_minutes_property_sets_the_bound_pg_crons_job_applies(
     create = event("Create", aws, master)
     create["ResourceProperties"]["AppUserTransactionMinutes"] = "25"
     created = handler.on_event(create)
-
-    def bound() -> object:
-        conn = postgres.connect(database)
-        try:
-            return conn.run("SELECT bound FROM boom_meta.app_user_transaction_bound")
-        finally:
-            conn.close()
-
-    assert bound() == [[datetime.timedelta(minutes=25)]]  # 0014's default is 10
-    update = event("Update", aws, master, PhysicalResourceId=created["PhysicalResourceId"])
-    update["ResourceProperties"]["AppUserTransactionMinutes"] = "90"
-    handler.on_event(update)
-    assert bound() == [[datetime.timedelta(minutes=90)]]
+    conn = postgres.connect(database)
+    try:
+        assert bound(conn) == "00:25:00"  # 0014's default is 10 minutes
+        update = event("Update", aws, master, PhysicalResourceId=created["PhysicalResourceId"])
+        update["ResourceProperties"]["AppUserTransactionMinutes"] = "90"
+        handler.on_event(update)
+        assert bound(conn) == "01:30:00"
+    finally:
+        conn.close()
 
 
 def test_unreachable_host_fails_clearly(postgres: PostgresServer, aws: Secrets,

@@ -355,9 +355,8 @@ def test_a_bound_for_a_version_without_one_is_refused_and_changes_nothing(
 
 def test_cli_sets_the_bound(postgres: PostgresServer) -> None:
     database = postgres.create_database()
-    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
-    assert main(["--dsn", dsn, "--app-user-transaction-minutes", "30"],
-                environ={"PGPASSWORD": postgres.password}) == 0
+    assert main(["--dsn", postgres.dsn(database), "--app-user-transaction-minutes", "30"],
+                environ={}) == 0
     conn = postgres.connect(database)
     try:
         assert bound(conn) == "00:30:00"

@@ -214,13 +214,11 @@ def test_cli_applies_the_bootstrap(postgres: PostgresServer,
 def test_cli_applies_up_to_the_target_version_then_the_rest(
         postgres: PostgresServer, fresh: FreshDatabase,
         capsys: pytest.CaptureFixture[str]) -> None:
-    database = fresh.name
-    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
-    environ = {"PGPASSWORD": postgres.password}
-    assert main(["--dsn", dsn, "--target-version", "3"], environ=environ) == 0
-    assert f"{database} at version 3 (was 0; applied: 1, 2, 3;" in capsys.readouterr().out
+    dsn = postgres.dsn(fresh.name)
+    assert main(["--dsn", dsn, "--target-version", "3"], environ={}) == 0
+    assert f"{fresh.name} at version 3 (was 0; applied: 1, 2, 3;" in capsys.readouterr().out
     assert [row[0] for row in versions(fresh.conn)] == [1, 2, 3]
-    assert main(["--dsn", dsn], environ=environ) == 0
+    assert main(["--dsn", dsn], environ={}) == 0
     rest = ", ".join(str(version) for version in range(4, bootstrap.LATEST_VERSION + 1))
     assert f"at version {bootstrap.LATEST_VERSION} (was 3; applied: {rest};" in \
         capsys.readouterr().out
@@ -231,10 +229,8 @@ def test_cli_sets_the_passwords_the_environment_gives(
         postgres: PostgresServer, role_passwords: dict[str, str]) -> None:
     database = bootstrapped_database(postgres, role_passwords)
     new = new_role_passwords()
-    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
-    assert main(["--dsn", dsn], environ={
-        "PGPASSWORD": postgres.password, "BOOM_APP_USER_PASSWORD": new["app_user"],
-        "BOOM_OWNER_PASSWORD": new["boom_owner"]}) == 0
+    assert main(["--dsn", postgres.dsn(database)], environ={
+        "BOOM_APP_USER_PASSWORD": new["app_user"], "BOOM_OWNER_PASSWORD": new["boom_owner"]}) == 0
     for role in ("app_user", "boom_owner"):
         assert logs_in(postgres, database, role, new[role])
         assert not logs_in(postgres, database, role, role_passwords[role])
@@ -549,9 +545,8 @@ def test_the_least_connection_limit_one_is_taken(postgres: PostgresServer,
 @pytest.mark.usefixtures("unlimited_app_user_afterwards")
 def test_cli_sets_the_connection_limit(postgres: PostgresServer) -> None:
     database = postgres.create_database()
-    dsn = f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}?sslmode=disable"
-    assert main(["--dsn", dsn, "--app-user-connection-limit", "72"],
-                environ={"PGPASSWORD": postgres.password}) == 0
+    assert main(["--dsn", postgres.dsn(database), "--app-user-connection-limit", "72"],
+                environ={}) == 0
     assert app_user_connection_limit(postgres) == 72
 
 

@@ -26,11 +26,6 @@ from tests.fixture_tenants import TENANT_A, connect_as, left_open, widening
 TRIGGER = "boom_protect_tenant_tables"
 
 
-def dsn(postgres: PostgresServer, database: str) -> str:
-    return (f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
-            f"?sslmode=verify-full&sslrootcert={postgres.ca_file}")
-
-
 def drift(fresh: FreshDatabase) -> None:
     """What an operator or app_user may undo between deploys: the trigger disabled, a tenant
     table made meanwhile, a role setting, TEMPORARY back on PUBLIC."""
@@ -44,7 +39,7 @@ def test_a_database_as_the_bootstrap_left_it_has_no_findings(
         postgres: PostgresServer, fresh: FreshDatabase, capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap.apply(fresh.conn)
     assert bootstrap.check(fresh.conn) == bootstrap.Check(bootstrap.LATEST_VERSION, ())
-    assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == 0
+    assert main(["--check", "--dsn", postgres.dsn(fresh.name)], environ={}) == 0
     assert capsys.readouterr().out == (
         f"tenant bootstrap: {fresh.name} at version {bootstrap.LATEST_VERSION}: 0 finding(s), "
         "nothing changed\n")
@@ -70,7 +65,7 @@ def test_drift_is_listed_as_what_a_run_would_restore_and_nothing_changes(
     before = schema_dump(postgres, fresh.name)
     found = bootstrap.check(fresh.conn)
     # 3, as the README says, apart from 1 (the check failed) and 0 (nothing found)
-    assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == CHECK_FOUND == 3
+    assert main(["--check", "--dsn", postgres.dsn(fresh.name)], environ={}) == CHECK_FOUND == 3
     assert schema_dump(postgres, fresh.name) == before  # and the settings and grants:
     assert fresh.conn.run("SELECT count(*) FROM app.audit_role_settings()") != [[0]]
     assert fresh.conn.run("SELECT count(*) FROM app.audit_database()") == [[1]]
@@ -216,7 +211,7 @@ def test_a_check_beside_a_bootstrap_run_is_skipped_not_raced(
         with pytest.raises(BootstrapRunning, match="check skipped: a bootstrap run, or a "
                                                    "rotation's setSecret, is in progress"):
             bootstrap.check(fresh.conn)
-        assert main(["--check", "--dsn", dsn(postgres, fresh.name)], environ={}) == 1
+        assert main(["--check", "--dsn", postgres.dsn(fresh.name)], environ={}) == 1
         assert "tenant bootstrap: check skipped" in capsys.readouterr().err
     # and once the run is over, the check looks again
     assert bootstrap.check(fresh.conn).findings == (
